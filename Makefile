@@ -1,0 +1,23 @@
+# The two commands of a fresh machine: `make demo` (the main job) and `make test`.
+# Each builds ./venv from the requirements files first (again only when they change).
+PYTHON ?= python3
+VENV := venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt functions/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m sandbox up --stack dev
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest
