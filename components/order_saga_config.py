@@ -22,7 +22,6 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 
 
-
 def _matching(regex: str, what: str) -> AfterValidator:
     """A string check whose error says in words what is allowed."""
     compiled = re.compile(regex)
@@ -62,9 +61,7 @@ class OrderSagaConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    saga_mode: Literal["choreography", "orchestration", "both"] = Field(
-        "both", alias="sagaMode"
-    )
+    saga_mode: Literal["choreography", "orchestration", "both"] = Field("both", alias="sagaMode")
     high_value_threshold: float = Field(1000.0, alias="highValueThreshold", gt=0)
     default_currency: Currency = Field("USD", alias="defaultCurrency")
     archive_retention_days: int = Field(30, alias="archiveRetentionDays", ge=1, le=3650)
@@ -75,15 +72,11 @@ class OrderSagaConfig(BaseModel):
     lambda_architecture: Literal["arm64", "x86_64"] = Field("arm64", alias="lambdaArchitecture")
     reserved_concurrency: int | None = Field(None, alias="reservedConcurrency", ge=1)
     deletion_protection: bool = Field(False, alias="deletionProtection")
-    state_machine_type: Literal["STANDARD", "EXPRESS"] = Field(
-        "STANDARD", alias="stateMachineType"
-    )
+    state_machine_type: Literal["STANDARD", "EXPRESS"] = Field("STANDARD", alias="stateMachineType")
     snapshot_every: int = Field(50, alias="snapshotEvery", ge=1, le=10_000)
     dlq_alarm_threshold: int = Field(1, alias="dlqAlarmThreshold", ge=1)
     alert_email: Email | None = Field(None, alias="alertEmail")
-    partner_account_ids: list[AccountId] = Field(
-        default_factory=list, alias="partnerAccountIds"
-    )
+    partner_account_ids: list[AccountId] = Field(default_factory=list, alias="partnerAccountIds")
     partner_organization_id: OrganizationId | None = Field(None, alias="partnerOrganizationId")
     forward_to_bus_arn: BusArn | None = Field(None, alias="forwardToBusArn")
     forward_detail_types: list[str] = Field(default_factory=list, alias="forwardDetailTypes")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.sync_await import _sync_await
 
@@ -63,8 +64,8 @@ def _physical_name(typ: str, name: str, inputs: Mapping[str, Any]) -> str:
 
 def _arn(typ: str, physical: str, inputs: Mapping[str, Any], account: str, region: str) -> str:
     """The ARN AWS would give a resource of this type, for the types that have one."""
-    svc = typ.split(":")[1].split("/")[0]
-    kind = typ.split(":")[-1]
+    svc = typ.split(":")[1].split("/", maxsplit=1)[0]
+    kind = typ.rsplit(":", maxsplit=1)[-1]
     p = f"arn:aws:{{}}:{region}:{account}:"
     table: dict[str, str] = {
         "aws:sqs/queue:Queue": p.format("sqs") + physical,
@@ -143,9 +144,9 @@ def _policy_document(args: Mapping[str, Any]) -> dict[str, Any]:
         for pr in st.get("principals") or []:
             out.setdefault("Principal", {})[pr["type"]] = pr["identifiers"]
         for cond in st.get("conditions") or []:
-            out.setdefault("Condition", {}).setdefault(cond["test"], {})[cond["variable"]] = (
-                cond["values"]
-            )
+            out.setdefault("Condition", {}).setdefault(cond["test"], {})[cond["variable"]] = cond[
+                "values"
+            ]
         statements.append(out)
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -173,7 +174,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 parent=getattr(self.current, "parent", None),
                 inputs=dict(args.inputs),
                 outputs=outputs,
-                custom=args.custom,
+                custom=bool(args.custom),
             )
         )
         return resource_id, outputs
@@ -182,7 +183,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         """Create one custom resource; the sandbox overrides this to create it in moto."""
         return computed_outputs(args.typ, args.name, args.inputs, self.account, self.region)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:  # type: ignore[override]
         token = args.token
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
@@ -190,13 +191,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "arn": f"arn:aws:iam::{self.account}:user/deployer",
                 "userId": "AIDADEPLOYER",
                 "id": self.account,
-            }, None
+            }
         if token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region, "id": self.region}, None
+            return {"name": self.region, "region": self.region, "id": self.region}
         if token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, None
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
-            return {"json": json.dumps(_policy_document(args.args)), "id": "policy"}, None
+            return {"json": json.dumps(_policy_document(args.args)), "id": "policy"}
         raise NotImplementedError(f"the mocks do not implement the invoke {token!r}")
 
 
@@ -207,7 +208,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorder = mocks
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:
         self.recorder.current.urn = self.make_urn(request.parent, request.type, request.name)
         self.recorder.current.parent = request.parent or None
         return super().RegisterResource(request)
@@ -248,7 +249,7 @@ class Deployment:
 
 
 def _find_unknown(value: Any, path: str) -> str | None:
-    if value == _UNKNOWN_SENTINEL:
+    if isinstance(value, Unknown) or (isinstance(value, str) and value == _UNKNOWN_SENTINEL):
         return path
     if isinstance(value, dict):
         for k, v in value.items():
@@ -279,16 +280,22 @@ def deploy(
     project: str = "order-saga",
     stack: str = "dev",
     mocks: RecordingMocks | None = None,
+    preview: bool = True,
 ) -> Deployment:
     """Run `program` under recording mocks; `config` keys are full (`ns:key`) or bare.
 
     Returns every resource with fully known inputs. Raises what the program raises.
+    By default it runs as `pulumi preview` does: an output the mocks did not compute
+    stays unknown, so an input that depends on it fails the deployment here (under
+    `preview=False` a missing output would silently read as None).
     """
     recorder = mocks or RecordingMocks()
     # Each run gets a fresh event loop and fresh runtime settings.
     asyncio.set_event_loop(asyncio.new_event_loop())
+    # A fresh root stack, so exports of an earlier run (even a failed one) don't leak in.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(
-        recorder, project=project, stack=stack, preview=False, monitor=RecordingMonitor(recorder)
+        recorder, project=project, stack=stack, preview=preview, monitor=RecordingMonitor(recorder)
     )
     full: dict[str, str] = {}
     for key, value in (config or {}).items():

@@ -1,0 +1,67 @@
+"""`sandbox up`: run the program under recording mocks and summarise what it declares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sandbox.mock_deploy import Deployment, Resource, run_program_file
+from sandbox.stack_files import ROOT, stack_config
+
+# The settings worth seeing at a glance, per resource type (camelCase input names).
+KEY_SETTINGS: Mapping[str, tuple[str, ...]] = {
+    "aws:sqs/queue:Queue": (
+        "fifoQueue",
+        "visibilityTimeoutSeconds",
+        "messageRetentionSeconds",
+        "sqsManagedSseEnabled",
+        "kmsMasterKeyId",
+    ),
+    "aws:dynamodb/table:Table": ("hashKey", "rangeKey", "streamViewType", "billingMode"),
+    "aws:lambda/function:Function": ("runtime", "handler", "timeout", "memorySize"),
+    "aws:kinesis/stream:Stream": ("retentionPeriod", "encryptionType"),
+    "aws:cloudwatch/eventArchive:EventArchive": ("retentionDays",),
+    "aws:cloudwatch/eventRule:EventRule": ("eventPattern",),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": ("metricName", "threshold"),
+    "aws:cloudwatch/logGroup:LogGroup": ("retentionInDays",),
+    "aws:sfn/stateMachine:StateMachine": ("type",),
+}
+
+
+def deploy_stack(stack: str) -> Deployment:
+    """Run __main__.py for `stack` exactly as `pulumi up` would, under mocks."""
+    return run_program_file(ROOT / "__main__.py", stack=stack, config=stack_config(stack))
+
+
+def _settings(resource: Resource) -> str:
+    shown = []
+    for key in KEY_SETTINGS.get(resource.typ, ()):
+        value: Any = resource.inputs.get(key)
+        if value is None:
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = str(value)
+        shown.append(f"{key}={text if len(text) <= 60 else text[:57] + '...'}")
+    return " ".join(shown)
+
+
+def render(deployment: Deployment, stack: str) -> str:
+    """A `pulumi up`-like table: type, name, key settings; then counts and outputs."""
+    rows = [(r.typ, r.name, _settings(r)) for r in deployment]
+    width_t = max((len(t) for t, _, _ in rows), default=4)
+    width_n = max((len(n) for _, n, _ in rows), default=4)
+    lines = [f"Stack order-saga-{stack} (mocked deployment: nothing was sent to AWS)", ""]
+    lines.append(f"  {'Type'.ljust(width_t)}  {'Name'.ljust(width_n)}  Key settings")
+    for typ, name, settings in rows:
+        lines.append(f"+ {typ.ljust(width_t)}  {name.ljust(width_n)}  {settings}".rstrip())
+    custom = sum(1 for r in deployment if r.custom)
+    lines += ["", f"Resources: {custom} to create ({len(rows) - custom} components)"]
+    if deployment.outputs:
+        lines += ["", "Outputs:"]
+        lines += [f"  {k}: {v}" for k, v in sorted(deployment.outputs.items())]
+    return "\n".join(lines)
+
+
+def run_up(stack: str) -> str:
+    return render(deploy_stack(stack), stack)

@@ -1,0 +1,136 @@
+"""The stack config is validated before any resource exists, with messages that name
+the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.config import ConfigError, parse_config
+from components.order_saga_config import NAMESPACE, OrderSagaConfig
+from sandbox.mock_deploy import run_program_file
+from sandbox.stack_files import stack_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ROOT / "__main__.py"
+
+
+def parse(**values: str) -> OrderSagaConfig:
+    return parse_config(OrderSagaConfig, values, NAMESPACE)
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    config = parse()
+    assert config.saga_mode == "both"
+    assert config.high_value_threshold == 1000.0
+    assert config.archive_retention_days == 30
+    assert config.log_retention_days == 14
+    assert config.deletion_protection is False
+    assert config.partner_account_ids == []
+
+
+def test_values_arrive_as_strings_and_json_like_from_the_cli() -> None:
+    config = parse(
+        sagaMode="orchestration",
+        highValueThreshold="2500.5",
+        deletionProtection="true",
+        partnerAccountIds='["111122223333", "444455556666"]',
+        reservedConcurrency="20",
+    )
+    assert config.saga_mode == "orchestration"
+    assert config.high_value_threshold == 2500.5
+    assert config.deletion_protection is True
+    assert config.partner_account_ids == ["111122223333", "444455556666"]
+    assert config.reserved_concurrency == 20
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "sagaMode",
+            "chaos",
+            "order-saga:sagaMode = 'chaos': must be one of 'choreography', "
+            "'orchestration' or 'both'",
+        ),
+        (
+            "archiveRetentionDays",
+            "-3",
+            "order-saga:archiveRetentionDays = '-3': must be a number greater than or equal to 1",
+        ),
+        (
+            "highValueThreshold",
+            "lots",
+            "order-saga:highValueThreshold = 'lots': must be a valid number",
+        ),
+        (
+            "partnerAccountIds",
+            '["12345"]',
+            "order-saga:partnerAccountIds.0 = '12345': must be a 12-digit AWS account id",
+        ),
+        (
+            "logRetentionDays",
+            "10",
+            "order-saga:logRetentionDays = '10': must be one of the CloudWatch Logs retention "
+            "periods: 1, 3, 5, 7, 14, 30",
+        ),
+        (
+            "forwardToBusArn",
+            "my-bus",
+            "order-saga:forwardToBusArn = 'my-bus': must be an event bus ARN like",
+        ),
+        (
+            "sagaMod",
+            "both",
+            "order-saga:sagaMod = 'both': unknown key; allowed keys: activityStreamShards,",
+        ),
+    ],
+)
+def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(
+    key: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(**{key: value})
+    assert message in str(raised.value)
+
+
+def test_every_problem_is_reported_in_one_message() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(sagaMode="x", snapshotEvery="0", alertEmail="nobody")
+    text = str(raised.value)
+    assert text.startswith("Invalid stack config:")
+    assert "order-saga:sagaMode = 'x'" in text
+    assert "order-saga:snapshotEvery = '0'" in text
+    assert "order-saga:alertEmail = 'nobody': must be an email address" in text
+
+
+def test_the_program_stops_before_declaring_anything_on_bad_config() -> None:
+    config = {**stack_config("dev"), "order-saga:sagaMode": "chaos"}
+    with pytest.raises(ConfigError, match=r"order-saga:sagaMode = 'chaos'"):
+        run_program_file(PROGRAM, stack="dev", config=config)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_committed_stack_files_are_valid(stack: str) -> None:
+    values = {
+        k.split(":", 1)[1]: v for k, v in stack_config(stack).items() if k.startswith("order-saga:")
+    }
+    parse(**values)  # raises on any bad key
+
+
+def test_prod_is_stricter_than_dev() -> None:
+    def load(stack: str) -> OrderSagaConfig:
+        values = {
+            k.split(":", 1)[1]: v
+            for k, v in stack_config(stack).items()
+            if k.startswith("order-saga:")
+        }
+        return parse(**values)
+
+    dev, prod = load("dev"), load("prod")
+    assert prod.deletion_protection and not dev.deletion_protection
+    assert prod.archive_retention_days > dev.archive_retention_days
+    assert prod.log_retention_days > dev.log_retention_days
+    assert prod.alert_email and not dev.alert_email
+    assert prod.reserved_concurrency is not None
