@@ -18,6 +18,7 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/actionlint .github/workflows/*.yml
 
 test: lint
 	$(PY) -m pytest

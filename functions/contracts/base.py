@@ -104,6 +104,9 @@ class ContractModel(BaseModel):
         extra="ignore",
         # The schema describes what producers emit: every field, defaults included.
         json_schema_serialization_defaults_required=True,
+        # Build each validator on first use: a handler pays only for the models it uses
+        # (cold start), not for all of them at import.
+        defer_build=True,
     )
 
 

@@ -157,13 +157,14 @@ def _to_draft4(node: Any) -> Any:
 def detail_schema(model: type[Event]) -> dict[str, Any]:
     """Draft 4 schema of a model's `detail`, nested models under `definitions`."""
     schema = model.model_json_schema(mode="serialization", ref_template="#/definitions/{model}")
-    return _to_draft4(schema)  # type: ignore[no-any-return]
+    return {"$schema": DRAFT4, **_to_draft4(schema)}
 
 
 def event_schema(model: type[Event]) -> dict[str, Any]:
     """Draft 4 schema of the whole EventBridge event of a model (envelope + detail), the
     shape the schema registry discovers and generates code bindings from."""
     detail = detail_schema(model)
+    del detail["$schema"]
     definitions = detail.pop("definitions", {})
     name = model.__name__
     definitions[name] = detail

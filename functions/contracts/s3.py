@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _AwsModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, defer_build=True)
 
 
 class S3Bucket(_AwsModel):
