@@ -260,3 +260,59 @@ def grant_policy(
         policy=policy_document(statements),
         opts=pulumi.ResourceOptions(parent=parent),
     )
+
+
+# Stands in for "this key" while policy_document checks and renders a key policy's
+# statements; it never reaches a rendered document.
+_THIS_KEY = "arn:aws:kms:::key/this-key"
+
+
+def key_policy_document(
+    statements: Sequence[Statement], *, account_id: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """A KMS key policy: AWS's default statement plus `statements`.
+
+    The first statement is the one AWS writes when a key is created without a policy:
+    the account root gets `kms:*`, which hands control of the key to the account's IAM
+    policies (without it the key becomes unmanageable). `statements` add what IAM
+    policies cannot grant, typically to service principals. In a key policy the only
+    resource is "*", meaning "this key": each statement must say `resources=["*"]`
+    and name its principals; actions are still checked by `policy_document`.
+    """
+    for st in statements:
+        if list(st.resources) != ["*"]:
+            raise PolicyViolation(
+                f"key policy statement {st.sid or st.actions}: resources must be ['*'] "
+                "(in a key policy '*' means this key)"
+            )
+        if not st.principals and not st.allow_any_principal:
+            raise PolicyViolation(f"key policy statement {st.sid or st.actions}: no principals")
+    scoped = [
+        Statement(
+            actions=st.actions,
+            resources=[_THIS_KEY],
+            effect=st.effect,
+            conditions=st.conditions,
+            principals=st.principals,
+            sid=st.sid,
+            allow_any_principal=st.allow_any_principal,
+        )
+        for st in statements
+    ]
+    rendered = policy_document(scoped) if scoped else pulumi.Output.from_input("")
+
+    def assemble(args: list[Any]) -> str:
+        account, body = args
+        root: dict[str, Any] = {
+            "Sid": "EnableIamPolicies",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+        rest = json.loads(body)["Statement"] if body else []
+        for st in rest:
+            st["Resource"] = "*"
+        return json.dumps({"Version": "2012-10-17", "Statement": [root, *rest]})
+
+    return pulumi.Output.all(account_id, rendered).apply(assemble)

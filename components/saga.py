@@ -230,94 +230,23 @@ def saga_definition(
     Raises ValueError for no steps, duplicate names or a name that collides with the
     saga's own states (SagaSucceeded, SagaFailed, CompensationFailed, Compensated).
     """
-    if isinstance(steps, SagaStep) or not steps:
-        raise ValueError("saga_definition: steps must be a non-empty sequence of SagaStep")
-    names: dict[str, str] = {}
-    for step in steps:
-        for state, what in ((step.name, "step"), (step.compensation_state, "compensation")):
-            if state in _RESERVED_STATES:
-                raise ValueError(
-                    f"saga_definition: {what} state name {state!r} is reserved for the saga's "
-                    f"own states {sorted(_RESERVED_STATES)}; rename step {step.name!r}"
-                )
-            if state in names:
-                raise ValueError(
-                    f"saga_definition: duplicate state name {state!r} ({what} of step "
-                    f"{step.name!r} and {names[state]}); step names must be unique"
-                )
-            names[state] = f"{what} of step {step.name!r}"
-    paths = [s.result_path for s in steps]
-    if len(set(paths)) != len(paths):
-        raise ValueError(f"saga_definition: result paths must be unique, got {paths}")
+    _check_steps(steps)
     if fail_cause is not None and not fail_cause.strip():
         raise ValueError("saga_definition: fail_cause must be None or a non-empty string")
 
     compensated = [s for s in steps if s.compensation is not None]
     states: dict[str, Any] = {}
-
-    def chain_entry(index: int, *, include_self: bool) -> str:
-        """Where a failure of step `index` enters the compensation chain."""
-        done = steps[: index + 1] if include_self else steps[:index]
-        for step in reversed(done):
-            if step.compensation is not None:
-                return step.compensation_state
-        return FAILED_STATE
-
     for i, step in enumerate(steps):
-        task: dict[str, Any] = {
-            "Type": "Task",
-            "Comment": f"Saga step {step.name}",
-            "Resource": step.task,
-            "ResultPath": step.result_path,
-        }
-        if step.timeout_seconds is not None:
-            task["TimeoutSeconds"] = step.timeout_seconds
-        if step.retry.max_attempts > 0:
-            task["Retry"] = [step.retry.to_asl()]
-        catches = []
-        if step.compensation is not None:
-            catches.append(
-                {
-                    "ErrorEquals": list(AMBIGUOUS_ERRORS),
-                    "ResultPath": "$.error",
-                    "Next": chain_entry(i, include_self=True),
-                }
-            )
-        catches.append(
-            {
-                "ErrorEquals": ["States.ALL"],
-                "ResultPath": "$.error",
-                "Next": chain_entry(i, include_self=False),
-            }
-        )
-        task["Catch"] = catches
-        task["Next"] = steps[i + 1].name if i + 1 < len(steps) else SUCCEEDED_STATE
-        states[step.name] = task
-
+        # Where a failure of this step enters the compensation chain: at the latest
+        # step before it with a compensation (or at itself, when it timed out).
+        before = [s.compensation_state for s in steps[:i] if s.compensation is not None]
+        earlier = before[-1] if before else FAILED_STATE
+        following = steps[i + 1].name if i + 1 < len(steps) else SUCCEEDED_STATE
+        states[step.name] = _step_task(step, following, earlier)
     # The compensation chain, latest step first, then the outcome.
-    for j, step in enumerate(reversed(compensated)):
-        following = (
-            compensated[len(compensated) - j - 2].compensation_state
-            if j + 1 < len(compensated)
-            else OUTCOME_STATE
-        )
-        compensation: dict[str, Any] = {
-            "Type": "Task",
-            "Comment": f"Undo saga step {step.name}",
-            "Resource": step.compensation,
-            "ResultPath": f"$.compensations.{step.name}",
-        }
-        if step.compensation_retry.max_attempts > 0:
-            compensation["Retry"] = [step.compensation_retry.to_asl()]
-        compensation["Catch"] = [
-            {
-                "ErrorEquals": ["States.ALL"],
-                "ResultPath": f"$.compensationErrors.{step.name}",
-                "Next": following,
-            }
-        ]
-        compensation["Next"] = following
-        states[step.compensation_state] = compensation
+    chain = [s.compensation_state for s in reversed(compensated)] + [OUTCOME_STATE]
+    for step, following in zip(reversed(compensated), chain[1:], strict=True):
+        states[step.compensation_state] = _compensation_task(step, following)
 
     states[SUCCEEDED_STATE] = {"Type": "Succeed"}
     failed: dict[str, Any] = {"Type": "Fail", "Error": FAILED_ERROR}
@@ -348,6 +277,76 @@ def saga_definition(
             ),
         }
     return {"Comment": comment, "StartAt": steps[0].name, "States": states}
+
+
+def _step_task(step: SagaStep, following: str, earlier: str) -> dict[str, Any]:
+    task: dict[str, Any] = {
+        "Type": "Task",
+        "Comment": f"Saga step {step.name}",
+        "Resource": step.task,
+        "ResultPath": step.result_path,
+    }
+    if step.timeout_seconds is not None:
+        task["TimeoutSeconds"] = step.timeout_seconds
+    if step.retry.max_attempts > 0:
+        task["Retry"] = [step.retry.to_asl()]
+    catches = []
+    if step.compensation is not None:
+        catches.append(
+            {
+                "ErrorEquals": list(AMBIGUOUS_ERRORS),
+                "ResultPath": "$.error",
+                "Next": step.compensation_state,
+            }
+        )
+    catches.append({"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": earlier})
+    task["Catch"] = catches
+    task["Next"] = following
+    return task
+
+
+def _compensation_task(step: SagaStep, following: str) -> dict[str, Any]:
+    task: dict[str, Any] = {
+        "Type": "Task",
+        "Comment": f"Undo saga step {step.name}",
+        "Resource": step.compensation,
+        "ResultPath": f"$.compensations.{step.name}",
+    }
+    if step.compensation_retry.max_attempts > 0:
+        task["Retry"] = [step.compensation_retry.to_asl()]
+    # Give up on this one, record why, and still undo the others.
+    task["Catch"] = [
+        {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": f"$.compensationErrors.{step.name}",
+            "Next": following,
+        }
+    ]
+    task["Next"] = following
+    return task
+
+
+def _check_steps(steps: Sequence[SagaStep]) -> None:
+    """At least one step; state names unique and not the saga's own; result paths unique."""
+    if isinstance(steps, SagaStep) or not steps:
+        raise ValueError("saga_definition: steps must be a non-empty sequence of SagaStep")
+    names: dict[str, str] = {}
+    for step in steps:
+        for state, what in ((step.name, "step"), (step.compensation_state, "compensation")):
+            if state in _RESERVED_STATES:
+                raise ValueError(
+                    f"saga_definition: {what} state name {state!r} is reserved for the saga's "
+                    f"own states {sorted(_RESERVED_STATES)}; rename step {step.name!r}"
+                )
+            if state in names:
+                raise ValueError(
+                    f"saga_definition: duplicate state name {state!r} ({what} of step "
+                    f"{step.name!r} and {names[state]}); step names must be unique"
+                )
+            names[state] = f"{what} of step {step.name!r}"
+    paths = [s.result_path for s in steps]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"saga_definition: result paths must be unique, got {paths}")
 
 
 def function_arns(steps: Sequence[SagaStep]) -> list[pulumi.Input[str]]:

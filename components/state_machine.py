@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import metric_alarm
-from components.iam import Statement, service_role
+from components.iam import Statement, grant_policy, service_role
 
 STATE_TYPES: Final = frozenset(
     {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
@@ -29,9 +29,8 @@ _TERMINAL_TYPES: Final = frozenset({"Succeed", "Fail"})
 MAX_STATE_NAME = 80
 # CloudWatch Logs' accepted retention periods, in days.
 LOG_RETENTION_DAYS: Final = frozenset(
-    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
-     2922, 3288, 3653}  # fmt: skip
-)
+    (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192)
+).union((2557, 2922, 3288, 3653))
 # What AWS documents for vended log delivery from Step Functions: none of these
 # can be scoped to a log group (see ACTIONS_WITHOUT_RESOURCE_SCOPE in iam.py).
 LOG_DELIVERY_ACTIONS: Final = (
@@ -103,6 +102,7 @@ class StateMachine(pulumi.ComponentResource):
     """A state machine, its role, its log group and its alarms.
 
     Attributes: `state_machine` (aws.sfn.StateMachine), `arn`, `name`, `role`,
+    `role_policy` (its inline policy; None when it needs no permission),
     `log_group` (None when log_level is "OFF"), `definition` (the rendered JSON),
     `alarms` (the MetricAlarms, by metric name).
     """
@@ -111,6 +111,7 @@ class StateMachine(pulumi.ComponentResource):
     arn: pulumi.Output[str]
     name: pulumi.Output[str]
     role: aws.iam.Role
+    role_policy: aws.iam.RolePolicy | None
     log_group: aws.cloudwatch.LogGroup | None
     definition: pulumi.Output[str]
     alarms: dict[str, aws.cloudwatch.MetricAlarm]
@@ -156,18 +157,25 @@ class StateMachine(pulumi.ComponentResource):
         account = aws.get_caller_identity_output().account_id
         region = aws.get_region_output().region
         partition = aws.get_partition_output().partition
-        # Confused deputy: only this state machine (autonamed `<name>-<suffix>`) may
+        # Confused deputy: only this state machine (autonamed `<name>-sm-<suffix>`) may
         # assume the role, not any state machine that someone points at it.
         source_arn = pulumi.Output.concat(
-            "arn:", partition, ":states:", region, ":", account, ":stateMachine:", name, "*"
+            "arn:", partition, ":states:", region, ":", account, ":stateMachine:", name, "-sm*"
         )
         self.role = service_role(
             f"{name}-role",
             service="states.amazonaws.com",
-            statements=statements,
+            statements=(),
             parent=self,
             description=f"Execution role of the {name} state machine",
             source_arn=source_arn,
+        )
+        # The policy is kept as a handle so that the state machine waits for it: AWS
+        # refuses a logging configuration the role cannot yet deliver to.
+        self.role_policy = (
+            grant_policy(f"{name}-role-policy", self.role, statements, parent=self)
+            if statements
+            else None
         )
 
         allowed = list(args.task_function_arns)
@@ -183,7 +191,7 @@ class StateMachine(pulumi.ComponentResource):
                 log_destination=pulumi.Output.concat(self.log_group.arn, ":*"),
             )
         self.state_machine = aws.sfn.StateMachine(
-            name,
+            f"{name}-sm",
             definition=self.definition,
             role_arn=self.role.arn,
             type=args.type,
@@ -191,7 +199,9 @@ class StateMachine(pulumi.ComponentResource):
             tracing_configuration=aws.sfn.StateMachineTracingConfigurationArgs(
                 enabled=args.tracing
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self._role_policies()),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.role_policy] if self.role_policy else []
+            ),
         )
         self.arn = self.state_machine.arn
         self.name = self.state_machine.name
@@ -223,11 +233,6 @@ class StateMachine(pulumi.ComponentResource):
             }
         )
 
-    def _role_policies(self) -> list[pulumi.Resource]:
-        # The state machine must not start (or be validated by AWS) before the role can
-        # write logs; the policy is a sibling child created by service_role.
-        return [self.role]
-
     def start_execution_statements(self) -> list[Statement]:
         """What a caller (e.g. an EventBridge rule's role) needs to start executions."""
         return [
@@ -241,7 +246,9 @@ class StateMachine(pulumi.ComponentResource):
 
 def _validate_args(args: StateMachineArgs) -> None:
     if args.type not in ("STANDARD", "EXPRESS"):
-        raise ValueError(f"StateMachineArgs.type must be 'STANDARD' or 'EXPRESS', got {args.type!r}")
+        raise ValueError(
+            f"StateMachineArgs.type must be 'STANDARD' or 'EXPRESS', got {args.type!r}"
+        )
     if args.log_level not in ("ALL", "ERROR", "FATAL", "OFF"):
         raise ValueError(
             "StateMachineArgs.log_level must be 'ALL', 'ERROR', 'FATAL' or 'OFF', "
@@ -302,47 +309,13 @@ def _validate_scope(scope: Any, where: str, express: bool) -> None:
     edges: dict[str, list[str]] = {}
     for state_name, state in states.items():
         at = f"{where}: state {state_name!r}"
-        if not isinstance(state_name, str) or not 1 <= len(state_name) <= MAX_STATE_NAME:
-            raise DefinitionError(f"{at}: state names must be 1-{MAX_STATE_NAME} characters")
-        if not isinstance(state, Mapping):
-            raise DefinitionError(f"{at} must be a mapping")
-        typ = state.get("Type")
-        if typ not in STATE_TYPES:
-            raise DefinitionError(f"{at}: Type {typ!r} is not one of {sorted(STATE_TYPES)}")
-        targets = _targets(state, at)
-        for target in targets:
+        edges[state_name] = _validate_state(state_name, state, at, express)
+        for target in edges[state_name]:
             if target not in states:
                 raise DefinitionError(
                     f"{at} goes to {target!r}, which is not a state of this scope; "
                     f"states are {sorted(states)}"
                 )
-        has_next, has_end = "Next" in state, bool(state.get("End"))
-        if typ in _TERMINAL_TYPES or typ == "Choice":
-            if has_next or "End" in state:
-                raise DefinitionError(f"{at}: a {typ} state takes neither Next nor End")
-        elif has_next == has_end:
-            raise DefinitionError(f"{at}: a {typ} state needs exactly one of Next or End: true")
-        if typ == "Task":
-            resource = state.get("Resource")
-            if resource is None:
-                raise DefinitionError(f"{at}: a Task state needs a Resource")
-            if express and isinstance(resource, str) and resource.endswith(_EXPRESS_UNSUPPORTED):
-                raise DefinitionError(
-                    f"{at}: EXPRESS state machines do not support the {resource!r} "
-                    "integration pattern (.sync / .waitForTaskToken); use type STANDARD"
-                )
-        if typ == "Parallel":
-            branches = state.get("Branches")
-            if not isinstance(branches, Sequence) or isinstance(branches, str) or not branches:
-                raise DefinitionError(f"{at}: a Parallel state needs a non-empty Branches list")
-            for i, branch in enumerate(branches):
-                _validate_scope(branch, f"{at} branch {i}", express)
-        if typ == "Map":
-            processor = state.get("ItemProcessor", state.get("Iterator"))
-            if processor is None:
-                raise DefinitionError(f"{at}: a Map state needs an ItemProcessor")
-            _validate_scope(processor, f"{at} ItemProcessor", express)
-        edges[state_name] = targets
     reached = {start}
     todo = [start]
     while todo:
@@ -355,6 +328,48 @@ def _validate_scope(scope: Any, where: str, express: bool) -> None:
         raise DefinitionError(
             f"{where}: states {unreachable} are unreachable from StartAt {start!r}; "
             "remove them or point a Next, Default or Catch at them"
+        )
+
+
+def _validate_state(state_name: Any, state: Any, at: str, express: bool) -> list[str]:
+    """Check one state (and its nested scopes); return the states it can go to."""
+    if not isinstance(state_name, str) or not 1 <= len(state_name) <= MAX_STATE_NAME:
+        raise DefinitionError(f"{at}: state names must be 1-{MAX_STATE_NAME} characters")
+    if not isinstance(state, Mapping):
+        raise DefinitionError(f"{at} must be a mapping")
+    typ = state.get("Type")
+    if typ not in STATE_TYPES:
+        raise DefinitionError(f"{at}: Type {typ!r} is not one of {sorted(STATE_TYPES)}")
+    has_next, has_end = "Next" in state, bool(state.get("End"))
+    if typ in _TERMINAL_TYPES or typ == "Choice":
+        if has_next or "End" in state:
+            raise DefinitionError(f"{at}: a {typ} state takes neither Next nor End")
+    elif has_next == has_end:
+        raise DefinitionError(f"{at}: a {typ} state needs exactly one of Next or End: true")
+    if typ == "Task":
+        _validate_task(state, at, express)
+    elif typ == "Parallel":
+        branches = state.get("Branches")
+        if not isinstance(branches, Sequence) or isinstance(branches, str) or not branches:
+            raise DefinitionError(f"{at}: a Parallel state needs a non-empty Branches list")
+        for i, branch in enumerate(branches):
+            _validate_scope(branch, f"{at} branch {i}", express)
+    elif typ == "Map":
+        processor = state.get("ItemProcessor", state.get("Iterator"))
+        if processor is None:
+            raise DefinitionError(f"{at}: a Map state needs an ItemProcessor")
+        _validate_scope(processor, f"{at} ItemProcessor", express)
+    return _targets(state, at)
+
+
+def _validate_task(state: Mapping[str, Any], at: str, express: bool) -> None:
+    resource = state.get("Resource")
+    if resource is None:
+        raise DefinitionError(f"{at}: a Task state needs a Resource")
+    if express and isinstance(resource, str) and resource.endswith(_EXPRESS_UNSUPPORTED):
+        raise DefinitionError(
+            f"{at}: EXPRESS state machines do not support the {resource!r} "
+            "integration pattern (.sync / .waitForTaskToken); use type STANDARD"
         )
 
 

@@ -59,8 +59,8 @@ class PoisonRecordError(Exception):
         return self.cause if isinstance(self.cause, ValidationError) else None
 
 
-def _raw(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    # Powertools data classes wrap the raw dict in `raw_event`.
+def unwrap(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The raw dict of a record (Powertools data classes keep it in `raw_event`)."""
     raw = getattr(record, "raw_event", record)
     return raw if isinstance(raw, Mapping) else {}
 
@@ -136,7 +136,7 @@ def from_eventbridge(event: Mapping[str, Any], *, model: type[M]) -> M: ...
 def from_eventbridge(event: Mapping[str, Any], *, model: None = None) -> Event: ...
 def from_eventbridge(event: Mapping[str, Any], *, model: type[M] | None = None) -> M | Event:
     """An EventBridge event (as delivered to a Lambda target) -> its contract model."""
-    raw = _raw(event)
+    raw = unwrap(event)
     record_id = raw.get("id")
     if not _is_eventbridge_event(raw):
         raise PoisonRecordError("eventbridge", record_id, "no 'detail-type' and 'detail' keys")
@@ -157,7 +157,7 @@ def from_sqs(
 ) -> M | Event:
     """An SQS record whose body is an EventBridge event (rule -> queue) or a raw detail
     (then `detail_type` or `model` says which contract it is)."""
-    raw = _raw(record)
+    raw = unwrap(record)
     record_id = raw.get("messageId")
     payload = _loads("sqs", record_id, raw.get("body", ""))
     return _from_payload("sqs", record_id, payload, detail_type, model)
@@ -170,7 +170,7 @@ def new_image(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The NewImage of a DynamoDB stream record as plain Python (numbers are Decimal),
     or None when the record has none (REMOVE, or a KEYS_ONLY / OLD_IMAGE stream)."""
     global _deserializer  # noqa: PLW0603 (one deserializer per container)
-    image = _raw(record).get("dynamodb", {}).get("NewImage")
+    image = unwrap(record).get("dynamodb", {}).get("NewImage")
     if image is None:
         return None
     if _deserializer is None:
@@ -182,7 +182,7 @@ def new_image(record: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def sequence_number(record: Mapping[str, Any]) -> str | None:
     """The stream sequence number (DynamoDB or Kinesis): the batchItemFailures identifier."""
-    raw = _raw(record)
+    raw = unwrap(record)
     if "dynamodb" in raw:
         return raw["dynamodb"].get("SequenceNumber")
     return raw.get("kinesis", {}).get("sequenceNumber")
@@ -238,7 +238,7 @@ def from_kinesis(
 ) -> M | Event:
     """A Kinesis record (base64 JSON of an EventBridge event or a raw detail) -> model."""
     record_id = sequence_number(record)
-    data = _raw(record).get("kinesis", {}).get("data", "")
+    data = unwrap(record).get("kinesis", {}).get("data", "")
     try:
         decoded = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as exc:

@@ -28,12 +28,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from contracts import Event
+from contracts import Event, utc_now
 from eventkit import clients
-from eventkit.envelopes import new_image, sequence_number
+from eventkit.envelopes import new_image, sequence_number, unwrap
 from eventkit.publisher import Publisher, PublishError
 
 if TYPE_CHECKING:
@@ -79,10 +79,6 @@ class TransactionConflictError(OutboxError):
     """Another transaction touched the same items concurrently: nothing was written. Retry."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
     from boto3.dynamodb.types import TypeSerializer  # lazy: cold start
 
@@ -118,7 +114,7 @@ def outbox_row(event: Event, *, now: datetime | None = None) -> dict[str, Any]:
         "detailType": event.DETAIL_TYPE,
         "source": event.SOURCE,
         "detail": event.to_json(),
-        "createdAt": (now or _now()).isoformat(),
+        "createdAt": (now or utc_now()).isoformat(),
         "published": False,
     }
 
@@ -229,8 +225,7 @@ class _Row:
 
 def _read_row(record: Mapping[str, Any]) -> _Row | None:
     """The outbox row an INSERT record carries; None for anything the relay ignores."""
-    raw = getattr(record, "raw_event", record)
-    if raw.get("eventName") != "INSERT":
+    if unwrap(record).get("eventName") != "INSERT":
         return None  # MODIFY is our own `published` update; REMOVE is the TTL
     image = new_image(record)
     if image is None or not str(image.get(PK, "")).startswith(PK_PREFIX):
@@ -259,7 +254,7 @@ def relay(
     publisher: Publisher,
     client: DynamoDBClient | None = None,
     retention: timedelta = PUBLISHED_RETENTION,
-    now: Callable[[], datetime] = _now,
+    now: Callable[[], datetime] = utc_now,
 ) -> RelayResult:
     """Publish the events of the outbox INSERT records among `records`, then mark their
     rows published. Returns what happened; use `.batch_response()` as the handler's result.
@@ -285,13 +280,12 @@ def relay(
     try:
         publisher.put_entries([row.entry for row in rows])
     except PublishError as exc:
-        failed = {f.index: f for f in exc.failed}
-        published_rows = [row for i, row in enumerate(rows) if i not in failed]
+        reasons = {f.index: f"{f.error_code}: {f.error_message}" for f in exc.failed}
+        published_rows = [row for row, sent in zip(rows, exc.event_ids, strict=True) if sent]
         result.failures.extend(
-            RelayFailure(
-                rows[i].sequence_number, rows[i].event_id, f"{f.error_code}: {f.error_message}"
-            )
-            for i, f in sorted(failed.items())
+            RelayFailure(row.sequence_number, row.event_id, reasons.get(i, "not sent"))
+            for i, row in enumerate(rows)
+            if exc.event_ids[i] is None
         )
 
     ddb = client or clients.client("dynamodb")

@@ -5,8 +5,9 @@ documents it: "Calculating Amazon EventBridge PutEvents event entry size"). PutE
 accept a request and still reject some entries (`FailedEntryCount`, per-entry
 `ErrorCode`): only those entries are sent again, with exponential backoff and full jitter;
 entries that still fail after `max_attempts`, or fail with an error that retrying cannot
-fix, raise PublishError naming each of them. EventBridge does not keep the order of
-entries, and a retry may reorder them further.
+fix, raise PublishError naming each of them (after the others were published). An entry
+too large for any request is never sent and is listed there too. EventBridge does not
+keep the order of entries, and a retry may reorder them further.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class FailedEntry:
     attempts: int
 
 
+TOO_LARGE: Final = "EntryTooLarge"  # our code for an entry that can never be sent
+
+
 class PublishError(Exception):
     """Some entries were not published. `failed` lists them; `event_ids` is aligned with
     the input (the EventBridge id of each published entry, None for the others)."""
@@ -70,22 +74,19 @@ class PublishError(Exception):
             for f in self.failed[:10]
         )
         more = f" and {len(self.failed) - 10} more" if len(self.failed) > 10 else ""
+        advice = (
+            "Nothing was dropped: let this error fail the invocation so its trigger retries "
+            "(consumers are idempotent on detail.eventId, so the entries that were published "
+            "may safely be published again)."
+        )
+        if any(f.error_code == TOO_LARGE for f in self.failed):
+            advice += (
+                f" An entry of {MAX_REQUEST_BYTES} bytes or more can never be published: "
+                "store its payload in S3 and publish the object key instead (claim check)."
+            )
         super().__init__(
             f"{len(self.failed)} of {len(self.event_ids)} events were not published: "
-            f"{shown}{more}. Nothing was dropped: let this error fail the invocation so its "
-            "trigger retries (consumers are idempotent on detail.eventId, so the entries "
-            "that were published may safely be published again)."
-        )
-
-
-class EntryTooLargeError(PublishError):
-    """An entry alone reaches the 256 KB request limit; raised before anything is sent."""
-
-    def __init__(self, failed: Sequence[FailedEntry], event_ids: Sequence[str | None]) -> None:
-        super().__init__(failed, event_ids)
-        self.args = (
-            f"{self.args[0]} An entry of {MAX_REQUEST_BYTES} bytes or more can never be published: "
-            "store the payload in S3 and publish its key instead (claim check).",
+            f"{shown}{more}. {advice}"
         )
 
 
@@ -105,7 +106,8 @@ def entry_size(entry: Entry) -> int:
 
 def request_chunks(entries: Sequence[Entry], indices: Sequence[int]) -> Iterator[list[int]]:
     """Split `indices` (positions in `entries`, order kept) into PutEvents requests of at
-    most 10 entries and less than 256 KB. Each entry must fit alone (see EntryTooLargeError)."""
+    most 10 entries and less than 256 KB. Each entry must fit alone (Publisher fails
+    the ones that do not, without sending them)."""
     chunk: list[int] = []
     chunk_bytes = 0
     for index in indices:
@@ -202,17 +204,16 @@ class Publisher:
             e if e.get("EventBusName") else {**e, "EventBusName": self.bus_name} for e in entries
         ]
         ids: list[str | None] = [None] * len(entries)
-        too_large = [
-            FailedEntry(i, e, "EntryTooLarge", f"{entry_size(e)} bytes", 0)
-            for i, e in enumerate(entries)
-            if entry_size(e) >= MAX_REQUEST_BYTES
-        ]
-        if too_large:
-            raise EntryTooLargeError(too_large, ids)
-
-        pending = list(range(len(entries)))
         failed: dict[int, FailedEntry] = {}
+        pending: list[int] = []
+        for i, e in enumerate(entries):
+            if (size := entry_size(e)) >= MAX_REQUEST_BYTES:  # never sent; the others are
+                failed[i] = FailedEntry(i, e, TOO_LARGE, f"{size} bytes", 0)
+            else:
+                pending.append(i)
         for attempt in range(1, self.max_attempts + 1):
+            if not pending:
+                break
             retry = self._attempt(entries, pending, attempt, ids, failed)
             if not retry:
                 break

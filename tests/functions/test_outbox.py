@@ -39,10 +39,8 @@ def queue() -> Iterator[str]:
 
 
 def order(n: int = 1, **overrides: Any) -> OrderPlaced:
-    detail = sample_detail(
-        "OrderPlaced", orderId=f"order-{n}", eventId=f"event-{n}", **overrides
-    )
-    return OrderPlaced.model_validate(detail)
+    fields = {"orderId": f"order-{n}", "eventId": f"event-{n}", **overrides}
+    return OrderPlaced.model_validate(sample_detail("OrderPlaced", **fields))
 
 
 def place(placed: OrderPlaced, *, outbox_table: str = OUTBOX) -> None:
@@ -199,6 +197,7 @@ def test_outbox_sharing_the_business_table(queue: str) -> None:
     assert [d["detail"]["orderId"] for d in drain(queue)] == ["order-1"]
 
 
+@pytest.mark.usefixtures("queue")
 def test_a_malformed_outbox_row_fails_only_its_record() -> None:
     def insert(image: dict[str, Any], seq: str) -> dict[str, Any]:
         return {
@@ -217,7 +216,6 @@ def test_a_malformed_outbox_row_fails_only_its_record() -> None:
         [insert(broken, "1"), insert(row, "2")],
         table_name=OUTBOX,
         publisher=Publisher(BUS, client=spy),  # type: ignore[arg-type]
-        client=_AlwaysMarked(),  # type: ignore[arg-type]
     )
     assert result.published == ["event-1"]
     assert [(f.sequence_number, f.event_id) for f in result.failures] == [("1", None)]
@@ -225,13 +223,26 @@ def test_a_malformed_outbox_row_fails_only_its_record() -> None:
     assert spy.requests == [["order-1"]]
 
 
-class _AlwaysMarked:
-    """A DynamoDB client whose UpdateItem succeeds (the row table is not under test)."""
+def test_a_row_too_large_to_publish_does_not_hold_back_the_others(queue: str) -> None:
+    place(order(1))
+    place(order(2))
+    records = stream_records(OUTBOX)
+    huge = json.loads(json.dumps(records[0]))
+    huge["dynamodb"]["NewImage"]["detail"] = {"S": json.dumps({"blob": "x" * 300_000})}
 
-    def update_item(self, **_: Any) -> dict[str, Any]:
-        return {}
+    result = relay([*records[1:], huge])
+
+    assert result.published == ["event-2"]
+    (failure,) = result.failures
+    assert (failure.event_id, failure.sequence_number) == (
+        "event-1",
+        huge["dynamodb"]["SequenceNumber"],
+    )
+    assert "EntryTooLarge" in failure.reason
+    assert [d["detail"]["eventId"] for d in drain(queue)] == ["event-2"]
 
 
+@pytest.mark.usefixtures("queue")
 def test_relay_entry_uses_the_row_bytes_and_time() -> None:
     placed = order()
     row = outbox.outbox_row(placed)
@@ -250,7 +261,6 @@ def test_relay_entry_uses_the_row_bytes_and_time() -> None:
         [record],
         table_name=OUTBOX,
         publisher=Publisher(BUS, client=spy),  # type: ignore[arg-type]
-        client=_AlwaysMarked(),  # type: ignore[arg-type]
     )
     (entry,) = spy.entries
     assert entry["Detail"] == placed.to_json()

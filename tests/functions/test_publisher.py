@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from contracts import OrderCompleted
 from eventkit import publisher as pub
-from eventkit.publisher import EntryTooLargeError, Publisher, PublishError
+from eventkit.publisher import Publisher, PublishError
 from tests.functions.awsenv import EventsSpy as Spy
 from tests.functions.awsenv import capture_bus, drain, mocked, order_id
 
@@ -138,12 +138,17 @@ def test_a_non_retryable_error_fails_fast_and_the_rest_is_published() -> None:
     assert [d["detail"]["orderId"] for d in drain(queue)] == ["o-ok"]
 
 
-def test_an_entry_over_256_kb_is_refused_before_anything_is_sent() -> None:
+def test_an_entry_of_256_kb_is_never_sent_and_the_others_are() -> None:
     spy = Spy()
     huge = {"Source": "s", "DetailType": "d", "Detail": json.dumps({"orderId": "x" * 300_000})}
-    with pytest.raises(EntryTooLargeError, match="claim check"):
-        Publisher(BUS, client=spy).put_entries([huge])  # type: ignore[arg-type, list-item]
-    assert spy.requests == []
+    small = pub.entry(OrderCompleted(order_id="o-ok"), bus_name=BUS)
+    with pytest.raises(PublishError, match="claim check") as caught:
+        Publisher(BUS, client=spy).put_entries([huge, small])  # type: ignore[arg-type, list-item]
+    assert spy.requests == [["o-ok"]]
+    assert [(f.index, f.error_code, f.attempts) for f in caught.value.failed] == [
+        (0, pub.TOO_LARGE, 0)
+    ]
+    assert caught.value.event_ids == [None, "id-o-ok"]
 
 
 def test_a_refused_request_fails_every_unsent_entry() -> None:

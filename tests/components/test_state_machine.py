@@ -1,0 +1,459 @@
+"""StateMachine: the resources, role and alarms a user sees in `pulumi preview`, and the
+definitions and arguments it refuses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+from components.iam import find_violations, grant_policy
+from components.saga import SagaStep, function_arns, saga_definition
+from components.state_machine import (
+    DefinitionError,
+    StateMachine,
+    StateMachineArgs,
+    lambda_task_arns,
+    validate_definition,
+)
+from sandbox.mock_deploy import Deployment, RecordingMocks, Resource, deploy
+
+SFN = "aws:sfn/stateMachine:StateMachine"
+COMPONENT = "order-saga:state_machine:StateMachine"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+FN = "arn:aws:lambda:us-east-1:123456789012:function"
+SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:orders-sm"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:alerts"
+LOG_ACTIONS = [
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+]
+XRAY_ACTIONS = [
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+]
+
+
+def lambda_function(name: str) -> aws.lambda_.Function:
+    """A Lambda declared in the same program: its ARN is an Output until it is created."""
+    return aws.lambda_.Function(
+        name,
+        role="arn:aws:iam::123456789012:role/fn",
+        runtime="python3.11",
+        handler="handler.handler",
+        code=pulumi.AssetArchive({"handler.py": pulumi.StringAsset("def handler(e, c): ...")}),
+    )
+
+
+def saga_program(**overrides: Any) -> tuple[Deployment, Resource]:
+    """The orders saga, with its functions declared in the program."""
+
+    def program() -> None:
+        fns = {n: lambda_function(n) for n in ("reserve", "release", "pay", "refund", "ship")}
+        steps = [
+            SagaStep(name="reserve", task=fns["reserve"].arn, compensation=fns["release"].arn),
+            SagaStep(name="pay", task=fns["pay"].arn, compensation=fns["refund"].arn),
+            SagaStep(name="ship", task=fns["ship"].arn),
+        ]
+        args: dict[str, Any] = {
+            "definition": saga_definition(steps),
+            "task_function_arns": function_arns(steps),
+            "alarm_actions": [TOPIC],
+            **overrides,
+        }
+        machine = StateMachine("orders", StateMachineArgs(**args))
+        caller = aws.iam.Role("starter", assume_role_policy="{}")
+        grant_policy("starter-policy", caller, machine.start_execution_statements(), parent=caller)
+        pulumi.export("arn", machine.arn)
+        pulumi.export("roleArn", machine.role.arn)
+
+    d = deploy(program)
+    return d, d.named("orders-sm", SFN)
+
+
+def policy(d: Deployment, name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(d.named(name, ROLE_POLICY).inputs["policy"])
+    assert find_violations(doc) == []
+    return doc
+
+
+def test_state_machine_runs_the_rendered_definition_with_its_own_role() -> None:
+    d, sm = saga_program()
+    component = d.named("orders", COMPONENT)
+    assert {r.name for r in d.children(component)} == {
+        "orders-logs",
+        "orders-role",
+        "orders-role-policy",
+        "orders-sm",
+        "orders-failed-alarm",
+        "orders-timedout-alarm",
+    }
+    assert sm.inputs["type"] == "STANDARD"
+    assert sm.inputs["roleArn"] == "arn:aws:iam::123456789012:role/orders-role"
+    assert d.outputs["arn"] == SM_ARN
+    # The Output ARNs were rendered into the JSON the state machine receives.
+    definition = json.loads(sm.inputs["definition"])
+    assert definition["StartAt"] == "reserve"
+    assert definition["States"]["pay"]["Resource"] == f"{FN}:pay"
+    assert definition["States"]["CompensatePay"]["Resource"] == f"{FN}:refund"
+    validate_definition(definition)
+
+
+def test_logs_go_to_its_own_vended_log_group_without_execution_data() -> None:
+    d, sm = saga_program()
+    group = d.named("orders-logs", LOG_GROUP)
+    assert group.inputs["name"] == "/aws/vendedlogs/states/orders"
+    assert group.inputs["retentionInDays"] == 14
+    assert "kmsKeyId" not in group.inputs
+    assert sm.inputs["loggingConfiguration"] == {
+        "level": "ERROR",
+        "includeExecutionData": False,
+        "logDestination": "arn:aws:logs:us-east-1:123456789012:log-group:"
+        "/aws/vendedlogs/states/orders:*",
+    }
+    assert sm.inputs["tracingConfiguration"] == {"enabled": True}
+
+
+def test_role_may_invoke_exactly_the_task_functions_and_deliver_logs_and_traces() -> None:
+    d, _ = saga_program()
+    names = ["reserve", "pay", "ship", "release", "refund"]
+    assert policy(d, "orders-role-policy")["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Sid": "InvokeTaskFunctions",
+            "Action": "lambda:InvokeFunction",
+            "Resource": [arn for n in names for arn in (f"{FN}:{n}", f"{FN}:{n}:*")],
+        },
+        {"Effect": "Allow", "Sid": "VendedLogDelivery", "Action": LOG_ACTIONS, "Resource": "*"},
+        {"Effect": "Allow", "Sid": "XRayTracing", "Action": XRAY_ACTIONS, "Resource": "*"},
+    ]
+
+
+def test_only_this_state_machine_in_this_account_may_assume_the_role() -> None:
+    d, _ = saga_program()
+    trust = json.loads(d.named("orders-role", "aws:iam/role:Role").inputs["assumeRolePolicy"])
+    assert trust["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "states.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": "123456789012"},
+                "ArnLike": {"aws:SourceArn": f"{SM_ARN}*"},
+            },
+        }
+    ]
+
+
+def test_start_execution_statements_allow_starting_exactly_this_state_machine() -> None:
+    d, _ = saga_program()
+    assert policy(d, "starter-policy")["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Sid": "StartExecution",
+            "Action": "states:StartExecution",
+            "Resource": SM_ARN,
+        }
+    ]
+
+
+def test_failed_and_timed_out_executions_raise_alarms() -> None:
+    d, _ = saga_program()
+    for name, metric in (
+        ("orders-failed-alarm", "ExecutionsFailed"),
+        ("orders-timedout-alarm", "ExecutionsTimedOut"),
+    ):
+        alarm = d.named(name, ALARM)
+        assert alarm.parent == d.named("orders", COMPONENT).urn
+        assert alarm.inputs["namespace"] == "AWS/States"
+        assert alarm.inputs["metricName"] == metric
+        assert alarm.inputs["dimensions"] == {"StateMachineArn": SM_ARN}
+        assert alarm.inputs["threshold"] == 1.0
+        assert alarm.inputs["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm.inputs["statistic"] == "Sum"
+        assert alarm.inputs["alarmActions"] == [TOPIC]
+
+
+def test_options_reach_the_resources() -> None:
+    d, sm = saga_program(
+        type="EXPRESS",
+        log_level="ALL",
+        include_execution_data=True,
+        log_retention_days=30,
+        log_kms_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+        tracing=False,
+        alarms=False,
+    )
+    assert sm.inputs["type"] == "EXPRESS"
+    assert sm.inputs["loggingConfiguration"]["level"] == "ALL"
+    assert sm.inputs["loggingConfiguration"]["includeExecutionData"] is True
+    assert sm.inputs["tracingConfiguration"] == {"enabled": False}
+    group = d.named("orders-logs", LOG_GROUP)
+    assert group.inputs["retentionInDays"] == 30
+    assert group.inputs["kmsKeyId"] == "arn:aws:kms:us-east-1:123456789012:key/k"
+    assert d.of_type(ALARM) == []
+    sids = [s["Sid"] for s in policy(d, "orders-role-policy")["Statement"]]
+    assert sids == ["InvokeTaskFunctions", "VendedLogDelivery"]
+
+
+def test_logging_off_creates_no_log_group_and_grants_no_log_delivery() -> None:
+    d, sm = saga_program(log_level="OFF")
+    assert d.of_type(LOG_GROUP) == []
+    assert "loggingConfiguration" not in sm.inputs
+    sids = [s["Sid"] for s in policy(d, "orders-role-policy")["Statement"]]
+    assert sids == ["InvokeTaskFunctions", "XRayTracing"]
+
+
+def test_a_machine_that_needs_no_permission_gets_a_role_without_policy() -> None:
+    definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+
+    def program() -> None:
+        StateMachine(
+            "noop",
+            StateMachineArgs(definition=definition, log_level="OFF", tracing=False, alarms=False),
+        )
+
+    d = deploy(program)
+    assert d.of_type(ROLE_POLICY) == []
+    assert json.loads(d.named("noop-sm", SFN).inputs["definition"]) == definition
+
+
+def test_a_task_function_missing_from_task_function_arns_is_refused() -> None:
+    steps = [SagaStep(name="pay", task=f"{FN}:pay", compensation=f"{FN}:refund")]
+
+    def program() -> None:
+        StateMachine(
+            "orders",
+            StateMachineArgs(definition=saga_definition(steps), task_function_arns=[f"{FN}:pay"]),
+        )
+
+    with pytest.raises(Exception, match=r"invokes \['arn:aws:lambda:.*:function:refund'\]"):
+        deploy(program)
+
+
+def test_qualified_task_arns_are_covered_by_the_function_arn() -> None:
+    definition = {
+        "StartAt": "Pay",
+        "States": {"Pay": {"Type": "Task", "Resource": f"{FN}:pay:live", "End": True}},
+    }
+
+    def program() -> None:
+        StateMachine(
+            "orders",
+            StateMachineArgs(definition=definition, task_function_arns=[f"{FN}:pay"]),
+        )
+
+    sm = deploy(program).named("orders-sm", SFN)
+    assert json.loads(sm.inputs["definition"])["States"]["Pay"]["Resource"] == f"{FN}:pay:live"
+
+
+def test_lambda_task_arns_finds_both_task_forms_in_every_scope() -> None:
+    definition = {
+        "StartAt": "Fork",
+        "States": {
+            "Fork": {
+                "Type": "Parallel",
+                "Branches": [
+                    {
+                        "StartAt": "A",
+                        "States": {"A": {"Type": "Task", "Resource": f"{FN}:a", "End": True}},
+                    },
+                    {
+                        "StartAt": "B",
+                        "States": {
+                            "B": {
+                                "Type": "Task",
+                                "Resource": "arn:aws:states:::lambda:invoke",
+                                "Parameters": {"FunctionName": f"{FN}:b", "Payload.$": "$"},
+                                "End": True,
+                            }
+                        },
+                    },
+                ],
+                "Next": "Each",
+            },
+            "Each": {
+                "Type": "Map",
+                "ItemProcessor": {
+                    "StartAt": "C",
+                    "States": {"C": {"Type": "Task", "Resource": f"{FN}:c", "End": True}},
+                },
+                "Next": "Queue",
+            },
+            "Queue": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage",
+                "Parameters": {"QueueUrl": "u", "MessageBody.$": "$"},
+                "End": True,
+            },
+        },
+    }
+    validate_definition(definition)
+    assert lambda_task_arns(definition) == [f"{FN}:a", f"{FN}:b", f"{FN}:c"]
+
+
+def good() -> dict[str, Any]:
+    return {
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Task", "Resource": f"{FN}:a", "Next": "B"},
+            "B": {"Type": "Succeed"},
+        },
+    }
+
+
+def broken(edit: Any) -> dict[str, Any]:
+    d = good()
+    edit(d)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("definition", "message"),
+    [
+        ({"States": {}}, r"definition has no StartAt"),
+        ({"StartAt": "A"}, r"definition has no States"),
+        (
+            broken(lambda d: d.update(StartAt="Z")),
+            r"StartAt 'Z' is not a state; states are \['A', 'B'\]",
+        ),
+        (
+            broken(lambda d: d["States"]["A"].update(Next="C")),
+            r"state 'A' goes to 'C', which is not a state of this scope",
+        ),
+        (
+            broken(
+                lambda d: d["States"]["A"].update(
+                    Catch=[{"ErrorEquals": ["States.ALL"], "Next": "X"}]
+                )
+            ),
+            r"state 'A' goes to 'X'",
+        ),
+        (
+            broken(lambda d: d["States"]["A"].update(Catch=[{"ErrorEquals": ["States.ALL"]}])),
+            r"state 'A': Catch\[0\] needs a Next",
+        ),
+        (
+            broken(lambda d: d["States"].update(Orphan={"Type": "Pass", "End": True})),
+            r"states \['Orphan'\] are unreachable from StartAt 'A'",
+        ),
+        (
+            broken(lambda d: d["States"]["A"].pop("Next")),
+            r"state 'A': a Task state needs exactly one of Next or End: true",
+        ),
+        (
+            broken(lambda d: d["States"]["A"].update(End=True)),
+            r"state 'A': a Task state needs exactly one of Next or End: true",
+        ),
+        (
+            broken(lambda d: d["States"]["B"].update(Next="A")),
+            r"state 'B': a Succeed state takes neither Next nor End",
+        ),
+        (broken(lambda d: d["States"]["B"].update(Type="Sucess")), r"Type 'Sucess' is not one of"),
+        (
+            broken(lambda d: d["States"]["A"].pop("Resource")),
+            r"state 'A': a Task state needs a Resource",
+        ),
+        (
+            broken(lambda d: d["States"].update({"x" * 81: {"Type": "Succeed"}})),
+            r"state names must be 1-80 characters",
+        ),
+        (
+            broken(
+                lambda d: d["States"].update(
+                    B={
+                        "Type": "Choice",
+                        "Choices": [{"Variable": "$.a", "IsPresent": True, "Next": "A"}],
+                        "Default": "Nope",
+                    }
+                )
+            ),
+            r"state 'B' goes to 'Nope'",
+        ),
+        (
+            broken(lambda d: d["States"].update(B={"Type": "Choice", "Choices": []})),
+            r"state 'B': a Choice state needs a non-empty Choices list",
+        ),
+        (
+            broken(
+                lambda d: d["States"].update(
+                    B={
+                        "Type": "Parallel",
+                        "End": True,
+                        "Branches": [
+                            {"StartAt": "X", "States": {"X": {"Type": "Pass", "Next": "Y"}}}
+                        ],
+                    }
+                )
+            ),
+            r"state 'B' branch 0: state 'X' goes to 'Y'",
+        ),
+        (
+            broken(lambda d: d["States"].update(B={"Type": "Map", "End": True})),
+            r"state 'B': a Map state needs an ItemProcessor",
+        ),
+    ],
+)
+def test_invalid_definitions_are_refused_with_the_reason(
+    definition: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        validate_definition(definition)
+
+
+def test_express_refuses_integration_patterns_it_cannot_run() -> None:
+    definition = broken(
+        lambda d: d["States"]["A"].update(
+            Resource="arn:aws:states:::lambda:invoke.waitForTaskToken"
+        )
+    )
+    validate_definition(definition)  # fine for STANDARD
+    with pytest.raises(DefinitionError, match=r"EXPRESS state machines do not support"):
+        validate_definition(definition, express=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"type": "FAST"}, r"StateMachineArgs.type must be 'STANDARD' or 'EXPRESS', got 'FAST'"),
+        ({"log_level": "DEBUG"}, r"StateMachineArgs.log_level must be 'ALL', 'ERROR', 'FATAL'"),
+        (
+            {"type": "EXPRESS", "log_level": "OFF"},
+            r"log_level 'OFF' with type 'EXPRESS': Express executions keep no history",
+        ),
+        (
+            {"log_retention_days": 10},
+            r"log_retention_days must be a CloudWatch Logs retention period \(1, 3, 5, 7, 14",
+        ),
+        ({"log_retention_days": 0}, r"log_retention_days must be a CloudWatch Logs retention"),
+        (
+            {"task_function_arns": [f"{FN}:a:live"]},
+            r"task_function_arns: each must be an unqualified Lambda function ARN",
+        ),
+        ({"task_function_arns": f"{FN}:a"}, r"task_function_arns must be a list of ARNs"),
+        ({"definition": {"StartAt": "A", "States": {}}}, r"definition has no States"),
+    ],
+)
+def test_bad_args_are_refused_before_any_resource(kwargs: dict[str, Any], message: str) -> None:
+    mocks = RecordingMocks()
+    args: dict[str, Any] = {"definition": good(), "task_function_arns": [f"{FN}:a"], **kwargs}
+
+    def program() -> None:
+        StateMachine("orders", StateMachineArgs(**args))
+
+    with pytest.raises(ValueError, match=message):
+        deploy(program, mocks=mocks)
+    assert mocks.registrations == []
