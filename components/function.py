@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import metric_alarm
 from components.iam import Statement, grant_policy, service_role
+from components.queue import DeadLetterQueue, DeadLetterQueueArgs
 
 if TYPE_CHECKING:
     from components.layer import DependencyLayer
@@ -278,7 +280,14 @@ class FunctionArgs:
                 f"{candidates[0].relative_to(code_dir)} nor "
                 f"{candidates[1].relative_to(code_dir)} exists under {code_dir}"
             )
-        if attribute not in _top_level_names(source):
+        try:
+            names = _top_level_names(source)
+        except SyntaxError as exc:
+            raise ValueError(
+                f"handler: {self.handler!r}: {source.relative_to(code_dir)} does not parse "
+                f"(line {exc.lineno}: {exc.msg})"
+            ) from None
+        if attribute not in names:
             raise ValueError(
                 f"handler: {self.handler!r}: {source.relative_to(code_dir)} defines no "
                 f"top-level {attribute!r}"
@@ -432,8 +441,6 @@ class Function(pulumi.ComponentResource):
     def _async_on_failure(self, name: str, args: FunctionArgs) -> None:
         dlq: DeadLetterQueueLike
         if args.async_on_failure is True:
-            from components.queue import DeadLetterQueue, DeadLetterQueueArgs
-
             dlq = DeadLetterQueue(
                 f"{name}-async-dlq",
                 DeadLetterQueueArgs(alarms=args.alarms, alarm_actions=args.alarm_actions),
@@ -460,8 +467,6 @@ class Function(pulumi.ComponentResource):
         )
 
     def _alarm(self, name: str, metric: str, suffix: str, what: str) -> None:
-        from components.alarms import metric_alarm
-
         self.alarms.append(
             metric_alarm(
                 f"{name}-{suffix}",

@@ -2,8 +2,10 @@
 
 Every policy document the components produce goes through `policy_document`, which
 refuses wildcard actions, `*` resources (except for the few actions AWS accepts on
-nothing else) and public principals. `find_violations` applies the same rules to any
-rendered document, so tests and the policy pack check what was actually produced.
+nothing else) and public principals (a `*` principal is not public when a StringEquals
+condition on aws:PrincipalOrgID or aws:PrincipalAccount restricts it). `find_violations`
+applies the same rules to any rendered document, so tests and the policy pack check what
+was actually produced.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ class Statement:
     conditions: Sequence[Condition] = ()
     principals: Sequence[Principal] = ()
     sid: str | None = None
-    # Resource policies that deny (e.g. non-TLS access) legitimately use "*".
+    # Resource policies that deny (e.g. non-TLS access) legitimately use "*"; an Allow
+    # to "*" needs a StringEquals aws:PrincipalOrgID / aws:PrincipalAccount condition.
     allow_any_principal: bool = field(default=False, repr=False)
 
 
@@ -95,9 +98,46 @@ def find_violations(document: Mapping[str, Any]) -> list[str]:
                     f"{where}: resource '*' for {broad}; scope them to ARNs "
                     "('*' is allowed only for actions AWS cannot scope)"
                 )
-        if st.get("Effect") == "Allow" and _is_public(st.get("Principal")):
-            problems.append(f"{where}: public principal; name the accounts or services")
+        if (
+            st.get("Effect") == "Allow"
+            and _is_public(st.get("Principal"))
+            and not _restricts_principal(st.get("Condition"))
+        ):
+            problems.append(
+                f"{where}: public principal; name the accounts or services, or restrict "
+                "'*' with a StringEquals condition on aws:PrincipalOrgID or aws:PrincipalAccount"
+            )
     return problems
+
+
+# Condition keys that pin a "*" principal to one organization or account: with one of
+# them under StringEquals, "*" is not public (IAM guide, "aws:PrincipalOrgID").
+PRINCIPAL_RESTRICTING_KEYS = frozenset({"aws:principalorgid", "aws:principalaccount"})
+
+
+def _restricting_values(values: Any) -> bool:
+    """Non-empty, and no value that could match everyone (empty or with wildcards)."""
+    listed = _as_list(values)
+    return bool(listed) and all(
+        isinstance(v, str) and v.strip() and "*" not in v and "?" not in v for v in listed
+    )
+
+
+def _restricts_principal(conditions: Any) -> bool:
+    """Whether a rendered Condition block limits the principal to named orgs/accounts.
+
+    Only `StringEquals` counts: `...IfExists` passes when the key is absent, and
+    `StringLike` takes wildcards.
+    """
+    if not isinstance(conditions, Mapping):
+        return False
+    block = conditions.get("StringEquals")
+    if not isinstance(block, Mapping):
+        return False
+    return any(
+        key.lower() in PRINCIPAL_RESTRICTING_KEYS and _restricting_values(values)
+        for key, values in block.items()
+    )
 
 
 def _as_list(value: Any) -> list[str]:
@@ -186,11 +226,26 @@ def _check(statements: Sequence[Statement]) -> None:
         }
         if st.sid:
             doc["Sid"] = st.sid
-        if st.allow_any_principal and st.effect == "Allow":
-            raise PolicyViolation(f"statement {st.sid or st.actions}: Allow to any principal")
+        if st.allow_any_principal and st.effect == "Allow" and not _restricted(st.conditions):
+            raise PolicyViolation(
+                f"statement {st.sid or st.actions}: Allow to any principal; restrict it with "
+                "Condition('StringEquals', 'aws:PrincipalOrgID' or 'aws:PrincipalAccount', "
+                "[...]) or name the principals"
+            )
         problems = find_violations({"Statement": [doc]})
         if problems:
             raise PolicyViolation("; ".join(problems))
+
+
+def _restricted(conditions: Sequence[Condition]) -> bool:
+    """`_restricts_principal` for conditions not rendered yet (Output values count as set)."""
+    return any(
+        c.test == "StringEquals"
+        and c.variable.lower() in PRINCIPAL_RESTRICTING_KEYS
+        and bool(c.values)
+        and _restricting_values([v for v in c.values if isinstance(v, str)] or ["output"])
+        for c in conditions
+    )
 
 
 def service_assume_role_policy(

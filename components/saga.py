@@ -16,20 +16,18 @@ in reverse order, then ends in a Fail state with Error `SagaFailed`.
 The states of a saga with steps reserve, pay, ship (all with compensations):
 
     reserve -> pay -> ship -> SagaSucceeded
-       |        |      |
-       |        |      +--(error)--> CompensatePay ---+
-       |        +--(error)--------------------------> CompensateReserve --> Compensated
-       +--(error)--> SagaFailed                                                 |
-                                  SagaFailed <-- (no compensation errors) ------+
-                          CompensationFailed <-- (a compensation gave up) ------+
+    error in reserve:  SagaFailed
+    error in pay:      CompensateReserve -> Compensated
+    error in ship:     CompensatePay -> CompensateReserve -> Compensated
+    Compensated (a Choice): CompensationFailed if a compensation gave up, else SagaFailed
 
 One compensation chain is shared: a failing step enters it at the compensation of the
 latest completed step that has one. Two refinements:
 - A step that timed out (`States.Timeout`, only possible with `timeout_seconds`) may
   still have taken effect, so it enters the chain at its OWN compensation. Compensations
-  must therefore be idempotent and accept "nothing to undo" (they must anyway: Step
-  Functions is at least once), and should leave a tombstone so a late step is refused.
-- Compensations retry every error (`COMPENSATION_RETRY`, 5 attempts): giving up leaves
+  must therefore be idempotent and accept "nothing to undo" (their retries repeat them
+  anyway), and should leave a tombstone so that a late step is refused.
+- Compensations retry every error (`COMPENSATION_RETRY`, 5 retries): giving up leaves
   the system inconsistent. One that still fails is recorded under
   `$.compensationErrors.<step>` and the chain goes on (undo as much as possible); the
   execution then fails with `SagaCompensationFailed` instead of `SagaFailed`, which

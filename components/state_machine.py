@@ -20,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import metric_alarm
+from components.function import scoped_name
 from components.iam import Statement, grant_policy, service_role
 
 STATE_TYPES: Final = frozenset(
@@ -27,6 +28,7 @@ STATE_TYPES: Final = frozenset(
 )
 _TERMINAL_TYPES: Final = frozenset({"Succeed", "Fail"})
 MAX_STATE_NAME = 80
+MAX_NAME = 80  # a state machine's name
 # CloudWatch Logs' accepted retention periods, in days.
 LOG_RETENTION_DAYS: Final = frozenset(
     (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192)
@@ -72,7 +74,7 @@ class StateMachineArgs:
     type: "STANDARD" (default: exactly-once steps, up to a year) or "EXPRESS" (at least
         once, up to 5 minutes, no `.sync` / `.waitForTaskToken` tasks).
     log_level: "ERROR" (default), "ALL", "FATAL" or "OFF". Logs go to a log group of
-        its own, `/aws/vendedlogs/states/<name>`. "OFF" is refused for EXPRESS, whose
+        its own, `/aws/vendedlogs/states/<state machine name>`. "OFF" is refused for EXPRESS, whose
         executions leave no history anywhere else.
     include_execution_data: log states' input and output (default False: orders carry
         customer data; error events are logged either way).
@@ -101,6 +103,9 @@ class StateMachineArgs:
 class StateMachine(pulumi.ComponentResource):
     """A state machine, its role, its log group and its alarms.
 
+    Children: `{name}-sm` (named `<project>-<stack>-<name>`), `{name}-role`,
+    `{name}-role-policy`, `{name}-logs`, `{name}-failed-alarm`, `{name}-timedout-alarm`.
+
     Attributes: `state_machine` (aws.sfn.StateMachine), `arn`, `name`, `role`,
     `role_policy` (its inline policy; None when it needs no permission),
     `log_group` (None when log_level is "OFF"), `definition` (the rendered JSON),
@@ -122,13 +127,16 @@ class StateMachine(pulumi.ComponentResource):
         _validate_args(args)
         super().__init__("order-saga:state_machine:StateMachine", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # An explicit name, unique per stack (as Functions have): the role's trust
+        # policy and the log group can then name exactly this state machine.
+        physical = scoped_name(name, max_length=MAX_NAME)
 
         self.log_group = None
         if args.log_level != "OFF":
             self.log_group = aws.cloudwatch.LogGroup(
                 f"{name}-logs",
                 # The vendedlogs prefix keeps the account's logs resource policy small.
-                name=f"/aws/vendedlogs/states/{name}",
+                name=f"/aws/vendedlogs/states/{physical}",
                 retention_in_days=args.log_retention_days,
                 kms_key_id=args.log_kms_key_arn,
                 opts=child,
@@ -157,10 +165,10 @@ class StateMachine(pulumi.ComponentResource):
         account = aws.get_caller_identity_output().account_id
         region = aws.get_region_output().region
         partition = aws.get_partition_output().partition
-        # Confused deputy: only this state machine (autonamed `<name>-sm-<suffix>`) may
-        # assume the role, not any state machine that someone points at it.
+        # Confused deputy: only this state machine may assume the role, not any state
+        # machine that someone points at it.
         source_arn = pulumi.Output.concat(
-            "arn:", partition, ":states:", region, ":", account, ":stateMachine:", name, "-sm*"
+            "arn:", partition, ":states:", region, ":", account, ":stateMachine:", physical
         )
         self.role = service_role(
             f"{name}-role",
@@ -192,6 +200,7 @@ class StateMachine(pulumi.ComponentResource):
             )
         self.state_machine = aws.sfn.StateMachine(
             f"{name}-sm",
+            name=physical,
             definition=self.definition,
             role_arn=self.role.arn,
             type=args.type,
@@ -270,6 +279,10 @@ def _validate_args(args: StateMachineArgs) -> None:
     for arn in args.task_function_arns:
         _check_function_arn(arn)
     validate_definition(args.definition, express=args.type == "EXPRESS")
+    # What is known now is checked now; Output ARNs again when they resolve (_render).
+    allowed = list(args.task_function_arns)
+    if all(isinstance(arn, str) for arn in allowed):
+        _check_covered(lambda_task_arns(args.definition), [str(a) for a in allowed])
 
 
 def _check_function_arn(arn: Any) -> None:
@@ -423,19 +436,26 @@ def lambda_task_arns(definition: Mapping[str, Any]) -> list[str]:
 
 
 def _covered(arn: str, allowed: Sequence[str]) -> bool:
+    """An ARN is covered by itself or by the unqualified function ARN (its `:*`)."""
     return any(arn == a or arn.startswith(f"{a}:") for a in allowed)
+
+
+def _check_covered(invoked: Sequence[str], allowed: Sequence[str]) -> None:
+    missing = sorted({arn for arn in invoked if not _covered(arn, allowed)})
+    if missing:
+        raise DefinitionError(
+            f"the definition invokes {missing}, which StateMachineArgs.task_function_arns "
+            "does not list: the role could not invoke them (add them to task_function_arns)"
+        )
 
 
 def _render(definition: dict[str, Any], allowed: list[str], name: str) -> str:
     for arn in allowed:
         _check_function_arn(arn)
-    missing = [arn for arn in lambda_task_arns(definition) if not _covered(arn, allowed)]
-    if missing:
-        raise DefinitionError(
-            f"StateMachine {name!r}: the definition invokes {sorted(set(missing))}, which "
-            "task_function_arns does not list: the role could not invoke them "
-            "(add them to task_function_arns)"
-        )
+    try:
+        _check_covered(lambda_task_arns(definition), allowed)
+    except DefinitionError as exc:
+        raise DefinitionError(f"StateMachine {name!r}: {exc}") from None
     return json.dumps(definition, indent=2)
 
 

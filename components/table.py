@@ -54,8 +54,8 @@ STREAM_READ_ACTIONS: tuple[str, ...] = (
     "dynamodb:DescribeStream",
     "dynamodb:GetRecords",
     "dynamodb:GetShardIterator",
-    # Listed by the Lambda and DynamoDB guides for stream consumers; AWS's own example
-    # policy scopes it to the table's stream ARN like the other three, so it stays scoped.
+    # Lambda's CreateEventSourceMapping checks the role for all four "on your stream";
+    # AWS's example policy for a Lambda stream consumer scopes them all to the stream ARN.
     "dynamodb:ListStreams",
 )
 

@@ -38,6 +38,7 @@ def code_dir(tmp_path: Path) -> Path:
         "from eventkit import wrap\n\ndef handler(event, context):\n    return wrap(event)\n"
     )
     (root / "handlers" / "relay.py").write_text("from eventkit import make\n\nhandler = make()\n")
+    (root / "handlers" / "broken.py").write_text("def handler(event, context)\n    pass\n")
     (root / "eventkit").mkdir()
     (root / "eventkit" / "__init__.py").write_text("def wrap(e): return e\n")
     (root / "requirements.txt").write_text("pydantic\n")
@@ -143,6 +144,7 @@ def test_code_asset_leaves_out_tests_caches_and_bytecode(code_dir: Path) -> None
     assert sorted(code.assets) == [
         "eventkit/__init__.py",
         "handlers/__init__.py",
+        "handlers/broken.py",
         "handlers/place_order.py",
         "handlers/relay.py",
         "requirements.txt",
@@ -444,6 +446,10 @@ class FifoDlq(FakeDlq):
         ),
         ({"code_dir": Path("/nope")}, "code_dir: /nope is not a directory"),
         (
+            {"handler": "handlers.broken.handler"},
+            "handler: 'handlers.broken.handler': handlers/broken.py does not parse (line 1:",
+        ),
+        (
             {"layer": WrongLayer("x86_64", "python3.12")},
             "layer: built for x86_64 but the function runs on arm64; build the layer with "
             "architecture='arm64'",
@@ -481,3 +487,25 @@ def test_long_names_are_shortened_with_a_hash(code_dir: Path) -> None:
     assert len(physical) == 64
     assert physical.startswith("order-saga-dev-xxx")
     assert re.fullmatch(r"[A-Za-z0-9_-]+-[0-9a-f]{8}", physical)
+
+
+def test_async_on_failure_true_creates_an_alarmed_dead_letter_queue(code_dir: Path) -> None:
+    topic = PREFIX.format("sns") + "alerts"
+    d = deploy_function(args(code_dir, async_on_failure=True, alarm_actions=[topic]))
+    dlq = d.named("place-order-async-dlq", "order-saga:queue:DeadLetterQueue")
+    assert dlq.parent == d.named("place-order").urn
+    queue = d.named("place-order-async-dlq-queue", "aws:sqs/queue:Queue")
+    assert queue.inputs["fifoQueue"] is False
+    assert queue.inputs["sqsManagedSseEnabled"] is True
+    queue_arn = PREFIX.format("sqs") + "place-order-async-dlq-queue"
+    config = d.named("place-order-async").inputs
+    assert config["destinationConfig"] == {"onFailure": {"destination": queue_arn}}
+    assert doc(d.named("place-order-async-on-failure", ROLE_POLICY))["Statement"] == [
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn}
+    ]
+    # No AWS service may send to it through its queue policy: Lambda uses the role.
+    queue_policy = doc(d.named("place-order-async-dlq-policy"))["Statement"]
+    assert [st["Effect"] for st in queue_policy] == ["Deny"]
+    dlq_alarm = d.named("place-order-async-dlq-alarm", ALARM).inputs
+    assert dlq_alarm["metricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dlq_alarm["alarmActions"] == [topic]

@@ -27,7 +27,15 @@ from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-from components.saga import RetryPolicy, SagaStep, parallel_checks, saga_definition
+from components.saga import (
+    RetryPolicy,
+    SagaStep,
+    function_arns,
+    parallel_checks,
+    saga_definition,
+)
+from components.state_machine import StateMachine, StateMachineArgs
+from sandbox.mock_deploy import deploy
 
 Handler = Callable[[dict[str, Any]], Any]
 FINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
@@ -370,3 +378,30 @@ def test_a_timed_out_step_is_compensated_itself_then_the_earlier_ones(sfn: Sfn) 
     # The payment may have gone through after the timeout: it is refunded too.
     assert sfn.called() == ["reserve", "pay", "refund", "release"]
     assert sfn.calls[2][1]["error"]["Error"] == "States.Timeout"
+
+
+def test_the_definition_the_state_machine_component_renders_runs(sfn: Sfn) -> None:
+    steps = [
+        SagaStep(
+            name=step,
+            task=sfn.function(step, fails("ShipDeclined") if step == "ship" else ok({})),
+            compensation=sfn.function(COMPENSATIONS[step], ok({})),
+        )
+        for step in STEPS
+    ]
+
+    def program() -> None:
+        StateMachine(
+            "orders",
+            StateMachineArgs(
+                definition=saga_definition(steps), task_function_arns=function_arns(steps)
+            ),
+        )
+
+    rendered = deploy(program).named("orders-sm").inputs["definition"]
+    machine = boto3.client("stepfunctions").create_state_machine(
+        name="rendered", definition=rendered, roleArn=sfn.role
+    )["stateMachineArn"]
+    result = sfn.run(machine, "rendered-1", ORDER)
+    assert (result["status"], result["error"]) == ("FAILED", "SagaFailed")
+    assert sfn.called() == ["reserve", "pay", "ship", "refund", "release"]

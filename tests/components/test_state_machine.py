@@ -27,7 +27,7 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 FN = "arn:aws:lambda:us-east-1:123456789012:function"
-SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:orders-sm"
+SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:order-saga-dev-orders"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:alerts"
 LOG_ACTIONS = [
     "logs:CreateLogDelivery",
@@ -102,6 +102,7 @@ def test_state_machine_runs_the_rendered_definition_with_its_own_role() -> None:
         "orders-timedout-alarm",
     }
     assert sm.inputs["type"] == "STANDARD"
+    assert sm.inputs["name"] == "order-saga-dev-orders"  # unique per stack
     assert sm.inputs["roleArn"] == "arn:aws:iam::123456789012:role/orders-role"
     assert d.outputs["arn"] == SM_ARN
     # The Output ARNs were rendered into the JSON the state machine receives.
@@ -115,14 +116,14 @@ def test_state_machine_runs_the_rendered_definition_with_its_own_role() -> None:
 def test_logs_go_to_its_own_vended_log_group_without_execution_data() -> None:
     d, sm = saga_program()
     group = d.named("orders-logs", LOG_GROUP)
-    assert group.inputs["name"] == "/aws/vendedlogs/states/orders"
+    assert group.inputs["name"] == "/aws/vendedlogs/states/order-saga-dev-orders"
     assert group.inputs["retentionInDays"] == 14
     assert "kmsKeyId" not in group.inputs
     assert sm.inputs["loggingConfiguration"] == {
         "level": "ERROR",
         "includeExecutionData": False,
         "logDestination": "arn:aws:logs:us-east-1:123456789012:log-group:"
-        "/aws/vendedlogs/states/orders:*",
+        "/aws/vendedlogs/states/order-saga-dev-orders:*",
     }
     assert sm.inputs["tracingConfiguration"] == {"enabled": True}
 
@@ -152,7 +153,7 @@ def test_only_this_state_machine_in_this_account_may_assume_the_role() -> None:
             "Action": "sts:AssumeRole",
             "Condition": {
                 "StringEquals": {"aws:SourceAccount": "123456789012"},
-                "ArnLike": {"aws:SourceArn": f"{SM_ARN}*"},
+                "ArnLike": {"aws:SourceArn": SM_ARN},
             },
         }
     ]
@@ -232,6 +233,7 @@ def test_a_machine_that_needs_no_permission_gets_a_role_without_policy() -> None
 
 
 def test_a_task_function_missing_from_task_function_arns_is_refused() -> None:
+    mocks = RecordingMocks()
     steps = [SagaStep(name="pay", task=f"{FN}:pay", compensation=f"{FN}:refund")]
 
     def program() -> None:
@@ -240,7 +242,25 @@ def test_a_task_function_missing_from_task_function_arns_is_refused() -> None:
             StateMachineArgs(definition=saga_definition(steps), task_function_arns=[f"{FN}:pay"]),
         )
 
-    with pytest.raises(Exception, match=r"invokes \['arn:aws:lambda:.*:function:refund'\]"):
+    # Literal ARNs: refused before any resource is declared.
+    with pytest.raises(DefinitionError, match=r"invokes \['arn:aws:lambda:.*:function:refund'\]"):
+        deploy(program, mocks=mocks)
+    assert mocks.registrations == []
+
+
+def test_a_missing_task_function_known_only_at_deploy_time_fails_the_deployment() -> None:
+    def program() -> None:
+        pay, refund = lambda_function("pay"), lambda_function("refund")
+        steps = [SagaStep(name="pay", task=pay.arn, compensation=refund.arn)]
+        StateMachine(
+            "orders",
+            StateMachineArgs(definition=saga_definition(steps), task_function_arns=[pay.arn]),
+        )
+
+    with pytest.raises(
+        ValueError,
+        match=r"StateMachine 'orders': the definition invokes \['arn:aws:lambda:.*:refund'\]",
+    ):
         deploy(program)
 
 

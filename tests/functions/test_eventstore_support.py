@@ -11,6 +11,7 @@ test still interleaves between its requests, as it would on AWS.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,17 +52,18 @@ class SerializedClient:
 
 @dataclass
 class ReadCounter:
-    """Items DynamoDB returned, per operation, counted by botocore `after-call` hooks."""
+    """Calls per operation, and items Query/GetItem returned, counted by botocore
+    `after-call` hooks (what DynamoDB answered, not what the code says it read)."""
 
     query_calls: int = 0
     query_items: int = 0
     get_calls: int = 0
     get_items: int = 0
-    by_table: dict[str, int] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
 
     def reset(self) -> None:
         self.query_calls = self.query_items = self.get_calls = self.get_items = 0
-        self.by_table.clear()
+        self.calls.clear()
 
 
 @dataclass
@@ -115,6 +117,7 @@ def moto_dynamodb() -> Iterator[DynamoDB]:
         reads = ReadCounter()
 
         def count(event_name: str, parsed: dict[str, Any], **_: Any) -> None:
+            reads.calls[event_name.rsplit(".", 1)[-1]] += 1
             if event_name.endswith(".Query"):
                 reads.query_calls += 1
                 reads.query_items += len(parsed.get("Items", []))
@@ -122,8 +125,7 @@ def moto_dynamodb() -> Iterator[DynamoDB]:
                 reads.get_calls += 1
                 reads.get_items += 1 if "Item" in parsed else 0
 
-        raw.meta.events.register("after-call.dynamodb.Query", count)
-        raw.meta.events.register("after-call.dynamodb.GetItem", count)
+        raw.meta.events.register("after-call.dynamodb", count)
         try:
             yield DynamoDB(client=SerializedClient(raw), raw=raw, reads=reads)
         finally:

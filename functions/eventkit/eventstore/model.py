@@ -263,15 +263,19 @@ class AppendTooLargeError(EventStoreError, ValueError):
 
 
 class EventOrderError(EventStoreError):
-    """A history whose versions are not consecutive."""
+    """A history whose versions do not follow on one by one."""
 
     def __init__(self, aggregate_id: str, expected: int, got: int) -> None:
         self.aggregate_id = aggregate_id
         self.expected = expected
         self.got = got
+        if got > expected:
+            what = f"events {expected}..{got - 1} are missing"
+        else:
+            what = f"version {got} comes again or out of order"
         super().__init__(
-            f"History of aggregate {aggregate_id!r} jumps from version {expected - 1} to "
-            f"{got}: events {expected}..{got - 1} are missing from the store. The store "
-            "never writes gaps (appends are conditional), so the table was written "
-            "outside the event store: restore the missing items from a backup."
+            f"History of aggregate {aggregate_id!r} expected version {expected} next but "
+            f"found {got}: {what}. The event store never writes gaps (appends are "
+            "conditional), so the table was written outside it: restore the missing "
+            "items from a backup (point-in-time recovery)."
         )

@@ -1,0 +1,468 @@
+"""A custom EventBridge event bus with an archive, a schema registry and partner access.
+
+The bus is encrypted at rest (an AWS-owned key by default, or your customer-managed
+key), archives what it receives for a finite time so events can be replayed, and
+publishes the contracts of its events to a schema registry (`{name}-schemas`, JSON
+Schema draft 4) so that consumers can discover them and generate code bindings. The
+contracts are given once, as the pydantic models the handlers use (or as ready JSON
+schemas): one source of truth for handlers, tests and the registry.
+
+Other accounts may put events only when they are named (`partner_account_ids`) or
+belong to a named AWS Organization (`organization_id`, a `*` principal pinned by
+`aws:PrincipalOrgID`), optionally only with listed `source` values. Without either, no
+bus policy is created and only IAM principals of this account that were granted
+`put_events_statements()` can put events.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+import pulumi
+import pulumi_aws as aws
+from pydantic import BaseModel
+
+from components.event_pattern import InvalidEventPatternError, Pattern, validate_pattern
+from components.iam import Condition, Principal, Statement, policy_document
+
+PUT_EVENTS_ACTIONS: Final = ("events:PutEvents",)
+# EventBridge archive retention: a number of days; 0 means "keep forever".
+MIN_ARCHIVE_RETENTION_DAYS = 1
+MAX_ARCHIVE_RETENTION_DAYS = 3650
+# EventBridge Schemas: CreateSchema `Content` is at most 100,000 characters, a schema
+# name at most 385 (the provider also checks the first character).
+MAX_SCHEMA_CONTENT = 100_000
+MAX_SCHEMA_NAME = 385
+# PutEvents `Source` is at most 256 characters.
+MAX_SOURCE_LENGTH = 256
+SCHEMA_TYPE: Final = "JSONSchemaDraft4"
+DRAFT4: Final = "http://json-schema.org/draft-04/schema#"
+
+_ACCOUNT_ID = re.compile(r"\d{12}")
+_ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}")
+_SCHEMA_NAME_START = re.compile(r"[A-Za-z_.@-]")
+
+ModelTypes = Sequence[type[BaseModel]]
+JsonSchemas = Mapping[str, Mapping[str, Any]]
+
+
+# ------------------------------------------------------------------ schemas
+
+
+def _to_draft4(node: Any) -> Any:
+    """Rewrite the draft 2020-12 keywords pydantic emits into their draft 4 forms."""
+    if isinstance(node, list):
+        return [_to_draft4(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "const":
+            out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # Draft 4: the bound goes in minimum/maximum, the exclusive flag is a boolean.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
+        elif key == "prefixItems":
+            out["items"] = _to_draft4(value)
+        elif key in ("examples", "readOnly", "writeOnly", "deprecated"):
+            continue  # draft 6+ annotations, unknown to draft 4
+        elif key == "$defs":
+            out["definitions"] = _to_draft4(value)
+        else:
+            out[key] = _to_draft4(value)
+    return out
+
+
+def schema_name(model: type[BaseModel]) -> str:
+    """The registry name of a model's schema: its `DETAIL_TYPE`, else its class name."""
+    detail_type = getattr(model, "DETAIL_TYPE", None)
+    return detail_type if isinstance(detail_type, str) else model.__name__
+
+
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON Schema (draft 4) of the whole EventBridge event whose `detail` is `model`.
+
+    The envelope is what the registry's discovered schemas describe and what code
+    bindings are generated from; `detail-type` is pinned to the model's schema name and
+    `source` to its `SOURCE` class attribute when it has one.
+    """
+    detail = _to_draft4(
+        model.model_json_schema(mode="serialization", ref_template="#/definitions/{model}")
+    )
+    definitions: dict[str, Any] = detail.pop("definitions", {})
+    definitions[model.__name__] = detail
+    name = schema_name(model)
+    source: dict[str, Any] = {"type": "string"}
+    declared = getattr(model, "SOURCE", None)
+    if isinstance(declared, Enum):
+        declared = declared.value
+    if isinstance(declared, str):
+        source["enum"] = [declared]
+    return {
+        "$schema": DRAFT4,
+        "title": name,
+        "description": (model.__doc__ or name).strip().splitlines()[0],
+        "type": "object",
+        "required": ["detail-type", "source", "detail"],
+        "properties": {
+            "version": {"type": "string"},
+            "id": {"type": "string"},
+            "account": {"type": "string"},
+            "region": {"type": "string"},
+            "time": {"type": "string", "format": "date-time"},
+            "resources": {"type": "array", "items": {"type": "string"}},
+            "source": source,
+            "detail-type": {"type": "string", "enum": [name]},
+            "detail": {"$ref": f"#/definitions/{model.__name__}"},
+        },
+        "definitions": definitions,
+    }
+
+
+def _schema_entries(schemas: ModelTypes | JsonSchemas) -> list[tuple[Any, Any]]:
+    """(name, schema dict) pairs, from models or a mapping, in the order given."""
+    entries: list[tuple[Any, Any]] = []
+    if isinstance(schemas, Mapping):
+        for key, value in schemas.items():
+            if not isinstance(value, Mapping):
+                raise ValueError(
+                    f"EventBusArgs.schemas[{key!r}]: a JSON schema must be a dict, got "
+                    f"{type(value).__name__}"
+                )
+            entries.append((key, dict(value)))
+    elif isinstance(schemas, str | bytes):
+        raise ValueError(
+            "EventBusArgs.schemas: give pydantic model classes or a mapping of "
+            "name -> JSON schema, not a string"
+        )
+    else:
+        for model in schemas:
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise ValueError(
+                    f"EventBusArgs.schemas: {model!r} is not a pydantic model class; give "
+                    "model classes or a mapping of name -> JSON schema"
+                )
+            entries.append((schema_name(model), model_schema(model)))
+    return entries
+
+
+def _schema_contents(schemas: ModelTypes | JsonSchemas) -> dict[str, str]:
+    """name -> schema JSON, checked; raises ValueError naming the offending schema."""
+    contents: dict[str, str] = {}
+    for key, schema in _schema_entries(schemas):
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_SCHEMA_NAME:
+            raise ValueError(
+                f"EventBusArgs.schemas: schema name {key!r} must be a string of "
+                f"1..{MAX_SCHEMA_NAME} characters"
+            )
+        if not _SCHEMA_NAME_START.match(key):
+            raise ValueError(
+                f"EventBusArgs.schemas: schema name {key!r} must start with a letter, "
+                "'_', '.', '@' or '-'"
+            )
+        if key in contents:
+            raise ValueError(
+                f"EventBusArgs.schemas: two schemas are named {key!r}; each contract needs "
+                "its own name (a model's DETAIL_TYPE, else its class name)"
+            )
+        try:
+            text = json.dumps(schema, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"EventBusArgs.schemas[{key!r}]: not JSON ({exc})") from None
+        if len(text) > MAX_SCHEMA_CONTENT:
+            raise ValueError(
+                f"EventBusArgs.schemas[{key!r}]: {len(text)} characters of JSON; the "
+                f"registry takes at most {MAX_SCHEMA_CONTENT}"
+            )
+        contents[key] = text
+    return contents
+
+
+# --------------------------------------------------------------------- args
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventBusArgs:
+    """Arguments of an `EventBus`; every default is the secure one.
+
+    - `archive`: True (default) = archive received events (`{name}-archive`) for replay.
+    - `archive_retention_days`: 30 (default), in days, 1..3650. 0 ("keep forever") is
+      refused: events carry customer data and an archive must expire.
+    - `archive_pattern`: None (default) = archive every event; else an event pattern
+      (dict or `Pattern`, validated) choosing what to archive. Needs `archive=True`.
+    - `schemas`: () (default) = no registry; else the event contracts, as pydantic model
+      classes (schema name = the model's `DETAIL_TYPE`, else its class name; content =
+      `model_schema(model)`) or a mapping name -> JSON Schema (draft 4) dict. They go to
+      a registry `{name}-schemas`, one `{name}-schema-<schema name>` each.
+    - `partner_account_ids`: () (default); 12-digit AWS account IDs allowed to
+      `events:PutEvents` on this bus.
+    - `organization_id`: None (default); an AWS Organization (`o-...`) whose accounts
+      may put events (principal `*` restricted by `aws:PrincipalOrgID`).
+    - `allowed_sources`: () (default) = partners may put any `source`; else only these
+      (an `events:source` condition). Needs partners or an organization.
+    - `kms_key_identifier`: None (default) = encrypted with an AWS-owned key; else a
+      customer-managed KMS key (ARN, ID or alias) for the bus and its archive. Its key
+      policy must allow `events.amazonaws.com` kms:DescribeKey, kms:GenerateDataKey and
+      kms:Decrypt (EventBridge guide, "eb-encryption-key-policy"); this component
+      cannot grant that.
+    """
+
+    archive: bool = True
+    archive_retention_days: int = 30
+    archive_pattern: Mapping[str, Any] | Pattern | None = None
+    schemas: ModelTypes | JsonSchemas = ()
+    partner_account_ids: Sequence[str] = ()
+    organization_id: str | None = None
+    allowed_sources: Sequence[str] = ()
+    kms_key_identifier: pulumi.Input[str] | None = None
+
+    def __post_init__(self) -> None:
+        self._check_archive()
+        self._check_partners()
+        _schema_contents(self.schemas)
+        key = self.kms_key_identifier
+        if isinstance(key, str) and not key.strip():
+            raise ValueError(
+                f"EventBusArgs.kms_key_identifier: {key!r} is not a key; give a KMS key ARN, ID "
+                "or alias, or None for the AWS-owned key"
+            )
+
+    def _check_archive(self) -> None:
+        days = self.archive_retention_days
+        if isinstance(days, bool) or not isinstance(days, int):
+            raise ValueError(
+                f"EventBusArgs.archive_retention_days: {days!r} must be a whole number of days"
+            )
+        if days == 0:
+            raise ValueError(
+                "EventBusArgs.archive_retention_days: 0 keeps archived events forever; "
+                f"choose a finite retention of {MIN_ARCHIVE_RETENTION_DAYS}.."
+                f"{MAX_ARCHIVE_RETENTION_DAYS} days"
+            )
+        if not MIN_ARCHIVE_RETENTION_DAYS <= days <= MAX_ARCHIVE_RETENTION_DAYS:
+            raise ValueError(
+                f"EventBusArgs.archive_retention_days: {days} is outside the allowed "
+                f"{MIN_ARCHIVE_RETENTION_DAYS}..{MAX_ARCHIVE_RETENTION_DAYS} days"
+            )
+        if self.archive_pattern is not None:
+            if not self.archive:
+                raise ValueError(
+                    "EventBusArgs.archive_pattern: set, but archive=False; set archive=True "
+                    "or leave archive_pattern None"
+                )
+            self.archive_pattern_dict()
+
+    def _check_partners(self) -> None:
+        if isinstance(self.partner_account_ids, str):
+            raise ValueError(
+                "EventBusArgs.partner_account_ids: give a list of account IDs, not a string"
+            )
+        seen: set[str] = set()
+        for account in self.partner_account_ids:
+            if not isinstance(account, str) or not _ACCOUNT_ID.fullmatch(account):
+                raise ValueError(
+                    f"EventBusArgs.partner_account_ids: {account!r} is not an AWS account ID; "
+                    "give 12 digits, e.g. '111122223333'"
+                )
+            if account in seen:
+                raise ValueError(f"EventBusArgs.partner_account_ids: {account!r} is listed twice")
+            seen.add(account)
+        org = self.organization_id
+        if org is not None and not _ORGANIZATION_ID.fullmatch(org):
+            raise ValueError(
+                f"EventBusArgs.organization_id: {org!r} is not an AWS Organizations ID; give "
+                "one such as 'o-a1b2c3d4e5' (o- and 10 to 32 lowercase letters or digits)"
+            )
+        if isinstance(self.allowed_sources, str):
+            raise ValueError("EventBusArgs.allowed_sources: give a list of sources, not a string")
+        sources = list(self.allowed_sources)
+        if sources and not self.partner_account_ids and org is None:
+            raise ValueError(
+                "EventBusArgs.allowed_sources: restricts what partners may put, but no "
+                "partner_account_ids or organization_id is given; add partners or leave "
+                "allowed_sources empty"
+            )
+        for source in sources:
+            if not isinstance(source, str) or not 1 <= len(source) <= MAX_SOURCE_LENGTH:
+                raise ValueError(
+                    f"EventBusArgs.allowed_sources: {source!r} must be a source of "
+                    f"1..{MAX_SOURCE_LENGTH} characters"
+                )
+            if "*" in source or "?" in source:
+                raise ValueError(
+                    f"EventBusArgs.allowed_sources: {source!r} has a wildcard; the condition "
+                    "is StringEquals, so name each source exactly"
+                )
+        if len(set(sources)) != len(sources):
+            raise ValueError("EventBusArgs.allowed_sources: a source is listed twice")
+
+    def archive_pattern_dict(self) -> dict[str, Any] | None:
+        """`archive_pattern` as a validated dict (None = archive everything)."""
+        pattern = self.archive_pattern
+        if pattern is None:
+            return None
+        raw = pattern.to_dict() if isinstance(pattern, Pattern) else pattern
+        try:
+            return validate_pattern(raw)
+        except InvalidEventPatternError as exc:
+            raise InvalidEventPatternError(
+                f"EventBusArgs.archive_pattern {exc.path}", exc.reason
+            ) from None
+
+
+# ---------------------------------------------------------------- component
+
+
+class EventBus(pulumi.ComponentResource):
+    """A custom event bus: encrypted, archived for a finite time, with its contracts.
+
+    Children: `{name}-bus`, `{name}-archive` (unless `archive=False`), `{name}-policy`
+    (only with partners or an organization), `{name}-schemas` and one
+    `{name}-schema-<schema name>` per contract (only with `schemas`).
+    Attributes: `bus`, `name` (the bus name), `arn`, `archive` (or None), `policy` (or
+    None), `registry` (or None), `schemas` (dict schema name -> aws.schemas.Schema),
+    `archive_retention_days`, `kms_key_identifier`.
+    """
+
+    bus: aws.cloudwatch.EventBus
+    name: pulumi.Output[str]
+    arn: pulumi.Output[str]
+    archive: aws.cloudwatch.EventArchive | None
+    policy: aws.cloudwatch.EventBusPolicy | None
+    registry: aws.schemas.Registry | None
+    schemas: dict[str, aws.schemas.Schema]
+    archive_retention_days: int | None
+    kms_key_identifier: pulumi.Input[str] | None
+
+    def __init__(
+        self,
+        name: str,
+        args: EventBusArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        args = args or EventBusArgs()
+        # Everything that can fail is computed before the first resource is declared.
+        contents = _schema_contents(args.schemas)
+        archive_pattern = args.archive_pattern_dict()
+        super().__init__("order-saga:event_bus:EventBus", name, None, opts)
+        self.kms_key_identifier = args.kms_key_identifier
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.bus = aws.cloudwatch.EventBus(
+            f"{name}-bus",
+            description=f"{name}: events of the order saga",
+            kms_key_identifier=args.kms_key_identifier,
+            opts=child,
+        )
+        self.name = self.bus.name
+        self.arn = self.bus.arn
+
+        self.archive = None
+        self.archive_retention_days = None
+        if args.archive:
+            self.archive_retention_days = args.archive_retention_days
+            self.archive = aws.cloudwatch.EventArchive(
+                f"{name}-archive",
+                description=(
+                    f"Events received by {name}, kept {args.archive_retention_days} days for replay"
+                ),
+                event_source_arn=self.bus.arn,
+                retention_days=args.archive_retention_days,
+                event_pattern=(None if archive_pattern is None else json.dumps(archive_pattern)),
+                # Archived events are as sensitive as the bus's: the same key.
+                kms_key_identifier=args.kms_key_identifier,
+                opts=child,
+            )
+
+        self.policy = None
+        statements = self._partner_statements(args)
+        if statements:
+            self.policy = aws.cloudwatch.EventBusPolicy(
+                f"{name}-policy",
+                event_bus_name=self.bus.name,
+                policy=policy_document(statements),
+                opts=child,
+            )
+
+        self.registry = None
+        self.schemas = {}
+        if contents:
+            self.registry = aws.schemas.Registry(
+                f"{name}-schemas",
+                description=f"Contracts of the events on {name}",
+                opts=child,
+            )
+            for schema, content in contents.items():
+                self.schemas[schema] = aws.schemas.Schema(
+                    f"{name}-schema-{schema}",
+                    name=schema,
+                    registry_name=self.registry.name,
+                    type=SCHEMA_TYPE,
+                    content=content,
+                    description=f"Event {schema} on {name}",
+                    opts=child,
+                )
+
+        self.register_outputs(
+            {
+                "name": self.name,
+                "arn": self.arn,
+                "archiveArn": self.archive.arn if self.archive else None,
+                "registryName": self.registry.name if self.registry else None,
+            }
+        )
+
+    def _partner_statements(self, args: EventBusArgs) -> list[Statement]:
+        sources = (
+            [Condition("StringEquals", "events:source", list(args.allowed_sources))]
+            if args.allowed_sources
+            else []
+        )
+        statements: list[Statement] = []
+        if args.partner_account_ids:
+            statements.append(
+                Statement(
+                    sid="AllowPartnerAccountsToPutEvents",
+                    principals=[
+                        Principal(
+                            "AWS",
+                            [
+                                f"arn:aws:iam::{account}:root"
+                                for account in args.partner_account_ids
+                            ],
+                        )
+                    ],
+                    actions=PUT_EVENTS_ACTIONS,
+                    resources=[self.bus.arn],
+                    conditions=sources,
+                )
+            )
+        if args.organization_id is not None:
+            # "*" is not public here: aws:PrincipalOrgID pins it to the organization.
+            statements.append(
+                Statement(
+                    sid="AllowOrganizationToPutEvents",
+                    allow_any_principal=True,
+                    actions=PUT_EVENTS_ACTIONS,
+                    resources=[self.bus.arn],
+                    conditions=[
+                        Condition("StringEquals", "aws:PrincipalOrgID", [args.organization_id]),
+                        *sources,
+                    ],
+                )
+            )
+        return statements
+
+    def put_events_statements(self) -> list[Statement]:
+        """`events:PutEvents` on this bus, for a producer's role.
+
+        A customer-managed bus key needs no grant to callers: EventBridge itself uses
+        the key, under the key policy.
+        """
+        return [Statement(actions=PUT_EVENTS_ACTIONS, resources=[self.arn])]

@@ -1,0 +1,98 @@
+"""OrderPlaced -> OrderEnriched: the order plus what the customers table knows.
+
+Entry: `handler(event, context)`, an EventBridge rule target (OrderPlaced).
+Effect: reads the customer (GetItem on CUSTOMERS_TABLE, key `customerId`), publishes one
+OrderEnriched (see domain.enrichment.EnrichedOrder). An unknown customer is a business
+outcome: OrderEnriched with `customerKnown: false` and the fallback tier.
+
+Idempotency: Powertools, keyed on the OrderPlaced's eventId. The effect is a publish,
+which no conditional write can guard, and the customer record may change between two
+deliveries: the first result is stored and replayed to duplicates, so one OrderEnriched
+goes out, with one content. Its eventId is derived from the OrderPlaced's, so even a
+duplicate that slips through (the record write failed after the publish) is the same
+event to consumers.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from domain.enrichment import Customer, customer_from_item, enrich
+
+from contracts import OrderPlaced
+from eventkit import clients, idempotency
+from eventkit.envelopes import from_eventbridge
+from eventkit.publisher import Publisher
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+ACCESS: Final[dict[str, frozenset[str]]] = {
+    "CUSTOMERS_TABLE": frozenset({"dynamodb:GetItem"}),
+    "EVENT_BUS_NAME": frozenset({"events:PutEvents"}),
+    "IDEMPOTENCY_TABLE": frozenset(
+        {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    ),
+}
+CUSTOMERS_TABLE_ENV: Final = "CUSTOMERS_TABLE"
+
+CONFIG = idempotency.config(idempotency.CONTRACT_EVENT_ID)
+
+
+class ConfigurationError(RuntimeError):
+    """A required environment variable is missing."""
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(
+            f"environment variable {name} is not set: the function's component must set it "
+            f"(see ACCESS in {__name__} for what the role needs on it)"
+        )
+    return value
+
+
+def load_customer(customer_id: str) -> Customer | None:
+    """The customer's record, or None if the customers table has none."""
+    from boto3.dynamodb.types import TypeDeserializer  # lazy: cold start
+
+    item = (
+        clients.client("dynamodb")
+        .get_item(TableName=_env(CUSTOMERS_TABLE_ENV), Key={"customerId": {"S": customer_id}})
+        .get("Item")
+    )
+    if item is None:
+        return None
+    deserializer = TypeDeserializer()
+    return customer_from_item({k: deserializer.deserialize(v) for k, v in item.items()})
+
+
+def enrich_order(order: OrderPlaced) -> dict[str, Any]:
+    """The use case: read the customer, publish OrderEnriched; returns its detail."""
+    enriched = enrich(order, load_customer(order.customer_id))
+    _publisher().publish([enriched])
+    return enriched.to_detail()
+
+
+@functools.cache
+def _publisher() -> Publisher:
+    return Publisher()
+
+
+@functools.cache
+def _enrich_once() -> Callable[..., dict[str, Any]]:
+    """`enrich_order` made idempotent; built on first use (the table name is read then)."""
+    return idempotency.idempotent_function(
+        data_keyword_argument="order", config=CONFIG, persistence_store=idempotency.persistence()
+    )(enrich_order)
+
+
+def handler(event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+    order = from_eventbridge(event, model=OrderPlaced)
+    if context is not None:
+        CONFIG.register_lambda_context(context)
+    return _enrich_once()(order=order)

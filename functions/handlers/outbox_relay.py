@@ -1,0 +1,41 @@
+"""Outbox relay: the outbox table's stream -> PutEvents on the bus -> row marked published.
+
+Deployed by `components.outbox_relay.OutboxRelay` behind a DynamoDB stream event source
+mapping (INSERT records of outbox rows only, ReportBatchItemFailures on). Only the
+records that failed are reported, so the stream retries from the first of them; an
+event published twice (a retried batch) is harmless because every consumer is
+idempotent on the producer's `eventId`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from eventkit import outbox
+from eventkit.publisher import Publisher
+
+# What this handler touches: the system wires env vars and grants from this.
+ACCESS: dict[str, frozenset[str]] = {
+    "EVENT_BUS_NAME": frozenset({"events:PutEvents"}),
+    "OUTBOX_TABLE_NAME": frozenset({"dynamodb:UpdateItem"}),
+}
+
+_publisher: Publisher | None = None  # one per container: its client is reused when warm
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"environment variable {name} is not set: the relay needs it")
+    return value
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    global _publisher  # noqa: PLW0603 (warm-container cache)
+    if _publisher is None:
+        _publisher = Publisher(_env("EVENT_BUS_NAME"))
+    result = outbox.relay(
+        event.get("Records", []), table_name=_env("OUTBOX_TABLE_NAME"), publisher=_publisher
+    )
+    return result.batch_response()

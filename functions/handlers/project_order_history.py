@@ -1,0 +1,96 @@
+"""The event store's stream -> the order history read model, incrementally.
+
+Entry: `handler(event, context)`, a DynamoDB Streams event source mapping on EVENTS_TABLE
+(stream view NEW_IMAGE; ReportBatchItemFailures on). Only INSERT records are events;
+MODIFY/REMOVE are skipped.
+Effect: each order's row in HISTORY_TABLE (key `orderId` S; the view's fields as
+attributes, `version` = the last event folded in; see domain.history) is advanced by the
+batch's new events: one GetItem and one conditional PutItem per order per batch
+(eventkit.eventstore.Projector), never a re-read of the whole history. A gap (an event
+the row has not seen before the batch's first one) is filled from the store with a
+Query of exactly the missing versions.
+
+Idempotency: the row's version. An event at or below it is a duplicate and a no-op; the
+write is conditional on the version read, so a concurrent projector cannot be
+overwritten (the projector reloads and retries).
+
+Failures: an order whose projection fails is reported with the sequence number of its
+first record in the batch; the stream is retried from there (records of other orders
+after it come again and are no-ops). A record that is not an event (malformed image) is
+reported the same way, and ends in the mapping's on-failure destination once its retries
+are spent.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+
+from domain.history import apply, initial_state
+
+from eventkit.eventstore import (
+    DynamoDBEventRecorder,
+    DynamoDBReadModel,
+    EventStore,
+    Projector,
+    StoredEvent,
+    stored_event_from_image,
+)
+
+ACCESS: Final[dict[str, frozenset[str]]] = {
+    "HISTORY_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
+    # Filling a gap reads the missing events.
+    "EVENTS_TABLE": frozenset({"dynamodb:Query"}),
+}
+HISTORY_TABLE_ENV: Final = "HISTORY_TABLE"
+EVENTS_TABLE_ENV: Final = "EVENTS_TABLE"
+KEY_ATTRIBUTE: Final = "orderId"
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """A required environment variable is missing."""
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(
+            f"environment variable {name} is not set: the function's component must set it"
+        )
+    return value
+
+
+@functools.cache
+def _projector() -> Projector[dict[str, Any]]:
+    store = EventStore(DynamoDBEventRecorder(_env(EVENTS_TABLE_ENV)))
+    read_model = DynamoDBReadModel(_env(HISTORY_TABLE_ENV), key_attribute=KEY_ATTRIBUTE)
+    return Projector(read_model, store, apply, initial_state())
+
+
+def handler(event: Mapping[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
+    failures: list[str] = []
+    groups: dict[str, list[tuple[str, StoredEvent]]] = {}
+    for record in event.get("Records", []):
+        if record.get("eventName") != "INSERT":
+            continue
+        sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+        try:
+            stored = stored_event_from_image(record["dynamodb"]["NewImage"])
+        except (KeyError, TypeError, ValueError):
+            logger.exception("stream record %s is not an event store item", sequence)
+            failures.append(sequence)
+            continue
+        groups.setdefault(stored.aggregate_id, []).append((sequence, stored))
+    projector = _projector()
+    for aggregate_id, records in groups.items():
+        try:
+            projector.project([stored for _, stored in records])
+        except Exception:
+            logger.exception("projection of order %s failed; the stream retries it", aggregate_id)
+            failures.append(records[0][0])
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in failures if s]}

@@ -1,0 +1,345 @@
+"""EventBus: the bus, archive, policy and schema registry a user sees in `pulumi preview`,
+and the arguments it refuses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Literal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from components.event_bus import EventBus, EventBusArgs, model_schema
+from components.event_pattern import InvalidEventPatternError, Pattern, prefix
+from components.iam import PolicyViolation, Statement, find_violations, policy_document
+from sandbox.mock_deploy import Deployment, RecordingMocks, deploy
+
+BUS = "aws:cloudwatch/eventBus:EventBus"
+ARCHIVE = "aws:cloudwatch/eventArchive:EventArchive"
+BUS_POLICY = "aws:cloudwatch/eventBusPolicy:EventBusPolicy"
+REGISTRY = "aws:schemas/registry:Registry"
+SCHEMA = "aws:schemas/schema:Schema"
+COMPONENT = "order-saga:event_bus:EventBus"
+BUS_ARN = "arn:aws:events:us-east-1:123456789012:event-bus/orders-bus"
+ORG = "o-a1b2c3d4e5"
+
+
+class Line(BaseModel):
+    sku: str
+    quantity: int = Field(gt=0)
+
+
+class OrderPlaced(BaseModel):
+    """A customer placed an order."""
+
+    DETAIL_TYPE: ClassVar[str] = "OrderPlaced"
+    SOURCE: ClassVar[str] = "orders"
+    version: Literal["2"] = "2"
+    order_id: str
+    lines: list[Line]
+
+
+class PaymentFailed(BaseModel):
+    """No DETAIL_TYPE: the class name is the schema name."""
+
+    order_id: str
+    reason: str
+
+
+def run(args: EventBusArgs | None = None, name: str = "orders") -> tuple[Deployment, EventBus]:
+    made: list[EventBus] = []
+    deployment = deploy(lambda: made.append(EventBus(name, args)))
+    return deployment, made[0]
+
+
+def policy_of(deployment: Deployment) -> dict[str, Any]:
+    return json.loads(deployment.named("orders-policy", BUS_POLICY).inputs["policy"])
+
+
+# ------------------------------------------------------------------ defaults
+
+
+def test_defaults_bus_archive_30_days_everything_no_policy_no_registry() -> None:
+    deployment, bus = run()
+    component = deployment.named("orders", COMPONENT)
+    children = {(r.typ, r.name) for r in deployment.children(component)}
+    assert children == {(BUS, "orders-bus"), (ARCHIVE, "orders-archive")}
+
+    created = deployment.named("orders-bus", BUS)
+    assert "kmsKeyIdentifier" not in created.inputs  # AWS-owned key, encrypted anyway
+
+    archive = deployment.named("orders-archive", ARCHIVE)
+    assert archive.inputs["eventSourceArn"] == BUS_ARN
+    assert archive.inputs["retentionDays"] == 30
+    assert "eventPattern" not in archive.inputs  # everything is archived
+    assert deployment.of_type(BUS_POLICY) == []
+    assert deployment.of_type(REGISTRY) == []
+    assert bus.registry is None
+    assert bus.schemas == {}
+    assert bus.policy is None
+    assert bus.archive_retention_days == 30
+
+
+def test_put_events_statements_are_exactly_put_events_on_the_bus_arn() -> None:
+    documents: list[str] = []
+
+    def program() -> None:
+        bus = EventBus("orders")
+        statements = bus.put_events_statements()
+        assert statements == [Statement(actions=("events:PutEvents",), resources=[bus.arn])]
+        policy_document(statements).apply(documents.append)
+
+    deploy(program)
+    assert json.loads(documents[0])["Statement"] == [
+        {"Effect": "Allow", "Action": "events:PutEvents", "Resource": BUS_ARN}
+    ]
+
+
+def test_archive_with_pattern_retention_and_customer_key() -> None:
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    pattern = Pattern(source="orders", detail_type=[prefix("Order")])
+    deployment, bus = run(
+        EventBusArgs(archive_retention_days=365, archive_pattern=pattern, kms_key_identifier=key)
+    )
+    assert deployment.named("orders-bus", BUS).inputs["kmsKeyIdentifier"] == key
+    archive = deployment.named("orders-archive", ARCHIVE)
+    assert archive.inputs["retentionDays"] == 365
+    assert archive.inputs["kmsKeyIdentifier"] == key
+    assert json.loads(archive.inputs["eventPattern"]) == {
+        "source": ["orders"],
+        "detail-type": [{"prefix": "Order"}],
+    }
+    assert bus.kms_key_identifier == key
+
+
+def test_no_archive() -> None:
+    deployment, bus = run(EventBusArgs(archive=False))
+    assert deployment.of_type(ARCHIVE) == []
+    assert bus.archive is None
+    assert bus.archive_retention_days is None
+
+
+# ------------------------------------------------------------------ bus policy
+
+
+def test_partner_accounts_may_put_events_on_this_bus_only() -> None:
+    deployment, _ = run(EventBusArgs(partner_account_ids=["111122223333", "444455556666"]))
+    policy = deployment.named("orders-policy", BUS_POLICY)
+    assert policy.inputs["eventBusName"] == "orders-bus"
+    document = policy_of(deployment)
+    assert document["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Sid": "AllowPartnerAccountsToPutEvents",
+            "Principal": {
+                "AWS": ["arn:aws:iam::111122223333:root", "arn:aws:iam::444455556666:root"]
+            },
+            "Action": "events:PutEvents",
+            "Resource": BUS_ARN,
+        }
+    ]
+    assert find_violations(document) == []
+
+
+def test_organization_uses_star_pinned_by_principal_org_id_and_sources() -> None:
+    deployment, _ = run(
+        EventBusArgs(organization_id=ORG, allowed_sources=["partner.shipping", "partner.tax"])
+    )
+    document = policy_of(deployment)
+    assert document["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Sid": "AllowOrganizationToPutEvents",
+            "Principal": "*",
+            "Action": "events:PutEvents",
+            "Resource": BUS_ARN,
+            "Condition": {
+                "StringEquals": {
+                    "aws:PrincipalOrgID": ORG,
+                    "events:source": ["partner.shipping", "partner.tax"],
+                }
+            },
+        }
+    ]
+    # A "*" principal pinned to the organization is not public.
+    assert find_violations(document) == []
+
+
+def test_partners_and_organization_each_get_a_statement_with_the_source_condition() -> None:
+    deployment, _ = run(
+        EventBusArgs(
+            partner_account_ids=["111122223333"],
+            organization_id=ORG,
+            allowed_sources=["partner.shipping"],
+        )
+    )
+    partner, org = policy_of(deployment)["Statement"]
+    assert partner["Principal"] == {"AWS": "arn:aws:iam::111122223333:root"}
+    assert partner["Condition"] == {"StringEquals": {"events:source": "partner.shipping"}}
+    assert org["Principal"] == "*"
+    assert org["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": ORG, "events:source": "partner.shipping"}
+    }
+
+
+def test_find_violations_still_refuses_an_unrestricted_or_weakly_restricted_star() -> None:
+    base = {"Effect": "Allow", "Principal": "*", "Action": "events:PutEvents", "Resource": BUS_ARN}
+    weak_conditions = [
+        None,
+        {"StringEquals": {"events:source": "orders"}},  # restricts what, not who
+        {"StringEqualsIfExists": {"aws:PrincipalOrgID": ORG}},  # passes when absent
+        {"StringLike": {"aws:PrincipalOrgID": "o-*"}},
+        {"StringEquals": {"aws:PrincipalOrgID": "*"}},
+        {"StringEquals": {"aws:PrincipalAccount": []}},
+    ]
+    for condition in weak_conditions:
+        statement = dict(base, Condition=condition) if condition else base
+        problems = find_violations({"Statement": [statement]})
+        assert len(problems) == 1, condition
+        assert "public principal" in problems[0]
+    pinned = dict(base, Condition={"StringEquals": {"aws:PrincipalAccount": "111122223333"}})
+    assert find_violations({"Statement": [pinned]}) == []
+
+
+def test_policy_document_refuses_allow_to_any_principal_without_org_or_account() -> None:
+    with pytest.raises(PolicyViolation, match="Allow to any principal; restrict it with"):
+        policy_document(
+            [Statement(allow_any_principal=True, actions=["events:PutEvents"], resources=[BUS_ARN])]
+        )
+
+
+# ------------------------------------------------------------------ schemas
+
+
+def test_models_become_draft4_schemas_named_by_detail_type_else_class_name() -> None:
+    deployment, bus = run(EventBusArgs(schemas=[OrderPlaced, PaymentFailed]))
+    registry = deployment.named("orders-schemas", REGISTRY)
+    assert registry.parent == deployment.named("orders", COMPONENT).urn
+    assert set(bus.schemas) == {"OrderPlaced", "PaymentFailed"}
+
+    placed = deployment.named("orders-schema-OrderPlaced", SCHEMA)
+    assert placed.inputs["name"] == "OrderPlaced"
+    assert placed.inputs["registryName"] == "orders-schemas"
+    assert placed.inputs["type"] == "JSONSchemaDraft4"
+    content = json.loads(placed.inputs["content"])
+    assert content == json.loads(json.dumps(model_schema(OrderPlaced)))
+    assert content["$schema"] == "http://json-schema.org/draft-04/schema#"
+    assert content["properties"]["detail-type"] == {"type": "string", "enum": ["OrderPlaced"]}
+    assert content["properties"]["source"] == {"type": "string", "enum": ["orders"]}
+    assert content["properties"]["detail"] == {"$ref": "#/definitions/OrderPlaced"}
+    detail = content["definitions"]["OrderPlaced"]
+    assert detail["required"] == ["order_id", "lines"]
+    # Draft 4 forms of what pydantic emits as draft 2020-12.
+    assert detail["properties"]["version"]["enum"] == ["2"]
+    assert "const" not in detail["properties"]["version"]
+    assert detail["properties"]["lines"]["items"] == {"$ref": "#/definitions/Line"}
+    assert content["definitions"]["Line"]["properties"]["quantity"] == {
+        "exclusiveMinimum": True,
+        "minimum": 0,
+        "title": "Quantity",
+        "type": "integer",
+    }
+    assert "$defs" not in json.dumps(content)
+
+    failed = deployment.named("orders-schema-PaymentFailed", SCHEMA)
+    assert failed.inputs["name"] == "PaymentFailed"
+    assert json.loads(failed.inputs["content"])["properties"]["source"] == {"type": "string"}
+
+
+def test_json_schemas_mapping_is_published_as_given() -> None:
+    schema = {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object"}
+    deployment, _ = run(EventBusArgs(schemas={"OrderShipped": schema}))
+    created = deployment.named("orders-schema-OrderShipped", SCHEMA)
+    assert json.loads(created.inputs["content"]) == schema
+    assert created.inputs["name"] == "OrderShipped"
+
+
+# ------------------------------------------------------------------ refused args
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"archive_retention_days": 0},
+            r"EventBusArgs.archive_retention_days: 0 keeps archived events forever; "
+            r"choose a finite retention of 1..3650 days",
+        ),
+        (
+            {"archive_retention_days": 3651},
+            r"archive_retention_days: 3651 is outside the allowed 1..3650 days",
+        ),
+        (
+            {"archive": False, "archive_pattern": {"source": ["orders"]}},
+            r"archive_pattern: set, but archive=False",
+        ),
+        (
+            {"partner_account_ids": ["12345"]},
+            r"partner_account_ids: '12345' is not an AWS account ID; give 12 digits",
+        ),
+        (
+            {"partner_account_ids": ["*"]},
+            r"partner_account_ids: '\*' is not an AWS account ID",
+        ),
+        (
+            {"partner_account_ids": ["111122223333", "111122223333"]},
+            r"partner_account_ids: '111122223333' is listed twice",
+        ),
+        (
+            {"partner_account_ids": "111122223333"},
+            r"partner_account_ids: give a list of account IDs, not a string",
+        ),
+        (
+            {"organization_id": "my-org"},
+            r"organization_id: 'my-org' is not an AWS Organizations ID",
+        ),
+        (
+            {"allowed_sources": ["orders"]},
+            r"allowed_sources: restricts what partners may put, but no partner_account_ids "
+            r"or organization_id is given",
+        ),
+        (
+            {"organization_id": ORG, "allowed_sources": ["partner.*"]},
+            r"allowed_sources: 'partner.\*' has a wildcard",
+        ),
+        (
+            {"schemas": [OrderPlaced, OrderPlaced]},
+            r"EventBusArgs.schemas: two schemas are named 'OrderPlaced'",
+        ),
+        (
+            {"schemas": [dict]},
+            r"EventBusArgs.schemas: <class 'dict'> is not a pydantic model class",
+        ),
+        (
+            {"schemas": {"1Order": {"type": "object"}}},
+            r"schema name '1Order' must start with a letter",
+        ),
+        (
+            {"schemas": {"Order": "not a schema"}},
+            r"EventBusArgs.schemas\['Order'\]: a JSON schema must be a dict, got str",
+        ),
+        ({"kms_key_identifier": " "}, r"kms_key_identifier: ' ' is not a key"),
+    ],
+)
+def test_refused_args(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        EventBusArgs(**kwargs)
+
+
+def test_invalid_archive_pattern_names_the_arg_and_field() -> None:
+    with pytest.raises(
+        InvalidEventPatternError,
+        match=r"EventBusArgs.archive_pattern detail.amount: .*numeric",
+    ):
+        EventBusArgs(archive_pattern={"detail": {"amount": [{"numeric": [">", "ten"]}]}})
+
+
+def test_nothing_is_declared_when_args_are_refused() -> None:
+    mocks = RecordingMocks()
+
+    def program() -> None:
+        EventBus("orders", EventBusArgs(schemas=[PaymentFailed, PaymentFailed]))
+
+    with pytest.raises(ValueError, match="two schemas are named 'PaymentFailed'"):
+        deploy(program, mocks=mocks)
+    assert mocks.registrations == []
