@@ -441,14 +441,23 @@ class EventRule(pulumi.ComponentResource):
         """The `QueueSender` a queue needs to accept this rule's events (target or DLQ)."""
         return QueueSender(EVENTS_SERVICE, self.arn)
 
-    def _allows_this_rule(self, queue: Queue | DeadLetterQueue) -> bool:
+    def _allows_this_rule(self, where: str, queue: Queue | DeadLetterQueue) -> bool:
+        """Whether `queue` was created with `senders=[self.as_sender()]`.
+
+        Read from the queue's `senders` attribute. A queue that does not expose it
+        cannot be checked: that is logged as a warning and taken as allowed (a queue
+        created without the sender refuses the rule's deliveries, which then count in
+        the rule's `InvocationsFailedToBeSentToDlq` / the DLQ's alarm).
+        """
         senders = getattr(queue, "senders", None)
         if senders is None:
-            raise ValueError(
-                f"EventRule {self._component_name!r}: {type(queue).__name__} does not "
-                "expose its `senders`, so this rule cannot check that the queue accepts "
-                "its events"
+            pulumi.log.warn(
+                f"{where}: {type(queue).__name__} {self._queue_label(queue)!r} does not "
+                "expose `senders`, so this rule cannot check that it was created with "
+                f"senders=[{self._component_name}.as_sender()]",
+                resource=self,
             )
+            return True
         # Identity, not equality: the ARN is an Output, only known at deploy time.
         return any(s.service == EVENTS_SERVICE and s.source_arn is self.arn for s in senders)
 
@@ -568,7 +577,7 @@ class EventRule(pulumi.ComponentResource):
                     f"{where}: SqsTarget.message_group_id is only for FIFO queues; "
                     f"{label!r} is a standard queue"
                 )
-            if not self._allows_this_rule(queue):
+            if not self._allows_this_rule(where, queue):
                 raise ValueError(
                     f"{where}: queue {label!r} does not let this rule send to it; create it "
                     f"with senders=[{rule}.as_sender()] (an SQS queue has a single policy, "
@@ -582,7 +591,7 @@ class EventRule(pulumi.ComponentResource):
                     f"{where}: dead_letter_queue {label!r} is a FIFO queue; an EventBridge "
                     "dead-letter queue must be a standard queue (even for a FIFO target)"
                 )
-            if not self._allows_this_rule(given):
+            if not self._allows_this_rule(where, given):
                 raise ValueError(
                     f"{where}: dead_letter_queue {label!r} does not let this rule send to "
                     f"it; create it with DeadLetterQueueArgs(senders=[{rule}.as_sender()])"

@@ -27,14 +27,16 @@ row and its snapshot stay far below DynamoDB's 400 KB item limit (about 2000 eve
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from contracts import OrderEvent, version_of
-from eventkit.eventstore import NewEvent, StoredEvent
+from eventkit.eventstore import NewEvent, SnapshotPolicy, StoredEvent, stored_event_from_image
 
 # The shape of the state; bump when it changes, so older snapshots are rebuilt.
 STATE_SCHEMA_VERSION: Final = 1
+SNAPSHOT_EVERY_ENV: Final = "SNAPSHOT_EVERY"
 
 STATUSES: Final[Mapping[str, int]] = {
     "NEW": 0,
@@ -78,6 +80,7 @@ _COPIED: Final[Mapping[str, tuple[str, ...]]] = {
     "PaymentFailed": ("reason",),
     "ShippingFailed": ("reason",),
 }
+
 
 def initial_state() -> dict[str, Any]:
     return {"status": "NEW", "timeline": []}
@@ -145,3 +148,49 @@ def snapshot_due(versions: Sequence[int], every: int) -> bool:
     events. Checking multiples (not each event) keeps the snapshotter to one rebuild per
     `every` events; a redelivered batch rebuilds again and writes nothing new."""
     return any(version % every == 0 for version in versions)
+
+
+class HistoryConfigError(ValueError):
+    """The history's configuration is invalid."""
+
+
+def snapshot_policy(every: str | None) -> SnapshotPolicy:
+    """The snapshot policy of order histories, `every` being the SNAPSHOT_EVERY setting."""
+    if not every or not every.isdigit() or int(every) < 1:
+        raise HistoryConfigError(
+            f"{SNAPSHOT_EVERY_ENV}={every!r} is not a whole number >= 1 (events between "
+            "snapshots): the function's component must set it from the stack's snapshotEvery"
+        )
+    return SnapshotPolicy(every=int(every), schema_version=STATE_SCHEMA_VERSION)
+
+
+@dataclass
+class Inserted:
+    """The events of an event store stream batch, per order, in stream order.
+
+    first_sequence: per order, the sequence number of its first record (what to report
+    when that order fails: the stream is retried from there). unreadable: sequence numbers
+    of records that are not event store items.
+    """
+
+    by_order: dict[str, list[StoredEvent]] = field(default_factory=dict)
+    first_sequence: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def inserted_events(records: Iterable[Mapping[str, Any]]) -> Inserted:
+    """Read a DynamoDB Streams batch of the events table (NEW_IMAGE): INSERT records
+    only (MODIFY/REMOVE are not new events)."""
+    result = Inserted()
+    for record in records:
+        if record.get("eventName") != "INSERT":
+            continue
+        sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
+        try:
+            event = stored_event_from_image(record["dynamodb"]["NewImage"])
+        except (KeyError, TypeError, ValueError):
+            result.unreadable.append(sequence)
+            continue
+        result.by_order.setdefault(event.aggregate_id, []).append(event)
+        result.first_sequence.setdefault(event.aggregate_id, sequence)
+    return result

@@ -29,15 +29,13 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-from domain.history import apply, initial_state
+from domain.history import apply, initial_state, inserted_events
 
 from eventkit.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBReadModel,
     EventStore,
     Projector,
-    StoredEvent,
-    stored_event_from_image,
 )
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
@@ -73,24 +71,15 @@ def _projector() -> Projector[dict[str, Any]]:
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
-    failures: list[str] = []
-    groups: dict[str, list[tuple[str, StoredEvent]]] = {}
-    for record in event.get("Records", []):
-        if record.get("eventName") != "INSERT":
-            continue
-        sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
-        try:
-            stored = stored_event_from_image(record["dynamodb"]["NewImage"])
-        except (KeyError, TypeError, ValueError):
-            logger.exception("stream record %s is not an event store item", sequence)
-            failures.append(sequence)
-            continue
-        groups.setdefault(stored.aggregate_id, []).append((sequence, stored))
+    batch = inserted_events(event.get("Records", []))
+    failures = list(batch.unreadable)
+    for sequence in batch.unreadable:
+        logger.error("stream record %s is not an event store item", sequence)
     projector = _projector()
-    for aggregate_id, records in groups.items():
+    for order_id, events in batch.by_order.items():
         try:
-            projector.project([stored for _, stored in records])
+            projector.project(events)
         except Exception:
-            logger.exception("projection of order %s failed; the stream retries it", aggregate_id)
-            failures.append(records[0][0])
+            logger.exception("projection of order %s failed; the stream retries it", order_id)
+            failures.append(batch.first_sequence[order_id])
     return {"batchItemFailures": [{"itemIdentifier": s} for s in failures if s]}

@@ -25,7 +25,14 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from domain.history import STATE_SCHEMA_VERSION, apply, decide, initial_state, to_new_event
+from domain.history import (
+    SNAPSHOT_EVERY_ENV,
+    apply,
+    decide,
+    initial_state,
+    snapshot_policy,
+    to_new_event,
+)
 
 from contracts import OrderEvent
 from eventkit.envelopes import PoisonRecordError, from_eventbridge
@@ -35,24 +42,24 @@ from eventkit.eventstore import (
     EventStore,
     NewEvent,
     Snapshot,
-    SnapshotPolicy,
 )
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     # PutItem: the first event; ConditionCheckItem + PutItem: a later one (transaction);
     # Query: reading the history after the snapshot.
-    "EVENTS_TABLE": frozenset({"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"}),
+    "EVENTS_TABLE": frozenset(
+        {"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"}
+    ),
     "SNAPSHOTS_TABLE": frozenset({"dynamodb:GetItem"}),
 }
 EVENTS_TABLE_ENV: Final = "EVENTS_TABLE"
 SNAPSHOTS_TABLE_ENV: Final = "SNAPSHOTS_TABLE"
-SNAPSHOT_EVERY_ENV: Final = "SNAPSHOT_EVERY"
 # Concurrent events of one order race for the next version; each loser reloads.
 MAX_ATTEMPTS: Final = 5
 
 
 class ConfigurationError(RuntimeError):
-    """A required environment variable is missing or invalid."""
+    """A required environment variable is missing."""
 
 
 def _env(name: str) -> str:
@@ -62,16 +69,6 @@ def _env(name: str) -> str:
             f"environment variable {name} is not set: the function's component must set it"
         )
     return value
-
-
-def snapshot_every() -> int:
-    raw = _env(SNAPSHOT_EVERY_ENV)
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(
-            f"{SNAPSHOT_EVERY_ENV}={raw!r} is not a whole number >= 1 (events between "
-            "snapshots): set it from the stack's snapshotEvery"
-        )
-    return int(raw)
 
 
 class _ReadOnlySnapshots:
@@ -92,7 +89,7 @@ def _store() -> EventStore:
     return EventStore(
         DynamoDBEventRecorder(_env(EVENTS_TABLE_ENV)),
         snapshots=_ReadOnlySnapshots(DynamoDBSnapshotRecorder(_env(SNAPSHOTS_TABLE_ENV))),
-        policy=SnapshotPolicy(every=snapshot_every(), schema_version=STATE_SCHEMA_VERSION),
+        policy=snapshot_policy(os.environ.get(SNAPSHOT_EVERY_ENV)),
     )
 
 

@@ -23,14 +23,20 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-from domain.history import STATE_SCHEMA_VERSION, apply, initial_state, snapshot_due
+from domain.history import (
+    SNAPSHOT_EVERY_ENV,
+    apply,
+    initial_state,
+    inserted_events,
+    snapshot_due,
+    snapshot_policy,
+)
 
 from eventkit.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBSnapshotRecorder,
     EventStore,
     SnapshotPolicy,
-    stored_event_from_image,
 )
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
@@ -39,13 +45,12 @@ ACCESS: Final[dict[str, frozenset[str]]] = {
 }
 EVENTS_TABLE_ENV: Final = "EVENTS_TABLE"
 SNAPSHOTS_TABLE_ENV: Final = "SNAPSHOTS_TABLE"
-SNAPSHOT_EVERY_ENV: Final = "SNAPSHOT_EVERY"
 
 logger = logging.getLogger(__name__)
 
 
 class ConfigurationError(RuntimeError):
-    """A required environment variable is missing or invalid."""
+    """A required environment variable is missing."""
 
 
 class SnapshotNotWrittenError(RuntimeError):
@@ -66,14 +71,9 @@ def _env(name: str) -> str:
     return value
 
 
-def snapshot_every() -> int:
-    raw = _env(SNAPSHOT_EVERY_ENV)
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(
-            f"{SNAPSHOT_EVERY_ENV}={raw!r} is not a whole number >= 1 (events between "
-            "snapshots): set it from the stack's snapshotEvery"
-        )
-    return int(raw)
+@functools.cache
+def _policy() -> SnapshotPolicy:
+    return snapshot_policy(os.environ.get(SNAPSHOT_EVERY_ENV))
 
 
 @functools.cache
@@ -81,44 +81,31 @@ def _store() -> EventStore:
     return EventStore(
         DynamoDBEventRecorder(_env(EVENTS_TABLE_ENV)),
         snapshots=DynamoDBSnapshotRecorder(_env(SNAPSHOTS_TABLE_ENV)),
-        policy=SnapshotPolicy(every=snapshot_every(), schema_version=STATE_SCHEMA_VERSION),
+        policy=_policy(),
     )
 
 
 def snapshot(aggregate_id: str) -> int:
     """Rebuild `aggregate_id` from its snapshot and write a new one if due; returns the
     version of the snapshot it has now."""
-    store = _store()
-    rebuilt = store.rehydrate(aggregate_id, apply, initial_state(), write_snapshot=True)
-    assert store.policy is not None  # set in _store
-    if store.policy.due(rebuilt.snapshot_version, rebuilt.version):
+    rebuilt = _store().rehydrate(aggregate_id, apply, initial_state(), write_snapshot=True)
+    if _policy().due(rebuilt.snapshot_version, rebuilt.version):
         raise SnapshotNotWrittenError(aggregate_id, rebuilt.version)
     return rebuilt.snapshot_version
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
-    every = snapshot_every()
-    failures: list[str] = []
-    versions: dict[str, list[int]] = {}
-    first_sequence: dict[str, str] = {}
-    for record in event.get("Records", []):
-        if record.get("eventName") != "INSERT":
-            continue
-        sequence = str(record.get("dynamodb", {}).get("SequenceNumber", ""))
-        try:
-            stored = stored_event_from_image(record["dynamodb"]["NewImage"])
-        except (KeyError, TypeError, ValueError):
-            logger.exception("stream record %s is not an event store item", sequence)
-            failures.append(sequence)
-            continue
-        versions.setdefault(stored.aggregate_id, []).append(stored.version)
-        first_sequence.setdefault(stored.aggregate_id, sequence)
-    for aggregate_id, appended in versions.items():
-        if not snapshot_due(appended, every):
+    every = _policy().every
+    batch = inserted_events(event.get("Records", []))
+    failures = list(batch.unreadable)
+    for sequence in batch.unreadable:
+        logger.error("stream record %s is not an event store item", sequence)
+    for order_id, events in batch.by_order.items():
+        if not snapshot_due([e.version for e in events], every):
             continue
         try:
-            snapshot(aggregate_id)
+            snapshot(order_id)
         except Exception:
-            logger.exception("snapshot of order %s failed; the stream retries it", aggregate_id)
-            failures.append(first_sequence[aggregate_id])
+            logger.exception("snapshot of order %s failed; the stream retries it", order_id)
+            failures.append(batch.first_sequence[order_id])
     return {"batchItemFailures": [{"itemIdentifier": s} for s in failures if s]}

@@ -249,3 +249,42 @@ def check_params(client: Any, operation: str, params: Mapping[str, Any]) -> None
 def outputs(request: ResourceRequest, **computed: Any) -> dict[str, Any]:
     """The provider's state: the inputs plus the computed attributes (None ones dropped)."""
     return {**request.inputs, **{k: v for k, v in computed.items() if v is not None}}
+
+
+def shaped(value: Any, shape: Any, path: str) -> Any:
+    """A Pulumi input structure in the shape botocore describes for the API.
+
+    Keys are matched to the shape's members ignoring case (`dynamodbStreamParameters`
+    -> `DynamoDBStreamParameters`), then without a plural `s` (Pulumi pluralises some
+    names: `includeExecutionDatas`); map keys are the user's and kept. A key the API
+    has no member for is an error, never silently dropped.
+    """
+    if value is None:
+        return None
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        members = {m.lower(): m for m in shape.members}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if item is None:
+                continue
+            member = members.get(key.lower()) or members.get(key.lower().removesuffix("s"))
+            if member is None:
+                raise DeployError(f"{path}.{key}: the API has no such parameter")
+            out[member] = shaped(item, shape.members[member], f"{path}.{key}")
+        return out
+    if kind == "list" and isinstance(value, list):
+        return [shaped(v, shape.member, f"{path}[{i}]") for i, v in enumerate(value)]
+    if kind == "map" and isinstance(value, dict):
+        return {k: shaped(v, shape.value, f"{path}.{k}") for k, v in value.items()}
+    return value
+
+
+def operation_params(
+    client: Any, operation: str, inputs: Mapping[str, Any], path: str
+) -> dict[str, Any]:
+    """`inputs` (camelCase) as the parameters of `operation`, keyed as its input shape."""
+    shape = client.meta.service_model.operation_model(operation).input_shape
+    result = shaped(dict(inputs), shape, path)
+    assert isinstance(result, dict)
+    return result

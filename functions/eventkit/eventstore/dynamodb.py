@@ -9,9 +9,11 @@ Snapshots table: partition key `aggregateId` (S); attributes `version` (N), `sta
 Read model table: partition key `key_attribute` (default `aggregateId`, S); `version`
 (N) and the view's fields as top-level attributes (queryable, indexable).
 
-IAM: the recorder needs dynamodb:PutItem, TransactWriteItems (with ConditionCheck) and
-Query on the events table; the snapshot recorder GetItem and PutItem on the snapshots
-table; the read model GetItem and PutItem on its table.
+IAM (TransactWriteItems is authorized per action inside it): the recorder needs
+dynamodb:PutItem, dynamodb:ConditionCheckItem and dynamodb:Query on the events table; the
+snapshot recorder GetItem and PutItem on the snapshots table (PutItem only where
+snapshots are written: `rehydrate(write_snapshot=False)` reads only); the read model
+GetItem and PutItem on its table.
 """
 
 from __future__ import annotations

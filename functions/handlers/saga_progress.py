@@ -1,0 +1,286 @@
+"""saga_progress: keeps each order's saga state in the orders table from the saga events.
+
+Choreography entry `handler(event, context)`: an EventBridge event (Lambda target) or an
+SQS batch of them (rule -> queue -> function; partial batch failures). It reads the saga
+events (InventoryReserved, InventoryReservationFailed, PaymentProcessed, PaymentFailed,
+OrderShipped, ShippingFailed, PaymentRefunded, InventoryReleased), applies each to the
+order's saga state machine (`domain.orders`) and stores the result; the transition that
+ends the saga writes OrderCompleted or OrderCancelled to the outbox in the same
+transaction. A reservation or charge that arrives after the saga failed is undone here
+(release / refund, both idempotent).
+
+Idempotency: a conditional write, not Powertools. The order item remembers the ids of
+the events applied to it, and is written only if its `version` is still the one read
+(optimistic concurrency): a duplicate changes nothing, two events for one order applied
+concurrently are serialized (the loser re-reads and re-applies), and the transition to
+COMPLETED / CANCELLED, with its event, happens exactly once. A Powertools record keyed on
+the event id would add a table and two writes per event, and could not serialize two
+*different* events racing on one order, which the version does.
+
+This module is also the orders table's saga adapter for the orchestration tasks (they
+record their step in the same transaction as the step itself): `prepare`, `commit`,
+`record`, `retry_conflicts`.
+
+Orders table (`ORDERS_TABLE`, key `pk` S): `order#<orderId>` items as written by
+`domain.orders.to_record` (order fields, `status`, `version`, `facts`, `appliedEventIds`,
+`history`, amounts, failure) and `request#<customerId>#<clientRequestId>` records
+(written by place_order).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from contracts import Event, OrderPlaced
+from domain import orders
+from domain.orders import OrderSaga, SagaFact, Transition
+from eventkit import batch, clients, envelopes, outbox
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+ACCESS: dict[str, frozenset[str]] = {
+    # GetItem: read the order; PutItem: the conditional write of its new state.
+    "ORDERS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
+    # The OrderCompleted / OrderCancelled outbox row, in the same transaction.
+    "OUTBOX_TABLE": frozenset({"dynamodb:PutItem"}),
+    # Late compensations (handlers.release_inventory.release / refund_payment.refund).
+    "INVENTORY_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
+    "PAYMENTS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
+}
+
+ORDERS_TABLE_ENV: Final = "ORDERS_TABLE"
+OUTBOX_TABLE_ENV: Final = "OUTBOX_TABLE"
+MAX_ATTEMPTS: Final = 8  # optimistic-concurrency retries before giving up (then: retry later)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ConfigurationError(RuntimeError):
+    """A required environment variable is missing."""
+
+
+class OrderNotFoundError(LookupError):
+    """A saga event names an order that the orders table does not have."""
+
+
+class ConcurrentUpdateError(RuntimeError):
+    """The order kept changing under us: nothing was written. Transient: retry."""
+
+
+def env(name: str) -> str:
+    """The value of environment variable `name`; ConfigurationError naming it if unset."""
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(
+            f"environment variable {name} is not set: the function's component must set it "
+            "(the handler module's ACCESS lists what the role needs on it)"
+        )
+    return value
+
+
+# --- the orders table's saga adapter -------------------------------------------------
+
+
+def _serializer() -> Any:
+    from boto3.dynamodb.types import TypeDeserializer  # lazy: cold start
+
+    return TypeDeserializer()
+
+
+def load(order_id: str, *, table: str | None = None) -> OrderSaga | None:
+    """The order's saga state (strongly consistent read), or None if there is no order."""
+    response = clients.client("dynamodb").get_item(
+        TableName=table or env(ORDERS_TABLE_ENV),
+        Key={"pk": {"S": orders.order_key(order_id)}},
+        ConsistentRead=True,
+    )
+    item = response.get("Item")
+    if item is None:
+        return None
+    deserializer = _serializer()
+    return orders.from_record({k: deserializer.deserialize(v) for k, v in item.items()})
+
+
+@dataclass(frozen=True)
+class SagaWrite:
+    """The orders-table part of a transaction recording facts.
+
+    items: the conditional Put of the new state ([] when every fact was a duplicate).
+    events: OrderCompleted / OrderCancelled to write to the outbox with it.
+    """
+
+    state: OrderSaga
+    transitions: list[Transition]
+    items: list[TransactWriteItemTypeDef] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def compensations(self) -> frozenset[orders.Compensation]:
+        return frozenset(c for t in self.transitions for c in t.compensate)
+
+
+def prepare(
+    order_id: str, facts: Sequence[SagaFact], *, order: OrderPlaced | None = None
+) -> SagaWrite:
+    """Read the order, apply `facts`, and return the write that stores the result.
+
+    order: the order, to start its saga state if the table has none (orchestration: the
+        execution's input carries the order); without it a missing order raises
+        OrderNotFoundError.
+    """
+    table = env(ORDERS_TABLE_ENV)
+    state = load(order_id, table=table)
+    expected: int | None = None
+    if state is None:
+        if order is None:
+            raise OrderNotFoundError(
+                f"no order {order_id} in {table} ({ORDERS_TABLE_ENV}): the event names an order "
+                "that was never placed here; it is retried, then dead-lettered"
+            )
+        state = orders.new_saga(order)
+    else:
+        expected = state.version
+    transitions: list[Transition] = []
+    for fact in facts:
+        transition = orders.apply(state, fact)
+        transitions.append(transition)
+        state = transition.state
+    if expected is not None and all(t.duplicate for t in transitions):
+        return SagaWrite(state, transitions)
+    if expected is None:
+        condition, names, values = "attribute_not_exists(pk)", None, None
+    else:
+        condition, names, values = "#v = :v", {"#v": "version"}, {":v": expected}
+    put = outbox.put(
+        table,
+        {"pk": orders.order_key(order_id), **orders.to_record(state)},
+        condition=condition,
+        names=names,
+        values=values,
+    )
+    events = [event for t in transitions for event in t.emit]
+    return SagaWrite(state, transitions, [put], events)
+
+
+class SagaConflictError(Exception):
+    """The order's saga record changed since it was read: prepare again and retry."""
+
+
+def commit(
+    items: Sequence[TransactWriteItemTypeDef],
+    events: Sequence[Event],
+    saga: SagaWrite | None = None,
+) -> None:
+    """Write `items` + the saga's items, with the outbox rows of `events` + the saga's
+    events, in ONE transaction (a lone item without events: one conditional write).
+
+    Raises outbox.ConditionFailedError when a condition of `items` failed (indices into
+    `items`), SagaConflictError when only the saga record's did, and
+    outbox.TransactionConflictError on a concurrent transaction.
+    """
+    all_items = [*items, *(saga.items if saga else [])]
+    all_events = [*events, *(saga.events if saga else [])]
+    ddb = clients.client("dynamodb")
+    if not all_events:
+        if len(all_items) != 1 or "Put" not in all_items[0]:
+            raise ValueError("commit() without events writes exactly one Put")
+        try:
+            ddb.put_item(**all_items[0]["Put"])
+        except ddb.exceptions.ConditionalCheckFailedException:
+            if items:
+                raise outbox.ConditionFailedError([(0, "?")], 1) from None
+            raise SagaConflictError("the order's saga record changed") from None
+        return
+    try:
+        outbox.write(all_items, all_events, outbox_table=env(OUTBOX_TABLE_ENV))
+    except outbox.ConditionFailedError as exc:
+        own = [(i, table) for i, table in exc.failed if i < len(items)]
+        if own:
+            raise outbox.ConditionFailedError(own, len(items)) from exc
+        if any(i < len(all_items) for i, _ in exc.failed):
+            raise SagaConflictError("the order's saga record changed") from exc
+        raise  # an outbox row: the event id was already written (a bug: ids are fresh)
+
+
+def retry_conflicts(attempt: Callable[[], T], *, what: str) -> T:
+    """Run `attempt` again (with jittered backoff) while it raises SagaConflictError or
+    outbox.TransactionConflictError; ConcurrentUpdateError after MAX_ATTEMPTS."""
+    for n in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except (SagaConflictError, outbox.TransactionConflictError) as exc:
+            if n == MAX_ATTEMPTS:
+                raise ConcurrentUpdateError(
+                    f"{what}: still conflicting after {MAX_ATTEMPTS} attempts ({exc}); nothing "
+                    "was written: retry the invocation"
+                ) from exc
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**n)))  # noqa: S311 (jitter)
+    raise AssertionError("unreachable")
+
+
+def record(
+    order_id: str, facts: Sequence[SagaFact], *, order: OrderPlaced | None = None
+) -> SagaWrite:
+    """Apply `facts` to the order's saga and store it (retrying concurrent updates)."""
+
+    def attempt() -> SagaWrite:
+        saga = prepare(order_id, facts, order=order)
+        if saga.items:
+            commit([], [], saga)
+        return saga
+
+    return retry_conflicts(attempt, what=f"recording {len(facts)} fact(s) of order {order_id}")
+
+
+# --- the choreography handler ---------------------------------------------------------
+
+
+def progress(event: Event) -> dict[str, Any]:
+    """Apply one saga event to its order; trigger the compensations it calls for."""
+    fact = orders.fact_from_event(event)
+    order_id = str(getattr(event, "order_id", ""))
+    saga = record(order_id, [fact])
+    (transition,) = saga.transitions
+    _compensate(order_id, saga.compensations, reason=f"late {event.DETAIL_TYPE}")
+    return {
+        "orderId": order_id,
+        "status": saga.state.status.value,
+        "duplicate": transition.duplicate,
+        "emitted": [e.DETAIL_TYPE for e in transition.emit],
+        "compensated": sorted(saga.compensations),
+    }
+
+
+def _compensate(order_id: str, compensations: frozenset[str], *, reason: str) -> None:
+    """Undo a reservation / charge that showed up after the saga failed."""
+    if "release_inventory" in compensations:
+        from handlers import release_inventory  # lazy: only on this rare path
+
+        logger.warning("releasing the late reservation of cancelled order %s", order_id)
+        release_inventory.release(order_id, reason=reason)
+    if "refund_payment" in compensations:
+        from handlers import refund_payment
+
+        logger.warning("refunding the late charge of cancelled order %s", order_id)
+        refund_payment.refund(order_id, reason=reason)
+
+
+def _on_record(record: SQSRecord) -> dict[str, Any]:
+    return progress(envelopes.from_sqs(record))
+
+
+def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
+    """An EventBridge saga event, or an SQS batch of them (partial batch response)."""
+    if "Records" in event:
+        return batch.process_batch(event, context, _on_record, kind="sqs")
+    return progress(envelopes.from_eventbridge(event))
