@@ -441,25 +441,12 @@ class EventRule(pulumi.ComponentResource):
         """The `QueueSender` a queue needs to accept this rule's events (target or DLQ)."""
         return QueueSender(EVENTS_SERVICE, self.arn)
 
-    def _allows_this_rule(self, where: str, queue: Queue | DeadLetterQueue) -> bool:
-        """Whether `queue` was created with `senders=[self.as_sender()]`.
-
-        Read from the queue's `senders` attribute. A queue that does not expose it
-        cannot be checked: that is logged as a warning and taken as allowed (a queue
-        created without the sender refuses the rule's deliveries, which then count in
-        the rule's `InvocationsFailedToBeSentToDlq` / the DLQ's alarm).
-        """
-        senders = getattr(queue, "senders", None)
-        if senders is None:
-            pulumi.log.warn(
-                f"{where}: {type(queue).__name__} {self._queue_label(queue)!r} does not "
-                "expose `senders`, so this rule cannot check that it was created with "
-                f"senders=[{self._component_name}.as_sender()]",
-                resource=self,
-            )
-            return True
+    def _allows_this_rule(self, queue: Queue | DeadLetterQueue) -> bool:
+        """Whether `queue` was created with `senders=[self.as_sender()]`."""
         # Identity, not equality: the ARN is an Output, only known at deploy time.
-        return any(s.service == EVENTS_SERVICE and s.source_arn is self.arn for s in senders)
+        return any(
+            s.service == EVENTS_SERVICE and s.source_arn is self.arn for s in queue.senders
+        )
 
     def _queue_label(self, queue: Queue | DeadLetterQueue) -> str:
         return queue.pulumi_resource_name
@@ -577,7 +564,7 @@ class EventRule(pulumi.ComponentResource):
                     f"{where}: SqsTarget.message_group_id is only for FIFO queues; "
                     f"{label!r} is a standard queue"
                 )
-            if not self._allows_this_rule(where, queue):
+            if not self._allows_this_rule(queue):
                 raise ValueError(
                     f"{where}: queue {label!r} does not let this rule send to it; create it "
                     f"with senders=[{rule}.as_sender()] (an SQS queue has a single policy, "
@@ -591,7 +578,7 @@ class EventRule(pulumi.ComponentResource):
                     f"{where}: dead_letter_queue {label!r} is a FIFO queue; an EventBridge "
                     "dead-letter queue must be a standard queue (even for a FIFO target)"
                 )
-            if not self._allows_this_rule(where, given):
+            if not self._allows_this_rule(given):
                 raise ValueError(
                     f"{where}: dead_letter_queue {label!r} does not let this rule send to "
                     f"it; create it with DeadLetterQueueArgs(senders=[{rule}.as_sender()])"

@@ -234,6 +234,8 @@ class DeadLetterQueue(pulumi.ComponentResource):
         self.fifo = args.fifo
         self.retention_seconds = args.retention_seconds
         self.kms_master_key_id = args.kms_master_key_id
+        # Who may send: an EventRule checks it is listed before targeting this queue.
+        self.senders = tuple(args.senders)
 
         self.queue = aws.sqs.Queue(
             f"{name}-queue",
@@ -425,6 +427,7 @@ class Queue(pulumi.ComponentResource):
         self.visibility_timeout_seconds = args.visibility_timeout_seconds
         self.max_receive_count = args.max_receive_count
         self.kms_master_key_id = args.kms_master_key_id
+        self.senders = tuple(args.senders)
 
         own_dlq = args.dead_letter is None
         self.dlq = args.dead_letter or DeadLetterQueue(

@@ -46,17 +46,28 @@ def _settings(resource: Resource) -> str:
     return " ".join(shown)
 
 
-def render(deployment: Deployment, stack: str) -> str:
-    """A `pulumi up`-like table: type, name, key settings; then counts and outputs."""
+def render(
+    deployment: Deployment,
+    stack: str,
+    *,
+    note: str = "mocked deployment: nothing was sent to AWS",
+    created: bool = False,
+) -> str:
+    """A `pulumi up`-like table: type, name, key settings; then counts and outputs.
+
+    `note` follows the stack name; `created` says the resources exist (the sandbox
+    deployed them) rather than being "to create".
+    """
     rows = [(r.typ, r.name, _settings(r)) for r in deployment]
     width_t = max((len(t) for t, _, _ in rows), default=4)
     width_n = max((len(n) for _, n, _ in rows), default=4)
-    lines = [f"Stack order-saga-{stack} (mocked deployment: nothing was sent to AWS)", ""]
+    lines = [f"Stack order-saga-{stack} ({note})", ""]
     lines.append(f"  {'Type'.ljust(width_t)}  {'Name'.ljust(width_n)}  Key settings")
     for typ, name, settings in rows:
         lines.append(f"+ {typ.ljust(width_t)}  {name.ljust(width_n)}  {settings}".rstrip())
     custom = sum(1 for r in deployment if r.custom)
-    lines += ["", f"Resources: {custom} to create ({len(rows) - custom} components)"]
+    verb = "created" if created else "to create"
+    lines += ["", f"Resources: {custom} {verb} ({len(rows) - custom} components)"]
     if deployment.outputs:
         lines += ["", "Outputs:"]
         lines += [f"  {k}: {v}" for k, v in sorted(deployment.outputs.items())]

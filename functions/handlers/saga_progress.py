@@ -91,10 +91,12 @@ def env(name: str) -> str:
 # --- the orders table's saga adapter -------------------------------------------------
 
 
-def _serializer() -> Any:
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item (typed JSON) as plain Python values (numbers as Decimal)."""
     from boto3.dynamodb.types import TypeDeserializer  # lazy: cold start
 
-    return TypeDeserializer()
+    deserializer = TypeDeserializer()
+    return {key: deserializer.deserialize(value) for key, value in item.items()}
 
 
 def load(order_id: str, *, table: str | None = None) -> OrderSaga | None:
@@ -107,8 +109,7 @@ def load(order_id: str, *, table: str | None = None) -> OrderSaga | None:
     item = response.get("Item")
     if item is None:
         return None
-    deserializer = _serializer()
-    return orders.from_record({k: deserializer.deserialize(v) for k, v in item.items()})
+    return orders.from_record(deserialize(item))
 
 
 @dataclass(frozen=True)
@@ -194,11 +195,12 @@ def commit(
     if not all_events:
         if len(all_items) != 1 or "Put" not in all_items[0]:
             raise ValueError("commit() without events writes exactly one Put")
+        put = all_items[0]["Put"]
         try:
-            ddb.put_item(**all_items[0]["Put"])
+            ddb.put_item(**put)
         except ddb.exceptions.ConditionalCheckFailedException:
             if items:
-                raise outbox.ConditionFailedError([(0, "?")], 1) from None
+                raise outbox.ConditionFailedError([(0, put["TableName"])], 1) from None
             raise SagaConflictError("the order's saga record changed") from None
         return
     try:
