@@ -405,7 +405,8 @@ class EventRule(pulumi.ComponentResource):
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-rule",
             event_bus_name=self.bus_name,
-            event_pattern=json.dumps(pattern),
+            # Compact: the 2048-character pattern limit counts the text AWS receives.
+            event_pattern=json.dumps(pattern, separators=(",", ":")),
             description=args.description,
             state="ENABLED" if args.enabled else "DISABLED",
             opts=pulumi.ResourceOptions(parent=self),

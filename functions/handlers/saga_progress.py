@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from contracts import Event, OrderPlaced
 from domain import orders
 from domain.orders import OrderSaga, SagaFact, Transition
-from eventkit import batch, clients, envelopes, outbox
+from eventkit import clients, envelopes, outbox
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -183,7 +183,7 @@ def commit(
     saga: SagaWrite | None = None,
 ) -> None:
     """Write `items` + the saga's items, with the outbox rows of `events` + the saga's
-    events, in ONE transaction (a lone item without events: one conditional write).
+    events, in ONE transaction (a lone Put without events: one conditional PutItem).
 
     Raises outbox.ConditionFailedError when a condition of `items` failed (indices into
     `items`), SagaConflictError when only the saga record's did, and
@@ -191,27 +191,56 @@ def commit(
     """
     all_items = [*items, *(saga.items if saga else [])]
     all_events = [*events, *(saga.events if saga else [])]
-    ddb = clients.client("dynamodb")
-    if not all_events:
-        if len(all_items) != 1 or "Put" not in all_items[0]:
-            raise ValueError("commit() without events writes exactly one Put")
-        put = all_items[0]["Put"]
-        try:
-            ddb.put_item(**put)
-        except ddb.exceptions.ConditionalCheckFailedException:
-            if items:
-                raise outbox.ConditionFailedError([(0, put["TableName"])], 1) from None
-            raise SagaConflictError("the order's saga record changed") from None
+    if not all_items and not all_events:
         return
     try:
-        outbox.write(all_items, all_events, outbox_table=env(OUTBOX_TABLE_ENV))
+        if all_events:
+            outbox.write(all_items, all_events, outbox_table=env(OUTBOX_TABLE_ENV))
+        elif len(all_items) == 1 and "Put" in all_items[0]:
+            _put(all_items[0])
+        else:
+            _transact(all_items)
     except outbox.ConditionFailedError as exc:
         own = [(i, table) for i, table in exc.failed if i < len(items)]
         if own:
             raise outbox.ConditionFailedError(own, len(items)) from exc
         if any(i < len(all_items) for i, _ in exc.failed):
-            raise SagaConflictError("the order's saga record changed") from exc
-        raise  # an outbox row: the event id was already written (a bug: ids are fresh)
+            raise SagaConflictError("the order's saga record changed since it was read") from exc
+        raise  # an outbox row: the event id was already written (ids are fresh: a bug)
+
+
+def _put(item: TransactWriteItemTypeDef) -> None:
+    ddb = clients.client("dynamodb")
+    put = item["Put"]
+    try:
+        ddb.put_item(
+            TableName=put["TableName"],
+            Item=put["Item"],
+            ConditionExpression=put["ConditionExpression"],
+            **({"ExpressionAttributeNames": put["ExpressionAttributeNames"]}
+               if "ExpressionAttributeNames" in put else {}),
+            **({"ExpressionAttributeValues": put["ExpressionAttributeValues"]}
+               if "ExpressionAttributeValues" in put else {}),
+        )
+    except ddb.exceptions.ConditionalCheckFailedException as exc:
+        raise outbox.ConditionFailedError([(0, put["TableName"])], 1) from exc
+
+
+def _transact(items: Sequence[TransactWriteItemTypeDef]) -> None:
+    """TransactWriteItems without outbox rows, its errors classified as outbox.write's."""
+    ddb = clients.client("dynamodb")
+    try:
+        ddb.transact_write_items(TransactItems=list(items))
+    except ddb.exceptions.TransactionCanceledException as exc:
+        codes = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+        failed = [(i, "?") for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
+        if failed:
+            raise outbox.ConditionFailedError(failed, len(items)) from exc
+        if "TransactionConflict" in codes:
+            raise outbox.TransactionConflictError(
+                "another transaction wrote the same items at the same time; retry"
+            ) from exc
+        raise
 
 
 def retry_conflicts(attempt: Callable[[], T], *, what: str) -> T:
@@ -284,5 +313,7 @@ def _on_record(record: SQSRecord) -> dict[str, Any]:
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     """An EventBridge saga event, or an SQS batch of them (partial batch response)."""
     if "Records" in event:
+        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
+
         return batch.process_batch(event, context, _on_record, kind="sqs")
     return progress(envelopes.from_eventbridge(event))
