@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -245,47 +245,51 @@ class SagaFact:
     tracking_number: str | None = None
 
 
+# What each saga event reports: the fact's kind and data.
+_FACT_FIELDS: Final[Mapping[type[Event], Callable[[Any], dict[str, Any]]]] = {
+    InventoryReserved: lambda e: {"kind": "reserved", "reference": e.reservation_id},
+    InventoryReservationFailed: lambda e: {
+        "kind": "reservation_failed",
+        "step": "inventory",
+        "reason": e.reason,
+    },
+    PaymentProcessed: lambda e: {
+        "kind": "paid",
+        "reference": e.payment_id,
+        "amount_cents": e.amount_cents,
+    },
+    PaymentFailed: lambda e: {"kind": "payment_failed", "step": "payment", "reason": e.reason},
+    OrderShipped: lambda e: {
+        "kind": "shipped",
+        "reference": e.shipment_id,
+        "carrier": e.carrier,
+        "tracking_number": e.tracking_number,
+    },
+    ShippingFailed: lambda e: {"kind": "shipping_failed", "step": "shipping", "reason": e.reason},
+    PaymentRefunded: lambda e: {
+        "kind": "refunded",
+        "reference": e.refund_id,
+        "amount_cents": e.amount_cents,
+    },
+    InventoryReleased: lambda e: {"kind": "released", "reference": e.reservation_id},
+}
+
+
 def fact_from_event(event: Event) -> SagaFact:
     """The fact a saga event reports. Raises UnknownSagaEventError for other events."""
-    base: dict[str, Any] = {
-        "fact_id": event.event_id,
-        "name": event.DETAIL_TYPE,
-        "occurred_at": event.occurred_at,
-    }
-    match event:
-        case InventoryReserved():
-            return SagaFact(kind="reserved", reference=event.reservation_id, **base)
-        case InventoryReservationFailed():
-            return SagaFact(
-                kind="reservation_failed", step="inventory", reason=event.reason, **base
-            )
-        case PaymentProcessed():
-            return SagaFact(
-                kind="paid", reference=event.payment_id, amount_cents=event.amount_cents, **base
-            )
-        case PaymentFailed():
-            return SagaFact(kind="payment_failed", step="payment", reason=event.reason, **base)
-        case OrderShipped():
-            return SagaFact(
-                kind="shipped",
-                reference=event.shipment_id,
-                carrier=event.carrier,
-                tracking_number=event.tracking_number,
-                **base,
-            )
-        case ShippingFailed():
-            return SagaFact(kind="shipping_failed", step="shipping", reason=event.reason, **base)
-        case PaymentRefunded():
-            return SagaFact(
-                kind="refunded", reference=event.refund_id, amount_cents=event.amount_cents, **base
-            )
-        case InventoryReleased():
-            return SagaFact(kind="released", reference=event.reservation_id, **base)
-    raise UnknownSagaEventError(
-        f"{event.DETAIL_TYPE} is not a saga event (the saga reads InventoryReserved, "
-        "InventoryReservationFailed, PaymentProcessed, PaymentFailed, OrderShipped, "
-        "ShippingFailed, PaymentRefunded, InventoryReleased): narrow the rule that "
-        "routes it here"
+    build = _FACT_FIELDS.get(type(event))
+    if build is None:
+        raise UnknownSagaEventError(
+            f"{event.DETAIL_TYPE} is not a saga event (the saga reads InventoryReserved, "
+            "InventoryReservationFailed, PaymentProcessed, PaymentFailed, OrderShipped, "
+            "ShippingFailed, PaymentRefunded, InventoryReleased): narrow the rule that "
+            "routes it here"
+        )
+    return SagaFact(
+        fact_id=event.event_id,
+        name=event.DETAIL_TYPE,
+        occurred_at=event.occurred_at,
+        **build(event),
     )
 
 
@@ -454,58 +458,41 @@ def apply(state: OrderSaga, fact: SagaFact, *, now: datetime | None = None) -> T
     if fact.fact_id in state.applied:
         return Transition(state, duplicate=True)
     at = now or utc_now()
-    failure_before = state.failure
     facts = state.facts | ({fact.kind} if fact.kind in KEPT else set())
-    failure = failure_before
-    note: str | None = None
-    if fact.kind in FAILURES or fact.kind == "aborted":
-        step = fact.step or FAILURES.get(fact.kind) or first_incomplete_step(facts)
-        if state.status is OrderStatus.COMPLETED:
-            note = "ignored: the order had completed"
-        elif failure is None:
-            failure = Failure(step, clip(fact.reason or f"{step} failed"))
-        elif fact.kind != "aborted":
-            note = f"the saga had already failed at step {failure.step}"
-
-    new = _with_fact_data(replace(state, facts=facts), fact)
-    emit: list[Event] = []
+    failure, note = _failure_after(state, fact, facts)
     compensate: set[Compensation] = set()
+    emit: list[Event] = []
     status = state.status
     if state.final:
         if status is OrderStatus.CANCELLED:
-            compensate.update(_late_compensations(fact, facts))
+            compensate = _late_compensations(fact, facts)
             if compensate:
                 note = f"arrived after the order was cancelled: {', '.join(sorted(compensate))}"
-    else:
-        if failure is None and fact.kind in ("released", "refunded"):
-            step = first_incomplete_step(facts)
-            failure = Failure(
-                step, f"{step} did not complete: its saga was compensated ({fact.name})"
-            )
-        if failure is not None:
-            if failure_before is not None:
-                compensate.update(_late_compensations(fact, facts))
-            if pending_compensations(failure, facts):
-                status = OrderStatus.CANCELLING
-            else:
-                status = OrderStatus.CANCELLED
-                emit.append(
-                    OrderCancelled(
-                        order_id=state.order_id,
-                        reason=clip(f"{failure.step} failed: {failure.reason}"),
-                        failed_step=failure.step,
-                        occurred_at=at,
-                    )
-                )
-        elif all(kind in facts for _, kind, _ in PROGRESS):
-            status = OrderStatus.COMPLETED
-            emit.append(OrderCompleted(order_id=state.order_id, occurred_at=at))
+    elif failure is not None:
+        if state.failure is not None:
+            compensate = _late_compensations(fact, facts)
+        if pending_compensations(failure, facts):
+            status = OrderStatus.CANCELLING
         else:
-            status = _progress_status(facts)
+            status = OrderStatus.CANCELLED
+            emit.append(
+                OrderCancelled(
+                    order_id=state.order_id,
+                    reason=clip(f"{failure.step} failed: {failure.reason}"),
+                    failed_step=failure.step,
+                    occurred_at=at,
+                )
+            )
+    elif all(kind in facts for _, kind, _ in PROGRESS):
+        status = OrderStatus.COMPLETED
+        emit.append(OrderCompleted(order_id=state.order_id, occurred_at=at))
+    else:
+        status = _progress_status(facts)
 
     entry = HistoryEntry(fact.name, fact.fact_id, fact.occurred_at.isoformat(), status, note)
     new = replace(
-        new,
+        _with_fact_data(state, fact),
+        facts=facts,
         status=status,
         failure=failure,
         version=state.version + 1,
@@ -514,6 +501,29 @@ def apply(state: OrderSaga, fact: SagaFact, *, now: datetime | None = None) -> T
         history=(*state.history, entry),
     )
     return Transition(new, emit=tuple(emit), compensate=frozenset(compensate))
+
+
+def _failure_after(
+    state: OrderSaga, fact: SagaFact, facts: frozenset[str]
+) -> tuple[Failure | None, str | None]:
+    """The saga's failure once `fact` is known, and a note for the history."""
+    failure, note = state.failure, None
+    is_failure = fact.kind in FAILURES or fact.kind == "aborted"
+    if state.final:
+        if is_failure:
+            note = f"ignored: the order was already {state.status.value.lower()}"
+    elif is_failure:
+        step = fact.step or FAILURES.get(fact.kind) or first_incomplete_step(facts)
+        if failure is None:
+            failure = Failure(step, clip(fact.reason or f"{step} failed"))
+        elif fact.kind != "aborted":
+            note = f"the saga had already failed at step {failure.step}"
+    elif failure is None and fact.kind in ("released", "refunded"):
+        # A compensation without a failure: the orchestrator undid the saga after a step
+        # gave up (e.g. on a transient error), so the first incomplete step failed.
+        step = first_incomplete_step(facts)
+        failure = Failure(step, f"{step} did not complete: the saga was compensated")
+    return failure, note
 
 
 def _late_compensations(fact: SagaFact, facts: frozenset[str]) -> set[Compensation]:

@@ -76,8 +76,9 @@ class PaymentConfigError(ValueError):
     """A payment setting has a value the provider cannot use."""
 
 
-class PaymentProviderUnavailable(Exception):  # noqa: N818 (a saga's Retry matches this name)
-    """The provider did not answer (transient): nothing was charged; retry the payment."""
+class PaymentProviderUnavailable(Exception):
+    """The provider did not answer (transient): nothing was charged; retry the payment.
+    The class name is what a saga's Retry lists (Lambda reports it as the errorType)."""
 
 
 @dataclass(frozen=True)
@@ -171,4 +172,22 @@ def decide(charge: Charge, config: ProviderConfig, attempt: int) -> Approved | D
 def refund_amount(status: PaymentStatus | None, charged_cents: int) -> int:
     """How much a refund of a payment in `status` must return: everything charged when
     CHARGED, else nothing (declined, void, never charged, or already refunded)."""
-    return charged_cents if status is PaymentStatus.CHARGED else 0
+    return charged_cents if refund_action(status) is RefundAction.REFUND else 0
+
+
+class RefundAction(StrEnum):
+    REFUND = "REFUND"  # CHARGED -> REFUNDED: return what was charged
+    VOID = "VOID"  # PENDING -> VOID: a charge in progress must not complete
+    TOMBSTONE = "TOMBSTONE"  # no payment yet: record VOID so a late charge is refused
+    NOTHING = "NOTHING"  # declined, void or already refunded
+
+
+def refund_action(status: PaymentStatus | None) -> RefundAction:
+    """What compensating a payment in `status` (None: no record) must do."""
+    if status is None:
+        return RefundAction.TOMBSTONE
+    if status is PaymentStatus.CHARGED:
+        return RefundAction.REFUND
+    if status is PaymentStatus.PENDING:
+        return RefundAction.VOID
+    return RefundAction.NOTHING

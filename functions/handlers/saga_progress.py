@@ -29,6 +29,7 @@ Orders table (`ORDERS_TABLE`, key `pk` S): `order#<orderId>` items as written by
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -37,9 +38,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from contracts import Event, OrderPlaced
 from domain import orders
 from domain.orders import OrderSaga, SagaFact, Transition
+from pydantic import ValidationError
+
+from contracts import ContractError, Event, OrderPlaced, parse_detail
 from eventkit import clients, envelopes, outbox
 
 if TYPE_CHECKING:
@@ -211,17 +214,9 @@ def commit(
 
 def _put(item: TransactWriteItemTypeDef) -> None:
     ddb = clients.client("dynamodb")
-    put = item["Put"]
+    put: Any = item["Put"]
     try:
-        ddb.put_item(
-            TableName=put["TableName"],
-            Item=put["Item"],
-            ConditionExpression=put["ConditionExpression"],
-            **({"ExpressionAttributeNames": put["ExpressionAttributeNames"]}
-               if "ExpressionAttributeNames" in put else {}),
-            **({"ExpressionAttributeValues": put["ExpressionAttributeValues"]}
-               if "ExpressionAttributeValues" in put else {}),
-        )
+        ddb.put_item(**put)
     except ddb.exceptions.ConditionalCheckFailedException as exc:
         raise outbox.ConditionFailedError([(0, put["TableName"])], 1) from exc
 
@@ -271,6 +266,96 @@ def record(
         return saga
 
     return retry_conflicts(attempt, what=f"recording {len(facts)} fact(s) of order {order_id}")
+
+
+# --- orchestration: the Step Functions saga's state ------------------------------------
+
+# What each step's task returns (its result, under `$.results.<step name>`) contains.
+_STEP_RESULTS: Final[tuple[tuple[orders.SagaStep, str], ...]] = (
+    ("inventory", "reservationId"),
+    ("payment", "paymentId"),
+    ("shipping", "shipmentId"),
+)
+
+
+class InvalidSagaInputError(ValueError):
+    """A task's input is not a saga state carrying an OrderPlaced order. Not retryable:
+    fix what starts the executions."""
+
+
+def order_from_state(state: Mapping[str, Any]) -> OrderPlaced:
+    """The order of a saga execution's state. The execution's input may be the OrderPlaced
+    EventBridge event (a rule started it), `{"order": <detail>}` or the detail itself;
+    the tasks add `results`, `error`, `compensations` beside it."""
+    detail: Any = state
+    if isinstance(state.get("detail"), Mapping):
+        detail = state["detail"]
+    elif isinstance(state.get("order"), Mapping):
+        detail = state["order"]
+    try:
+        order = parse_detail(OrderPlaced.DETAIL_TYPE, detail)
+    except (ValidationError, ContractError) as exc:
+        raise InvalidSagaInputError(
+            f"the saga state carries no valid OrderPlaced ({exc}): start executions with the "
+            "OrderPlaced event (or {'order': <its detail>}) as input"
+        ) from exc
+    if not isinstance(order, OrderPlaced):  # pragma: no cover (the registry maps it)
+        raise InvalidSagaInputError("OrderPlaced parsed as another model")
+    return order
+
+
+def failed_step(state: Mapping[str, Any]) -> orders.SagaStep:
+    """The first step without a result in `$.results` (the one that failed)."""
+    results = state.get("results")
+    done = {
+        step
+        for value in (results.values() if isinstance(results, Mapping) else ())
+        if isinstance(value, Mapping)
+        for step, key in _STEP_RESULTS
+        if key in value
+    }
+    return next((step for step, _ in _STEP_RESULTS if step not in done), "shipping")
+
+
+def error_reason(error: Mapping[str, Any]) -> str:
+    """`Error: message` of a caught error (`$.error`: {"Error", "Cause"}; a Lambda's Cause
+    is the JSON of its errorMessage / errorType)."""
+    name = str(error.get("Error") or "Error")
+    cause = str(error.get("Cause") or "")
+    message = cause
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, Mapping) and parsed.get("errorMessage"):
+        message = str(parsed["errorMessage"])
+    return orders.clip(f"{name}: {message}" if message else name)
+
+
+def aborted_from_state(state: Mapping[str, Any], order_id: str) -> SagaFact | None:
+    """The orchestrator's "step X failed" fact when the state carries a caught error."""
+    error = state.get("error")
+    if not isinstance(error, Mapping):
+        return None
+    return orders.aborted_fact(order_id, failed_step(state), error_reason(error))
+
+
+def record_outcome(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """Step Functions task: record the saga's outcome from its state (a caught `$.error`
+    marks the failed step; compensations already recorded are kept) and return the
+    order's status. Idempotent: the failure fact has one id per order.
+
+    The step tasks record their own facts; this is for a failure no task reported (a
+    first step that exhausted its retries), as a final state of the failure path.
+    """
+    order = order_from_state(event)
+    fact = aborted_from_state(event, order.order_id)
+    saga = record(order.order_id, [fact] if fact else [], order=order)
+    return {
+        "orderId": order.order_id,
+        "status": saga.state.status.value,
+        "final": saga.state.final,
+    }
 
 
 # --- the choreography handler ---------------------------------------------------------

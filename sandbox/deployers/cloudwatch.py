@@ -113,7 +113,7 @@ def metric_alarm(ctx: DeployContext, request: ResourceRequest) -> Created:
     if tags:
         params["Tags"] = tags
     cloudwatch.put_metric_alarm(**params)
-    alarm = cloudwatch.describe_metric_alarms(AlarmNames=[name])["MetricAlarms"][0]
+    alarm = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
     return name, outputs(
         request, name=name, arn=alarm["AlarmArn"], tagsAll=request.get("tags", {})
     )

@@ -284,7 +284,7 @@ def test_grant_creates_one_named_inline_policy(code_dir: Path) -> None:
 
 def test_typed_grants_use_the_targets_statements(code_dir: Path) -> None:
     table_arn = PREFIX.format("dynamodb") + "table/events-table"
-    machine_arn = PREFIX.format("states") + "stateMachine:saga-sm"
+    machine_arn = PREFIX.format("states") + "stateMachine:order-saga-dev-saga"
 
     def program() -> None:
         fn = Function("place-order", args(code_dir))
