@@ -25,7 +25,7 @@ import os
 import runpy
 import threading
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -37,12 +37,13 @@ import pulumi
 from moto import mock_aws
 from moto.core.authorization import disable_iam_authentication, enable_iam_authentication
 from moto.iam.access_control import IAMRequestBase
+from moto.sqs.models import Queue as SqsQueue
 
 from sandbox.deployers import DEPLOYERS
 from sandbox.deployers.base import (
     BOTO_CONFIG,
-    Deployer,
     DeployContext,
+    Deployer,
     DeployError,
     EventSourceMappingRecord,
     PipeRecord,
@@ -109,6 +110,9 @@ class Sandbox:
     `enforce_iam=False` leaves moto's default (no checks). `stop()` ends the moto
     context and all state in it. Only one sandbox can run at a time (moto's state is
     process-wide).
+
+    While it runs: AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled (moto does not route
+    account-based endpoints), and the moto bugs in `_moto_fixes` are patched.
     """
 
     _running: Sandbox | None = None
@@ -122,15 +126,17 @@ class Sandbox:
         enforce_iam: bool = True,
     ) -> None:
         self.region = region
-        self.moto_config: dict[str, Any] = {
-            **DEFAULT_MOTO_CONFIG,
-            **{k: dict(v) for k, v in (moto_config or {}).items()},
-        }
+        # Merged per section: {"lambda": {...}} keeps the stepfunctions default.
+        self.moto_config: dict[str, Any] = {k: dict(v) for k, v in DEFAULT_MOTO_CONFIG.items()}
+        for section, settings in (moto_config or {}).items():
+            self.moto_config.setdefault(section, {}).update(settings)
         self.enforce_iam = enforce_iam
         self.deployments: list[SandboxDeployment] = []
         self._stack: ExitStack | None = None
         self._admin: AdminCredentials | None = None
         self._session: boto3.session.Session | None = None
+        # boto3 sessions are not thread-safe; the sandbox's pollers create clients too.
+        self._client_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,27 +155,23 @@ class Sandbox:
             # shared notes/moto.md): every client created inside the sandbox needs this.
             os.environ[_ENDPOINT_MODE] = "disabled"
             stack.callback(_restore_env, _ENDPOINT_MODE, previous)
-            moto_mock = mock_aws(config=self.moto_config)  # type: ignore[arg-type]
+            # moto types its config as a TypedDict; ours is a plain merged dict.
+            moto_config: Any = self.moto_config
+            moto_mock = mock_aws(config=moto_config)
             moto_mock.start()
             stack.callback(moto_mock.stop)
             with disable_iam_authentication():
                 self._admin = self._create_admin()
+            for fix in _moto_fixes():
+                stack.enter_context(fix)
             if self.enforce_iam:
-                stack.enter_context(
-                    mock.patch.object(IAMRequestBase, "_create_aws_request", _create_aws_request)
-                )
                 stack.enter_context(enable_iam_authentication())
         except BaseException:
             stack.close()
             Sandbox._running = None
             raise
         self._stack = stack
-        assert self._admin is not None
-        self._session = boto3.session.Session(
-            aws_access_key_id=self._admin.access_key_id,
-            aws_secret_access_key=self._admin.secret_access_key,
-            region_name=self.region,
-        )
+        self._session = self.new_session()
         return self
 
     def stop(self) -> None:
@@ -239,11 +241,20 @@ class Sandbox:
         assert self._session is not None
         return self._session
 
+    def new_session(self) -> boto3.session.Session:
+        """A fresh boto3 session as the administrator (one per thread that needs one)."""
+        admin = self.admin
+        return boto3.session.Session(
+            aws_access_key_id=admin.access_key_id,
+            aws_secret_access_key=admin.secret_access_key,
+            region_name=self.region,
+        )
+
     def client(self, service: str, region: str | None = None) -> Any:
         """A boto3 client on moto, as the administrator."""
-        return self.session.client(
-            service, region_name=region or self.region, config=BOTO_CONFIG
-        )
+        make_client: Any = self.session.client  # typed per service literal by the stubs
+        with self._client_lock:
+            return make_client(service, region_name=region or self.region, config=BOTO_CONFIG)
 
     # -------------------------------------------------------------------- deploy
 
@@ -261,16 +272,21 @@ class Sandbox:
         )
 
 
+# ------------------------------------------------------------------ moto fixes
+# Bugs of moto 5.2.5 that would make the sandbox differ from AWS, patched for the
+# sandbox's lifetime only (moto is pinned; re-check these when upgrading).
+
 _original_create_aws_request = IAMRequestBase._create_aws_request
+_original_set_queue_attributes = SqsQueue._set_attributes
 _BODILESS_METHODS = ("GET", "HEAD", "DELETE")
 
 
 def _create_aws_request(self: Any) -> Any:
     """moto's request to re-sign, without the body moto invents for a bodiless request.
 
-    moto 5.2.5 re-signs a request to check its signature with `data=body or data`,
-    where `data` falls back to the query string, then to the HEADERS, when there is no
-    body: once IAM is enforced, every GET/DELETE of a REST service (lambda GetFunction,
+    moto re-signs a request to check its signature with `data=body or data`, where
+    `data` falls back to the query string, then to the HEADERS, when there is no body:
+    once IAM is enforced, every GET/DELETE of a REST service (lambda GetFunction,
     ListFunctions, ...) fails with SignatureDoesNotMatch. botocore signs those with an
     empty payload, and so does this.
     """
@@ -282,6 +298,32 @@ def _create_aws_request(self: Any) -> Any:
         finally:
             self._data = saved
     return _original_create_aws_request(self)
+
+
+def _set_queue_attributes(self: Any, attributes: dict[str, Any], now: float | None = None) -> None:
+    """moto's SetQueueAttributes, without erasing the queue policy.
+
+    moto sets `policy = attributes.get("Policy")` on every call, so setting any other
+    attribute (a RedriveAllowPolicy on a DLQ that already has its policy) deletes the
+    policy; AWS changes only the attributes given. Also gives every queue a
+    RedriveAllowPolicy attribute (moto stores it but never returns it).
+    """
+    policy = getattr(self, "policy", None)
+    if not hasattr(self, "redrive_allow_policy"):
+        self.redrive_allow_policy = None
+    _original_set_queue_attributes(self, attributes, now)
+    if "Policy" not in attributes:
+        self.policy = policy
+
+
+def _moto_fixes() -> list[AbstractContextManager[Any]]:
+    return [
+        mock.patch.object(IAMRequestBase, "_create_aws_request", _create_aws_request),
+        mock.patch.object(SqsQueue, "_set_attributes", _set_queue_attributes),
+        mock.patch.object(
+            SqsQueue, "BASE_ATTRIBUTES", [*SqsQueue.BASE_ATTRIBUTES, "RedriveAllowPolicy"]
+        ),
+    ]
 
 
 def _restore_env(key: str, previous: str | None) -> None:
@@ -311,16 +353,23 @@ class MotoMocks(RecordingMocks):
         super().__init__(account=sandbox.account, region=region or sandbox.region)
         self.sandbox = sandbox
         self.records = Records()
+        # Its own session: creations run on the engine's threads, not the caller's.
         self.context = DeployContext(
-            sandbox.session, account=self.account, region=self.region, records=self.records
+            sandbox.new_session(), account=self.account, region=self.region, records=self.records
         )
         self.deployers: dict[str, Deployer] = dict(DEPLOYERS if deployers is None else deployers)
         self.ids: dict[tuple[str, str], str] = {}
+        self._provider_regions: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def create(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if args.typ.startswith("pulumi:providers:"):
-            # An explicit provider: nothing to create, its resources land in the sandbox.
+            # An explicit provider: nothing to create; its resources land in the sandbox,
+            # in its region. Resources name it by "<urn>::<id>".
+            reference = f"{getattr(self.current, 'urn', '')}::{args.name}"
+            region = args.inputs.get("region")
+            if isinstance(region, str):
+                self._provider_regions[reference] = region
             return args.name, dict(args.inputs)
         if args.resource_id:
             raise DeployError(
@@ -333,7 +382,11 @@ class MotoMocks(RecordingMocks):
                 f"the sandbox cannot deploy resource type {args.typ!r} ({args.name!r}): "
                 "no deployer is registered for it (add one in sandbox/deployers/)"
             )
-        request = ResourceRequest(args.typ, args.name, whole_numbers(dict(args.inputs)))
+        inputs = whole_numbers(dict(args.inputs))
+        provider_region = self._provider_regions.get(args.provider or "")
+        if provider_region and not inputs.get("region"):
+            inputs["region"] = provider_region
+        request = ResourceRequest(args.typ, args.name, inputs)
         with self._lock:
             try:
                 resource_id, outputs = deployer(self.context, request)

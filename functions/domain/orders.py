@@ -24,9 +24,10 @@ The saga state machine
       ShippingFailed, or the orchestrator giving up on a step) moves the saga to
       CANCELLING until every compensation it needs is known (inventory released when
       something was reserved, payment refunded when something was charged), then to
-      CANCELLED (OrderCancelled is emitted then, once). A compensation seen without any
-      failure (the orchestrator undid steps after a transient error it gave up on) is
-      itself evidence of failure, at the first step that did not complete;
+      CANCELLED (OrderCancelled is emitted then, once). A compensation that arrives
+      before its failure event (out of order) marks the saga CANCELLING with an
+      inferred failure; the failure event, when it comes, names the step and lets it
+      end (the orchestrator reports its failures with the compensations, `aborted_fact`);
     - COMPLETED and CANCELLED are final: later facts are recorded in the history but
       never change the status. A reservation or a charge that shows up after the saga
       failed asks for its compensation (`Transition.compensate`), so a late
@@ -313,8 +314,12 @@ def aborted_fact(
 
 @dataclass(frozen=True)
 class Failure:
+    """Why the saga failed. `inferred`: only deduced from a compensation that arrived
+    before the failure event (out of order); the failure event replaces it."""
+
     step: SagaStep
     reason: str
+    inferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -393,9 +398,15 @@ def new_saga(order: OrderPlaced, *, client_request_id: str | None = None) -> Ord
 
 
 def first_incomplete_step(facts: frozenset[str]) -> SagaStep:
-    """The earliest step whose completing fact is missing (the one that failed)."""
+    """The earliest step whose completing fact is missing (the one that failed). A
+    compensation implies what it undoes: released -> reserved, refunded -> paid."""
+    implied = set(facts)
+    if "released" in facts:
+        implied.add("reserved")
+    if "refunded" in facts:
+        implied |= {"reserved", "paid"}
     for step, kind, _ in PROGRESS:
-        if kind not in facts:
+        if kind not in implied:
             return step
     return "shipping"
 
@@ -469,9 +480,10 @@ def apply(state: OrderSaga, fact: SagaFact, *, now: datetime | None = None) -> T
             if compensate:
                 note = f"arrived after the order was cancelled: {', '.join(sorted(compensate))}"
     elif failure is not None:
-        if state.failure is not None:
+        if state.failure is not None and not state.failure.inferred:
             compensate = _late_compensations(fact, facts)
-        if pending_compensations(failure, facts):
+        if failure.inferred or pending_compensations(failure, facts):
+            # An inferred failure waits for its failure event, which names the step.
             status = OrderStatus.CANCELLING
         else:
             status = OrderStatus.CANCELLED
@@ -514,15 +526,14 @@ def _failure_after(
             note = f"ignored: the order was already {state.status.value.lower()}"
     elif is_failure:
         step = fact.step or FAILURES.get(fact.kind) or first_incomplete_step(facts)
-        if failure is None:
+        if failure is None or failure.inferred:
             failure = Failure(step, clip(fact.reason or f"{step} failed"))
         elif fact.kind != "aborted":
             note = f"the saga had already failed at step {failure.step}"
     elif failure is None and fact.kind in ("released", "refunded"):
-        # A compensation without a failure: the orchestrator undid the saga after a step
-        # gave up (e.g. on a transient error), so the first incomplete step failed.
+        # A compensation before any failure: delivered ahead of its failure event.
         step = first_incomplete_step(facts)
-        failure = Failure(step, f"{step} did not complete: the saga was compensated")
+        failure = Failure(step, f"{step} did not complete: compensated", inferred=True)
     return failure, note
 
 
@@ -554,6 +565,7 @@ def to_record(state: OrderSaga) -> dict[str, Any]:
         "facts": sorted(state.facts),
         "failedStep": state.failure.step if state.failure else None,
         "failureReason": state.failure.reason if state.failure else None,
+        "failureInferred": True if state.failure and state.failure.inferred else None,
         "reservationId": state.reservation_id,
         "paymentId": state.payment_id,
         "chargedCents": state.charged_cents,
@@ -596,7 +608,11 @@ def from_record(record: Mapping[str, Any]) -> OrderSaga:
     """The state stored by `to_record` (numbers may be Decimal, as boto3 reads them)."""
     try:
         failure = (
-            Failure(record["failedStep"], record.get("failureReason") or "unspecified")
+            Failure(
+                record["failedStep"],
+                record.get("failureReason") or "unspecified",
+                inferred=bool(record.get("failureInferred")),
+            )
             if record.get("failedStep")
             else None
         )

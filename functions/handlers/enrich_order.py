@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Final
 from domain.enrichment import Customer, customer_from_item, enrich
 
 from contracts import OrderPlaced
-from eventkit import clients, idempotency
+from eventkit import clients
 from eventkit.envelopes import from_eventbridge
 from eventkit.publisher import Publisher
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     "CUSTOMERS_TABLE": frozenset({"dynamodb:GetItem"}),
@@ -38,8 +38,6 @@ ACCESS: Final[dict[str, frozenset[str]]] = {
     ),
 }
 CUSTOMERS_TABLE_ENV: Final = "CUSTOMERS_TABLE"
-
-CONFIG = idempotency.config(idempotency.CONTRACT_EVENT_ID)
 
 
 class ConfigurationError(RuntimeError):
@@ -57,7 +55,8 @@ def _env(name: str) -> str:
 
 
 def load_customer(customer_id: str) -> Customer | None:
-    """The customer's record, or None if the customers table has none."""
+    """The customer's record, or None if the customers table has none (also the credit
+    check's reader: `handlers.run_check`)."""
     from boto3.dynamodb.types import TypeDeserializer  # lazy: cold start
 
     item = (
@@ -84,15 +83,21 @@ def _publisher() -> Publisher:
 
 
 @functools.cache
-def _enrich_once() -> Callable[..., dict[str, Any]]:
-    """`enrich_order` made idempotent; built on first use (the table name is read then)."""
-    return idempotency.idempotent_function(
-        data_keyword_argument="order", config=CONFIG, persistence_store=idempotency.persistence()
+def _idempotency() -> tuple[IdempotencyConfig, Callable[..., dict[str, Any]]]:
+    """`enrich_order` made idempotent on the OrderPlaced's eventId, built on first use
+    (Powertools is imported and the table name read then, not at cold start)."""
+    from eventkit import idempotency
+
+    config = idempotency.config(idempotency.CONTRACT_EVENT_ID)
+    once = idempotency.idempotent_function(
+        data_keyword_argument="order", config=config, persistence_store=idempotency.persistence()
     )(enrich_order)
+    return config, once
 
 
-def handler(event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     order = from_eventbridge(event, model=OrderPlaced)
+    config, once = _idempotency()
     if context is not None:
-        CONFIG.register_lambda_context(context)
-    return _enrich_once()(order=order)
+        config.register_lambda_context(context)
+    return once(order=order)

@@ -65,7 +65,7 @@ ACCESS: dict[str, frozenset[str]] = {
 INVENTORY_TABLE_ENV: Final = "INVENTORY_TABLE"
 
 
-class InventoryUnavailable(Exception):  # noqa: N818 (the saga's Catch matches this name)
+class InventoryUnavailable(Exception):
     """The order cannot be reserved (stock short, or the order was already cancelled).
     A business outcome: retrying gives the same answer."""
 

@@ -380,15 +380,15 @@ def progress(event: Event) -> dict[str, Any]:
 def _compensate(order_id: str, compensations: frozenset[str], *, reason: str) -> None:
     """Undo a reservation / charge that showed up after the saga failed."""
     if "release_inventory" in compensations:
-        from handlers import release_inventory  # lazy: only on this rare path
+        from handlers.release_inventory import release  # lazy: only on this rare path
 
         logger.warning("releasing the late reservation of cancelled order %s", order_id)
-        release_inventory.release(order_id, reason=reason)
+        release(order_id, reason=reason)
     if "refund_payment" in compensations:
-        from handlers import refund_payment
+        from handlers.refund_payment import refund
 
         logger.warning("refunding the late charge of cancelled order %s", order_id)
-        refund_payment.refund(order_id, reason=reason)
+        refund(order_id, reason=reason)
 
 
 def _on_record(record: SQSRecord) -> dict[str, Any]:

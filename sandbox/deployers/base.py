@@ -142,9 +142,9 @@ class DeployContext:
         """A boto3 client for `service` in `region` (default: the deployment's), cached."""
         key = (service, region or self.region)
         if key not in self._clients:
-            self._clients[key] = self.session.client(
-                service, region_name=key[1], config=BOTO_CONFIG
-            )
+            # boto3-stubs types `client` per service literal; the name is dynamic here.
+            make_client: Any = self.session.client
+            self._clients[key] = make_client(service, region_name=key[1], config=BOTO_CONFIG)
         return self._clients[key]
 
     def for_request(self, request: ResourceRequest, service: str) -> Any:

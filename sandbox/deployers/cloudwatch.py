@@ -114,9 +114,7 @@ def metric_alarm(ctx: DeployContext, request: ResourceRequest) -> Created:
         params["Tags"] = tags
     cloudwatch.put_metric_alarm(**params)
     alarm = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
-    return name, outputs(
-        request, name=name, arn=alarm["AlarmArn"], tagsAll=request.get("tags", {})
-    )
+    return name, outputs(request, name=name, arn=alarm["AlarmArn"], tagsAll=request.get("tags", {}))
 
 
 DEPLOYERS: dict[str, Deployer] = {

@@ -8,8 +8,8 @@ from typing import Any
 from sandbox.deployers.base import (
     Created,
     DeployContext,
-    DeployError,
     Deployer,
+    DeployError,
     ResourceRequest,
     api_shape,
     drop_none,
@@ -184,7 +184,9 @@ def event_target(ctx: DeployContext, request: ResourceRequest) -> Created:
             f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}"
             for e in response.get("FailedEntries", [])
         )
-        raise DeployError(f"PutTargets failed for target {target_id!r} of rule {rule!r}: {failures}")
+        raise DeployError(
+            f"PutTargets failed for target {target_id!r} of rule {rule!r}: {failures}"
+        )
     resource_id = f"{rule}-{target_id}" if bus == DEFAULT_BUS else f"{bus}-{rule}-{target_id}"
     return resource_id, outputs(request, targetId=target_id, eventBusName=bus)
 

@@ -11,8 +11,8 @@ from sandbox.deployers.archive import zip_bytes
 from sandbox.deployers.base import (
     Created,
     DeployContext,
-    DeployError,
     Deployer,
+    DeployError,
     EventSourceMappingRecord,
     ResourceRequest,
     api_shape,
@@ -132,8 +132,7 @@ def layer_version(ctx: DeployContext, request: ResourceRequest) -> Created:
             "Description": request.get("description"),
             "Content": content,
             "CompatibleRuntimes": list(request.get("compatibleRuntimes") or []) or None,
-            "CompatibleArchitectures": list(request.get("compatibleArchitectures") or [])
-            or None,
+            "CompatibleArchitectures": list(request.get("compatibleArchitectures") or []) or None,
             "LicenseInfo": request.get("licenseInfo"),
         }
     )
@@ -328,12 +327,12 @@ def event_source_mapping(ctx: DeployContext, request: ResourceRequest) -> Create
                 "refuses to create the mapping"
             )
     destination = params.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-    if isinstance(destination, str) and destination.split(":")[2] == "sqs":
-        if _missing_actions(documents, ("sqs:SendMessage",), destination):
-            raise DeployError(
-                f"{request.typ} {request.name!r}: the execution role {role_name!r} may not "
-                f"sqs:SendMessage to the on-failure destination {destination}"
-            )
+    sqs_destination = isinstance(destination, str) and destination.split(":")[2] == "sqs"
+    if sqs_destination and _missing_actions(documents, ("sqs:SendMessage",), destination):
+        raise DeployError(
+            f"{request.typ} {request.name!r}: the execution role {role_name!r} may not "
+            f"sqs:SendMessage to the on-failure destination {destination}"
+        )
 
     mapping_uuid = str(uuid.uuid4())
     region = ctx.region_of(request)

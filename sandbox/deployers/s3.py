@@ -153,14 +153,17 @@ def bucket_notification(ctx: DeployContext, request: ResourceRequest) -> Created
     for key, arn_key, api_key, api_arn_key in (
         ("queues", "queueArn", "QueueConfigurations", "QueueArn"),
         ("topics", "topicArn", "TopicConfigurations", "TopicArn"),
-        ("lambdaFunctions", "lambdaFunctionArn", "LambdaFunctionConfigurations", "LambdaFunctionArn"),
+        (
+            "lambdaFunctions",
+            "lambdaFunctionArn",
+            "LambdaFunctionConfigurations",
+            "LambdaFunctionArn",
+        ),
     ):
         items = request.get(key) or []
         if items:
             configuration[api_key] = [_notification(i, arn_key, api_arn_key) for i in items]
-    s3.put_bucket_notification_configuration(
-        Bucket=name, NotificationConfiguration=configuration
-    )
+    s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration=configuration)
     return name, outputs(request)
 
 

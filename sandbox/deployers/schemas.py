@@ -12,13 +12,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 from sandbox.deployers.base import (
     Created,
     DeployContext,
-    DeployError,
     Deployer,
+    DeployError,
     ResourceRequest,
     SchemaRecord,
     SchemaRegistryRecord,
@@ -34,7 +34,11 @@ SCHEMA_TYPES = ("OpenApi3", "JSONSchemaDraft4")
 def registry(ctx: DeployContext, request: ResourceRequest) -> Created:
     name = physical_name(request)
     params = drop_none(
-        {"RegistryName": name, "Description": request.get("description"), "Tags": request.get("tags")}
+        {
+            "RegistryName": name,
+            "Description": request.get("description"),
+            "Tags": request.get("tags"),
+        }
     )
     check_params(ctx.for_request(request, "schemas"), "CreateRegistry", params)
     if name in ctx.records.schema_registries:
@@ -60,7 +64,7 @@ def _check_content(request: ResourceRequest, schema_type: str, content: str) -> 
         else:
             version = str(document.get("openapi", ""))
             if not version.startswith("3."):
-                raise DeployError(f"{where}: an OpenApi3 schema needs \"openapi\": \"3.x\"")
+                raise DeployError(f'{where}: an OpenApi3 schema needs "openapi": "3.x"')
             components = (document.get("components") or {}).get("schemas") or {}
             if not components:
                 raise DeployError(f"{where}: an OpenApi3 schema needs components.schemas")
@@ -92,9 +96,7 @@ def schema(ctx: DeployContext, request: ResourceRequest) -> Created:
         raise DeployError(f"{where}: type {schema_type!r} is not one of {', '.join(SCHEMA_TYPES)}")
     if registry_name not in ctx.records.schema_registries:
         raise DeployError(f"{where}: registry {registry_name!r} does not exist")
-    if any(
-        s.registry_name == registry_name and s.schema_name == name for s in ctx.records.schemas
-    ):
+    if any(s.registry_name == registry_name and s.schema_name == name for s in ctx.records.schemas):
         raise DeployError(f"{where}: schema {name!r} already exists in {registry_name!r}")
     document = _check_content(request, schema_type, content)
     region = ctx.region_of(request)

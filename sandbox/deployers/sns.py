@@ -83,9 +83,7 @@ def topic_subscription(ctx: DeployContext, request: ResourceRequest) -> Created:
     arn = sns.subscribe(**{k: v for k, v in params.items() if v is not None})["SubscriptionArn"]
     # Email subscriptions wait for the recipient to confirm (moto confirms them).
     pending = request.get("protocol") in ("email", "email-json") and arn == "pending confirmation"
-    return arn, outputs(
-        request, arn=arn, ownerId=ctx.account, pendingConfirmation=pending
-    )
+    return arn, outputs(request, arn=arn, ownerId=ctx.account, pendingConfirmation=pending)
 
 
 DEPLOYERS: dict[str, Deployer] = {

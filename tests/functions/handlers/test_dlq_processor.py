@@ -220,9 +220,7 @@ def test_redrive_moves_at_most_max(dlq: str) -> None:
         ({"action": "inspect", "extra": 1}, "extra"),
     ],
 )
-def test_invalid_commands_say_what_to_send(
-    dlq: str, command: dict[str, Any], message: str
-) -> None:
+def test_invalid_commands_say_what_to_send(dlq: str, command: dict[str, Any], message: str) -> None:
     with pytest.raises(dlq_processor.InvalidCommandError, match=message):
         dlq_processor.handler(command, None)
 

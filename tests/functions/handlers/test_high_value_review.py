@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from domain.enrichment import BelowThresholdError, flag, high_value_pattern
 
 from components.event_pattern import matches
 from contracts import HighValueOrderFlagged, OrderPlaced, parse_detail, sample_event
-from domain.enrichment import BelowThresholdError, flag, high_value_pattern
 from eventkit import outbox
 from eventkit.publisher import Publisher
 from handlers import high_value_review

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from domain.history import apply, initial_state
 
 from contracts import sample_event
-from domain.history import apply, initial_state
 from eventkit import clients
 from eventkit.eventstore import (
     DynamoDBEventRecorder,
@@ -92,9 +92,7 @@ class QueryCounter:
 
     def __init__(self) -> None:
         self.count = 0
-        clients.client("dynamodb").meta.events.register(
-            "before-call.dynamodb.Query", self._count
-        )
+        clients.client("dynamodb").meta.events.register("before-call.dynamodb.Query", self._count)
 
     def _count(self, **_: Any) -> None:
         self.count += 1
@@ -320,4 +318,3 @@ def test_a_missing_snapshot_setting_is_a_clear_error(
     monkeypatch.delenv("SNAPSHOT_EVERY")
     with pytest.raises(ValueError, match="SNAPSHOT_EVERY"):
         snapshot_aggregates.handler({"Records": []}, None)
-

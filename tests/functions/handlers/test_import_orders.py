@@ -90,7 +90,7 @@ def test_each_line_is_placed_through_place_order(side: Side, rejected: str) -> N
     # Their OrderPlaced events, through the outbox, as for any order.
     outbox.relay(stream_records(OUTBOX), table_name=OUTBOX, publisher=Publisher(BUS))
     events = [parse_detail("OrderPlaced", d) for d in side.details("OrderPlaced")]
-    assert sorted((e.order_id for e in events)) == sorted(o["orderId"] for o in placed)
+    assert sorted(e.order_id for e in events) == sorted(o["orderId"] for o in placed)
 
 
 def test_the_same_event_again_places_nothing(side: Side, rejected: str) -> None:
@@ -207,3 +207,9 @@ def test_the_idempotency_key_is_bucket_key_etag_and_line() -> None:
         import_orders.client_request_id("c", "k", "e", 1),
     }
     assert key not in others and len(others) == 4
+
+
+def test_access_covers_what_place_order_needs() -> None:
+    from handlers import place_order
+
+    assert {k: import_orders.ACCESS[k] for k in place_order.ACCESS} == place_order.ACCESS

@@ -1,0 +1,1 @@
+"""The order-saga policy pack (see `policy/rules.py`; `policy/__main__.py` serves it)."""

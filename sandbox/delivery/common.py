@@ -1,0 +1,574 @@
+"""What the delivery modules share: the context they run in, ARNs, clients (the
+administrator's and assumed roles'), resource-policy checks, destinations and the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from sandbox.clock import Scheduler, VirtualClock
+from sandbox.lambda_runtime import InvocationResult, Invoker
+
+__all__ = [
+    "BOTO_CONFIG",
+    "Arn",
+    "ClientSource",
+    "DefaultClients",
+    "DeliveryContext",
+    "DeliveryFailure",
+    "DeliveryLog",
+    "LogEntry",
+    "MappingLike",
+    "RecordsLike",
+    "classify",
+    "moto_lock",
+    "policy_allows",
+]
+
+# moto does not route account-based endpoints (shared notes/moto.md); one attempt:
+# the sandbox's own retry semantics apply, not botocore's.
+BOTO_CONFIG = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 1})
+
+
+# ------------------------------------------------------------- what we consume
+
+
+class MappingLike(Protocol):
+    """An event source mapping as the deployer records it
+    (`sandbox.deployers.base.EventSourceMappingRecord`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def uuid(self) -> str: ...
+    @property
+    def arn(self) -> str: ...
+    @property
+    def function_arn(self) -> str: ...
+    @property
+    def event_source_arn(self) -> str | None: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def request(self) -> dict[str, Any]: ...
+
+
+class RecordsLike(Protocol):
+    """What the deployer recorded (`sandbox.deployers.base.Records`)."""
+
+    @property
+    def event_source_mappings(self) -> Sequence[MappingLike]: ...
+
+
+class ClientSource(Protocol):
+    """boto3 clients on moto as the administrator (`sandbox.moto_deploy.Sandbox`)."""
+
+    def client(self, service: str, region: str | None = None) -> Any: ...
+
+
+class DefaultClients:
+    """`ClientSource` with the environment's credentials (tests on a bare `mock_aws`)."""
+
+    def __init__(self, region: str = "us-east-1") -> None:
+        self.region = region
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        return boto3.client(service, region_name=region or self.region, config=BOTO_CONFIG)
+
+
+_FALLBACK_LOCK = threading.RLock()
+
+
+def moto_lock() -> Any:
+    """The process-wide lock around moto's request dispatch.
+
+    `sandbox.lambda_runtime.MOTO_LOCK` when the Lambda runtime defines it (it owns the
+    lock); otherwise a lock of this package. Taken only for short direct reads of moto's
+    models; never while invoking a function or waiting.
+    """
+    from sandbox import lambda_runtime
+
+    lock = getattr(lambda_runtime, "MOTO_LOCK", None)
+    return lock if lock is not None else _FALLBACK_LOCK
+
+
+# ---------------------------------------------------------------------- ARNs
+
+
+@dataclass(frozen=True)
+class Arn:
+    partition: str
+    service: str
+    region: str
+    account: str
+    resource: str
+
+    @classmethod
+    def parse(cls, text: str) -> Arn:
+        parts = text.split(":", 5)
+        if len(parts) != 6 or parts[0] != "arn":
+            raise ValueError(f"{text!r} is not an ARN")
+        return cls(parts[1], parts[2], parts[3], parts[4], parts[5])
+
+    @property
+    def resource_type(self) -> str:
+        """`function`, `stateMachine`, `event-bus`, `stream`, `table`, ... ('' for SQS)."""
+        for sep in (":", "/"):
+            if sep in self.resource:
+                return self.resource.split(sep, 1)[0]
+        return ""
+
+    @property
+    def resource_name(self) -> str:
+        """The name after the type (`function:name` -> `name`; SQS: the queue name)."""
+        for sep in (":", "/"):
+            if sep in self.resource:
+                return self.resource.split(sep, 2)[1]
+        return self.resource
+
+
+def short_name(arn: str) -> str:
+    """A readable name for log lines and item names: the resource's own name."""
+    try:
+        return Arn.parse(arn).resource_name or arn
+    except ValueError:
+        return arn
+
+
+# ------------------------------------------------------------------ failures
+
+
+class DeliveryFailure(Exception):
+    """A delivery attempt failed before reaching the target's code.
+
+    `code` is EventBridge's DLQ `ERROR_CODE` vocabulary (NO_PERMISSIONS,
+    RESOURCE_NOT_FOUND, THROTTLING, INVALID_PARAMETER, SDK_CLIENT_ERROR);
+    `retriable` False sends the event to the DLQ at once, as AWS does for missing
+    permissions or a missing target.
+    """
+
+    def __init__(self, code: str, message: str, *, retriable: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retriable = retriable
+
+
+_NOT_FOUND = (
+    "ResourceNotFoundException",
+    "StateMachineDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "NotFoundException",
+    "NotFound",
+)
+_THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "ThrottledException")
+_INVALID = ("ValidationException", "InvalidParameterValue", "InvalidParameterException",
+            "InvalidParameterValueException", "InvalidInput", "InvalidArn")
+
+
+def classify(exc: BaseException) -> DeliveryFailure:
+    """An exception from a target call as a `DeliveryFailure` (AWS's error codes)."""
+    if isinstance(exc, DeliveryFailure):
+        return exc
+    code = ""
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+    else:
+        code = getattr(exc, "code", "") or type(exc).__name__
+    if "AccessDenied" in code or code in ("AuthorizationError", "InvalidClientTokenId",
+                                          "UnrecognizedClientException", "AuthFailure"):
+        return DeliveryFailure("NO_PERMISSIONS", str(exc), retriable=False)
+    if code in _NOT_FOUND or code.endswith("NotFoundException") or code.endswith("DoesNotExist"):
+        return DeliveryFailure("RESOURCE_NOT_FOUND", str(exc), retriable=False)
+    if code in _THROTTLED:
+        return DeliveryFailure("THROTTLING", str(exc), retriable=True)
+    if code in _INVALID:
+        return DeliveryFailure("INVALID_PARAMETER", str(exc), retriable=False)
+    return DeliveryFailure("SDK_CLIENT_ERROR", str(exc), retriable=True)
+
+
+# ----------------------------------------------------------- resource policies
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _principal_matches(principal: Any, service: str) -> bool:
+    if principal == "*":
+        return True
+    if isinstance(principal, Mapping):
+        services = _as_list(principal.get("Service"))
+        aws = _as_list(principal.get("AWS"))
+        return service in services or "*" in aws
+    return False
+
+
+def _condition_holds(condition: Mapping[str, Any], context: Mapping[str, str]) -> bool:
+    """Conditions on the keys in `context` (case-insensitive); others are not judged."""
+    keys = {k.lower(): v for k, v in context.items()}
+    for operator, clauses in condition.items():
+        op = operator.lower().removesuffix("ifexists")
+        for key, expected in dict(clauses).items():
+            actual = keys.get(key.lower())
+            if actual is None:
+                if key.lower() in ("aws:sourcearn", "aws:sourceaccount"):
+                    return False
+                continue
+            values = [str(v) for v in _as_list(expected)]
+            if op in ("arnequals", "stringequals"):
+                ok = actual in values
+            elif op in ("arnlike", "stringlike"):
+                ok = any(fnmatch.fnmatchcase(actual, v) for v in values)
+            elif op in ("arnnotequals", "stringnotequals"):
+                ok = actual not in values
+            elif op in ("arnnotlike", "stringnotlike"):
+                ok = not any(fnmatch.fnmatchcase(actual, v) for v in values)
+            else:
+                continue
+            if not ok:
+                return False
+    return True
+
+
+def _matches_any(value: str, patterns: list[Any], *, case: bool = True) -> bool:
+    for pattern in patterns:
+        p = str(pattern)
+        if case and fnmatch.fnmatchcase(value, p):
+            return True
+        if not case and fnmatch.fnmatchcase(value.lower(), p.lower()):
+            return True
+    return False
+
+
+def policy_allows(
+    policy: str | Mapping[str, Any] | None,
+    *,
+    service: str,
+    action: str,
+    resource: str,
+    source_arn: str | None = None,
+    source_account: str | None = None,
+) -> bool:
+    """Whether a resource policy lets the AWS `service` principal call `action` on
+    `resource` for `source_arn` (explicit Deny wins; no policy allows nothing)."""
+    if not policy:
+        return False
+    document = json.loads(policy) if isinstance(policy, str) else policy
+    context = {}
+    if source_arn:
+        context["aws:SourceArn"] = source_arn
+    if source_account:
+        context["aws:SourceAccount"] = source_account
+    allowed = False
+    for statement in _as_list(document.get("Statement")):
+        if not _principal_matches(statement.get("Principal"), service):
+            continue
+        if not _matches_any(action, _as_list(statement.get("Action")), case=False):
+            continue
+        resources = _as_list(statement.get("Resource"))
+        bare = resource.removesuffix(":$LATEST")
+        if resources and not (
+            _matches_any(resource, resources) or _matches_any(bare, resources)
+            or _matches_any(f"{bare}:$LATEST", resources)
+        ):
+            continue
+        if not _condition_holds(statement.get("Condition") or {}, context):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+# ------------------------------------------------------------------------ log
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One delivery step: `kind` (e.g. `sqs.batch`), from `source` to `target`,
+    its `outcome` (`ok`, `failed`, `retry`, `dlq`, ...) and a `detail`."""
+
+    time: float
+    kind: str
+    source: str
+    target: str
+    outcome: str
+    detail: str = ""
+
+
+@dataclass
+class DeliveryLog:
+    """Every delivery step, in order (thread-safe)."""
+
+    entries: list[LogEntry] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, entry: LogEntry) -> None:
+        with self._lock:
+            self.entries.append(entry)
+
+    def of(self, kind: str) -> list[LogEntry]:
+        with self._lock:
+            return [e for e in self.entries if e.kind == kind]
+
+    def __iter__(self) -> Iterator[LogEntry]:
+        with self._lock:
+            return iter(list(self.entries))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+# -------------------------------------------------------------------- context
+
+
+class DeliveryContext:
+    """The scheduler, the invoker, clients and the log every delivery module uses.
+
+    `clients` gives the administrator's clients (reads that AWS's services make with
+    their own identity); `role_client(role_arn, service)` a client with an assumed
+    role's credentials: the target role of an EventBridge target, or a function's
+    execution role (pollers and destinations run with it, as Lambda does), so moto's
+    IAM enforcement judges those calls by the role's policies.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        invoker: Invoker,
+        clients: ClientSource,
+        *,
+        region: str = "us-east-1",
+        use_roles: bool = True,
+        check_resource_policies: bool = True,
+        on_invoke: Callable[[str, Any, InvocationResult], None] | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.clock: VirtualClock = scheduler.clock
+        self.invoker = invoker
+        self.clients = clients
+        self.region = region
+        self.use_roles = use_roles
+        self.check_resource_policies = check_resource_policies
+        self.on_invoke = on_invoke
+        self.log = DeliveryLog()
+        self._admin: dict[tuple[str, str], Any] = {}
+        self._roles: dict[str, dict[str, str]] = {}
+        self._role_clients: dict[tuple[str, str, str], Any] = {}
+        self._queue_urls: dict[str, str] = {}
+        self._function_roles: dict[str, str] = {}
+        self._lock = threading.RLock()
+
+    # -- clients ----------------------------------------------------------------
+
+    def admin(self, service: str, region: str | None = None) -> Any:
+        key = (service, region or self.region)
+        with self._lock:
+            if key not in self._admin:
+                self._admin[key] = self.clients.client(service, key[1])
+            return self._admin[key]
+
+    def role_client(self, role_arn: str | None, service: str, region: str | None = None) -> Any:
+        """A client with `role_arn`'s credentials (the administrator's if None or roles
+        are off)."""
+        if not role_arn or not self.use_roles:
+            return self.admin(service, region)
+        key = (role_arn, service, region or self.region)
+        with self._lock:
+            if key in self._role_clients:
+                return self._role_clients[key]
+            credentials = self._roles.get(role_arn)
+        if credentials is None:
+            response = self.admin("sts").assume_role(
+                RoleArn=role_arn, RoleSessionName="sandbox-delivery"
+            )
+            credentials = response["Credentials"]
+            with self._lock:
+                self._roles[role_arn] = credentials
+        client = boto3.session.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        ).client(service, region_name=key[2], config=BOTO_CONFIG)
+        with self._lock:
+            self._role_clients[key] = client
+        return client
+
+    def function_role(self, function_arn: str) -> str | None:
+        """The execution role of a function (cached)."""
+        with self._lock:
+            if function_arn in self._function_roles:
+                return self._function_roles[function_arn]
+        try:
+            config = self.admin("lambda", Arn.parse(function_arn).region).get_function_configuration(
+                FunctionName=function_arn
+            )
+        except ClientError:
+            return None
+        role = str(config.get("Role") or "") or None
+        if role:
+            with self._lock:
+                self._function_roles[function_arn] = role
+        return role
+
+    def queue_url(self, queue_arn: str) -> str:
+        """The URL of the queue with this ARN (raises `DeliveryFailure` if missing)."""
+        with self._lock:
+            if queue_arn in self._queue_urls:
+                return self._queue_urls[queue_arn]
+        arn = Arn.parse(queue_arn)
+        try:
+            url = self.admin("sqs", arn.region).get_queue_url(
+                QueueName=arn.resource, QueueOwnerAWSAccountId=arn.account
+            )["QueueUrl"]
+        except ClientError as exc:
+            raise classify(exc) from exc
+        with self._lock:
+            self._queue_urls[queue_arn] = url
+        return str(url)
+
+    # -- invoking ---------------------------------------------------------------
+
+    def invoke(self, function_arn: str, payload: Any, *, asynchronous: bool = False) -> InvocationResult:
+        """Run a function through the `Invoker` (synchronously: `Event` only tells the
+        runtime the invocation is asynchronous; retries are the caller's)."""
+        result = self.invoker.invoke(
+            function_arn, payload, invocation_type="Event" if asynchronous else "RequestResponse"
+        )
+        if self.on_invoke is not None:
+            self.on_invoke(function_arn, payload, result)
+        return result
+
+    # -- log --------------------------------------------------------------------
+
+    def record(self, kind: str, source: str, target: str, outcome: str, detail: str = "") -> None:
+        self.log.add(LogEntry(self.clock.now(), kind, source, target, outcome, detail))
+
+    # -- sending as a service ----------------------------------------------------
+
+    def send_to_queue_as_service(
+        self,
+        queue_arn: str,
+        body: str,
+        *,
+        service: str,
+        source_arn: str,
+        attributes: Mapping[str, str] | None = None,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+    ) -> None:
+        """SendMessage as an AWS service principal (EventBridge), after checking that
+        the queue's policy lets it (raises `DeliveryFailure`)."""
+        url = self.queue_url(queue_arn)
+        sqs = self.admin("sqs", Arn.parse(queue_arn).region)
+        if self.check_resource_policies:
+            try:
+                policy = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"]).get(
+                    "Attributes", {}
+                ).get("Policy")
+            except ClientError as exc:
+                raise classify(exc) from exc
+            if not policy_allows(
+                policy,
+                service=service,
+                action="sqs:SendMessage",
+                resource=queue_arn,
+                source_arn=source_arn,
+                source_account=Arn.parse(source_arn).account,
+            ):
+                raise DeliveryFailure(
+                    "NO_PERMISSIONS",
+                    f"the policy of queue {queue_arn} does not let {service} send messages "
+                    f"for {source_arn}",
+                    retriable=False,
+                )
+        params: dict[str, Any] = {"QueueUrl": url, "MessageBody": body}
+        if attributes:
+            params["MessageAttributes"] = {
+                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+            }
+        if group_id:
+            params["MessageGroupId"] = group_id
+        if dedup_id:
+            params["MessageDeduplicationId"] = dedup_id
+        try:
+            sqs.send_message(**params)
+        except ClientError as exc:
+            raise classify(exc) from exc
+
+    def send_destination(
+        self,
+        destination: str,
+        record: Mapping[str, Any],
+        *,
+        role_arn: str | None,
+        function_arn: str,
+        success: bool,
+        submit_async: Callable[[str, Any], object] | None = None,
+    ) -> None:
+        """Send an invocation record to a Lambda destination (SQS, SNS, Lambda,
+        EventBridge) with the function's execution role, as Lambda does. A failure is
+        logged and dropped (AWS counts it in DestinationDeliveryFailures)."""
+        body = json.dumps(record)
+        try:
+            arn = Arn.parse(destination)
+            if arn.service == "sqs":
+                sqs = self.role_client(role_arn, "sqs", arn.region)
+                sqs.send_message(QueueUrl=self.queue_url(destination), MessageBody=body)
+            elif arn.service == "sns":
+                sns = self.role_client(role_arn, "sns", arn.region)
+                sns.publish(TopicArn=destination, Message=body)
+            elif arn.service == "lambda":
+                if submit_async is None:
+                    raise DeliveryFailure("INVALID_PARAMETER", "no async invoker", retriable=False)
+                submit_async(destination, dict(record))
+            elif arn.service == "events":
+                events = self.role_client(role_arn, "events", arn.region)
+                result = "Success" if success else "Failure"
+                response = events.put_events(
+                    Entries=[
+                        {
+                            "Source": "lambda",
+                            "DetailType": f"Lambda Function Invocation Result - {result}",
+                            "Detail": body,
+                            "Resources": [function_arn, destination],
+                            "EventBusName": destination,
+                        }
+                    ]
+                )
+                if response.get("FailedEntryCount"):
+                    raise DeliveryFailure(
+                        "SDK_CLIENT_ERROR", json.dumps(response.get("Entries")), retriable=False
+                    )
+            else:
+                raise DeliveryFailure(
+                    "INVALID_PARAMETER", f"unsupported destination {destination}", retriable=False
+                )
+        except (ClientError, DeliveryFailure, ValueError) as exc:
+            failure = classify(exc)
+            self.record("destination", short_name(function_arn), destination, "failed",
+                        failure.message)
+            return
+        self.record("destination", short_name(function_arn), destination, "ok",
+                    str(record.get("requestContext", {}).get("condition", "")))
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """Hold the moto lock (see `moto_lock`)."""
+    with moto_lock():
+        yield

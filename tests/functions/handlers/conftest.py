@@ -1,0 +1,300 @@
+"""Shared fixtures of the handler tests: moto with the saga's tables, the outbox relay to
+a bus whose events land in a capture queue, event builders, and a recorder of the AWS
+calls each handler makes (to check its ACCESS declaration).
+
+Table layouts (as the components create them; every key is `pk` S unless said):
+    orders       order#<orderId> (order + saga state), request#<customerId>#<requestId>
+    inventory    sku#<sku> {available}, reservation#<orderId>
+    payments     payment#<orderId>
+    shipments    shipment#<orderId>
+    outbox       outbox#<eventId> rows; stream NEW_IMAGE; TTL expiresAt
+    idempotency  key `id` S; TTL expiration (Powertools' layout)
+
+Fixtures:
+    aws        moto for the test, the tables created and the handlers' environment set
+               (ORDERS_TABLE, INVENTORY_TABLE, PAYMENTS_TABLE, SHIPMENTS_TABLE,
+               OUTBOX_TABLE, IDEMPOTENCY_TABLE, EVENT_BUS_NAME); yields a `SagaWorld`
+    aws_calls  the (environment variable, IAM action) pairs the code under test called
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+
+from contracts import OrderPlaced, sample_detail, sample_event
+from eventkit import clients, outbox
+from eventkit.publisher import Publisher
+from tests.functions.awsenv import (
+    FakeContext,
+    capture_bus,
+    create_table,
+    drain,
+    mocked,
+    scan,
+    stream_records,
+)
+
+TABLES: dict[str, str] = {
+    "ORDERS_TABLE": "orders",
+    "INVENTORY_TABLE": "inventory",
+    "PAYMENTS_TABLE": "payments",
+    "SHIPMENTS_TABLE": "shipments",
+    "OUTBOX_TABLE": "outbox",
+    "IDEMPOTENCY_TABLE": "idempotency",
+}
+BUS = "saga-bus"
+CONTEXT = FakeContext()
+
+# The stock the sample OrderPlaced (2 x sku-red-mug, 1 x sku-blue-pot) needs, and more.
+STOCK: dict[str, int] = {"sku-red-mug": 10, "sku-blue-pot": 5}
+
+
+def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    return {k: deserializer.deserialize(v) for k, v in item.items()}
+
+
+@dataclass
+class SagaWorld:
+    """The moto world of a test: tables, the outbox relay and the capture queue."""
+
+    capture_url: str
+    relayed: set[str] = field(default_factory=set)
+
+    # --- tables -----------------------------------------------------------------------
+
+    def seed_stock(self, stock: Mapping[str, int] = STOCK) -> None:
+        ddb = boto3.client("dynamodb")
+        for sku, available in stock.items():
+            ddb.put_item(
+                TableName=TABLES["INVENTORY_TABLE"],
+                Item={"pk": {"S": f"sku#{sku}"}, "sku": {"S": sku}, "available": {"N": str(available)}},
+            )
+
+    def stock(self, sku: str) -> int | None:
+        item = self.item("INVENTORY_TABLE", f"sku#{sku}")
+        return None if item is None else int(item["available"])
+
+    def item(self, table_env: str, pk: str) -> dict[str, Any] | None:
+        response = boto3.client("dynamodb").get_item(
+            TableName=TABLES[table_env], Key={"pk": {"S": pk}}, ConsistentRead=True
+        )
+        return _deserialize(response["Item"]) if "Item" in response else None
+
+    def scan(self, table_env: str) -> list[dict[str, Any]]:
+        return scan(TABLES[table_env])
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        item = self.item("ORDERS_TABLE", f"order#{order_id}")
+        assert item is not None, f"no order {order_id}"
+        return item
+
+    # --- events -------------------------------------------------------------------------
+
+    def outbox_rows(self, detail_type: str | None = None) -> list[dict[str, Any]]:
+        rows = [r for r in self.scan("OUTBOX_TABLE") if str(r["pk"]).startswith("outbox#")]
+        return [r for r in rows if detail_type is None or r["detailType"] == detail_type]
+
+    def outbox_events(self, detail_type: str | None = None) -> list[dict[str, Any]]:
+        """The details in the outbox (what will be published), oldest first."""
+        rows = sorted(self.outbox_rows(detail_type), key=lambda r: str(r["createdAt"]))
+        return [{"detail-type": r["detailType"], **json.loads(r["detail"])} for r in rows]
+
+    def relay(self) -> list[dict[str, Any]]:
+        """Run the outbox relay on the stream records not relayed yet, then return the
+        EventBridge events the bus delivered to the capture queue (as targets get them)."""
+        records = [
+            r
+            for r in stream_records(TABLES["OUTBOX_TABLE"])
+            if r["dynamodb"]["SequenceNumber"] not in self.relayed
+        ]
+        self.relayed.update(r["dynamodb"]["SequenceNumber"] for r in records)
+        result = outbox.relay(
+            records,
+            table_name=TABLES["OUTBOX_TABLE"],
+            publisher=Publisher(BUS, client=boto3.client("events")),
+        )
+        assert not result.failures, result.failures
+        return self.captured()
+
+    def captured(self) -> list[dict[str, Any]]:
+        return drain(self.capture_url)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SagaWorld]:
+    with mocked():
+        ddb = boto3.client("dynamodb")
+        for env_name, table in TABLES.items():
+            key = "id" if env_name == "IDEMPOTENCY_TABLE" else "pk"
+            create_table(table, key, stream=env_name == "OUTBOX_TABLE")
+            monkeypatch.setenv(env_name, table)
+        for table, ttl in (("outbox", outbox.TTL_ATTRIBUTE), ("idempotency", "expiration")):
+            ddb.update_time_to_live(
+                TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
+            )
+        monkeypatch.setenv("EVENT_BUS_NAME", BUS)
+        yield SagaWorld(capture_bus(BUS))
+
+
+@pytest.fixture
+def serializable_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto does not isolate concurrent requests: a transaction is applied item by item
+    and rolled back by restoring a deep copy of each table taken before it, and an
+    UpdateItem reads, modifies and stores an item without a lock. Concurrent requests
+    crash it ("dictionary changed size during iteration") or lose each other's writes
+    (an UpdateItem that read before a transaction wrote stores its stale copy after it).
+    DynamoDB makes every item write atomic and serializes transactions; this gives moto
+    that isolation (one write or consistent read at a time), so a concurrency test checks
+    OUR conditions, not moto's races."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("transact_write_items", "put_item", "update_item", "delete_item", "get_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def serialized(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, serialized)
+
+
+# --- recording the AWS calls of the code under test -------------------------------------
+
+_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+@dataclass
+class CallRecorder:
+    """(environment variable naming the resource, IAM action) of each call made through
+    eventkit's clients; TransactWriteItems counts as its per-item actions, as IAM does."""
+
+    calls: set[tuple[str, str]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _env_of(self, table: str) -> str:
+        return next((env for env, name in TABLES.items() if name == table), f"?{table}")
+
+    def __call__(self, model: Any, params: Mapping[str, Any], **_: Any) -> None:
+        service = model.service_model.endpoint_prefix
+        found: set[tuple[str, str]] = set()
+        if model.name == "TransactWriteItems":
+            for item in params["TransactItems"]:
+                ((op, body),) = item.items()
+                found.add((self._env_of(body["TableName"]), f"dynamodb:{_ITEM_ACTIONS[op]}"))
+        elif "TableName" in params:
+            found.add((self._env_of(params["TableName"]), f"{service}:{model.name}"))
+        elif "Entries" in params:
+            found.add(("EVENT_BUS_NAME", f"{service}:{model.name}"))
+        else:
+            found.add(("?", f"{service}:{model.name}"))
+        with self.lock:
+            self.calls |= found
+
+    def by_env(self) -> dict[str, frozenset[str]]:
+        result: dict[str, set[str]] = {}
+        for env, action in self.calls:
+            result.setdefault(env, set()).add(action)
+        return {env: frozenset(actions) for env, actions in result.items()}
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+@pytest.fixture
+def aws_calls(aws: SagaWorld) -> CallRecorder:
+    """Records the calls made through eventkit.clients (the handlers' clients) from now
+    on. Test setup uses plain boto3 clients, which are not recorded."""
+    recorder = CallRecorder()
+    for service in ("dynamodb", "events"):
+        clients.client(service).meta.events.register(f"before-parameter-build.{service}.*", recorder)
+    return recorder
+
+
+# --- event builders ------------------------------------------------------------------------
+
+
+def order_placed(order_id: str = "order-1", **overrides: Any) -> OrderPlaced:
+    """A valid OrderPlaced (the sample's lines) with a fresh event id."""
+    fields = {"orderId": order_id, "eventId": str(uuid.uuid4()), **overrides}
+    return OrderPlaced.model_validate(sample_detail("OrderPlaced", **fields))
+
+
+def eventbridge(detail_type: str, **overrides: Any) -> dict[str, Any]:
+    """A whole EventBridge event of `detail_type` (sample fields, overridden)."""
+    overrides.setdefault("eventId", str(uuid.uuid4()))
+    return sample_event(detail_type, **overrides)
+
+
+def as_eventbridge(detail_type: str, detail: Mapping[str, Any]) -> dict[str, Any]:
+    """An EventBridge event carrying `detail` as is."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "order-saga.test",
+        "account": "123456789012",
+        "time": "2025-01-15T10:30:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": dict(detail),
+    }
+
+
+def sqs_batch(*bodies: Any) -> dict[str, Any]:
+    """An SQS event (as Lambda delivers it) whose records carry `bodies` (dicts are
+    JSON-encoded, strings sent as is); message ids m-0, m-1, ..."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{i}",
+                "receiptHandle": f"rh-{i}",
+                "body": body if isinstance(body, str) else json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "0",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:saga-queue",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def place_sample_order(world: SagaWorld, order_id: str = "order-1", **overrides: Any) -> OrderPlaced:
+    """Write the order item (saga state PLACED) as place_order would, without its outbox
+    row: for tests that start the saga at a later step."""
+    from domain import orders
+
+    placed = order_placed(order_id, **overrides)
+    state = orders.new_saga(placed)
+    boto3.client("dynamodb").put_item(
+        TableName=TABLES["ORDERS_TABLE"],
+        Item=outbox.put(
+            TABLES["ORDERS_TABLE"], {"pk": orders.order_key(order_id), **orders.to_record(state)}
+        )["Put"]["Item"],
+    )
+    return placed
+
+
+def saga_state(order: OrderPlaced, **extra: Any) -> dict[str, Any]:
+    """A Step Functions saga state: the OrderPlaced event as input, plus `extra`
+    (e.g. results={...}, error={...})."""
+    return {**as_eventbridge("OrderPlaced", order.to_detail()), **extra}

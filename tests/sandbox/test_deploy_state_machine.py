@@ -1,0 +1,98 @@
+"""State machines deployed into the sandbox: settings read back, and executions run
+(the sandbox's moto runs Step Functions' interpreter)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pulumi
+import pytest
+
+from components.state_machine import StateMachine, StateMachineArgs
+from sandbox.moto_deploy import DeployError, Sandbox
+
+DEFINITION = {
+    "StartAt": "Stamp",
+    "States": {
+        "Stamp": {"Type": "Pass", "Result": "stamped", "ResultPath": "$.status", "Next": "Done"},
+        "Done": {"Type": "Succeed"},
+    },
+}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as running:
+        yield running
+
+
+def test_a_state_machine_with_role_logging_and_tracing(sandbox: Sandbox) -> None:
+    def program() -> None:
+        machine = StateMachine(
+            "saga",
+            StateMachineArgs(definition=DEFINITION, log_level="ALL", include_execution_data=True),
+        )
+        pulumi.export("arn", machine.arn)
+        pulumi.export("roleArn", machine.role.arn)
+
+    deployment = sandbox.deploy(program)
+    sfn = sandbox.client("stepfunctions")
+    described = sfn.describe_state_machine(stateMachineArn=deployment.outputs["arn"])
+    assert described["name"] == "order-saga-dev-saga"
+    assert described["type"] == "STANDARD"
+    assert described["roleArn"] == deployment.outputs["roleArn"]
+    assert json.loads(described["definition"]) == DEFINITION
+    assert described["tracingConfiguration"] == {"enabled": True}
+    logging = described["loggingConfiguration"]
+    assert logging["level"] == "ALL"
+    assert logging["includeExecutionData"] is True
+    group_arn = deployment.arn("saga-logs")
+    assert logging["destinations"] == [
+        {"cloudWatchLogsLogGroup": {"logGroupArn": f"{group_arn}:*"}}
+    ]
+    groups = sandbox.client("logs").describe_log_groups(
+        logGroupNamePrefix="/aws/vendedlogs/states/"
+    )["logGroups"]
+    assert [g["logGroupName"] for g in groups] == ["/aws/vendedlogs/states/order-saga-dev-saga"]
+
+    # The deployment's moto runs executions.
+    execution = sfn.start_execution(
+        stateMachineArn=deployment.outputs["arn"], name="order-1", input=json.dumps({"id": 1})
+    )["executionArn"]
+    deadline = time.monotonic() + 30
+    while (status := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution never finished"
+        time.sleep(0.05)
+    assert status["status"] == "SUCCEEDED"
+    assert json.loads(status["output"]) == {"id": 1, "status": "stamped"}
+
+
+def test_an_invalid_definition_is_refused_by_moto(sandbox: Sandbox) -> None:
+    def program() -> None:
+        import pulumi_aws as aws
+
+        role = aws.iam.Role(
+            "role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "states.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+        aws.sfn.StateMachine(
+            "broken",
+            role_arn=role.arn,
+            definition=json.dumps({"StartAt": "Missing", "States": {}}),
+        )
+
+    with pytest.raises(DeployError, match=r"(?s)'broken'.*ASLParserException"):
+        sandbox.deploy(program)
