@@ -284,13 +284,16 @@ def _missing_actions(documents: list[str], actions: tuple[str, ...], resource: s
 
 
 def _check_source_exists(ctx: DeployContext, service: str, arn: str) -> None:
+    region = arn.split(":")[3] or None
     if service == "sqs":
         *_, account, queue_name = arn.split(":")
-        ctx.client("sqs").get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)
+        ctx.client("sqs", region).get_queue_url(
+            QueueName=queue_name, QueueOwnerAWSAccountId=account
+        )
     elif service == "dynamodb":
-        ctx.client("dynamodbstreams").describe_stream(StreamArn=arn)
+        ctx.client("dynamodbstreams", region).describe_stream(StreamArn=arn)
     elif service == "kinesis":
-        ctx.client("kinesis").describe_stream_summary(StreamARN=arn)
+        ctx.client("kinesis", region).describe_stream_summary(StreamARN=arn)
 
 
 def event_source_mapping(ctx: DeployContext, request: ResourceRequest) -> Created:

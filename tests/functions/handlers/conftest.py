@@ -78,7 +78,11 @@ class SagaWorld:
         for sku, available in stock.items():
             ddb.put_item(
                 TableName=TABLES["INVENTORY_TABLE"],
-                Item={"pk": {"S": f"sku#{sku}"}, "sku": {"S": sku}, "available": {"N": str(available)}},
+                Item={
+                    "pk": {"S": f"sku#{sku}"},
+                    "sku": {"S": sku},
+                    "available": {"N": str(available)},
+                },
             )
 
     def stock(self, sku: str) -> int | None:
@@ -223,7 +227,9 @@ def aws_calls(aws: SagaWorld) -> CallRecorder:
     on. Test setup uses plain boto3 clients, which are not recorded."""
     recorder = CallRecorder()
     for service in ("dynamodb", "events"):
-        clients.client(service).meta.events.register(f"before-parameter-build.{service}.*", recorder)
+        clients.client(service).meta.events.register(
+            f"before-parameter-build.{service}.*", recorder
+        )
     return recorder
 
 
@@ -278,7 +284,9 @@ def sqs_batch(*bodies: Any) -> dict[str, Any]:
     }
 
 
-def place_sample_order(world: SagaWorld, order_id: str = "order-1", **overrides: Any) -> OrderPlaced:
+def place_sample_order(
+    world: SagaWorld, order_id: str = "order-1", **overrides: Any
+) -> OrderPlaced:
     """Write the order item (saga state PLACED) as place_order would, without its outbox
     row: for tests that start the saga at a later step."""
     from domain import orders

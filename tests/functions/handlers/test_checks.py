@@ -212,8 +212,14 @@ def test_concurrent_arrivals_emit_exactly_one_join(
                 return
             except CompletionPendingError:
                 continue  # SQS would redeliver after the visibility timeout
+            except RuntimeError as exc:
+                # moto's DynamoDB is not thread-safe: a concurrent UpdateItem of one item
+                # can fail inside moto (deepcopy of a changing dict). On AWS that cannot
+                # happen; a failed delivery would be redelivered all the same.
+                if "changed size during iteration" not in str(exc):
+                    errors.append(exc)
+                    return
             except BaseException as exc:
-                import traceback; traceback.print_exc()
                 errors.append(exc)
                 return
 

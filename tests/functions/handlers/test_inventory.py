@@ -155,7 +155,9 @@ def test_release_restores_the_stock_once(aws: SagaWorld) -> None:
 
     first = release_inventory.handler(failed, CONTEXT)
     again = release_inventory.handler(failed, CONTEXT)
-    via_shipping = release_inventory.handler(eventbridge("ShippingFailed", orderId="order-1"), CONTEXT)
+    via_shipping = release_inventory.handler(
+        eventbridge("ShippingFailed", orderId="order-1"), CONTEXT
+    )
 
     assert (first["action"], first["released"]) == ("RELEASE", True)
     assert again["action"] == via_shipping["action"] == "NOTHING"
@@ -241,7 +243,10 @@ def payment_declined(order_id: str = "order-1") -> dict[str, str]:
     return {
         "Error": "PaymentDeclined",
         "Cause": json.dumps(
-            {"errorMessage": f"payment of order {order_id} declined", "errorType": "PaymentDeclined"}
+            {
+                "errorMessage": f"payment of order {order_id} declined",
+                "errorType": "PaymentDeclined",
+            }
         ),
     }
 
@@ -283,7 +288,9 @@ def test_release_task_with_nothing_reserved_still_ends_the_saga(aws: SagaWorld) 
 def test_reserve_access_is_exact(aws: SagaWorld, aws_calls: CallRecorder) -> None:
     aws.seed_stock({"sku-red-mug": 10})
     reserve_inventory.handler(reserve_event("order-rejected"), CONTEXT)  # short
-    order = place_sample_order(aws, "order-task", items=sample_detail("OrderPlaced")["items"][:1], totalCents=2500)
+    order = place_sample_order(
+        aws, "order-task", items=sample_detail("OrderPlaced")["items"][:1], totalCents=2500
+    )
     reserve_inventory.task(saga_state(order), CONTEXT)
     reserve_inventory.handler(reserve_event("order-task"), CONTEXT)  # duplicate: reads
     assert aws_calls.by_env() == reserve_inventory.ACCESS

@@ -99,9 +99,11 @@ def test_a_query_without_an_order_id_says_what_to_send(aws: SagaWorld) -> None:
 
 def test_order_status_access_is_read_only(aws: SagaWorld, aws_calls: CallRecorder) -> None:
     order_status.handler({"orderId": "nope"}, CONTEXT)
-    assert aws_calls.by_env() == order_status.ACCESS == {
-        "ORDERS_TABLE": frozenset({"dynamodb:GetItem"})
-    }
+    assert (
+        aws_calls.by_env()
+        == order_status.ACCESS
+        == {"ORDERS_TABLE": frozenset({"dynamodb:GetItem"})}
+    )
 
 
 # --- record_outcome: the orchestration's final-state recorder ---------------------------

@@ -66,7 +66,9 @@ def test_concurrent_deliveries_charge_once(aws: SagaWorld) -> None:
     place_sample_order(aws)
     results: list[dict[str, Any]] = []
     threads = [
-        threading.Thread(target=lambda: results.append(process_payment.handler(reserved(), CONTEXT)))
+        threading.Thread(
+            target=lambda: results.append(process_payment.handler(reserved(), CONTEXT))
+        )
         for _ in range(8)
     ]
     for thread in threads:

@@ -1,0 +1,448 @@
+"""The choreographed saga, in process on moto: each handler is called with the events the
+previous ones emitted (outbox -> relay -> bus -> capture queue), for the happy path, a
+declined payment, a failed shipment and a short stock; duplicates and out-of-order
+delivery leave one consistent state; saga_progress's own guarantees."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from contracts import (
+    Event,
+    InventoryReleased,
+    InventoryReservationFailed,
+    InventoryReserved,
+    OrderShipped,
+    PaymentFailed,
+    PaymentProcessed,
+    PaymentRefunded,
+    ShippingFailed,
+    parse_detail,
+    sample_detail,
+)
+from domain import orders
+from domain.orders import OrderStatus
+from handlers import (
+    place_order,
+    process_payment,
+    refund_payment,
+    release_inventory,
+    reserve_inventory,
+    saga_progress,
+    ship_order,
+)
+from tests.functions.handlers.conftest import (
+    CONTEXT,
+    CallRecorder,
+    SagaWorld,
+    as_eventbridge,
+    order_placed,
+    place_sample_order,
+    saga_state,
+    sqs_batch,
+)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+# The choreography's rules: detail-type -> the targets it is routed to.
+ROUTES: dict[str, list[Handler]] = {
+    "OrderPlaced": [reserve_inventory.handler],
+    "InventoryReserved": [process_payment.handler, saga_progress.handler],
+    "InventoryReservationFailed": [saga_progress.handler],
+    "PaymentProcessed": [ship_order.handler, saga_progress.handler],
+    "PaymentFailed": [release_inventory.handler, saga_progress.handler],
+    "OrderShipped": [saga_progress.handler],
+    "ShippingFailed": [refund_payment.handler, release_inventory.handler, saga_progress.handler],
+    "PaymentRefunded": [saga_progress.handler],
+    "InventoryReleased": [saga_progress.handler],
+    "OrderCompleted": [],
+    "OrderCancelled": [],
+}
+
+
+def run_saga(
+    world: SagaWorld, customer_id: str = "customer-1", *, deliveries: int = 1
+) -> tuple[str, list[dict[str, Any]]]:
+    """Place an order, then deliver every event the bus publishes to its targets
+    (`deliveries` times each, at least once is the contract) until nothing is left.
+    Returns the order id and the events, in publication order."""
+    order_id = place_order.handler(
+        {
+            "clientRequestId": f"req-{customer_id}",
+            "customerId": customer_id,
+            "items": [
+                {"sku": "sku-red-mug", "quantity": 2, "unitPriceCents": 1250},
+                {"sku": "sku-blue-pot", "quantity": 1, "unitPriceCents": 4999},
+            ],
+        },
+        CONTEXT,
+    )["orderId"]
+    published: list[dict[str, Any]] = []
+    pending = world.relay()
+    for _ in range(50):
+        if not pending:
+            return order_id, published
+        event = pending.pop(0)
+        published.append(event)
+        for target in ROUTES[event["detail-type"]]:
+            for _ in range(deliveries):
+                target(event, CONTEXT)
+        pending += world.relay()
+    raise AssertionError(f"the saga did not settle: {[e['detail-type'] for e in published]}")
+
+
+def types(events: Iterable[dict[str, Any]]) -> list[str]:
+    return [e["detail-type"] for e in events]
+
+
+def test_happy_path(aws: SagaWorld) -> None:
+    aws.seed_stock()
+    order_id, events = run_saga(aws)
+
+    assert types(events) == [
+        "OrderPlaced",
+        "InventoryReserved",
+        "PaymentProcessed",
+        "OrderShipped",
+        "OrderCompleted",
+    ]
+    assert {e["detail"]["orderId"] for e in events} == {order_id}
+    order = aws.order(order_id)
+    assert (order["status"], order["chargedCents"], order["refundedCents"]) == (
+        "COMPLETED",
+        7499,
+        0,
+    )
+    assert [h["status"] for h in order["history"]] == [
+        "PLACED",
+        "RESERVED",
+        "PAID",
+        "SHIPPED",
+        "COMPLETED",
+    ] or [h["event"] for h in order["history"]][-1] == "OrderShipped"
+    assert order["status"] == "COMPLETED"
+    assert (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot")) == (8, 4)
+    assert aws.item("PAYMENTS_TABLE", f"payment#{order_id}")["status"] == "CHARGED"
+    assert aws.item("SHIPMENTS_TABLE", f"shipment#{order_id}")["status"] == "SHIPPED"
+
+
+def test_payment_declined_releases_the_stock_and_charges_nothing(aws: SagaWorld) -> None:
+    aws.seed_stock()
+    order_id, events = run_saga(aws, "declined-dan")
+
+    assert types(events) == [
+        "OrderPlaced",
+        "InventoryReserved",
+        "PaymentFailed",
+        "InventoryReleased",
+        "OrderCancelled",
+    ]
+    cancelled = events[-1]["detail"]
+    assert cancelled["failedStep"] == "payment"
+    assert cancelled["reason"] == "payment failed: card declined (customer declined-dan)"
+    order = aws.order(order_id)
+    assert (order["status"], order["chargedCents"]) == ("CANCELLED", 0)
+    assert (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot")) == (10, 5)
+    payment = aws.item("PAYMENTS_TABLE", f"payment#{order_id}")
+    assert payment["status"] == "DECLINED"
+    assert "chargedCents" not in payment
+    assert aws.item("SHIPMENTS_TABLE", f"shipment#{order_id}") is None
+
+
+def test_shipping_failed_refunds_the_charge_and_releases_the_stock(aws: SagaWorld) -> None:
+    aws.seed_stock()
+    order_id, events = run_saga(aws, "undeliverable-uma")
+
+    assert types(events)[:4] == [
+        "OrderPlaced",
+        "InventoryReserved",
+        "PaymentProcessed",
+        "ShippingFailed",
+    ]
+    assert Counter(types(events)[4:]) == Counter(
+        {"PaymentRefunded": 1, "InventoryReleased": 1, "OrderCancelled": 1}
+    )
+    assert types(events)[-1] == "OrderCancelled"
+    by_type = {e["detail-type"]: e["detail"] for e in events}
+    assert by_type["PaymentRefunded"]["amountCents"] == by_type["PaymentProcessed"]["amountCents"]
+    assert by_type["OrderCancelled"]["failedStep"] == "shipping"
+    order = aws.order(order_id)
+    assert (order["status"], order["chargedCents"], order["refundedCents"]) == (
+        "CANCELLED",
+        7499,
+        7499,
+    )
+    payment = aws.item("PAYMENTS_TABLE", f"payment#{order_id}")
+    assert (payment["status"], payment["refundedCents"]) == ("REFUNDED", payment["chargedCents"])
+    assert (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot")) == (10, 5)
+
+
+def test_short_stock_cancels_at_once(aws: SagaWorld) -> None:
+    aws.seed_stock({"sku-red-mug": 1, "sku-blue-pot": 5})
+    order_id, events = run_saga(aws)
+    assert types(events) == ["OrderPlaced", "InventoryReservationFailed", "OrderCancelled"]
+    assert events[-1]["detail"]["failedStep"] == "inventory"
+    assert aws.order(order_id)["status"] == "CANCELLED"
+    assert aws.item("PAYMENTS_TABLE", f"payment#{order_id}") is None
+
+
+@pytest.mark.parametrize("customer", ["customer-1", "declined-dan", "undeliverable-uma"])
+def test_every_event_delivered_twice_has_one_effect(aws: SagaWorld, customer: str) -> None:
+    aws.seed_stock()
+    _, once = run_saga(aws, customer)
+    final_once = {
+        k: v
+        for k, v in aws.order(once[0]["detail"]["orderId"]).items()
+        if k in ("status", "chargedCents", "refundedCents", "failedStep")
+    }
+    stock_once = (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot"))
+
+    aws.seed_stock()
+    order_id, twice = run_saga(aws, f"{customer}-again", deliveries=2)
+    final_twice = {
+        k: v
+        for k, v in aws.order(order_id).items()
+        if k in ("status", "chargedCents", "refundedCents", "failedStep")
+    }
+
+    assert Counter(types(twice)) == Counter(types(once))
+    assert final_twice == final_once
+    assert (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot")) == stock_once
+    assert sum(t in ("OrderCompleted", "OrderCancelled") for t in types(twice)) == 1
+
+
+# --- out-of-order delivery ------------------------------------------------------------
+
+AT = datetime(2025, 1, 15, 10, 30, tzinfo=UTC)
+
+
+def saga_events(path: str, order_id: str = "order-1") -> list[Event]:
+    """The saga events of one order along `path`, in causal order."""
+    reserved = InventoryReserved.model_validate(
+        sample_detail("InventoryReserved", orderId=order_id, eventId="e-reserved")
+    )
+    paid = PaymentProcessed.model_validate(
+        sample_detail("PaymentProcessed", orderId=order_id, eventId="e-paid")
+    )
+    if path == "happy":
+        return [
+            reserved,
+            paid,
+            OrderShipped.model_validate(
+                sample_detail("OrderShipped", orderId=order_id, eventId="e-shipped")
+            ),
+        ]
+    released = InventoryReleased.model_validate(
+        sample_detail("InventoryReleased", orderId=order_id, eventId="e-released")
+    )
+    if path == "payment":
+        declined = PaymentFailed.model_validate(
+            sample_detail("PaymentFailed", orderId=order_id, eventId="e-declined")
+        )
+        return [reserved, declined, released]
+    if path == "shipping":
+        failed = ShippingFailed.model_validate(
+            sample_detail("ShippingFailed", orderId=order_id, eventId="e-unshipped")
+        )
+        refunded = PaymentRefunded.model_validate(
+            sample_detail("PaymentRefunded", orderId=order_id, eventId="e-refunded")
+        )
+        return [reserved, paid, failed, refunded, released]
+    if path == "inventory":
+        return [
+            InventoryReservationFailed.model_validate(
+                sample_detail("InventoryReservationFailed", orderId=order_id, eventId="e-short")
+            )
+        ]
+    raise ValueError(path)
+
+
+EXPECTED = {
+    "happy": (OrderStatus.COMPLETED, None, "OrderCompleted"),
+    "payment": (OrderStatus.CANCELLED, "payment", "OrderCancelled"),
+    "shipping": (OrderStatus.CANCELLED, "shipping", "OrderCancelled"),
+    "inventory": (OrderStatus.CANCELLED, "inventory", "OrderCancelled"),
+}
+_RANK = {
+    s: i
+    for i, s in enumerate(
+        [
+            OrderStatus.PLACED,
+            OrderStatus.RESERVED,
+            OrderStatus.PAID,
+            OrderStatus.SHIPPED,
+            OrderStatus.COMPLETED,
+        ]
+    )
+}
+
+
+@pytest.mark.parametrize("path", sorted(EXPECTED))
+def test_any_order_and_any_duplicates_reach_the_same_end(path: str) -> None:
+    """The state machine alone: every permutation of the path's events, each then
+    delivered again, ends in the same state with exactly one final event."""
+    status, failed_step, final_event = EXPECTED[path]
+    rng = random.Random(7)
+    start = orders.new_saga(order_placed())
+    for permutation in itertools.permutations(saga_events(path)):
+        deliveries = [*permutation, *rng.sample(permutation, len(permutation))]
+        state, emitted, compensations = start, [], set()
+        for event in deliveries:
+            before = state.status
+            transition = orders.apply(state, orders.fact_from_event(event), now=AT)
+            state = transition.state
+            emitted += [e.DETAIL_TYPE for e in transition.emit]
+            compensations |= transition.compensate
+            if before in orders.FINAL:
+                assert state.status == before  # final states never change
+            if before in _RANK and state.status in _RANK:
+                assert _RANK[state.status] >= _RANK[before]  # progress never regresses
+        assert state.status is status, permutation
+        assert emitted == [final_event], permutation
+        assert (state.failure.step if state.failure else None) == failed_step
+        assert not (state.failure and state.failure.inferred)
+        # Compensations triggered by saga_progress are only for facts the failure
+        # handlers compensate anyway (idempotent), never for the happy path.
+        assert path != "happy" or not compensations
+
+
+def test_out_of_order_delivery_to_saga_progress(aws: SagaWorld) -> None:
+    place_sample_order(aws)
+    statuses = []
+    for event in reversed(saga_events("happy")):
+        statuses.append(
+            saga_progress.handler(as_eventbridge(event.DETAIL_TYPE, event.to_detail()), CONTEXT)[
+                "status"
+            ]
+        )
+    assert statuses == ["SHIPPED", "SHIPPED", "COMPLETED"]  # never regressed
+    assert len(aws.outbox_events("OrderCompleted")) == 1
+
+
+def test_a_compensation_ahead_of_its_failure_waits_for_it(aws: SagaWorld) -> None:
+    place_sample_order(aws)
+    released, declined = saga_events("payment")[2], saga_events("payment")[1]
+    first = saga_progress.handler(
+        as_eventbridge("InventoryReleased", released.to_detail()), CONTEXT
+    )
+    assert first["status"] == "CANCELLING"
+    assert aws.outbox_rows() == []
+    second = saga_progress.handler(as_eventbridge("PaymentFailed", declined.to_detail()), CONTEXT)
+    assert second["status"] == "CANCELLED"
+    (cancelled,) = aws.outbox_events("OrderCancelled")
+    assert (cancelled["failedStep"], cancelled["reason"]) == (
+        "payment",
+        "payment failed: card declined",
+    )
+
+
+def test_a_late_reservation_after_cancellation_is_released_not_resurrected(aws: SagaWorld) -> None:
+    """The orchestrator gave up on the reserve step (its retries exhausted) and the saga
+    ended; the reservation had gone through after all, and its event arrives late."""
+    aws.seed_stock()
+    order = place_sample_order(aws)
+    error = {"Error": "Lambda.ServiceException", "Cause": "{}"}
+    assert (
+        saga_progress.record_outcome(saga_state(order, error=error), CONTEXT)["status"]
+        == "CANCELLED"
+    )
+    reserve_inventory.handler(as_eventbridge("OrderPlaced", order.to_detail()), CONTEXT)
+    assert aws.stock("sku-red-mug") == 8
+    (late,) = [e for e in aws.relay() if e["detail-type"] == "InventoryReserved"]
+
+    result = saga_progress.handler(late, CONTEXT)
+
+    assert (result["status"], result["compensated"]) == ("CANCELLED", ["release_inventory"])
+    assert (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot")) == (10, 5)
+    assert types(aws.relay()) == ["InventoryReleased"]
+    saga = aws.order("order-1")
+    assert saga["status"] == "CANCELLED"
+    assert "arrived after the order was cancelled" in saga["history"][-1]["note"]
+    # The release comes back through the bus: recorded, nothing else happens.
+    released = parse_detail("InventoryReleased", aws.outbox_events("InventoryReleased")[0] | {})
+    answer = saga_progress.handler(
+        as_eventbridge("InventoryReleased", released.to_detail()), CONTEXT
+    )
+    assert (answer["status"], answer["compensated"]) == ("CANCELLED", [])
+    assert len(aws.outbox_events("OrderCancelled")) == 1
+
+
+@pytest.mark.usefixtures("serializable_moto")
+def test_concurrent_events_for_one_order_are_serialized(aws: SagaWorld) -> None:
+    place_sample_order(aws)
+    events = saga_events("happy") * 3
+    threads = [
+        threading.Thread(
+            target=saga_progress.handler,
+            args=(as_eventbridge(e.DETAIL_TYPE, e.to_detail()), CONTEXT),
+        )
+        for e in events
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    order = aws.order("order-1")
+    assert order["status"] == "COMPLETED"
+    assert sorted(order["appliedEventIds"][1:]) == ["e-paid", "e-reserved", "e-shipped"]
+    assert len(aws.outbox_events("OrderCompleted")) == 1
+
+
+def test_poison_records_fail_alone_in_an_sqs_batch(aws: SagaWorld) -> None:
+    place_sample_order(aws)
+    reserved, paid, shipped = (
+        as_eventbridge(e.DETAIL_TYPE, e.to_detail()) for e in saga_events("happy")
+    )
+    not_a_saga_event = as_eventbridge("OrderPlaced", order_placed().to_detail())
+    broken = json.loads(json.dumps(paid))
+    del broken["detail"]["eventId"]  # a consumer never invents the idempotency key
+    batch = sqs_batch(reserved, not_a_saga_event, broken, paid, "{", shipped)
+
+    response = saga_progress.handler(batch, CONTEXT)
+
+    assert response == {
+        "batchItemFailures": [
+            {"itemIdentifier": "m-1"},
+            {"itemIdentifier": "m-2"},
+            {"itemIdentifier": "m-4"},
+        ]
+    }
+    assert aws.order("order-1")["status"] == "COMPLETED"
+
+
+def test_saga_progress_access(aws: SagaWorld, aws_calls: CallRecorder) -> None:
+    aws.seed_stock()
+    order = place_sample_order(aws)
+    saga_progress.record_outcome(
+        saga_state(order, error={"Error": "Lambda.ServiceException"}), CONTEXT
+    )
+    reserve_inventory.handler(as_eventbridge("OrderPlaced", order.to_detail()), CONTEXT)
+    process_payment.handler(
+        as_eventbridge("InventoryReserved", sample_detail("InventoryReserved")), CONTEXT
+    )
+    late = [e for e in aws.relay() if e["detail-type"] in ("InventoryReserved", "PaymentProcessed")]
+    aws_calls.reset()
+    for event in late:  # both late: release the stock, refund the charge
+        saga_progress.handler(event, CONTEXT)
+    recorded = aws_calls.by_env()
+    assert aws.item("PAYMENTS_TABLE", "payment#order-1")["status"] == "REFUNDED"
+    # Every recorded call is declared; the declared PutItems on the inventory and payments
+    # tables are the tombstones, which this path only reaches in a race.
+    for env, actions in recorded.items():
+        assert actions <= saga_progress.ACCESS[env], env
+    assert recorded["ORDERS_TABLE"] == saga_progress.ACCESS["ORDERS_TABLE"]
+    assert saga_progress.ACCESS["INVENTORY_TABLE"] - recorded["INVENTORY_TABLE"] == {
+        "dynamodb:PutItem"
+    }
+    assert saga_progress.ACCESS["PAYMENTS_TABLE"] - recorded["PAYMENTS_TABLE"] == {
+        "dynamodb:PutItem"
+    }
