@@ -81,6 +81,10 @@ class VirtualClock:
         """The virtual time, in epoch seconds."""
         return self._now
 
+    def time(self) -> float:
+        """`now()`, named like `time.time()` (the Lambda runtime's `Clock`)."""
+        return self._now
+
     def advance_to(self, when: float) -> None:
         """Move the clock to `when` (epoch seconds); earlier times leave it where it is."""
         with self._lock:
@@ -140,7 +144,9 @@ class Patches:
 
     def set(self, target: Any, name: str, value: Any) -> None:
         had = name in vars(target) if isinstance(target, type) else hasattr(target, name)
-        original = vars(target).get(name) if isinstance(target, type) else getattr(target, name, None)
+        original = (
+            vars(target).get(name) if isinstance(target, type) else getattr(target, name, None)
+        )
         self._undo.append((target, name, original, had))
         setattr(target, name, value)
 
@@ -189,18 +195,14 @@ class MotoTimePatch:
 
         original_receive = sqs_models.SQSBackend.receive_message
 
-        def receive_message(
-            backend: Any,
-            queue_name: str,
-            count: int,
-            wait_seconds_timeout: int,
-            visibility_timeout: int,
-            message_attribute_names: list[str] | None = None,
-        ) -> Any:
-            # A long poll waits for time that only passes in run_until_quiet: answer now.
-            return original_receive(
-                backend, queue_name, count, 0, visibility_timeout, message_attribute_names
-            )
+        def receive_message(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            # (queue_name, count, wait_seconds_timeout, visibility_timeout, ...): a long
+            # poll waits for time that only passes in run_until_quiet, so answer now.
+            if len(args) > 2:
+                args = (*args[:2], 0, *args[3:])
+            else:
+                kwargs["wait_seconds_timeout"] = 0
+            return original_receive(backend, *args, **kwargs)
 
         self._patches.set(sqs_models.SQSBackend, "receive_message", receive_message)
         return self
@@ -466,7 +468,11 @@ class Scheduler:
             if self._running_thread is not None:
                 raise SchedulerError(
                     "run_until_quiet is already running"
-                    + (" (called from inside a scheduled item)" if self._running_thread == me else "")
+                    + (
+                        " (called from inside a scheduled item)"
+                        if self._running_thread == me
+                        else ""
+                    )
                 )
             self._running_thread = me
         start_virtual = self.clock.now()
@@ -481,9 +487,7 @@ class Scheduler:
                 item = self._pop_due()
                 if item is not None:
                     if steps >= max_steps:
-                        raise NotQuietError(
-                            self._not_quiet(f"after {max_steps} steps", ran, item)
-                        )
+                        raise NotQuietError(self._not_quiet(f"after {max_steps} steps", ran, item))
                     steps += 1
                     ran[item.name] += 1
                     self._run(item)

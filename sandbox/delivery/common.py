@@ -83,7 +83,9 @@ class DefaultClients:
         self.region = region
 
     def client(self, service: str, region: str | None = None) -> Any:
-        return boto3.client(service, region_name=region or self.region, config=BOTO_CONFIG)
+        # boto3-stubs types `client` per service literal; the name is dynamic here.
+        make_client: Any = boto3.client
+        return make_client(service, region_name=region or self.region, config=BOTO_CONFIG)
 
 
 _FALLBACK_LOCK = threading.RLock()
@@ -173,8 +175,14 @@ _NOT_FOUND = (
     "NotFound",
 )
 _THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "ThrottledException")
-_INVALID = ("ValidationException", "InvalidParameterValue", "InvalidParameterException",
-            "InvalidParameterValueException", "InvalidInput", "InvalidArn")
+_INVALID = (
+    "ValidationException",
+    "InvalidParameterValue",
+    "InvalidParameterException",
+    "InvalidParameterValueException",
+    "InvalidInput",
+    "InvalidArn",
+)
 
 
 def classify(exc: BaseException) -> DeliveryFailure:
@@ -186,8 +194,12 @@ def classify(exc: BaseException) -> DeliveryFailure:
         code = str(exc.response.get("Error", {}).get("Code", ""))
     else:
         code = getattr(exc, "code", "") or type(exc).__name__
-    if "AccessDenied" in code or code in ("AuthorizationError", "InvalidClientTokenId",
-                                          "UnrecognizedClientException", "AuthFailure"):
+    if "AccessDenied" in code or code in (
+        "AuthorizationError",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "AuthFailure",
+    ):
         return DeliveryFailure("NO_PERMISSIONS", str(exc), retriable=False)
     if code in _NOT_FOUND or code.endswith("NotFoundException") or code.endswith("DoesNotExist"):
         return DeliveryFailure("RESOURCE_NOT_FOUND", str(exc), retriable=False)
@@ -282,7 +294,8 @@ def policy_allows(
         resources = _as_list(statement.get("Resource"))
         bare = resource.removesuffix(":$LATEST")
         if resources and not (
-            _matches_any(resource, resources) or _matches_any(bare, resources)
+            _matches_any(resource, resources)
+            or _matches_any(bare, resources)
             or _matches_any(f"{bare}:$LATEST", resources)
         ):
             continue
@@ -399,11 +412,13 @@ class DeliveryContext:
             credentials = response["Credentials"]
             with self._lock:
                 self._roles[role_arn] = credentials
-        client = boto3.session.Session(
+        session = boto3.session.Session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],
-        ).client(service, region_name=key[2], config=BOTO_CONFIG)
+        )
+        make_client: Any = session.client
+        client = make_client(service, region_name=key[2], config=BOTO_CONFIG)
         with self._lock:
             self._role_clients[key] = client
         return client
@@ -414,9 +429,9 @@ class DeliveryContext:
             if function_arn in self._function_roles:
                 return self._function_roles[function_arn]
         try:
-            config = self.admin("lambda", Arn.parse(function_arn).region).get_function_configuration(
-                FunctionName=function_arn
-            )
+            config = self.admin(
+                "lambda", Arn.parse(function_arn).region
+            ).get_function_configuration(FunctionName=function_arn)
         except ClientError:
             return None
         role = str(config.get("Role") or "") or None
@@ -443,7 +458,9 @@ class DeliveryContext:
 
     # -- invoking ---------------------------------------------------------------
 
-    def invoke(self, function_arn: str, payload: Any, *, asynchronous: bool = False) -> InvocationResult:
+    def invoke(
+        self, function_arn: str, payload: Any, *, asynchronous: bool = False
+    ) -> InvocationResult:
         """Run a function through the `Invoker` (synchronously: `Event` only tells the
         runtime the invocation is asynchronous; retries are the caller's)."""
         result = self.invoker.invoke(
@@ -477,9 +494,11 @@ class DeliveryContext:
         sqs = self.admin("sqs", Arn.parse(queue_arn).region)
         if self.check_resource_policies:
             try:
-                policy = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"]).get(
-                    "Attributes", {}
-                ).get("Policy")
+                policy = (
+                    sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
+                    .get("Attributes", {})
+                    .get("Policy")
+                )
             except ClientError as exc:
                 raise classify(exc) from exc
             if not policy_allows(
@@ -560,11 +579,17 @@ class DeliveryContext:
                 )
         except (ClientError, DeliveryFailure, ValueError) as exc:
             failure = classify(exc)
-            self.record("destination", short_name(function_arn), destination, "failed",
-                        failure.message)
+            self.record(
+                "destination", short_name(function_arn), destination, "failed", failure.message
+            )
             return
-        self.record("destination", short_name(function_arn), destination, "ok",
-                    str(record.get("requestContext", {}).get("condition", "")))
+        self.record(
+            "destination",
+            short_name(function_arn),
+            destination,
+            "ok",
+            str(record.get("requestContext", {}).get("condition", "")),
+        )
 
 
 @contextlib.contextmanager

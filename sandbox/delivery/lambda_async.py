@@ -34,7 +34,13 @@ from botocore.exceptions import ClientError
 from sandbox.delivery.common import Arn, DeliveryContext, short_name
 from sandbox.lambda_runtime import InvocationResult
 
-__all__ = ["DEFAULT_MAX_EVENT_AGE", "DEFAULT_RETRIES", "RETRY_DELAYS", "AsyncInvocation", "LambdaAsync"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_AGE",
+    "DEFAULT_RETRIES",
+    "RETRY_DELAYS",
+    "AsyncInvocation",
+    "LambdaAsync",
+]
 
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_EVENT_AGE = 21_600
@@ -134,8 +140,9 @@ class LambdaAsync:
         result = self.ctx.invoke(invocation.function_arn, invocation.payload, asynchronous=True)
         invocation.last = result
         if result.error_type is None:
-            self.ctx.record("lambda.async", invocation.source, name, "ok",
-                            f"attempt {invocation.attempts}")
+            self.ctx.record(
+                "lambda.async", invocation.source, name, "ok", f"attempt {invocation.attempts}"
+            )
             if config.on_success:
                 self.ctx.send_destination(
                     config.on_success,
@@ -180,8 +187,13 @@ class LambdaAsync:
         if config.dead_letter:
             self._dead_letter(invocation, config.dead_letter, role)
         if not config.on_failure and not config.dead_letter:
-            self.ctx.record("lambda.async", invocation.source,
-                            short_name(invocation.function_arn), "dropped", condition)
+            self.ctx.record(
+                "lambda.async",
+                invocation.source,
+                short_name(invocation.function_arn),
+                "dropped",
+                condition,
+            )
 
     def _dead_letter(self, invocation: AsyncInvocation, target: str, role: str | None) -> None:
         import json
@@ -209,9 +221,10 @@ class LambdaAsync:
                 self.ctx.role_client(role, "sns", arn.region).publish(
                     TopicArn=target, Message=body, MessageAttributes=attributes
                 )
-        except Exception as exc:  # noqa: BLE001 (a lost DLQ message is logged, as AWS counts it)
-            self.ctx.record("lambda.dlq", short_name(invocation.function_arn), target,
-                            "failed", str(exc))
+        except Exception as exc:  # a lost DLQ message is logged (AWS counts it)
+            self.ctx.record(
+                "lambda.dlq", short_name(invocation.function_arn), target, "failed", str(exc)
+            )
             return
         self.ctx.record("lambda.dlq", short_name(invocation.function_arn), target, "ok")
 

@@ -1,5 +1,6 @@
-"""State machines deployed into the sandbox: settings read back, and executions run
-(the sandbox's moto runs Step Functions' interpreter)."""
+"""State machines deployed into the sandbox: settings read back, executions run (the
+sandbox's moto runs Step Functions' interpreter), and a saga over the real handlers
+next to an outbox relay."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import time
 from collections.abc import Iterator
 
 import pulumi
+import pulumi_aws as aws
 import pytest
 
+from components.event_bus import EventBus, EventBusArgs
+from components.function import Function, FunctionArgs
+from components.outbox_relay import OutboxRelay, OutboxRelayArgs
+from components.saga import SagaStep, function_arns, saga_definition
 from components.state_machine import StateMachine, StateMachineArgs
+from components.table import Table, outbox_table
 from sandbox.moto_deploy import DeployError, Sandbox
 
 DEFINITION = {
@@ -71,8 +78,6 @@ def test_a_state_machine_with_role_logging_and_tracing(sandbox: Sandbox) -> None
 
 def test_an_invalid_definition_is_refused_by_moto(sandbox: Sandbox) -> None:
     def program() -> None:
-        import pulumi_aws as aws
-
         role = aws.iam.Role(
             "role",
             assume_role_policy=json.dumps(
@@ -96,3 +101,45 @@ def test_an_invalid_definition_is_refused_by_moto(sandbox: Sandbox) -> None:
 
     with pytest.raises(DeployError, match=r"(?s)'broken'.*ASLParserException"):
         sandbox.deploy(program)
+
+
+def test_a_saga_over_the_real_handlers_and_an_outbox_relay(sandbox: Sandbox) -> None:
+    def handler(name: str) -> Function:
+        return Function(
+            name.replace("_", "-"),
+            FunctionArgs(handler=f"handlers.{name}.handler", timeout_seconds=10, alarms=False),
+        )
+
+    def program() -> None:
+        reserve, release = handler("reserve_inventory"), handler("release_inventory")
+        pay, refund = handler("process_payment"), handler("refund_payment")
+        steps = [
+            SagaStep(name="reserve", task=reserve.arn, compensation=release.arn),
+            SagaStep(name="pay", task=pay.arn, compensation=refund.arn),
+        ]
+        machine = StateMachine(
+            "orders-saga",
+            StateMachineArgs(
+                definition=saga_definition(steps), task_function_arns=function_arns(steps)
+            ),
+        )
+        bus = EventBus("orders", EventBusArgs(archive=False))
+        OutboxRelay("relay", OutboxRelayArgs(table=Table("outbox", outbox_table()), bus=bus))
+        pulumi.export("machineArn", machine.arn)
+        pulumi.export("reserveArn", reserve.arn)
+
+    deployment = sandbox.deploy(program)
+    out = deployment.outputs
+    definition = json.loads(
+        sandbox.client("stepfunctions").describe_state_machine(stateMachineArn=out["machineArn"])[
+            "definition"
+        ]
+    )
+    # The definition names moto's function ARNs: the tasks reach the deployed handlers.
+    assert out["reserveArn"] in json.dumps(definition["States"]["reserve"])
+    # The whole functions/ folder is each function's code (handlers import each other).
+    code = sandbox.client("lambda").get_function(FunctionName=out["reserveArn"])
+    assert code["Configuration"]["CodeSize"] > 10_000
+    [relay] = deployment.event_source_mappings
+    assert relay.event_source_arn == deployment.named("outbox-table").outputs["streamArn"]
+    assert relay.request["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

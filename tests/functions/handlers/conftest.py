@@ -11,23 +11,32 @@ Table layouts (as the components create them; every key is `pk` S unless said):
     idempotency  key `id` S; TTL expiration (Powertools' layout)
 
 Fixtures:
-    aws        moto for the test, the tables created and the handlers' environment set
-               (ORDERS_TABLE, INVENTORY_TABLE, PAYMENTS_TABLE, SHIPMENTS_TABLE,
-               OUTBOX_TABLE, IDEMPOTENCY_TABLE, EVENT_BUS_NAME); yields a `SagaWorld`
-    aws_calls  the (environment variable, IAM action) pairs the code under test called
+    aws                moto for the test, the tables created and the handlers'
+                       environment set (ORDERS_TABLE, INVENTORY_TABLE, PAYMENTS_TABLE,
+                       SHIPMENTS_TABLE, OUTBOX_TABLE, IDEMPOTENCY_TABLE, EVENT_BUS_NAME);
+                       yields a `SagaWorld`
+    orchestrator       the same world, plus moto's Step Functions interpreter invoking
+                       Lambda functions whose code is a handler entry (in process)
+    aws_calls          the (environment variable, IAM action) pairs the code called
+    serializable_moto  moto with DynamoDB's isolation, for concurrency tests
 """
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
 
 from contracts import OrderPlaced, sample_detail, sample_event
 from eventkit import clients, outbox
@@ -135,20 +144,116 @@ class SagaWorld:
         return drain(self.capture_url)
 
 
+def _world(monkeypatch: pytest.MonkeyPatch) -> SagaWorld:
+    """Create the tables and the capture bus in the active moto; set the environment."""
+    ddb = boto3.client("dynamodb")
+    for env_name, table in TABLES.items():
+        key = "id" if env_name == "IDEMPOTENCY_TABLE" else "pk"
+        create_table(table, key, stream=env_name == "OUTBOX_TABLE")
+        monkeypatch.setenv(env_name, table)
+    for table, ttl in (("outbox", outbox.TTL_ATTRIBUTE), ("idempotency", "expiration")):
+        ddb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
+        )
+    monkeypatch.setenv("EVENT_BUS_NAME", BUS)
+    return SagaWorld(capture_bus(BUS))
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[SagaWorld]:
     with mocked():
-        ddb = boto3.client("dynamodb")
-        for env_name, table in TABLES.items():
-            key = "id" if env_name == "IDEMPOTENCY_TABLE" else "pk"
-            create_table(table, key, stream=env_name == "OUTBOX_TABLE")
-            monkeypatch.setenv(env_name, table)
-        for table, ttl in (("outbox", outbox.TTL_ATTRIBUTE), ("idempotency", "expiration")):
-            ddb.update_time_to_live(
-                TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
+        yield _world(monkeypatch)
+
+
+# --- orchestration: moto's Step Functions interpreter with the tasks run in process ------
+
+
+class TaskError(Exception):
+    """What the Lambda runtime reports for a handler's exception: its class name as the
+    errorType (the name a state machine's Retry / Catch matches) and its message."""
+
+
+@dataclass
+class Orchestrator:
+    """Lambda functions whose code is a handler entry of this repository (called in
+    process, as the sandbox does) and state machines that invoke them."""
+
+    world: SagaWorld
+    entries: dict[str, Callable[[dict[str, Any], Any], Any]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+    role: str = ""
+
+    def function(self, name: str, entry: Callable[[dict[str, Any], Any], Any]) -> str:
+        """A Lambda function named `name` running `entry(event, context)`; its ARN."""
+        if not self.role:
+            self.role = boto3.client("iam").create_role(
+                RoleName="tasks", AssumeRolePolicyDocument="{}"
+            )["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+        self.entries[name] = entry
+        return boto3.client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=self.role,
+            Handler="handler.handler",
+            Code={"ZipFile": code.getvalue()},
+        )["FunctionArn"]
+
+    def invoke(self, name: str, event: Any) -> tuple[str, bool, str]:
+        payload = json.loads(event) if isinstance(event, str | bytes) else event
+        self.calls.append(name)
+        try:
+            return json.dumps(self.entries[name](payload, CONTEXT)), False, ""
+        except Exception as exc:  # the Lambda runtime's error shape
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            return json.dumps(error), True, ""
+
+    def run(
+        self, definition: Mapping[str, Any], name: str, data: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Deploy `definition`, run one execution named `name` to its end; its description."""
+        sfn = boto3.client("stepfunctions")
+        machine = sfn.create_state_machine(
+            name=f"saga-{name}", definition=json.dumps(definition), roleArn=self.role
+        )["stateMachineArn"]
+        arn = sfn.start_execution(stateMachineArn=machine, name=name, input=json.dumps(data))[
+            "executionArn"
+        ]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            described = sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                return dict(described)
+            time.sleep(0.02)
+        raise AssertionError(f"execution {name} still RUNNING after 60 s")
+
+
+@pytest.fixture
+def orchestrator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Orchestrator]:
+    """moto running state machines (its ASL interpreter), Lambda invocations dispatched
+    in process to handler entries, retry waits recorded instead of slept."""
+    from moto.awslambda.models import LambdaFunction
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    config: Any = {"stepfunctions": {"execute_state_machine": True}}
+    with mock_aws(config=config):
+        clients.reset()
+        try:
+            orchestrator = Orchestrator(_world(monkeypatch))
+            monkeypatch.setattr(
+                retrier_decl, "time", SimpleNamespace(sleep=orchestrator.sleeps.append)
             )
-        monkeypatch.setenv("EVENT_BUS_NAME", BUS)
-        yield SagaWorld(capture_bus(BUS))
+            monkeypatch.setattr(
+                LambdaFunction,
+                "_invoke_lambda",
+                lambda self, event=None: orchestrator.invoke(self.function_name, event),
+            )
+            yield orchestrator
+        finally:
+            clients.reset()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ Table layouts, as the handlers use them (every table PAY_PER_REQUEST):
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -149,7 +148,3 @@ def side_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Side]:
             yield Side(capture_url=capture_bus(BUS))
         finally:
             clear_handler_caches()
-
-
-def body(message: dict[str, Any]) -> Any:
-    return json.loads(message["Body"])

@@ -1,7 +1,8 @@
 """The choreographed saga, in process on moto: each handler is called with the events the
 previous ones emitted (outbox -> relay -> bus -> capture queue), for the happy path, a
 declined payment, a failed shipment and a short stock; duplicates and out-of-order
-delivery leave one consistent state; saga_progress's own guarantees."""
+delivery leave one consistent state; saga_progress's own guarantees. Last, the same saga
+orchestrated: the `task` entries run by moto's Step Functions interpreter."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from domain import orders
+from domain.orders import OrderStatus
 
+from components.saga import TRANSIENT_LAMBDA_ERRORS, RetryPolicy, SagaStep, saga_definition
 from contracts import (
     Event,
     InventoryReleased,
@@ -26,11 +30,8 @@ from contracts import (
     PaymentProcessed,
     PaymentRefunded,
     ShippingFailed,
-    parse_detail,
     sample_detail,
 )
-from domain import orders
-from domain.orders import OrderStatus
 from handlers import (
     place_order,
     process_payment,
@@ -43,6 +44,7 @@ from handlers import (
 from tests.functions.handlers.conftest import (
     CONTEXT,
     CallRecorder,
+    Orchestrator,
     SagaWorld,
     as_eventbridge,
     order_placed,
@@ -122,14 +124,12 @@ def test_happy_path(aws: SagaWorld) -> None:
         7499,
         0,
     )
-    assert [h["status"] for h in order["history"]] == [
-        "PLACED",
-        "RESERVED",
-        "PAID",
-        "SHIPPED",
-        "COMPLETED",
-    ] or [h["event"] for h in order["history"]][-1] == "OrderShipped"
-    assert order["status"] == "COMPLETED"
+    assert [(h["event"], h["status"]) for h in order["history"]] == [
+        ("OrderPlaced", "PLACED"),
+        ("InventoryReserved", "RESERVED"),
+        ("PaymentProcessed", "PAID"),
+        ("OrderShipped", "COMPLETED"),
+    ]
     assert (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot")) == (8, 4)
     assert aws.item("PAYMENTS_TABLE", f"payment#{order_id}")["status"] == "CHARGED"
     assert aws.item("SHIPMENTS_TABLE", f"shipment#{order_id}")["status"] == "SHIPPED"
@@ -363,15 +363,13 @@ def test_a_late_reservation_after_cancellation_is_released_not_resurrected(aws: 
 
     assert (result["status"], result["compensated"]) == ("CANCELLED", ["release_inventory"])
     assert (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot")) == (10, 5)
-    assert types(aws.relay()) == ["InventoryReleased"]
+    (released,) = aws.relay()
+    assert released["detail-type"] == "InventoryReleased"
     saga = aws.order("order-1")
     assert saga["status"] == "CANCELLED"
     assert "arrived after the order was cancelled" in saga["history"][-1]["note"]
     # The release comes back through the bus: recorded, nothing else happens.
-    released = parse_detail("InventoryReleased", aws.outbox_events("InventoryReleased")[0] | {})
-    answer = saga_progress.handler(
-        as_eventbridge("InventoryReleased", released.to_detail()), CONTEXT
-    )
+    answer = saga_progress.handler(released, CONTEXT)
     assert (answer["status"], answer["compensated"]) == ("CANCELLED", [])
     assert len(aws.outbox_events("OrderCancelled")) == 1
 
@@ -427,7 +425,8 @@ def test_saga_progress_access(aws: SagaWorld, aws_calls: CallRecorder) -> None:
     )
     reserve_inventory.handler(as_eventbridge("OrderPlaced", order.to_detail()), CONTEXT)
     process_payment.handler(
-        as_eventbridge("InventoryReserved", sample_detail("InventoryReserved")), CONTEXT
+        as_eventbridge("InventoryReserved", sample_detail("InventoryReserved", orderId="order-1")),
+        CONTEXT,
     )
     late = [e for e in aws.relay() if e["detail-type"] in ("InventoryReserved", "PaymentProcessed")]
     aws_calls.reset()
@@ -446,3 +445,112 @@ def test_saga_progress_access(aws: SagaWorld, aws_calls: CallRecorder) -> None:
     assert saga_progress.ACCESS["PAYMENTS_TABLE"] - recorded["PAYMENTS_TABLE"] == {
         "dynamodb:PutItem"
     }
+
+
+# --- the same saga, orchestrated (components.saga ASL, moto's interpreter) -------------
+
+
+def orchestrated_saga(
+    orchestrator: Orchestrator, *, pay_retry: RetryPolicy | None = None
+) -> dict[str, Any]:
+    """reserve -> pay -> ship, compensated by release and refund, as the system wires it."""
+    fn = orchestrator.function
+    return saga_definition(
+        [
+            SagaStep(
+                name="reserve",
+                task=fn("reserve", reserve_inventory.task),
+                compensation=fn("release", release_inventory.task),
+            ),
+            SagaStep(
+                name="pay",
+                task=fn("pay", process_payment.task),
+                compensation=fn("refund", refund_payment.task),
+                **({"retry": pay_retry} if pay_retry else {}),
+            ),
+            SagaStep(name="ship", task=fn("ship", ship_order.task)),
+        ]
+    )
+
+
+def start(order_id: str, customer_id: str) -> dict[str, Any]:
+    """The execution's input: the OrderPlaced event, as a rule would start it."""
+    return as_eventbridge("OrderPlaced", order_placed(order_id, customerId=customer_id).to_detail())
+
+
+def test_orchestrated_happy_path(orchestrator: Orchestrator) -> None:
+    world = orchestrator.world
+    world.seed_stock()
+    execution = orchestrator.run(orchestrated_saga(orchestrator), "happy", start("o-1", "c-1"))
+
+    assert execution["status"] == "SUCCEEDED"
+    assert orchestrator.calls == ["reserve", "pay", "ship"]
+    output = json.loads(execution["output"])
+    assert set(output["results"]) == {"reserve", "pay", "ship"}
+    order = world.order("o-1")
+    assert (order["status"], order["chargedCents"]) == ("COMPLETED", 7499)
+    assert types(world.outbox_events()) == [
+        "InventoryReserved",
+        "PaymentProcessed",
+        "OrderShipped",
+        "OrderCompleted",
+    ]
+    assert (world.stock("sku-red-mug"), world.stock("sku-blue-pot")) == (8, 4)
+
+
+def test_orchestrated_payment_declined(orchestrator: Orchestrator) -> None:
+    world = orchestrator.world
+    world.seed_stock()
+    execution = orchestrator.run(
+        orchestrated_saga(orchestrator), "declined", start("o-2", "declined-d")
+    )
+
+    assert (execution["status"], execution["error"]) == ("FAILED", "SagaFailed")
+    assert orchestrator.calls == ["reserve", "pay", "release"]  # PaymentDeclined: not retried
+    order = world.order("o-2")
+    assert (order["status"], order["failedStep"], order["chargedCents"]) == (
+        "CANCELLED",
+        "payment",
+        0,
+    )
+    assert order["failureReason"] == "card declined (customer declined-d)"
+    assert (world.stock("sku-red-mug"), world.stock("sku-blue-pot")) == (10, 5)
+    assert len(world.outbox_events("OrderCancelled")) == 1
+
+
+def test_orchestrated_shipping_failed(orchestrator: Orchestrator) -> None:
+    world = orchestrator.world
+    world.seed_stock()
+    execution = orchestrator.run(
+        orchestrated_saga(orchestrator), "unshipped", start("o-3", "undeliverable-u")
+    )
+
+    assert execution["status"] == "FAILED"
+    assert orchestrator.calls == ["reserve", "pay", "ship", "refund", "release"]
+    order = world.order("o-3")
+    assert (order["status"], order["failedStep"]) == ("CANCELLED", "shipping")
+    assert order["refundedCents"] == order["chargedCents"] == 7499
+    assert world.item("PAYMENTS_TABLE", "payment#o-3")["status"] == "REFUNDED"
+    assert (world.stock("sku-red-mug"), world.stock("sku-blue-pot")) == (10, 5)
+    (cancelled,) = world.outbox_events("OrderCancelled")
+    assert cancelled["failedStep"] == "shipping"
+
+
+def test_orchestrated_transient_payment_failure_is_retried(
+    orchestrator: Orchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider's transient failure is a handler error: the pay step must list it in
+    its Retry (the default retries only the Lambda service's own errors)."""
+    monkeypatch.setenv("PAYMENT_TRANSIENT_FAILURE_RATE", "1")
+    world = orchestrator.world
+    world.seed_stock()
+    retry = RetryPolicy(errors=(*TRANSIENT_LAMBDA_ERRORS, "PaymentProviderUnavailable"))
+    execution = orchestrator.run(
+        orchestrated_saga(orchestrator, pay_retry=retry), "flaky", start("o-4", "c-4")
+    )
+
+    assert execution["status"] == "SUCCEEDED"
+    assert orchestrator.calls == ["reserve", "pay", "pay", "ship"]
+    assert len(orchestrator.sleeps) == 1
+    assert world.item("PAYMENTS_TABLE", "payment#o-4")["attempts"] == 2
+    assert world.order("o-4")["status"] == "COMPLETED"

@@ -1,0 +1,184 @@
+"""Event delivery with AWS's semantics for the sandbox, on a virtual clock.
+
+moto delivers events itself in a few places, wrongly for this project (one message at
+a time inside the write, no batching, filters, partial failures, retries or
+destinations; `NotImplementedError` for Lambda, Step Functions and Kinesis rule
+targets). `Delivery` replaces all of it:
+
+    from sandbox.clock import Scheduler
+    from sandbox.delivery import Delivery
+
+    scheduler = Scheduler()                            # a VirtualClock at real time now
+    delivery = Delivery(scheduler, invoker, deployment.records, sandbox).install()
+    ...                                                # put events, send messages, write items
+    report = delivery.run_until_quiet()                # deliver everything, in virtual time
+    delivery.uninstall()                               # or: with Delivery(...) as delivery:
+
+* `invoker`: a `sandbox.lambda_runtime.Invoker` (runs a function and reports how it
+  went; it runs the function for both invocation types: retries of asynchronous
+  invocations are done here);
+* `records`: what the deployer recorded (`SandboxDeployment.records`): the event
+  source mappings the pollers deliver;
+* `clients`: boto3 clients on moto as the administrator (the `Sandbox`; for tests on a
+  bare `mock_aws`, `DefaultClients()`).
+
+Parts (each module's docstring has the semantics and what is approximated):
+`eventbridge` (PutEvents -> rules -> targets, retry policies, DLQs, archives, replay),
+`lambda_async` (asynchronous invocation retries and destinations), `sqs` (queue ->
+function pollers), `streams` (DynamoDB stream / Kinesis shard pollers),
+`stepfunctions` (virtual Retry / Wait), and `sandbox.clock` (virtual time, the
+scheduler, moto's SQS / stream clocks). Only one `Delivery` can be installed at a time:
+its patches are process-wide, like moto's state.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+from sandbox.clock import MotoTimePatch, RunReport, Scheduler
+from sandbox.delivery.common import (
+    ClientSource,
+    DefaultClients,
+    DeliveryContext,
+    DeliveryLog,
+    LogEntry,
+    MappingLike,
+    RecordsLike,
+)
+from sandbox.delivery.eventbridge import ArchivedEvent, EventBridgeDelivery
+from sandbox.delivery.lambda_async import LambdaAsync
+from sandbox.delivery.sqs import SqsDelivery
+from sandbox.delivery.stepfunctions import StepFunctionsClock
+from sandbox.delivery.streams import StreamDelivery
+from sandbox.lambda_runtime import Invoker
+
+__all__ = [
+    "ArchivedEvent",
+    "ClientSource",
+    "DefaultClients",
+    "Delivery",
+    "DeliveryLog",
+    "LogEntry",
+    "MappingLike",
+    "RecordsLike",
+]
+
+
+class Delivery:
+    """All of the sandbox's event delivery, installed into moto (module docstring).
+
+    - `region`: "us-east-1" (default), for clients without a region in an ARN;
+    - `use_roles`: True (default): pollers, destinations and role-based targets call
+      AWS with the function's or target's role (IAM enforcement judges them); False:
+      as the administrator;
+    - `check_resource_policies`: True (default): EventBridge only invokes a function /
+      sends to a queue whose resource policy lets the rule, and only assumes target
+      roles that trust events.amazonaws.com (else NO_PERMISSIONS -> DLQ, as AWS).
+    """
+
+    _installed: Delivery | None = None
+    _installed_lock = threading.Lock()
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        invoker: Invoker,
+        records: RecordsLike | None = None,
+        clients: ClientSource | None = None,
+        *,
+        region: str = "us-east-1",
+        use_roles: bool = True,
+        check_resource_policies: bool = True,
+    ) -> None:
+        self.scheduler = scheduler
+        self.clock = scheduler.clock
+        self.records = records
+        self.ctx = DeliveryContext(
+            scheduler,
+            invoker,
+            clients or DefaultClients(region),
+            region=region,
+            use_roles=use_roles,
+            check_resource_policies=check_resource_policies,
+        )
+        mappings: list[MappingLike] = list(records.event_source_mappings) if records else []
+        self.time = MotoTimePatch(self.clock)
+        self.lambda_async = LambdaAsync(self.ctx)
+        self.eventbridge = EventBridgeDelivery(self.ctx, self.lambda_async)
+        self.sqs = SqsDelivery(self.ctx, mappings)
+        self.streams = StreamDelivery(self.ctx, mappings)
+        self.stepfunctions = StepFunctionsClock(scheduler)
+        self._installed_parts: list[Any] = []
+
+    @property
+    def log(self) -> DeliveryLog:
+        """Every delivery step so far, in order."""
+        return self.ctx.log
+
+    def install(self) -> Delivery:
+        """Patch moto (process-wide) and start the pollers. Returns self."""
+        with Delivery._installed_lock:
+            if Delivery._installed is self:
+                return self
+            if Delivery._installed is not None:
+                raise RuntimeError(
+                    "another Delivery is installed in this process: uninstall() it first"
+                )
+            Delivery._installed = self
+        try:
+            for part in (self.time, self.stepfunctions, self.eventbridge, self.sqs, self.streams):
+                part.install()
+                self._installed_parts.append(part)
+        except BaseException:
+            self.uninstall()
+            raise
+        return self
+
+    def uninstall(self) -> None:
+        """Undo every patch (pending scheduled items stay in the scheduler, inert)."""
+        while self._installed_parts:
+            self._installed_parts.pop().uninstall()
+        with Delivery._installed_lock:
+            if Delivery._installed is self:
+                Delivery._installed = None
+
+    def __enter__(self) -> Delivery:
+        return self.install()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.uninstall()
+
+    def run_until_quiet(
+        self,
+        *,
+        max_steps: int = 10_000,
+        max_virtual_seconds: float = 7 * 86_400,
+        max_real_seconds: float = 600.0,
+    ) -> RunReport:
+        """`Scheduler.run_until_quiet`: deliver everything, moving virtual time."""
+        return self.scheduler.run_until_quiet(
+            max_steps=max_steps,
+            max_virtual_seconds=max_virtual_seconds,
+            max_real_seconds=max_real_seconds,
+        )
+
+    def dispatch_event(self, function: str, event: Any) -> None:
+        """An `InvocationType=Event` call through the Invoke API: queued for
+        asynchronous delivery (`LambdaRuntime(event_dispatcher=delivery.dispatch_event)`)."""
+        self.lambda_async.submit(function, event, source="invoke")
+
+    def submit_async(self, function: str, payload: Any) -> str:
+        """Queue an asynchronous invocation (what `Invoke` with `InvocationType=Event`
+        does in AWS): retries and destinations per the function's config."""
+        return self.lambda_async.submit(function, payload, source="invoke")
+
+    def replay(self, archive: str, start: Any, end: Any, **kwargs: Any) -> str:
+        """`EventBridgeDelivery.replay`."""
+        return self.eventbridge.replay(archive, start, end, **kwargs)

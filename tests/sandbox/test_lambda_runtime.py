@@ -1,0 +1,808 @@
+"""The sandbox's Lambda runtime: functions created in moto, run in-process like Lambda.
+
+Every function here is a zip built from small handler sources under tmp_path, created
+in moto with an IAM role, and run by `LambdaRuntime` (directly, through boto3's Invoke,
+or as a Step Functions task).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import sys
+import textwrap
+import threading
+import time
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+import moto
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.core.authorization import enable_iam_authentication
+
+import eventkit.clients as host_clients
+from sandbox.lambda_runtime import (
+    MOTO_LOCK,
+    PINNED_MOTO,
+    InternalInvocationError,
+    InvocationResult,
+    LambdaRuntime,
+    LambdaRuntimeError,
+    MotoHookError,
+    MotoLock,
+    check_moto_hooks,
+    install_moto_lock,
+    uninstall_moto_lock,
+)
+
+REGION = "us-east-1"
+SCALE = 0.25  # a function second lasts a quarter of a real second here
+
+
+def trust(service: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
+def policy(*statements: Mapping[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+class Account:
+    """Creates roles, tables and functions in moto (with moto's default identity)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.iam = boto3.client("iam", region_name=REGION)
+        self.lambda_ = boto3.client("lambda", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
+
+    def role(
+        self,
+        name: str,
+        statements: Sequence[Mapping[str, Any]] = (),
+        service: str = "lambda.amazonaws.com",
+    ) -> str:
+        arn = self.iam.create_role(
+            RoleName=name, AssumeRolePolicyDocument=json.dumps(trust(service))
+        )["Role"]["Arn"]
+        if statements:
+            self.iam.put_role_policy(
+                RoleName=name, PolicyName=f"{name}-grants", PolicyDocument=policy(*statements)
+            )
+        return str(arn)
+
+    def table(self, name: str) -> str:
+        created = self.dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        return str(created["TableDescription"]["TableArn"])
+
+    def keys(self, table: str) -> set[str]:
+        items = self.dynamodb.scan(TableName=table)["Items"]
+        return {item["pk"]["S"] for item in items}
+
+    def function(
+        self,
+        name: str,
+        sources: Mapping[str, str],
+        *,
+        handler: str = "app.handler",
+        environment: Mapping[str, str] | None = None,
+        timeout: int = 3,
+        memory: int = 128,
+        statements: Sequence[Mapping[str, Any]] = (),
+        role: str | None = None,
+    ) -> str:
+        root = self.tmp_path / name
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for relative, source in sources.items():
+                path = root / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(textwrap.dedent(source))
+                archive.write(path, relative)
+        created = self.lambda_.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role or self.role(f"{name}-role", statements),
+            Handler=handler,
+            Code={"ZipFile": buffer.getvalue()},
+            Timeout=timeout,
+            MemorySize=memory,
+            Environment={"Variables": dict(environment or {})},
+        )
+        return str(created["FunctionArn"])
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[arg-type]
+        yield
+
+
+@pytest.fixture
+def account(aws: None, tmp_path: Path) -> Account:
+    return Account(tmp_path)
+
+
+@pytest.fixture
+def runtime(aws: None) -> Iterator[LambdaRuntime]:
+    with LambdaRuntime(timeout_scale=SCALE) as installed:
+        yield installed
+
+
+def admin_session() -> boto3.session.Session:
+    """An IAM user allowed everything (created before enforcement is turned on)."""
+    iam = boto3.client("iam", region_name=REGION)
+    iam.create_user(UserName="admin")
+    iam.put_user_policy(
+        UserName="admin",
+        PolicyName="everything",
+        PolicyDocument=policy({"Effect": "Allow", "Action": "*", "Resource": "*"}),
+    )
+    key = iam.create_access_key(UserName="admin")["AccessKey"]
+    return boto3.session.Session(
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        region_name=REGION,
+    )
+
+
+# ------------------------------------------------------------------ moto hooks
+
+
+def test_the_hooked_moto_internals_are_the_pinned_ones() -> None:
+    assert moto.__version__ == PINNED_MOTO, (
+        f"moto {moto.__version__} is installed but sandbox/lambda_runtime.py hooks moto "
+        f"{PINNED_MOTO}: re-read moto's source before changing the pin"
+    )
+    assert check_moto_hooks() == [], "\n".join(check_moto_hooks())
+
+
+def test_install_fails_loudly_when_a_hooked_signature_changes(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    def changed(self: Any, event: Any, context: Any) -> tuple[str, bool, str]:
+        return "", False, ""
+
+    monkeypatch.setattr(LambdaFunction, "_invoke_lambda", changed)
+    runtime = LambdaRuntime()
+    with pytest.raises(MotoHookError, match=r"moto 5\.2\.5: .*LambdaFunction\._invoke_lambda"):
+        runtime.install()
+    assert not runtime.installed
+    runtime.close()
+
+
+def test_install_is_exclusive_and_uninstall_restores_moto(aws: None) -> None:
+    from moto.awslambda.models import LambdaFunction
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original_invoke = LambdaFunction._invoke_lambda
+    original_request = BotocoreStubber.process_request
+    with LambdaRuntime() as first:
+        assert LambdaFunction._invoke_lambda is not original_invoke
+        with pytest.raises(LambdaRuntimeError, match="another LambdaRuntime is installed"):
+            LambdaRuntime().install()
+        assert first.installed
+    assert LambdaFunction._invoke_lambda is original_invoke
+    assert BotocoreStubber.process_request is original_request
+
+
+def test_moto_never_invokes_a_function_by_itself(account: Account, runtime: LambdaRuntime) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="orders")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    account.function("consumer", {"app.py": "def handler(event, context):\n    return 1\n"})
+    # A mapping created in moto itself (the deployer never does this): moto would
+    # invoke synchronously inside SendMessage, one record at a time.
+    account.lambda_.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName="consumer")
+    with pytest.raises(InternalInvocationError, match="moto tried to invoke .*consumer"):
+        sqs.send_message(QueueUrl=url, MessageBody="{}")
+
+
+# ------------------------------------------------------------------ isolation
+
+SHARED_MODULE_HANDLER = """
+    from eventkit import clients
+
+    def handler(event, context):
+        clients.CALLS.append(event["n"])
+        return {"who": clients.WHO, "calls": list(clients.CALLS)}
+"""
+
+
+def test_functions_using_the_same_module_names_never_share_globals(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    for who in ("a", "b"):
+        account.function(
+            f"fn-{who}",
+            {
+                "eventkit/__init__.py": "",
+                "eventkit/clients.py": f"WHO = {who!r}\nCALLS = []\n",
+                "handlers/__init__.py": "",
+                "handlers/entry.py": SHARED_MODULE_HANDLER,
+            },
+            handler="handlers.entry.handler",
+        )
+
+    assert runtime.invoke("fn-a", {"n": 1}).payload == {"who": "a", "calls": [1]}
+    assert runtime.invoke("fn-b", {"n": 2}).payload == {"who": "b", "calls": [2]}
+    assert runtime.invoke("fn-a", {"n": 3}).payload == {"who": "a", "calls": [1, 3]}
+    # The host's own eventkit (functions/ on the test path) was set aside and put back.
+    assert sys.modules["eventkit.clients"] is host_clients
+    assert not hasattr(host_clients, "WHO")
+    assert "handlers.entry" not in sys.modules
+
+
+def test_warm_state_survives_between_invocations_of_the_same_function(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    account.function(
+        "counter",
+        {
+            "app.py": """
+                from decimal import Decimal
+
+                INITS = {"count": 0}
+                INITS["count"] += 1
+                COUNT = 0
+
+                def handler(event, context):
+                    global COUNT
+                    COUNT += 1
+                    return {"count": COUNT, "inits": INITS["count"], "half": Decimal("0.5")}
+            """
+        },
+    )
+    results = [runtime.invoke("counter", {}) for _ in range(3)]
+    assert [r.payload for r in results] == [
+        {"count": n, "inits": 1, "half": 0.5} for n in (1, 2, 3)
+    ]
+    assert "INIT_START" in results[0].logs
+    assert "Init Duration" in results[0].logs
+    assert all("INIT_START" not in r.logs for r in results[1:])
+    assert runtime.warm_containers("counter") == 1
+
+
+def test_environment_and_role_credentials_exist_only_during_the_call(
+    account: Account, runtime: LambdaRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOST_ONLY", "host")
+    arn = account.function(
+        "env-reader",
+        {
+            "app.py": """
+                import os
+                import sys
+
+                import boto3
+
+                def handler(event, context):
+                    identity = boto3.client("sts").get_caller_identity()
+                    return {
+                        "greeting": os.environ.get("GREETING"),
+                        "host_only": os.environ.get("HOST_ONLY"),
+                        "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+                        "region": os.environ["AWS_REGION"],
+                        "key": os.environ["AWS_ACCESS_KEY_ID"],
+                        "token": bool(os.environ.get("AWS_SESSION_TOKEN")),
+                        "task_root_first": sys.path[0] == os.environ["LAMBDA_TASK_ROOT"],
+                        "caller": identity["Arn"],
+                    }
+            """
+        },
+        environment={"GREETING": "hello"},
+    )
+    payload = runtime.invoke(arn, {}).payload
+    assert payload["greeting"] == "hello"
+    assert payload["host_only"] is None
+    assert payload["name"] == "env-reader"
+    assert payload["region"] == REGION
+    assert payload["key"] != "testing"
+    assert payload["token"] is True
+    assert payload["task_root_first"] is True
+    assert payload["caller"].endswith(":assumed-role/env-reader-role/env-reader")
+    assert "GREETING" not in os.environ
+    assert os.environ["HOST_ONLY"] == "host"
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+
+
+def test_context_describes_the_invocation_and_counts_down(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    arn = account.function(
+        "ctx",
+        {
+            "app.py": """
+                import os
+                import time
+
+                def handler(event, context):
+                    first = context.get_remaining_time_in_millis()
+                    time.sleep(0.2)
+                    return {
+                        "request_id": context.aws_request_id,
+                        "name": context.function_name,
+                        "version": context.function_version,
+                        "arn": context.invoked_function_arn,
+                        "memory": context.memory_limit_in_mb,
+                        "group": context.log_group_name,
+                        "stream_matches_env": (
+                            context.log_stream_name == os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]
+                        ),
+                        "first": first,
+                        "second": context.get_remaining_time_in_millis(),
+                    }
+            """
+        },
+        memory=256,
+        timeout=3,
+    )
+    result = runtime.invoke("ctx", {})
+    payload = result.payload
+    assert payload["name"] == "ctx"
+    assert payload["version"] == "$LATEST"
+    assert payload["arn"] == arn
+    assert payload["memory"] == "256"  # a string, as in the AWS runtime
+    assert payload["group"] == "/aws/lambda/ctx"
+    assert payload["stream_matches_env"] is True
+    assert f"START RequestId: {payload['request_id']}" in result.logs
+    # 0.2 real seconds are 0.8 function seconds at SCALE.
+    assert 2700 < payload["first"] <= 3000
+    assert payload["first"] - payload["second"] >= 600
+
+
+# ------------------------------------------------------------------ failures
+
+SLOW_WRITER = """
+    import time
+
+    import boto3
+
+    def handler(event, context):
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.put_item(TableName=event["table"], Item={"pk": {"S": event["key"] + "-before"}})
+        time.sleep(event["sleep"])
+        dynamodb.put_item(TableName=event["table"], Item={"pk": {"S": event["key"] + "-after"}})
+        return "finished"
+"""
+
+
+def test_a_timeout_is_reported_and_keeps_the_side_effects_made_before_it(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    table_arn = account.table("orders")
+    account.function(
+        "slow",
+        {"app.py": SLOW_WRITER},
+        timeout=1,
+        statements=[{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": table_arn}],
+    )
+    started = time.monotonic()
+    result = runtime.invoke("slow", {"table": "orders", "key": "first", "sleep": 0.6})
+    assert time.monotonic() - started < 0.55  # 1 function second = 0.25 s here
+    assert result.error_type == "Sandbox.Timedout"
+    assert result.error_message is not None
+    assert result.error_message.endswith("Task timed out after 1.00 seconds")
+    assert result.payload is None
+    assert "Task timed out after 1.00 seconds" in result.logs
+    assert account.keys("orders") == {"first-before"}
+
+    # The frozen invocation makes no more AWS calls when it wakes up...
+    time.sleep(0.6)
+    assert account.keys("orders") == {"first-before"}
+    # ...and the next invocation starts a fresh execution environment.
+    again = runtime.invoke("slow", {"table": "orders", "key": "second", "sleep": 0})
+    assert again.error_type is None
+    assert again.payload == "finished"
+    assert "INIT_START" in again.logs
+    assert account.keys("orders") == {"first-before", "second-before", "second-after"}
+
+
+DECLINER = """
+    class PaymentDeclined(Exception):
+        pass
+
+    def handler(event, context):
+        if event.get("amount", 0) > 100:
+            raise PaymentDeclined(f"amount {event['amount']} is over the limit")
+        return {"charged": event.get("amount", 0), "by": context.function_name}
+"""
+
+
+def test_an_unhandled_exception_reports_its_class_name(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    account.function("payments", {"app.py": DECLINER})
+
+    result = runtime.invoke("payments", {"amount": 500})
+    assert result.error_type == "PaymentDeclined"
+    assert result.error_message == "amount 500 is over the limit"
+    assert "[ERROR] PaymentDeclined: amount 500 is over the limit" in result.logs
+    assert "Traceback (most recent call last)" in result.logs
+
+    # Through the Invoke API, as Lambda answers it.
+    response = account.lambda_.invoke(
+        FunctionName="payments", Payload=json.dumps({"amount": 500}), LogType="Tail"
+    )
+    assert response["FunctionError"] == "Unhandled"
+    error = json.loads(response["Payload"].read())
+    assert error["errorType"] == "PaymentDeclined"
+    assert error["errorMessage"] == "amount 500 is over the limit"
+    assert error["stackTrace"]
+    assert "START RequestId" in base64.b64decode(response["LogResult"]).decode()
+
+    ok = account.lambda_.invoke(FunctionName="payments", Payload=json.dumps({"amount": 5}))
+    assert "FunctionError" not in ok
+    assert json.loads(ok["Payload"].read()) == {"charged": 5, "by": "payments"}
+
+
+@pytest.mark.parametrize(
+    ("handler", "source", "error_type", "message"),
+    [
+        (
+            "app.missing",
+            "def handler(event, context):\n    return 1\n",
+            "Runtime.HandlerNotFound",
+            "Handler 'missing' missing on module 'app'",
+        ),
+        (
+            "nowhere.handler",
+            "",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'nowhere': No module named 'nowhere'",
+        ),
+        (
+            "app.handler",
+            "import host_only_helper\n\ndef handler(event, context):\n    return 1\n",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'app': No module named 'host_only_helper'",
+        ),
+        (
+            "app.handler",
+            "def handler(event, context):\n    return {1, 2}\n",
+            "Runtime.MarshalError",
+            "Unable to marshal response: Object of type set is not JSON serializable",
+        ),
+        (
+            "app.handler",
+            "def handler(event, context:\n",
+            "Runtime.UserCodeSyntaxError",
+            "Syntax error in module 'app'",
+        ),
+        (
+            "apphandler",
+            "",
+            "Runtime.MalformedHandlerName",
+            "Bad handler 'apphandler'",
+        ),
+    ],
+)
+def test_runtime_errors_are_lambdas(
+    account: Account,
+    runtime: LambdaRuntime,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    handler: str,
+    source: str,
+    error_type: str,
+    message: str,
+) -> None:
+    # Importable on the host (like the repository's modules), but not in the zip.
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    (host_dir / "host_only_helper.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(host_dir))
+
+    account.function("broken", {"app.py": source}, handler=handler)
+    result = runtime.invoke("broken", {})
+    assert result.error_type == error_type
+    assert result.error_message is not None
+    assert result.error_message.startswith(message)
+
+
+# ------------------------------------------------------------------ logs
+
+
+def test_output_is_captured_per_invocation_and_written_to_the_log_group(
+    account: Account, runtime: LambdaRuntime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs = boto3.client("logs", region_name=REGION)
+    logs.create_log_group(logGroupName="/aws/lambda/talker")
+    account.function(
+        "talker",
+        {
+            "app.py": """
+                import logging
+                import sys
+
+                from aws_lambda_powertools import Logger
+
+                logger = Logger(service="talker")
+
+                def handler(event, context):
+                    print(f"printed {event['n']}")
+                    sys.stderr.write(f"to stderr {event['n']}\\n")
+                    logging.getLogger("app").warning("warned %s", event["n"])
+                    logger.info("powertools says hi", extra={"n": event["n"]})
+                    return event["n"]
+            """
+        },
+        environment={"POWERTOOLS_LOG_LEVEL": "INFO"},
+    )
+    first, second = runtime.invoke("talker", {"n": 1}), runtime.invoke("talker", {"n": 2})
+    for n, result in ((1, first), (2, second)):
+        assert result.logs.count(f"printed {n}") == 1
+        assert result.logs.count(f"to stderr {n}") == 1
+        assert result.logs.count(f"warned {n}") == 1
+        assert "[WARNING]\t" in result.logs
+        powertools = [line for line in result.logs.splitlines() if "powertools says hi" in line]
+        assert len(powertools) == 1
+        assert json.loads(powertools[0])["n"] == n
+    assert "printed 1" not in second.logs
+    captured = capsys.readouterr()
+    assert "printed" not in captured.out + captured.err
+
+    events = logs.filter_log_events(logGroupName="/aws/lambda/talker")["events"]
+    messages = [event["message"] for event in events]
+    assert "printed 1" in messages
+    assert "printed 2" in messages
+    assert sum(m.startswith("REPORT RequestId") for m in messages) == 2
+
+
+# ------------------------------------------------------------------ IAM
+
+
+def test_a_handler_gets_exactly_what_its_role_allows(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    admin = admin_session().client("dynamodb")
+    table_a = account.table("table-a")
+    account.table("table-b")
+    account.function(
+        "writer",
+        {
+            "app.py": """
+                import boto3
+
+                def handler(event, context):
+                    boto3.client("dynamodb").put_item(
+                        TableName=event["table"], Item={"pk": {"S": "written"}}
+                    )
+                    return "ok"
+            """
+        },
+        statements=[{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": table_a}],
+    )
+    account.function(
+        "untrusted",
+        {"app.py": "def handler(event, context):\n    return 1\n"},
+        role=account.role("ec2-role", service="ec2.amazonaws.com"),
+    )
+    with enable_iam_authentication():
+        allowed = runtime.invoke("writer", {"table": "table-a"})
+        denied = runtime.invoke("writer", {"table": "table-b"})
+        untrusted = runtime.invoke("untrusted", {})
+        a_items = admin.scan(TableName="table-a")["Items"]
+        b_items = admin.scan(TableName="table-b")["Items"]
+    assert allowed.error_type is None, allowed.error_message
+    assert allowed.payload == "ok"
+    assert denied.error_type == "ClientError"
+    assert denied.error_message is not None
+    assert "AccessDenied" in denied.error_message
+    assert "assumed-role/writer-role/writer is not authorized to perform: dynamodb:PutItem" in (
+        denied.error_message
+    )
+    assert [item["pk"]["S"] for item in a_items] == ["written"]
+    assert b_items == []
+    assert untrusted.error_type == "AccessDeniedException"
+    assert "cannot be assumed by Lambda" in (untrusted.error_message or "")
+
+
+# ------------------------------------------------------------------ Step Functions
+
+
+def run_execution(sfn: Any, machine_arn: str, name: str, payload: Any) -> dict[str, Any]:
+    execution = sfn.start_execution(
+        stateMachineArn=machine_arn, name=name, input=json.dumps(payload)
+    )["executionArn"]
+    deadline = time.monotonic() + 20
+    while True:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return described
+        time.sleep(0.05)
+
+
+def test_step_functions_lambda_tasks_run_through_the_runtime(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    admin = admin_session()
+    function_arn = account.function("pay", {"app.py": DECLINER})
+    invoke = {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": function_arn}
+    role = account.role("saga-role", [invoke], service="states.amazonaws.com")
+    no_rights = account.role("no-rights-role", service="states.amazonaws.com")
+    catch = [{"ErrorEquals": ["PaymentDeclined"], "ResultPath": "$.error", "Next": "Declined"}]
+    tasks = {
+        "plain": {"Type": "Task", "Resource": function_arn, "Catch": catch, "End": True},
+        "integration": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+            "ResultSelector": {"charged.$": "$.Payload.charged", "by.$": "$.Payload.by"},
+            "Catch": catch,
+            "End": True,
+        },
+    }
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machines = {}
+    for style, task in tasks.items():
+        definition = {
+            "StartAt": "Pay",
+            "States": {"Pay": task, "Declined": {"Type": "Pass", "End": True}},
+        }
+        for role_name, role_arn in (("ok", role), ("denied", no_rights)):
+            machines[style, role_name] = sfn.create_state_machine(
+                name=f"saga-{style}-{role_name}",
+                definition=json.dumps(definition),
+                roleArn=role_arn,
+            )["stateMachineArn"]
+
+    client = admin.client("stepfunctions")
+    with enable_iam_authentication():
+        for style in tasks:
+            paid = run_execution(client, machines[style, "ok"], f"{style}-paid", {"amount": 10})
+            assert paid["status"] == "SUCCEEDED", paid
+            assert json.loads(paid["output"]) == {"charged": 10, "by": "pay"}
+
+            declined = run_execution(
+                client, machines[style, "ok"], f"{style}-declined", {"amount": 500}
+            )
+            assert declined["status"] == "SUCCEEDED", declined
+            output = json.loads(declined["output"])
+            assert output["amount"] == 500
+            assert output["error"]["Error"] == "PaymentDeclined"
+            cause = json.loads(output["error"]["Cause"])
+            assert cause["errorMessage"] == "amount 500 is over the limit"
+
+            # The state machine's role is what calls Lambda: without the right, no call.
+            refused = run_execution(
+                client, machines[style, "denied"], f"{style}-refused", {"amount": 10}
+            )
+            assert refused["status"] == "FAILED", refused
+            assert "not authorized to perform: lambda:InvokeFunction" in refused.get("cause", "")
+
+
+# ------------------------------------------------------------------ nesting, lock
+
+
+def test_a_handler_can_invoke_another_function_synchronously(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    account.function(
+        "inner",
+        {
+            "app.py": """
+                import os
+
+                def handler(event, context):
+                    return {"who": os.environ["WHO"], "got": event}
+            """
+        },
+        environment={"WHO": "inner"},
+    )
+    account.function(
+        "outer",
+        {
+            "app.py": """
+                import json
+                import os
+
+                import boto3
+
+                def handler(event, context):
+                    response = boto3.client("lambda").invoke(
+                        FunctionName="inner", Payload=json.dumps({"from": os.environ["WHO"]})
+                    )
+                    inner = json.loads(response["Payload"].read())
+                    return {"inner": inner, "who_after": os.environ["WHO"]}
+            """
+        },
+        environment={"WHO": "outer"},
+    )
+    result = runtime.invoke("outer", {})
+    assert result.error_type is None, result.error_message
+    assert result.payload == {"inner": {"who": "inner", "got": {"from": "outer"}}, "who_after": "outer"}
+
+
+def test_event_invocations_through_the_api_go_to_the_event_dispatcher(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    arn = account.function("async-target", {"app.py": DECLINER})
+    dispatched: list[tuple[str, Any]] = []
+    runtime.event_dispatcher = lambda function, event: dispatched.append((function, event))
+    response = account.lambda_.invoke(
+        FunctionName="async-target", InvocationType="Event", Payload=json.dumps({"amount": 1})
+    )
+    assert response["StatusCode"] == 202
+    assert dispatched == [(arn, {"amount": 1})]
+
+
+def test_moto_lock_is_reentrant_and_can_be_set_aside() -> None:
+    lock = MotoLock()
+    entered = threading.Event()
+
+    def other() -> None:
+        with lock:
+            entered.set()
+
+    with lock, lock:
+        assert lock.held()
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert not entered.wait(0.1)
+        with lock.released():
+            assert not lock.held()
+            assert entered.wait(2)
+        thread.join(2)
+        assert lock.held()
+    assert not lock.held()
+
+
+def test_moto_lock_serialises_concurrent_conditional_writes(account: Account) -> None:
+    account.table("seats")
+    install_moto_lock()
+    try:
+        barrier = threading.Barrier(8)
+        outcomes: list[str] = []
+
+        def claim(n: int) -> None:
+            client = boto3.client("dynamodb", region_name=REGION)
+            barrier.wait()
+            try:
+                client.put_item(
+                    TableName="seats",
+                    Item={"pk": {"S": "seat-1"}, "owner": {"S": str(n)}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+                outcomes.append("won")
+            except ClientError as exc:
+                outcomes.append(exc.response["Error"]["Code"])
+
+        threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert sorted(outcomes) == ["ConditionalCheckFailedException"] * 7 + ["won"]
+        assert not MOTO_LOCK.held()
+    finally:
+        uninstall_moto_lock()
+
+
+def test_invocation_result_is_the_agreed_interface() -> None:
+    result = InvocationResult(payload=None, error_type=None, error_message=None, duration_ms=1.0, logs="")
+    with pytest.raises(AttributeError):
+        result.payload = 1  # type: ignore[misc]
