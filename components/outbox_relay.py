@@ -31,7 +31,7 @@ records (shard and sequence numbers), not the rows; the rows stay in the table w
 `published = false`, which is what a redrive republishes from.
 
 The handler contract (`handler`, default `handlers.outbox_relay.handler`): it reads
-`EVENT_BUS_NAME` and `OUTBOX_TABLE_NAME` from its environment (set here), calls
+`EVENT_BUS_NAME` and `OUTBOX_TABLE` from its environment (set here), calls
 `eventkit.outbox.relay(event["Records"], ...)` and returns `.batch_response()`.
 """
 
@@ -61,7 +61,7 @@ OUTBOX_KEY: Final = "pk"
 OUTBOX_KEY_PREFIX: Final = "outbox#"
 OUTBOX_TTL_ATTRIBUTE: Final = "expiresAt"
 BUS_ENV: Final = "EVENT_BUS_NAME"
-TABLE_ENV: Final = "OUTBOX_TABLE_NAME"
+TABLE_ENV: Final = "OUTBOX_TABLE"
 # New outbox rows only: MODIFY is the relay's own `published` update, REMOVE the TTL,
 # and rows of other kinds may share the table.
 INSERT_FILTER: Final[dict[str, Any]] = {
@@ -88,7 +88,7 @@ class OutboxRelayArgs:
     bus: the EventBus the rows are published to.
     function: the relay's FunctionArgs (default None: handler
         `handlers.outbox_relay.handler`, 60 s timeout, the Function defaults);
-        EVENT_BUS_NAME and OUTBOX_TABLE_NAME are always set to `bus` and `table`.
+        EVENT_BUS_NAME and OUTBOX_TABLE are always set to `bus` and `table`.
     starting_position: "TRIM_HORIZON" (default: rows written before the mapping existed
         are relayed too) or "LATEST".
     batch_size: stream records per invocation (default 100, 1..10000).

@@ -38,7 +38,8 @@ How a function runs (what Lambda does, and how it is done in one process):
   not allow fails with AccessDenied. moto checks most services against the resource
   "*", which would deny every resource-scoped policy; `install()` therefore also
   resolves the resources of DynamoDB, DynamoDB Streams, EventBridge, Kinesis, Step
-  Functions, Lambda, SNS and CloudWatch Logs requests (see `request_resources`).
+  Functions, Lambda, SNS and CloudWatch Logs requests (see `request_permissions`),
+  as AWS does (a TransactWriteItems Put needs dynamodb:PutItem on its table).
 - Timeouts: the handler runs in a worker thread; the caller waits up to the
   function's timeout (times `timeout_scale`). Past it the result is
   "Sandbox.Timedout" ("Task timed out after N.00 seconds"), the side effects made so
@@ -116,6 +117,7 @@ from urllib.parse import unquote
 from sandbox.lambda_context import LambdaContext
 
 __all__ = [
+    "IAM_ACTIONS",
     "MOTO_LOCK",
     "PINNED_MOTO",
     "Clock",
@@ -131,10 +133,11 @@ __all__ = [
     "MotoHookError",
     "MotoLock",
     "RoleNotAssumableError",
+    "aws_action",
     "check_moto_hooks",
     "install_iam_resources",
     "install_moto_lock",
-    "request_resources",
+    "request_permissions",
     "uninstall_iam_resources",
     "uninstall_moto_lock",
 ]
@@ -329,6 +332,8 @@ _SFN_CLIENT_MODULES = (
     f"{_SFN_STATE_MAP}.item_reader.eval.resource_eval_s3",
 )  # fmt: skip
 
+Resolver = Callable[["_RequestView"], list["Permission"]]
+
 _HOOKS = (
     _Hook("moto.awslambda.models", "LambdaFunction._invoke_lambda", ("self", "event")),
     _Hook(
@@ -343,6 +348,16 @@ _HOOKS = (
         "moto.core.authorization",
         "ActionAuthenticatorMixin._authenticate_and_authorize_normal_action",
         ("self", "resource"),
+    ),
+    _Hook(
+        "moto.core.authorization",
+        "ActionAuthenticatorMixin._authenticate_and_authorize_action",
+        ("self", "iam_request_cls", "resource"),
+    ),
+    _Hook(
+        "moto.iam.access_control",
+        "IAMRequestBase.__init__",
+        ("self", "account_id", "method", "path", "data", "body", "headers", "action"),
     ),
     _Hook(
         "moto.sts.models",
@@ -476,6 +491,9 @@ def uninstall_moto_lock() -> None:
 # ------------------------------------------------------- IAM resource resolution
 
 
+Permission = tuple[str | None, str]  # (IAM action, None = the request's own; resource ARN)
+
+
 class _RequestView:
     """The parts of a moto request that name its resources."""
 
@@ -491,13 +509,19 @@ class _RequestView:
 
     @property
     def json(self) -> dict[str, Any]:
+        """The request's parameters (moto's DynamoDB replaces `body` by the parsed dict)."""
         if self._json is None:
             body = self.response.body
-            try:
-                parsed = json.loads(body) if body else {}
-            except (TypeError, ValueError):
-                parsed = {}
-            self._json = parsed if isinstance(parsed, dict) else {}
+            parsed: Any = body
+            if isinstance(body, str | bytes):
+                try:
+                    parsed = json.loads(body) if body else {}
+                except ValueError:
+                    parsed = {}
+            if not isinstance(parsed, dict) or not parsed:
+                params = getattr(self.response, "params", None)
+                parsed = params if isinstance(params, dict) else {}
+            self._json = parsed
         return self._json
 
     def param(self, name: str) -> str | None:
@@ -510,27 +534,37 @@ class _RequestView:
         return f"arn:{self.partition}:{service}:{self.region}:{self.account}:{resource}"
 
 
-def _dynamodb_resources(req: _RequestView) -> list[str]:
+# A TransactWriteItems / TransactGetItems entry is authorised as the single-item call.
+_TRANSACT_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+    "Get": "dynamodb:GetItem",
+}
+
+
+def _dynamodb_permissions(req: _RequestView) -> list[Permission]:
     body = req.json
 
     def table(name: str) -> str:
         return name if name.startswith("arn:") else req.arn("dynamodb", f"table/{name}")
 
-    arns: list[str] = []
+    checks: list[Permission] = []
     if isinstance(body.get("TableName"), str):
         arn = table(body["TableName"])
         if body.get("IndexName") and req.action in ("Query", "Scan"):
             arn = f"{arn}/index/{body['IndexName']}"
-        arns.append(arn)
-    for name in body.get("RequestItems") or {}:
-        arns.append(table(name))
+        checks.append((None, arn))
+    for name in body.get("RequestItems") or {}:  # BatchGetItem / BatchWriteItem
+        checks.append((None, table(name)))
     for item in body.get("TransactItems") or []:
-        for operation in item.values() if isinstance(item, dict) else ():
+        for kind, operation in item.items() if isinstance(item, dict) else ():
             if isinstance(operation, dict) and isinstance(operation.get("TableName"), str):
-                arns.append(table(operation["TableName"]))
+                checks.append((_TRANSACT_ACTIONS.get(kind), table(operation["TableName"])))
     if isinstance(body.get("ResourceArn"), str):
-        arns.append(body["ResourceArn"])
-    return arns
+        checks.append((None, body["ResourceArn"]))
+    return checks
 
 
 def _dynamodbstreams_resources(req: _RequestView) -> list[str]:
@@ -612,32 +646,54 @@ def _logs_resources(req: _RequestView) -> list[str]:
     return [req.arn("logs", f"log-group:{group}")]
 
 
-_RESOURCE_RESOLVERS: dict[str, Callable[[_RequestView], list[str]]] = {
-    "dynamodb": _dynamodb_resources,
-    "dynamodbstreams": _dynamodbstreams_resources,
-    "events": _events_resources,
-    "kinesis": _kinesis_resources,
-    "stepfunctions": _states_resources,
-    "awslambda": _lambda_resources,
-    "sns": _sns_resources,
-    "logs": _logs_resources,
+def _on_resources(resolve: Callable[[_RequestView], list[str]]) -> Resolver:
+    return lambda req: [(None, arn) for arn in resolve(req)]
+
+
+_RESOLVERS: dict[str, Resolver] = {
+    "dynamodb": _dynamodb_permissions,
+    "dynamodbstreams": _on_resources(_dynamodbstreams_resources),
+    "events": _on_resources(_events_resources),
+    "kinesis": _on_resources(_kinesis_resources),
+    "stepfunctions": _on_resources(_states_resources),
+    "awslambda": _on_resources(_lambda_resources),
+    "sns": _on_resources(_sns_resources),
+    "logs": _on_resources(_logs_resources),
 }
 
 
-def request_resources(response: Any) -> list[str]:
-    """The ARNs a moto request acts on, as IAM authorises it (empty: unknown, use "*").
+def request_permissions(response: Any) -> list[Permission]:
+    """What IAM must allow for a moto request: (action, resource ARN) pairs.
 
-    `response` is moto's `BaseResponse` for the request. A request on several
-    resources (TransactWriteItems, PutEvents to two buses) names each: every one must
-    be allowed, as in AWS.
+    `response` is moto's `BaseResponse` for the request; an action of None is the
+    request's own. Empty: unknown, moto's check against "*" stands. A request on
+    several resources names each (PutEvents to two buses), and a transaction each of
+    its items as the single-item action (a TransactWriteItems Put needs
+    dynamodb:PutItem on its table; there is no dynamodb:TransactWriteItems action).
     """
-    resolver = _RESOURCE_RESOLVERS.get(getattr(response, "service_name", "") or "")
+    resolver = _RESOLVERS.get(getattr(response, "service_name", "") or "")
     if resolver is None:
         return []
     return list(dict.fromkeys(resolver(_RequestView(response))))
 
 
 _iam_patches = _Patches()
+
+
+# IAM actions whose name is not "<signing name>:<operation>" (what moto checks).
+IAM_ACTIONS: dict[str, str] = {
+    "lambda:Invoke": "lambda:InvokeFunction",
+    "lambda:InvokeWithResponseStream": "lambda:InvokeFunction",
+}
+# Services whose signing name is not their IAM prefix.
+_IAM_PREFIXES = {"monitoring": "cloudwatch", "email": "ses"}
+
+
+def aws_action(action: str) -> str:
+    """The IAM action AWS authorises for moto's "<signing name>:<operation>"."""
+    prefix, _, operation = action.partition(":")
+    action = f"{_IAM_PREFIXES.get(prefix, prefix)}:{operation}"
+    return IAM_ACTIONS.get(action, action)
 
 
 def _iam_enforced() -> bool:
@@ -648,38 +704,88 @@ def _iam_enforced() -> bool:
 
 
 def install_iam_resources() -> None:
-    """Make moto's IAM checks use the request's resources (counted: pair with uninstall).
+    """Make moto's IAM checks those of AWS (counted: pair with uninstall).
 
-    moto authorises every service but SQS, IAM, STS and S3 against the resource "*",
-    which no resource-scoped statement matches: a role allowed dynamodb:PutItem on
-    one table would be denied on that table too. This checks each resource named by
-    `request_resources` instead (unknown requests keep moto's "*").
+    - Resources: moto authorises every service but SQS, IAM, STS and S3 against the
+      resource "*", which no resource-scoped statement matches: a role allowed
+      dynamodb:PutItem on one table would be denied on that table too. Each
+      (action, resource) of `request_permissions` is checked instead (requests it
+      does not know keep moto's "*").
+    - Actions: moto checks "<signing name>:<operation>"; AWS's names differ for a few
+      (Lambda Invoke is lambda:InvokeFunction, `IAM_ACTIONS`).
+    - Errors: a denial on a JSON service (DynamoDB, Lambda, EventBridge, Kinesis,
+      Step Functions, Logs) is AccessDeniedException in JSON, naming the resource,
+      as AWS answers; moto answers XML there, which botocore reports as code "403".
     """
     with _INSTALL_GUARD:
         if _Registry.iam_refs == 0:
             _require_moto_hooks()
             from moto.core.authorization import ActionAuthenticatorMixin
+            from moto.core.exceptions import AccessDeniedError
+            from moto.iam.access_control import IAMRequest
+
+            request_classes: dict[str | None, type[IAMRequest]] = {}
+
+            def request_class(action: str | None) -> type[IAMRequest]:
+                cls = request_classes.get(action)
+                if cls is None:
+
+                    class AwsIAMRequest(IAMRequest):
+                        def __init__(self, *args: Any, **kwargs: Any) -> None:
+                            super().__init__(*args, **kwargs)
+                            self._action = action or aws_action(self._action)
+
+                    cls = request_classes.setdefault(action, AwsIAMRequest)
+                return cls
 
             original = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
 
             def authorize(self: Any, resource: str = "*") -> None:
+                checks: list[Permission] = []
                 if resource == "*" and _iam_enforced():
                     try:
-                        resources = request_resources(self)
+                        checks = request_permissions(self)
                     except Exception:  # a request we cannot read is checked as moto does
                         log.debug("could not resolve the resources of a request", exc_info=True)
-                        resources = []
-                    if resources:
-                        for arn in resources:
-                            original(self, arn)
-                        return
-                original(self, resource)
+                for action, arn in checks or [(None, resource)]:
+                    try:
+                        self._authenticate_and_authorize_action(request_class(action), arn)
+                    except AccessDeniedError as denied:
+                        raise _access_denied(self, denied, arn) from None
 
             functools.update_wrapper(authorize, original)
             _iam_patches.set(
                 ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action", authorize
             )
         _Registry.iam_refs += 1
+
+
+@functools.cache
+def _protocol(service: str) -> str:
+    from moto.core.utils import get_service_model
+
+    try:
+        return str(get_service_model(service).protocol)
+    except Exception:
+        return ""
+
+
+def _access_denied(response: Any, denied: Any, resource: str) -> Exception:
+    """moto's AccessDenied as the service would answer it."""
+    from moto.core.exceptions import JsonRESTError
+
+    protocol = _protocol(getattr(response, "boto3_service_name", "") or "")
+    if protocol not in ("json", "rest-json"):
+        return denied
+    message = str(denied.message)
+    action = message.rsplit(" ", 1)[-1]
+    if resource != "*":
+        message += (
+            f" on resource: {resource} because no identity-based policy allows the {action} action"
+        )
+    error = JsonRESTError("AccessDeniedException", message)
+    error.code = 403 if protocol == "rest-json" else 400
+    return error
 
 
 def uninstall_iam_resources() -> None:
@@ -1291,8 +1397,9 @@ class _Invocation:
     def _fail(self, error_type: str, message: str, exc: BaseException) -> None:
         self.payload = None
         self.error_type, self.error_message = error_type, message
-        tb = exc.__traceback__
-        self.error_trace = traceback.format_list(traceback.extract_tb(tb)) if tb else []
+        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+        # The trace starts in the function's code, as in Lambda (not in this runtime).
+        self.error_trace = traceback.format_list([f for f in frames if f.filename != __file__])
         if self.container.handler is None:
             self.discard = True  # an init error: the next invocation initialises again
         self.write_log(f"[ERROR] {error_type}: {message}\n")

@@ -12,5 +12,5 @@ SHARED = ROOT.parent / "shared"
 # moto and botocore: never reach AWS, never use a developer's credentials.
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"  # noqa: S105 (moto's fake credentials)
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"

@@ -28,9 +28,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from domain import checks
-
 from contracts import CHECKS, CheckCompleted
+from domain import checks
 from eventkit import envelopes
 from eventkit.aggregation import Aggregator, JoinState
 from eventkit.publisher import Publisher

@@ -20,9 +20,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from domain.enrichment import Customer, customer_from_item, enrich
-
 from contracts import OrderPlaced
+from domain.enrichment import Customer, customer_from_item, enrich
 from eventkit import clients
 from eventkit.envelopes import from_eventbridge
 from eventkit.publisher import Publisher

@@ -29,9 +29,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-from domain.enrichment import BelowThresholdError, flag, review_item
-
 from contracts import OrderPlaced
+from domain.enrichment import BelowThresholdError, flag, review_item
 from eventkit import outbox
 from eventkit.envelopes import from_eventbridge
 

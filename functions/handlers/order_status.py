@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from domain import orders
-
 from eventkit import clients
 
 ACCESS: dict[str, frozenset[str]] = {

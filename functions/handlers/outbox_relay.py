@@ -18,7 +18,7 @@ from eventkit.publisher import Publisher
 # What this handler touches: the system wires env vars and grants from this.
 ACCESS: dict[str, frozenset[str]] = {
     "EVENT_BUS_NAME": frozenset({"events:PutEvents"}),
-    "OUTBOX_TABLE_NAME": frozenset({"dynamodb:UpdateItem"}),
+    "OUTBOX_TABLE": frozenset({"dynamodb:UpdateItem"}),
 }
 
 _publisher: Publisher | None = None  # one per container: its client is reused when warm
@@ -36,6 +36,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
     if _publisher is None:
         _publisher = Publisher(_env("EVENT_BUS_NAME"))
     result = outbox.relay(
-        event.get("Records", []), table_name=_env("OUTBOX_TABLE_NAME"), publisher=_publisher
+        event.get("Records", []), table_name=_env("OUTBOX_TABLE"), publisher=_publisher
     )
     return result.batch_response()

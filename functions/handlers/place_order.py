@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from domain import orders
-from domain.orders import PlaceOrderRequest
 from pydantic import ValidationError
 
 from contracts import utc_now
+from domain import orders
+from domain.orders import PlaceOrderRequest
 from eventkit import clients, outbox
 from handlers.saga_progress import ConfigurationError, deserialize, env
 

@@ -34,16 +34,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from domain import payments
-from domain.orders import fact_from_event
-from domain.payments import (
-    Approved,
-    Charge,
-    PaymentProviderUnavailable,
-    PaymentStatus,
-    ProviderConfig,
-)
-
 from contracts import (
     Event,
     InventoryReserved,
@@ -52,6 +42,15 @@ from contracts import (
     PaymentProcessed,
     parse_detail,
     utc_now,
+)
+from domain import payments
+from domain.orders import fact_from_event
+from domain.payments import (
+    Approved,
+    Charge,
+    PaymentProviderUnavailable,
+    PaymentStatus,
+    ProviderConfig,
 )
 from eventkit import clients, envelopes, outbox
 from handlers import saga_progress

@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from domain.history import apply, initial_state, inserted_events
-
 from eventkit.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBReadModel,

@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from contracts import OrderEvent
 from domain.history import (
     SNAPSHOT_EVERY_ENV,
     apply,
@@ -33,8 +34,6 @@ from domain.history import (
     snapshot_policy,
     to_new_event,
 )
-
-from contracts import OrderEvent
 from eventkit.envelopes import PoisonRecordError, from_eventbridge
 from eventkit.eventstore import (
     DynamoDBEventRecorder,

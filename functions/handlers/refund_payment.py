@@ -25,11 +25,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from contracts import Event, OrderPlaced, PaymentRefunded, ShippingFailed, utc_now
 from domain import payments
 from domain.orders import SagaFact, clip, fact_from_event
 from domain.payments import PaymentStatus, RefundAction
-
-from contracts import Event, OrderPlaced, PaymentRefunded, ShippingFailed, utc_now
 from eventkit import envelopes, outbox
 from handlers import process_payment, saga_progress
 from handlers.saga_progress import SagaConflictError, env

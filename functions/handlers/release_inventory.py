@@ -27,10 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from domain import inventory
-from domain.inventory import ReleaseAction, ReservationStatus
-from domain.orders import SagaFact, clip, fact_from_event
-
 from contracts import (
     Event,
     InventoryReleased,
@@ -40,6 +36,9 @@ from contracts import (
     StockLine,
     utc_now,
 )
+from domain import inventory
+from domain.inventory import ReleaseAction, ReservationStatus
+from domain.orders import SagaFact, clip, fact_from_event
 from eventkit import envelopes, outbox
 from handlers import reserve_inventory, saga_progress
 from handlers.saga_progress import SagaConflictError, env

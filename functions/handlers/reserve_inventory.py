@@ -31,10 +31,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from domain import inventory
-from domain.inventory import Reservation, ReservationStatus
-from domain.orders import fact_from_event
-
 from contracts import (
     Event,
     InventoryReservationFailed,
@@ -44,6 +40,9 @@ from contracts import (
     parse_detail,
     utc_now,
 )
+from domain import inventory
+from domain.inventory import Reservation, ReservationStatus
+from domain.orders import fact_from_event
 from eventkit import clients, envelopes, outbox
 from handlers import saga_progress
 from handlers.saga_progress import env

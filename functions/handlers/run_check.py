@@ -35,10 +35,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from contracts import CheckName, CheckResult, OrderLine, OrderPlaced
 from domain import checks
 from domain.inventory import stock_key
-
-from contracts import CheckName, CheckResult, OrderLine, OrderPlaced
 from eventkit import clients
 from eventkit.envelopes import from_eventbridge
 from eventkit.publisher import Publisher

@@ -38,11 +38,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from domain import orders
-from domain.orders import OrderSaga, SagaFact, Transition
 from pydantic import ValidationError
 
 from contracts import ContractError, Event, OrderPlaced, parse_detail
+from domain import orders
+from domain.orders import OrderSaga, SagaFact, Transition
 from eventkit import clients, envelopes, outbox
 
 if TYPE_CHECKING:

@@ -28,10 +28,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from domain import shipping
-from domain.orders import fact_from_event
-from domain.shipping import CarrierConfig, ShipmentStatus, Shipped
-
 from contracts import (
     Event,
     OrderPlaced,
@@ -41,6 +37,9 @@ from contracts import (
     parse_detail,
     utc_now,
 )
+from domain import shipping
+from domain.orders import fact_from_event
+from domain.shipping import CarrierConfig, ShipmentStatus, Shipped
 from eventkit import clients, envelopes, outbox
 from handlers import saga_progress
 from handlers.saga_progress import env

@@ -31,7 +31,6 @@ from domain.history import (
     snapshot_due,
     snapshot_policy,
 )
-
 from eventkit.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBSnapshotRecorder,

@@ -31,6 +31,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
+from contracts import Event
 from domain.windows import (
     ALLOWED_LATENESS_ENV,
     LATE_EVENT_REJECTED,
@@ -39,8 +40,6 @@ from domain.windows import (
     tumbling_windows,
     window_event,
 )
-
-from contracts import Event
 from eventkit import clients
 from eventkit.envelopes import PoisonRecordError, from_kinesis, sequence_number
 from eventkit.windows import DynamoDBWindowStore, TumblingWindows, WindowAggregator

@@ -128,7 +128,7 @@ def test_the_function_is_told_which_bus_and_table(code_dir: Path) -> None:
     assert fn.inputs["timeout"] == 60
     variables = fn.inputs["environment"]["variables"]
     assert variables["EVENT_BUS_NAME"] == "orders-bus"
-    assert variables["OUTBOX_TABLE_NAME"] == "outbox-table"
+    assert variables["OUTBOX_TABLE"] == "outbox-table"
 
 
 def test_the_role_may_read_the_stream_put_on_the_bus_mark_rows_and_nothing_else(

@@ -19,7 +19,7 @@ OUTBOX, BUS = "outbox", "saga-bus"
 @pytest.fixture
 def queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("EVENT_BUS_NAME", BUS)
-    monkeypatch.setenv("OUTBOX_TABLE_NAME", OUTBOX)
+    monkeypatch.setenv("OUTBOX_TABLE", OUTBOX)
     with mocked():
         create_table(OUTBOX, stream=True)
         captured = capture_bus(BUS)
@@ -72,6 +72,6 @@ def test_missing_configuration_names_the_variable(
 ) -> None:
     from handlers.outbox_relay import handler
 
-    monkeypatch.delenv("OUTBOX_TABLE_NAME")
-    with pytest.raises(RuntimeError, match="OUTBOX_TABLE_NAME is not set"):
+    monkeypatch.delenv("OUTBOX_TABLE")
+    with pytest.raises(RuntimeError, match="OUTBOX_TABLE is not set"):
         handler({"Records": []}, None)

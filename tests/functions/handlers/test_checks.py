@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
-from domain.inventory import stock_item
 
 from contracts import CHECKS, AllChecksComplete, CheckCompleted, parse_detail, sample_event
+from domain.inventory import stock_item
 from eventkit.aggregation import CompletionPendingError
 from handlers import aggregate_checks, run_check
 from tests.functions.awsenv import FakeContext, create_queue, create_table, scan, sqs_event
@@ -21,7 +21,9 @@ from tests.functions.handlers.fixtures_side import (
 )
 from tests.functions.handlers.fixtures_side import (
     Side,
+    SideCallRecorder,
     put_customer,
+    side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
 
@@ -199,25 +201,8 @@ def test_duplicates_in_an_sqs_batch_have_one_effect(
     assert all_complete(stocked) == []
 
 
-@pytest.fixture
-def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DynamoDB applies each request atomically; moto 5.2.5 does not under threads (two
-    concurrent conditional UpdateItems can both pass their condition, or one fails
-    inside moto with "dictionary changed size during iteration"). One lock around each
-    moto DynamoDB request restores AWS's per-request atomicity; nothing else changes."""
-    from moto.dynamodb.responses import DynamoHandler
-
-    lock = threading.Lock()
-    call_action = DynamoHandler.call_action
-
-    def atomic(self: DynamoHandler) -> Any:
-        with lock:
-            return call_action(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", atomic)
-
-
-@pytest.mark.usefixtures("atomic_dynamodb")
+# serializable_moto (conftest): moto does not isolate concurrent requests as DynamoDB does.
+@pytest.mark.usefixtures("serializable_moto")
 def test_concurrent_arrivals_emit_exactly_one_join(
     stocked: Side, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -282,3 +267,33 @@ def test_the_aggregate_task_names_a_missing_branch(stocked: Side) -> None:
     state = {"order": sample_event("OrderPlaced")["detail"], "checks": {"inventory": {}}}
     with pytest.raises(ValueError, match="credit, shippingQuote"):
         aggregate_checks.task(state, None)
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_each_check_calls_what_its_access_lists(
+    stocked: Side, side_calls: SideCallRecorder, monkeypatch: pytest.MonkeyPatch, check: str
+) -> None:
+    monkeypatch.setenv("CHECK_NAME", check)
+    event = sample_event("OrderPlaced")
+    run_check.handler(event, FakeContext())
+    run_check.handler(event, FakeContext())  # duplicate
+    run_check.task(event, None)
+
+    called = side_calls.by_env()
+    expected = run_check.CHECK_ACCESS[check]  # type: ignore[index]
+    # Powertools' GetItem (fallback read) and DeleteItem (after a failure) are granted
+    # for paths this run does not take.
+    assert called["IDEMPOTENCY_TABLE"] <= expected["IDEMPOTENCY_TABLE"]
+    assert {k: v for k, v in called.items() if k != "IDEMPOTENCY_TABLE"} == {
+        k: v for k, v in expected.items() if k != "IDEMPOTENCY_TABLE"
+    }
+
+
+def test_the_join_calls_what_its_access_lists(
+    stocked: Side, side_calls: SideCallRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = check_events(stocked, monkeypatch)
+    side_calls.reset()
+    for event in [*events, events[0]]:
+        aggregate_checks.handler(event, None)
+    assert side_calls.by_env() == aggregate_checks.ACCESS

@@ -13,6 +13,8 @@ from handlers import dlq_processor
 from tests.functions.awsenv import create_queue, drain
 from tests.functions.handlers.fixtures_side import (
     Side,
+    SideCallRecorder,
+    side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
 
@@ -234,3 +236,11 @@ def test_missing_settings_name_the_variable(dlq: str, monkeypatch: pytest.Monkey
     monkeypatch.delenv("DLQ_URL")
     with pytest.raises(dlq_processor.ConfigurationError, match="DLQ_URL"):
         dlq_processor.handler({}, None)
+
+
+def test_access_is_what_the_code_calls(dlq: str, side_calls: SideCallRecorder) -> None:
+    fill(dlq)
+    dlq_processor.handler({"action": "inspect"}, None)
+    dlq_processor.handler({"action": "redrive", "target": "bus"}, None)
+    dlq_processor.handler({"action": "redrive", "target": "queue"}, None)
+    assert side_calls.by_env() == dlq_processor.ACCESS

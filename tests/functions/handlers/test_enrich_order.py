@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from domain.enrichment import derived_event_id
 
 from contracts import OrderEnriched, parse_detail, sample_event
+from domain.enrichment import derived_event_id
 from eventkit.envelopes import PoisonRecordError
 from handlers import enrich_order
 from tests.functions.awsenv import FakeContext, scan
 from tests.functions.handlers.fixtures_side import (
     IDEMPOTENCY,
     Side,
+    SideCallRecorder,
     put_customer,
+    side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
 
@@ -100,3 +102,26 @@ def test_a_missing_table_setting_names_the_variable(
     with pytest.raises(enrich_order.ConfigurationError, match="CUSTOMERS_TABLE"):
         enrich_order.handler(sample_event("OrderPlaced"), FakeContext())
     assert side.published() == []
+
+
+def test_access_is_what_the_code_calls(
+    side_calls: SideCallRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_customer("customer-0001", tier="gold")
+    event = sample_event("OrderPlaced")
+    enrich_order.handler(event, FakeContext())
+    enrich_order.handler(event, FakeContext())  # duplicate
+    monkeypatch.setenv("EVENT_BUS_NAME", "no-such-bus")  # a failure: the record is deleted
+    with pytest.raises(Exception, match="no-such-bus"):
+        enrich_order.handler(sample_event("OrderPlaced", eventId="e-2"), FakeContext())
+
+    called = side_calls.by_env()
+    # Powertools reads a record only where DynamoDB does not return it with the failed
+    # condition (ReturnValuesOnConditionCheckFailure): granted, never needed here.
+    assert (
+        called["IDEMPOTENCY_TABLE"] | {"dynamodb:GetItem"}
+        == enrich_order.ACCESS["IDEMPOTENCY_TABLE"]
+    )
+    assert {k: v for k, v in called.items() if k != "IDEMPOTENCY_TABLE"} == {
+        k: v for k, v in enrich_order.ACCESS.items() if k != "IDEMPOTENCY_TABLE"
+    }

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from domain.enrichment import BelowThresholdError, flag, high_value_pattern
 
 from components.event_pattern import matches
 from contracts import HighValueOrderFlagged, OrderPlaced, parse_detail, sample_event
+from domain.enrichment import BelowThresholdError, flag, high_value_pattern
 from eventkit import outbox
 from eventkit.publisher import Publisher
 from handlers import high_value_review
@@ -18,6 +18,8 @@ from tests.functions.handlers.fixtures_side import (
     OUTBOX,
     REVIEWS,
     Side,
+    SideCallRecorder,
+    side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
 
@@ -98,3 +100,9 @@ def test_a_bad_threshold_setting_says_what_to_set(
     with pytest.raises(high_value_review.ConfigurationError, match="HIGH_VALUE_THRESHOLD_CENTS"):
         high_value_review.handler(big_order(), None)
     assert scan(REVIEWS) == []
+
+
+def test_access_is_what_the_code_calls(side_calls: SideCallRecorder) -> None:
+    high_value_review.handler(big_order(), None)
+    high_value_review.handler(big_order(), None)  # duplicate
+    assert side_calls.by_env() == high_value_review.ACCESS

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from domain.history import apply, initial_state
 
 from contracts import sample_event
+from domain.history import apply, initial_state
 from eventkit import clients
 from eventkit.eventstore import (
     DynamoDBEventRecorder,
@@ -27,6 +27,8 @@ from tests.functions.handlers.fixtures_side import (
     HISTORY,
     SNAPSHOTS,
     Side,
+    SideCallRecorder,
+    side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
 
@@ -318,3 +320,19 @@ def test_a_missing_snapshot_setting_is_a_clear_error(
     monkeypatch.delenv("SNAPSHOT_EVERY")
     with pytest.raises(ValueError, match="SNAPSHOT_EVERY"):
         snapshot_aggregates.handler({"Records": []}, None)
+
+
+def test_each_handler_calls_what_its_access_lists(side_calls: SideCallRecorder) -> None:
+    events = saga_events() + check_events("order-0001", 5)  # 10 events: one snapshot
+    record_all([*events, events[0]])
+    assert side_calls.by_env() == record_history.ACCESS
+
+    side_calls.reset()
+    records = stream_records(EVENTS)
+    project(records[:2])
+    project(records[4:])  # a gap: filled from the store
+    assert side_calls.by_env() == project_order_history.ACCESS
+
+    side_calls.reset()
+    snapshot_aggregates.handler({"Records": records}, None)
+    assert side_calls.by_env() == snapshot_aggregates.ACCESS

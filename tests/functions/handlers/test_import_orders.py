@@ -19,6 +19,8 @@ from tests.functions.handlers.fixtures_side import (
     BUS,
     OUTBOX,
     Side,
+    SideCallRecorder,
+    side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
 
@@ -213,3 +215,12 @@ def test_access_covers_what_place_order_needs() -> None:
     from handlers import place_order
 
     assert {k: import_orders.ACCESS[k] for k in place_order.ACCESS} == place_order.ACCESS
+
+
+def test_access_is_what_the_code_calls(
+    side: Side, rejected: str, side_calls: SideCallRecorder
+) -> None:
+    event = upload("batch-1.jsonl", [*GOOD, "{broken"])
+    import_orders.handler(event, None)
+    import_orders.handler(event, None)  # duplicate: place_order reads the first order
+    assert side_calls.by_env() == import_orders.ACCESS

@@ -8,9 +8,9 @@ import threading
 from typing import Any
 
 import pytest
+
 from domain import chance, payments
 from domain.payments import Charge, PaymentConfigError, ProviderConfig
-
 from handlers import process_payment, refund_payment, reserve_inventory
 from handlers.process_payment import PaymentDeclined, PaymentProviderUnavailable
 from handlers.saga_progress import OrderNotFoundError

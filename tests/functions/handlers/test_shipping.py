@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from domain.shipping import CarrierConfig, ShippingConfigError
 
+from domain.shipping import CarrierConfig, ShippingConfigError
 from handlers import process_payment, reserve_inventory, ship_order
 from handlers.saga_progress import OrderNotFoundError
 from handlers.ship_order import ShippingUnavailable

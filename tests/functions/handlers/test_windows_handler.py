@@ -17,6 +17,8 @@ from tests.functions.awsenv import create_queue, drain, kinesis_event, scan
 from tests.functions.handlers.fixtures_side import (
     WINDOWS,
     Side,
+    SideCallRecorder,
+    side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
 
@@ -177,3 +179,9 @@ def test_window_settings_are_validated_by_name(
     monkeypatch.delenv("ALLOWED_LATENESS_SECONDS")
     with pytest.raises(ValueError, match="ALLOWED_LATENESS_SECONDS"):
         window_aggregate.handler({"Records": []}, None)
+
+
+def test_access_is_what_the_code_calls(late_queue: str, side_calls: SideCallRecorder) -> None:
+    put(order(30), order(45), order(31))  # the last one is too late: reported
+    process()
+    assert side_calls.by_env() == window_aggregate.ACCESS
