@@ -39,7 +39,9 @@ How a function runs (what Lambda does, and how it is done in one process):
   "*", which would deny every resource-scoped policy; `install()` therefore also
   resolves the resources of DynamoDB, DynamoDB Streams, EventBridge, Kinesis, Step
   Functions, Lambda, SNS and CloudWatch Logs requests (see `request_permissions`),
-  as AWS does (a TransactWriteItems Put needs dynamodb:PutItem on its table).
+  as AWS does (a TransactWriteItems Put needs dynamodb:PutItem on its table), uses
+  AWS's action names (lambda:InvokeFunction, not moto's lambda:Invoke) and answers a
+  denial on a JSON service with AccessDeniedException naming the resource.
 - Timeouts: the handler runs in a worker thread; the caller waits up to the
   function's timeout (times `timeout_scale`). Past it the result is
   "Sandbox.Timedout" ("Task timed out after N.00 seconds"), the side effects made so
@@ -75,10 +77,14 @@ The hooked moto internals are checked against moto 5.2.5 (`check_moto_hooks`):
 
 Known limits: `os.environ`, `sys.modules` and `sys.path` are process-wide, so one
 handler runs at a time (others wait; a nested synchronous Invoke from a handler runs
-inside it); code outside a handler that reads the environment during an invocation
-sees the function's. Threads a handler starts are not part of the invocation (their
-output is not captured). Process-wide state of shared libraries is shared between
-functions: `logging` loggers by name, Powertools Metrics/Tracer class state.
+inside it); a handler that waits for another invocation to run concurrently (polls
+a Step Functions execution it started) stalls until its own timeout. Code outside a
+handler that reads the environment during an invocation sees the function's.
+Threads a handler starts are not part of the invocation (their output is not
+captured, their Invoke calls wait for it to end). Process-wide state of shared
+libraries is shared between functions: `logging` loggers by name, Powertools
+Metrics/Tracer class state. Modules the host already imported (e.g. `components`)
+are not hidden from a handler; only fresh imports are checked.
 """
 
 from __future__ import annotations
@@ -120,7 +126,9 @@ __all__ = [
     "IAM_ACTIONS",
     "MOTO_LOCK",
     "PINNED_MOTO",
+    "AdminIdentity",
     "Clock",
+    "EventDispatcher",
     "FunctionNotFoundError",
     "FunctionSpec",
     "InternalInvocationError",
@@ -130,8 +138,10 @@ __all__ = [
     "LambdaContext",
     "LambdaRuntime",
     "LambdaRuntimeError",
+    "LayerCode",
     "MotoHookError",
     "MotoLock",
+    "Permission",
     "RoleNotAssumableError",
     "aws_action",
     "check_moto_hooks",
@@ -146,8 +156,6 @@ log = logging.getLogger(__name__)
 
 # The moto version whose internals this module hooks (see `check_moto_hooks`).
 PINNED_MOTO = "5.2.5"
-
-InvocationType = Literal["RequestResponse", "Event"]
 
 # ------------------------------------------------------------------ the interface
 
@@ -1525,9 +1533,16 @@ class LambdaRuntime:
 
         Blocks until the invocation ends (a timeout included). `invocation_type` is
         recorded only: retries and destinations of async invocations are the
-        caller's. Raises `FunctionNotFoundError` for an unknown function and
-        ValueError for a payload that is not JSON.
+        caller's. Raises `FunctionNotFoundError` for an unknown function, ValueError
+        for a payload that is not JSON, and LambdaRuntimeError if the runtime is not
+        installed (without `install()` nothing captures logs, guards imports, freezes
+        timed-out invocations or fixes moto's IAM checks).
         """
+        if not self.installed:
+            raise LambdaRuntimeError(
+                "this LambdaRuntime is not installed: call install() first "
+                "(or use `with LambdaRuntime(...) as runtime:`)"
+            )
         try:
             event = json.loads(json.dumps(payload))
         except (TypeError, ValueError) as exc:
@@ -1578,7 +1593,11 @@ class LambdaRuntime:
                     str(uuid.uuid4()),
                 )
             invocation = _Invocation(self, container, event, invocation_type, invoked_arn)
-            timed_out = self._run(invocation)
+            try:
+                timed_out = self._run(invocation)
+            except BaseException:
+                self._checkin(container, discard=True)
+                raise
         finally:
             if not nested:
                 _RUN_LOCK.release()

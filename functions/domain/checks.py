@@ -44,23 +44,6 @@ FREE_SHIPPING_FROM_CENTS: Final = 10_000
 MAX_UNITS_PER_SHIPMENT: Final = 500
 
 
-class UnknownCheckError(ValueError):
-    """A check name that is not one of CHECKS."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"unknown check {name!r}: set CHECK_NAME to one of {', '.join(CHECKS)} "
-            "(one function per check)"
-        )
-
-
-def check_name(value: str | None) -> CheckName:
-    for name in CHECKS:
-        if value == name:
-            return name
-    raise UnknownCheckError(str(value))
-
-
 def inventory_check(lines: Sequence[OrderLine], available: Mapping[str, int]) -> CheckResult:
     """Passed if every line's quantity is in stock now (a SKU without stock item has none).
     Reserves nothing: the saga's reservation decides for real."""

@@ -1,12 +1,14 @@
 """The fork of the fork/join: one check of an order (inventory, credit or shipping quote).
 
-One function per check, all with this code: env CHECK_NAME is "inventory", "credit" or
-"shippingQuote" (contracts.CHECKS).
-- `handler(event, context)` (choreography): OrderPlaced (EventBridge rule target) ->
-  CheckCompleted on EVENT_BUS_NAME (`aggregate_checks` joins them);
-- `task(event, context)` (orchestration: a branch of the Step Functions Parallel state
-  of `components.saga.parallel_checks`, branch name = CHECK_NAME): the saga state
-  (carrying the OrderPlaced) -> the check's result {"passed", "reason", "quoteCents"}.
+One function per check, each with its own entry (the check is in the handler name, not
+in a setting, so no function can run the wrong check; ENTRIES maps entry -> check):
+- `inventory_handler`, `credit_handler`, `shipping_quote_handler` (choreography):
+  OrderPlaced (EventBridge rule target) -> CheckCompleted on EVENT_BUS_NAME
+  (`aggregate_checks` joins them);
+- `inventory_task`, `credit_task`, `shipping_quote_task` (orchestration: the branches
+  "inventory", "credit", "shippingQuote" of the Step Functions Parallel state of
+  `components.saga.parallel_checks`): the saga state (carrying the OrderPlaced) -> the
+  check's result {"passed", "reason", "quoteCents"}.
 A check that does not pass is a result, not an error: the join decides.
 
 What each check reads:
@@ -16,16 +18,17 @@ What each check reads:
   `domain.enrichment`'s layout);
 - shippingQuote: nothing (a rate table in `domain.checks`).
 
-Idempotency of `handler`: Powertools, keyed on the OrderPlaced's eventId (the key
-includes the function name, so the three checks do not collide). The effect is a
-publish, and the stock or the limit may change between two deliveries: the first result
-is stored and replayed, so one CheckCompleted goes out with one content; its eventId is
-derived from the OrderPlaced's, and the join keeps a check's first result only, so even
-a duplicate that slipped through would change nothing. `task` has no effect beyond its
-answer; Step Functions keeps it.
+Idempotency of the `*_handler` entries: Powertools, keyed on the OrderPlaced's eventId
+(the key includes the check, so the checks never answer each other's duplicates). The
+effect is a publish, and the stock or the limit may change between two deliveries: the
+first result is stored and replayed, so one CheckCompleted goes out with one content; its
+eventId is derived from the OrderPlaced's, and the join keeps a check's first result
+only, so even a duplicate that slipped through would change nothing. The `*_task` entries have no
+effect beyond their answer; Step Functions keeps it.
 
 ACCESS is the union for the module; CHECK_ACCESS is what each check's function needs
-(grant that one per function for least privilege).
+(grant that one per function for least privilege; a function with only `*_task` entries
+needs only the table, not EVENT_BUS_NAME or IDEMPOTENCY_TABLE).
 """
 
 from __future__ import annotations
@@ -55,19 +58,19 @@ ACCESS: Final[dict[str, frozenset[str]]] = {
         {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     ),
 }
-_PUBLISH: Final = ("EVENT_BUS_NAME", "IDEMPOTENCY_TABLE")  # `handler` only; `task` needs neither
+# The `*_handler` entries only; the `*_task` entries need neither.
+_PUBLISH: Final = ("EVENT_BUS_NAME", "IDEMPOTENCY_TABLE")
 CHECK_ACCESS: Final[Mapping[CheckName, dict[str, frozenset[str]]]] = {
     "inventory": {name: ACCESS[name] for name in ("INVENTORY_TABLE", *_PUBLISH)},
     "credit": {name: ACCESS[name] for name in ("CUSTOMERS_TABLE", *_PUBLISH)},
     "shippingQuote": {name: ACCESS[name] for name in _PUBLISH},
 }
-CHECK_NAME_ENV: Final = "CHECK_NAME"
 INVENTORY_TABLE_ENV: Final = "INVENTORY_TABLE"
 MAX_BATCH_GET: Final = 100  # keys per BatchGetItem
 
 
 class ConfigurationError(RuntimeError):
-    """A required environment variable is missing or invalid."""
+    """A required environment variable is missing."""
 
 
 def _env(name: str) -> str:
@@ -78,13 +81,6 @@ def _env(name: str) -> str:
             "(CHECK_ACCESS in handlers.run_check lists what each check's role needs)"
         )
     return value
-
-
-def configured_check() -> CheckName:
-    try:
-        return checks.check_name(os.environ.get(CHECK_NAME_ENV))
-    except checks.UnknownCheckError as exc:
-        raise ConfigurationError(str(exc)) from None
 
 
 # --- adapters ------------------------------------------------------------------------------
@@ -124,9 +120,8 @@ def _publisher() -> Publisher:
     return Publisher()
 
 
-def check_and_publish(order: OrderPlaced) -> dict[str, Any]:
-    """The choreography use case: run this function's check, publish CheckCompleted."""
-    check = configured_check()
+def check_and_publish(order: OrderPlaced, check: CheckName) -> dict[str, Any]:
+    """The choreography use case: run `check`, publish its CheckCompleted."""
     completed = checks.check_completed(order, check, run(check, order))
     _publisher().publish([completed])
     return completed.to_detail()
@@ -135,9 +130,9 @@ def check_and_publish(order: OrderPlaced) -> dict[str, Any]:
 @functools.cache
 def _idempotency(check: CheckName) -> tuple[IdempotencyConfig, Callable[..., dict[str, Any]]]:
     """`check_and_publish` made idempotent on the OrderPlaced's eventId, per check (the
-    check is in the key: its results must not answer another check's duplicates, even
-    if the functions share a name prefix). Built on first use: Powertools is imported
-    and the table name read then, not at cold start."""
+    check is in the key: one check's result must never answer another check's
+    duplicate). Built on first use: Powertools is imported and the table name read then,
+    not at cold start."""
     from eventkit import idempotency
 
     function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
@@ -154,18 +149,50 @@ def _idempotency(check: CheckName) -> tuple[IdempotencyConfig, Callable[..., dic
 # --- entries -------------------------------------------------------------------------------
 
 
-def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def _handle(check: CheckName, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     order = from_eventbridge(event, model=OrderPlaced)
-    # A misconfigured function fails here, before any idempotency record is written.
-    config, once = _idempotency(configured_check())
+    config, once = _idempotency(check)
     if context is not None:
         config.register_lambda_context(context)
-    return once(order=order)
+    return once(order=order, check=check)
 
 
-def task(event: Mapping[str, Any], context: object) -> dict[str, Any]:
-    """A Parallel branch: the saga state -> this check's result (camelCase)."""
+def _task(check: CheckName, event: Mapping[str, Any]) -> dict[str, Any]:
     from handlers.saga_progress import order_from_state  # the saga state's reader
 
-    order = order_from_state(event)
-    return run(configured_check(), order).model_dump(mode="json")
+    return run(check, order_from_state(event)).model_dump(mode="json")
+
+
+def inventory_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    return _handle("inventory", event, context)
+
+
+def credit_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    return _handle("credit", event, context)
+
+
+def shipping_quote_handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    return _handle("shippingQuote", event, context)
+
+
+def inventory_task(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    return _task("inventory", event)
+
+
+def credit_task(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    return _task("credit", event)
+
+
+def shipping_quote_task(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    return _task("shippingQuote", event)
+
+
+# entry name -> the check it runs (for wiring: handler "handlers.run_check.<entry>").
+ENTRIES: Final[Mapping[str, CheckName]] = {
+    "inventory_handler": "inventory",
+    "credit_handler": "credit",
+    "shipping_quote_handler": "shippingQuote",
+    "inventory_task": "inventory",
+    "credit_task": "credit",
+    "shipping_quote_task": "shippingQuote",
+}

@@ -70,12 +70,14 @@ class Delivery:
     """All of the sandbox's event delivery, installed into moto (module docstring).
 
     - `region`: "us-east-1" (default), for clients without a region in an ARN;
-    - `use_roles`: True (default): pollers, destinations and role-based targets call
-      AWS with the function's or target's role (IAM enforcement judges them); False:
-      as the administrator;
+    - `use_roles`: True (default): pollers and destinations call AWS with the
+      function's execution role (assumed as lambda.amazonaws.com), role-based rule
+      targets with the target's role (assumed as events.amazonaws.com): a role whose
+      trust policy does not name the service cannot be assumed, and with IAM enforced
+      moto judges every call by the role's policies; False: as the administrator;
     - `check_resource_policies`: True (default): EventBridge only invokes a function /
-      sends to a queue whose resource policy lets the rule, and only assumes target
-      roles that trust events.amazonaws.com (else NO_PERMISSIONS -> DLQ, as AWS).
+      sends to a queue (target or DLQ) whose resource policy lets the rule (else
+      NO_PERMISSIONS -> the target's DLQ without retries, as AWS does).
     """
 
     _installed: Delivery | None = None

@@ -35,6 +35,7 @@ __all__ = [
     "policy_allows",
 ]
 
+LAMBDA_SERVICE = "lambda.amazonaws.com"
 # moto does not route account-based endpoints (shared notes/moto.md); one attempt:
 # the sandbox's own retry semantics apply, not botocore's.
 BOTO_CONFIG = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 1})
@@ -307,6 +308,62 @@ def policy_allows(
     return allowed
 
 
+def trusts(document: Any, principal: str) -> bool:
+    """Whether a trust policy lets the AWS service `principal` sts:AssumeRole."""
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        try:
+            document = json.loads(unquote(document))
+        except ValueError:
+            return False
+    if not isinstance(document, Mapping):
+        return False
+    return policy_allows(document, service=principal, action="sts:AssumeRole", resource="*")
+
+
+def assume_as_service(role_arn: str, principal: str, region: str) -> dict[str, str]:
+    """Credentials of `role_arn` assumed as the AWS service `principal` assumes it.
+
+    Straight through moto's STS backend after checking the trust policy: the caller is
+    the service the trust policy names, which moto's AssumeRole API (with IAM
+    enforced) cannot evaluate. Raises `DeliveryFailure` (NO_PERMISSIONS).
+    """
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+
+    try:
+        arn = Arn.parse(role_arn)
+    except ValueError as exc:
+        raise DeliveryFailure("NO_PERMISSIONS", str(exc), retriable=False) from exc
+    with moto_lock():
+        try:
+            role = iam_backends[arn.account][arn.partition].get_role_by_arn(role_arn)
+        except Exception as exc:  # moto's NoSuchEntity
+            raise DeliveryFailure(
+                "NO_PERMISSIONS", f"the role {role_arn} does not exist", retriable=False
+            ) from exc
+        if not trusts(role.assume_role_policy_document, principal):
+            raise DeliveryFailure(
+                "NO_PERMISSIONS",
+                f"the role {role_arn} does not trust {principal} (its assume-role policy)",
+                retriable=False,
+            )
+        assumed = sts_backends[arn.account][arn.partition].assume_role(
+            region_name=region,
+            role_session_name="sandbox-delivery",
+            role_arn=role_arn,
+            policy="",
+            duration=3600,
+            external_id="",
+        )
+    return {
+        "AccessKeyId": assumed.access_key_id,
+        "SecretAccessKey": assumed.secret_access_key,
+        "SessionToken": assumed.session_token,
+    }
+
+
 # ------------------------------------------------------------------------ log
 
 
@@ -380,8 +437,8 @@ class DeliveryContext:
         self.on_invoke = on_invoke
         self.log = DeliveryLog()
         self._admin: dict[tuple[str, str], Any] = {}
-        self._roles: dict[str, dict[str, str]] = {}
-        self._role_clients: dict[tuple[str, str, str], Any] = {}
+        self._roles: dict[tuple[str, str], dict[str, str]] = {}
+        self._role_clients: dict[tuple[str, str, str, str], Any] = {}
         self._queue_urls: dict[str, str] = {}
         self._function_roles: dict[str, str] = {}
         self._lock = threading.RLock()
@@ -395,23 +452,29 @@ class DeliveryContext:
                 self._admin[key] = self.clients.client(service, key[1])
             return self._admin[key]
 
-    def role_client(self, role_arn: str | None, service: str, region: str | None = None) -> Any:
-        """A client with `role_arn`'s credentials (the administrator's if None or roles
-        are off)."""
+    def role_client(
+        self,
+        role_arn: str | None,
+        service: str,
+        region: str | None = None,
+        *,
+        principal: str = LAMBDA_SERVICE,
+    ) -> Any:
+        """A client with `role_arn`'s credentials, assumed as the AWS service
+        `principal` assumes it (default: Lambda; the administrator's client if
+        `role_arn` is None or roles are off). Raises `DeliveryFailure`
+        (NO_PERMISSIONS) if the role does not exist or does not trust `principal`."""
         if not role_arn or not self.use_roles:
             return self.admin(service, region)
-        key = (role_arn, service, region or self.region)
+        key = (role_arn, service, region or self.region, principal)
         with self._lock:
             if key in self._role_clients:
                 return self._role_clients[key]
-            credentials = self._roles.get(role_arn)
+            credentials = self._roles.get((role_arn, principal))
         if credentials is None:
-            response = self.admin("sts").assume_role(
-                RoleArn=role_arn, RoleSessionName="sandbox-delivery"
-            )
-            credentials = response["Credentials"]
+            credentials = assume_as_service(role_arn, principal, key[2])
             with self._lock:
-                self._roles[role_arn] = credentials
+                self._roles[(role_arn, principal)] = credentials
         session = boto3.session.Session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],

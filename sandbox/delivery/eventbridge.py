@@ -291,7 +291,6 @@ class EventBridgeDelivery:
         self._patterns: dict[tuple[str, str], CompiledPattern | InvalidEventPatternError] = {}
         self._patches = Patches()
         self._replay_ids = itertools.count(1)
-        self._trusted: dict[str, bool] = {}
 
     # -- install ------------------------------------------------------------------
 
@@ -726,36 +725,14 @@ class EventBridgeDelivery:
                 f"target {delivery.target.get('Id')} of {delivery.rule_arn} has no RoleArn",
                 retriable=False,
             )
-        role = str(role)
-        if self.ctx.check_resource_policies and not self._trusts_events(role):
-            raise DeliveryFailure(
-                "NO_PERMISSIONS",
-                f"role {role} does not trust {EVENTS_SERVICE} (its assume-role policy)",
-                retriable=False,
-            )
-        return role
+        return str(role)
 
-    def _trusts_events(self, role_arn: str) -> bool:
-        if role_arn in self._trusted:
-            return self._trusted[role_arn]
-        try:
-            role = self.ctx.admin("iam").get_role(RoleName=role_arn.rsplit("/", 1)[-1])["Role"]
-        except ClientError:
-            return False
-        document = role.get("AssumeRolePolicyDocument")
-        if isinstance(document, str):
-            from urllib.parse import unquote
-
-            document = json.loads(unquote(document))
-        trusted = policy_allows(
-            document, service=EVENTS_SERVICE, action="sts:AssumeRole", resource=role_arn
-        )
-        self._trusted[role_arn] = trusted
-        return trusted
+    def _client(self, delivery: _Delivery, service: str, region: str) -> Any:
+        """A client with the target's role, assumed as EventBridge assumes it."""
+        return self.ctx.role_client(self._role(delivery), service, region, principal=EVENTS_SERVICE)
 
     def _to_state_machine(self, delivery: _Delivery, arn: Arn) -> None:
-        role = self._role(delivery)
-        sfn = self.ctx.role_client(role, "stepfunctions", arn.region)
+        sfn = self._client(delivery, "stepfunctions", arn.region)
         name = f"{delivery.event['id']}_{delivery.target.get('Id', '')}"
         name = re.sub(r"[^A-Za-z0-9_-]", "-", name)[:80]
         try:
@@ -768,8 +745,7 @@ class EventBridgeDelivery:
             raise classify(exc) from exc
 
     def _to_kinesis(self, delivery: _Delivery, arn: Arn) -> None:
-        role = self._role(delivery)
-        kinesis = self.ctx.role_client(role, "kinesis", arn.region)
+        kinesis = self._client(delivery, "kinesis", arn.region)
         key_path = (delivery.target.get("KinesisParameters") or {}).get("PartitionKeyPath")
         key: Any = json_path(delivery.event, str(key_path)) if key_path else MISSING
         if key is MISSING or key is None:
@@ -796,8 +772,7 @@ class EventBridgeDelivery:
                     raise DeliveryFailure("RESOURCE_NOT_FOUND", str(exc), retriable=False) from exc
                 self.route(owner, bus, dict(delivery.event))
             return
-        role = self._role(delivery)
-        events = self.ctx.role_client(role, "events", arn.region)
+        events = self._client(delivery, "events", arn.region)
         event = delivery.event
         try:
             response = events.put_events(

@@ -110,9 +110,7 @@ def test_the_dynamodb_event_has_lambdas_record_shape(world: World, harness: Harn
     json.dumps(events[0])  # JSON-compatible, as Lambda delivers it
 
 
-def test_latest_skips_what_was_written_before_the_mapping(
-    world: World, harness: Harness
-) -> None:
+def test_latest_skips_what_was_written_before_the_mapping(world: World, harness: Harness) -> None:
     stream = table(world)
     put(world, "orders", "before")
     batches: list[list[str]] = []
@@ -125,9 +123,7 @@ def test_latest_skips_what_was_written_before_the_mapping(
     assert batches == [["after"]]
 
 
-def test_filter_criteria_match_the_record_as_lambda_sees_it(
-    world: World, harness: Harness
-) -> None:
+def test_filter_criteria_match_the_record_as_lambda_sees_it(world: World, harness: Harness) -> None:
     stream = table(world)
     batches: list[list[str]] = []
     pattern = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"status": {"S": ["PAID"]}}}}
@@ -208,9 +204,7 @@ def test_report_batch_item_failures_retries_from_the_first_failed_record(
             if key == "o2" and key not in failed_once:
                 failed_once.add(key)
                 return {
-                    "batchItemFailures": [
-                        {"itemIdentifier": record["dynamodb"]["SequenceNumber"]}
-                    ]
+                    "batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]
                 }
         return {"batchItemFailures": []}
 

@@ -375,6 +375,47 @@ def test_context_describes_the_invocation_and_counts_down(
     assert payload["first"] - payload["second"] >= 380
 
 
+def test_a_layers_own_modules_are_importable_after_the_venvs(
+    account: Account, runtime: LambdaRuntime, tmp_path: Path
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("python/layerlib.py", "VALUE = 'from the layer'\n")
+    layer = account.lambda_.publish_layer_version(
+        LayerName="shared-lib", Content={"ZipFile": buffer.getvalue()}
+    )["LayerVersionArn"]
+    account.function(
+        "layered",
+        {
+            "app.py": """
+                import sys
+
+                import layerlib
+
+                def handler(event, context):
+                    layer_dir = next(p for p in sys.path if p.endswith("python"))
+                    venv_dir = next(p for p in sys.path if p.endswith("site-packages"))
+                    return {
+                        "value": layerlib.VALUE,
+                        "layer_last": sys.path.index(layer_dir) > sys.path.index(venv_dir),
+                    }
+            """
+        },
+    )
+    account.lambda_.update_function_configuration(FunctionName="layered", Layers=[layer])
+    result = runtime.invoke("layered", {})
+    assert result.payload == {"value": "from the layer", "layer_last": True}
+    assert "layerlib" not in sys.modules
+
+
+def test_invoke_needs_an_installed_runtime(account: Account) -> None:
+    account.function("idle", {"app.py": "def handler(event, context):\n    return 1\n"})
+    runtime = LambdaRuntime()
+    with pytest.raises(LambdaRuntimeError, match=r"not installed: call install\(\) first"):
+        runtime.invoke("idle", {})
+    runtime.close()
+
+
 # ------------------------------------------------------------------ failures
 
 SLOW_WRITER = """
@@ -455,6 +496,7 @@ def test_an_unhandled_exception_reports_its_class_name(
     assert error["errorType"] == "PaymentDeclined"
     assert error["errorMessage"] == "amount 500 is over the limit"
     assert error["stackTrace"]
+    assert "lambda_runtime" not in "".join(error["stackTrace"])  # starts in the function
     assert "START RequestId" in base64.b64decode(response["LogResult"]).decode()
 
     ok = account.lambda_.invoke(FunctionName="payments", Payload=json.dumps({"amount": 5}))
@@ -462,68 +504,56 @@ def test_an_unhandled_exception_reports_its_class_name(
     assert json.loads(ok["Payload"].read()) == {"charged": 5, "by": "payments"}
 
 
-@pytest.mark.parametrize(
-    ("handler", "source", "error_type", "message"),
-    [
-        (
-            "app.missing",
-            "def handler(event, context):\n    return 1\n",
-            "Runtime.HandlerNotFound",
-            "Handler 'missing' missing on module 'app'",
-        ),
-        (
-            "nowhere.handler",
-            "",
-            "Runtime.ImportModuleError",
-            "Unable to import module 'nowhere': No module named 'nowhere'",
-        ),
-        (
-            "app.handler",
-            "import host_only_helper\n\ndef handler(event, context):\n    return 1\n",
-            "Runtime.ImportModuleError",
-            "Unable to import module 'app': No module named 'host_only_helper'",
-        ),
-        (
-            "app.handler",
-            "def handler(event, context):\n    return {1, 2}\n",
-            "Runtime.MarshalError",
-            "Unable to marshal response: Object of type set is not JSON serializable",
-        ),
-        (
-            "app.handler",
-            "def handler(event, context:\n",
-            "Runtime.UserCodeSyntaxError",
-            "Syntax error in module 'app'",
-        ),
-        (
-            "apphandler",
-            "",
-            "Runtime.MalformedHandlerName",
-            "Bad handler 'apphandler'",
-        ),
-    ],
-)
+RUNTIME_ERRORS = [
+    (
+        "app.missing",
+        "def handler(event, context):\n    return 1\n",
+        "Runtime.HandlerNotFound",
+        "Handler 'missing' missing on module 'app'",
+    ),
+    (
+        "nowhere.handler",
+        "",
+        "Runtime.ImportModuleError",
+        "Unable to import module 'nowhere': No module named 'nowhere'",
+    ),
+    (
+        "app.handler",
+        "import host_only_helper\n\ndef handler(event, context):\n    return 1\n",
+        "Runtime.ImportModuleError",
+        "Unable to import module 'app': No module named 'host_only_helper'",
+    ),
+    (
+        "app.handler",
+        "def handler(event, context):\n    return {1, 2}\n",
+        "Runtime.MarshalError",
+        "Unable to marshal response: Object of type set is not JSON serializable",
+    ),
+    (
+        "app.handler",
+        "def handler(event, context:\n",
+        "Runtime.UserCodeSyntaxError",
+        "Syntax error in module 'app'",
+    ),
+    ("apphandler", "", "Runtime.MalformedHandlerName", "Bad handler 'apphandler'"),
+]
+
+
 def test_runtime_errors_are_lambdas(
-    account: Account,
-    runtime: LambdaRuntime,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    handler: str,
-    source: str,
-    error_type: str,
-    message: str,
+    account: Account, runtime: LambdaRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Importable on the host (like the repository's modules), but not in the zip.
+    # Importable on the host (like the repository's modules), but not in any zip.
     host_dir = tmp_path / "host"
     host_dir.mkdir()
     (host_dir / "host_only_helper.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(host_dir))
 
-    account.function("broken", {"app.py": source}, handler=handler)
-    result = runtime.invoke("broken", {})
-    assert result.error_type == error_type
-    assert result.error_message is not None
-    assert result.error_message.startswith(message)
+    for n, (handler, source, error_type, message) in enumerate(RUNTIME_ERRORS):
+        account.function(f"broken-{n}", {"app.py": source}, handler=handler)
+        result = runtime.invoke(f"broken-{n}", {})
+        assert (result.error_type, result.payload) == (error_type, None), handler
+        assert result.error_message is not None
+        assert result.error_message.startswith(message), result.error_message
 
 
 # ------------------------------------------------------------------ logs

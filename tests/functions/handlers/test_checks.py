@@ -11,17 +11,21 @@ from typing import Any
 import boto3
 import pytest
 
+from components.saga import parallel_checks
 from contracts import CHECKS, AllChecksComplete, CheckCompleted, parse_detail, sample_event
 from domain.inventory import stock_item
 from eventkit.aggregation import CompletionPendingError
 from handlers import aggregate_checks, run_check
 from tests.functions.awsenv import FakeContext, create_queue, create_table, scan, sqs_event
+from tests.functions.handlers.conftest import Orchestrator
 from tests.functions.handlers.fixtures_side import (
     CHECKS as CHECKS_TABLE,
 )
 from tests.functions.handlers.fixtures_side import (
+    CUSTOMERS,
     Side,
     SideCallRecorder,
+    clear_handler_caches,
     put_customer,
     side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
@@ -47,11 +51,22 @@ def stocked(side: Side, monkeypatch: pytest.MonkeyPatch) -> Iterator[Side]:
     yield side
 
 
-def run_all(event: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+HANDLERS = {
+    "inventory": run_check.inventory_handler,
+    "credit": run_check.credit_handler,
+    "shippingQuote": run_check.shipping_quote_handler,
+}
+TASKS = {
+    "inventory": run_check.inventory_task,
+    "credit": run_check.credit_task,
+    "shippingQuote": run_check.shipping_quote_task,
+}
+
+
+def run_all(event: dict[str, Any]) -> None:
     """Each check's function receives the OrderPlaced (one function per check)."""
-    for check in CHECKS:
-        monkeypatch.setenv("CHECK_NAME", check)
-        run_check.handler(event, FakeContext(function_name=f"check-{check}"))
+    for check, entry in HANDLERS.items():
+        entry(event, FakeContext(function_name=f"check-{check}"))
 
 
 def completed_by_check(side: Side) -> dict[str, CheckCompleted]:
@@ -65,8 +80,8 @@ def completed_by_check(side: Side) -> dict[str, CheckCompleted]:
 # --- run_check -------------------------------------------------------------------------------
 
 
-def test_each_check_publishes_its_result(stocked: Side, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_all(sample_event("OrderPlaced"), monkeypatch)
+def test_each_check_publishes_its_result(stocked: Side) -> None:
+    run_all(sample_event("OrderPlaced"))
 
     results = {name: e.result for name, e in completed_by_check(stocked).items()}
     assert results["inventory"].passed
@@ -75,14 +90,12 @@ def test_each_check_publishes_its_result(stocked: Side, monkeypatch: pytest.Monk
     assert results["shippingQuote"].quote_cents == 499 + 150 * 2  # 3 units
 
 
-def test_failed_checks_are_results_with_reasons(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_checks_are_results_with_reasons(stocked: Side) -> None:
     items = [
         {"sku": "sku-blue-pot", "quantity": 3, "unitPriceCents": 4999},
         {"sku": "sku-unknown", "quantity": 1, "unitPriceCents": 100},
     ]
-    run_all(sample_event("OrderPlaced", items=items, totalCents=15_097), monkeypatch)
+    run_all(sample_event("OrderPlaced", items=items, totalCents=15_097))
 
     results = {name: e.result for name, e in completed_by_check(stocked).items()}
     assert not results["inventory"].passed
@@ -92,11 +105,8 @@ def test_failed_checks_are_results_with_reasons(
     assert (results["shippingQuote"].passed, results["shippingQuote"].quote_cents) == (True, 0)
 
 
-def test_an_unknown_customer_fails_the_credit_check(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CHECK_NAME", "credit")
-    run_check.handler(sample_event("OrderPlaced", customerId="customer-404"), FakeContext())
+def test_an_unknown_customer_fails_the_credit_check(stocked: Side) -> None:
+    run_check.credit_handler(sample_event("OrderPlaced", customerId="customer-404"), FakeContext())
     [event] = completed_by_check(stocked).values()
     assert (event.result.passed, event.result.reason) == (
         False,
@@ -104,11 +114,9 @@ def test_an_unknown_customer_fails_the_credit_check(
     )
 
 
-def test_a_duplicate_order_placed_publishes_one_result_per_check(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_duplicate_order_placed_publishes_one_result_per_check(stocked: Side) -> None:
     event = sample_event("OrderPlaced")
-    run_all(event, monkeypatch)
+    run_all(event)
     # Stock runs out between the deliveries: the duplicate still changes nothing.
     from boto3.dynamodb.types import TypeSerializer
 
@@ -116,21 +124,20 @@ def test_a_duplicate_order_placed_publishes_one_result_per_check(
     boto3.client("dynamodb").put_item(
         TableName=INVENTORY, Item={k: TypeSerializer().serialize(v) for k, v in empty.items()}
     )
-    run_all(event, monkeypatch)
-    run_all({**event, "id": "republished"}, monkeypatch)
+    run_all(event)
+    run_all({**event, "id": "republished"})
 
     by_check = completed_by_check(stocked)
     assert sorted(by_check) == sorted(CHECKS)
     assert by_check["inventory"].result.passed
 
 
-def test_a_function_without_a_valid_check_name_says_what_to_set(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CHECK_NAME", "fraud")
-    with pytest.raises(run_check.ConfigurationError, match="CHECK_NAME to one of inventory"):
-        run_check.handler(sample_event("OrderPlaced"), FakeContext())
-    assert stocked.published() == []
+def test_every_check_has_a_handler_and_a_task_entry() -> None:
+    assert {**HANDLERS, **TASKS}.keys() == set(CHECKS)
+    for entry, check in run_check.ENTRIES.items():
+        function = getattr(run_check, entry)
+        assert function in (HANDLERS[check], TASKS[check])
+    assert sorted(run_check.ENTRIES.values()) == sorted([*CHECKS, *CHECKS])
 
 
 def test_access_is_the_union_of_what_each_check_needs() -> None:
@@ -146,9 +153,9 @@ def test_access_is_the_union_of_what_each_check_needs() -> None:
 # --- aggregate_checks --------------------------------------------------------------------------
 
 
-def check_events(side: Side, monkeypatch: pytest.MonkeyPatch, **order: Any) -> list[dict[str, Any]]:
+def check_events(side: Side, **order: Any) -> list[dict[str, Any]]:
     """The three CheckCompleted events (EventBridge envelopes) of an order."""
-    run_all(sample_event("OrderPlaced", **order), monkeypatch)
+    run_all(sample_event("OrderPlaced", **order))
     events = side.published()
     assert [e["detail-type"] for e in events] == ["CheckCompleted"] * 3
     return events
@@ -159,10 +166,8 @@ def all_complete(side: Side) -> list[AllChecksComplete]:
     return [e for e in found if isinstance(e, AllChecksComplete)]
 
 
-def test_the_join_emits_once_when_the_third_check_is_in(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    first, second, third = check_events(stocked, monkeypatch)
+def test_the_join_emits_once_when_the_third_check_is_in(stocked: Side) -> None:
+    first, second, third = check_events(stocked)
 
     answers = [aggregate_checks.handler(e, None) for e in (first, second)]
     assert [a["completed"] for a in answers] == [False, False]
@@ -180,10 +185,8 @@ def test_the_join_emits_once_when_the_third_check_is_in(
     assert {k for k in join if k.startswith("check:")} == {f"check:{c}" for c in CHECKS}
 
 
-def test_duplicates_in_an_sqs_batch_have_one_effect(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    events = check_events(stocked, monkeypatch)
+def test_duplicates_in_an_sqs_batch_have_one_effect(stocked: Side) -> None:
+    events = check_events(stocked)
     queue = create_queue("checks-queue")
     sqs = boto3.client("sqs")
     for event in [*events, *events]:  # every result delivered twice
@@ -203,10 +206,8 @@ def test_duplicates_in_an_sqs_batch_have_one_effect(
 
 # serializable_moto (conftest): moto does not isolate concurrent requests as DynamoDB does.
 @pytest.mark.usefixtures("serializable_moto")
-def test_concurrent_arrivals_emit_exactly_one_join(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    events = check_events(stocked, monkeypatch) * 3  # each result three times, at once
+def test_concurrent_arrivals_emit_exactly_one_join(stocked: Side) -> None:
+    events = check_events(stocked) * 3  # each result three times, at once
     errors: list[BaseException] = []
 
     def deliver(event: dict[str, Any]) -> None:
@@ -230,10 +231,8 @@ def test_concurrent_arrivals_emit_exactly_one_join(
     assert len(all_complete(stocked)) == 1
 
 
-def test_a_failed_check_makes_the_join_not_all_passed(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for event in check_events(stocked, monkeypatch, customerId="customer-404"):
+def test_a_failed_check_makes_the_join_not_all_passed(stocked: Side) -> None:
+    for event in check_events(stocked, customerId="customer-404"):
         aggregate_checks.handler(event, None)
     [done] = all_complete(stocked)
     assert not done.all_passed
@@ -243,14 +242,11 @@ def test_a_failed_check_makes_the_join_not_all_passed(
 # --- Step Functions: Parallel branches, then the aggregate task --------------------------------
 
 
-def test_tasks_return_results_and_the_aggregate_combines_them(
-    stocked: Side, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tasks_return_results_and_the_aggregate_combines_them(stocked: Side) -> None:
     state = sample_event("OrderPlaced")  # a rule started the execution with the event
     branches: dict[str, Any] = {}
-    for check in CHECKS:
-        monkeypatch.setenv("CHECK_NAME", check)
-        branches[check] = run_check.task(state, None)
+    for check, task in TASKS.items():
+        branches[check] = task(state, None)
 
     # What parallel_checks' ResultSelector + ResultPath "$.checks" hand to the aggregate.
     combined = aggregate_checks.task({**state, "checks": branches}, None)
@@ -271,13 +267,12 @@ def test_the_aggregate_task_names_a_missing_branch(stocked: Side) -> None:
 
 @pytest.mark.parametrize("check", CHECKS)
 def test_each_check_calls_what_its_access_lists(
-    stocked: Side, side_calls: SideCallRecorder, monkeypatch: pytest.MonkeyPatch, check: str
+    stocked: Side, side_calls: SideCallRecorder, check: str
 ) -> None:
-    monkeypatch.setenv("CHECK_NAME", check)
     event = sample_event("OrderPlaced")
-    run_check.handler(event, FakeContext())
-    run_check.handler(event, FakeContext())  # duplicate
-    run_check.task(event, None)
+    HANDLERS[check](event, FakeContext())
+    HANDLERS[check](event, FakeContext())  # duplicate
+    TASKS[check](event, None)
 
     called = side_calls.by_env()
     expected = run_check.CHECK_ACCESS[check]  # type: ignore[index]
@@ -289,11 +284,43 @@ def test_each_check_calls_what_its_access_lists(
     }
 
 
-def test_the_join_calls_what_its_access_lists(
-    stocked: Side, side_calls: SideCallRecorder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    events = check_events(stocked, monkeypatch)
+def test_the_join_calls_what_its_access_lists(stocked: Side, side_calls: SideCallRecorder) -> None:
+    events = check_events(stocked)
     side_calls.reset()
     for event in [*events, events[0]]:
         aggregate_checks.handler(event, None)
     assert side_calls.by_env() == aggregate_checks.ACCESS
+
+
+@pytest.mark.parametrize(("customer", "all_passed"), [("customer-0001", True), ("nobody", False)])
+def test_the_fork_join_state_machine_runs_the_branches_and_joins_them(
+    orchestrator: Orchestrator,
+    monkeypatch: pytest.MonkeyPatch,
+    customer: str,
+    all_passed: bool,
+) -> None:
+    """components.saga.parallel_checks executed by moto's Step Functions interpreter,
+    each branch and the aggregate running this repository's task entries."""
+    clear_handler_caches()
+    orchestrator.world.seed_stock()
+    create_table(CUSTOMERS, key="customerId")
+    monkeypatch.setenv("CUSTOMERS_TABLE", CUSTOMERS)
+    put_customer("customer-0001", creditLimitCents=10_000)
+    branches = {check: orchestrator.function(f"check-{check}", TASKS[check]) for check in CHECKS}
+    aggregate = orchestrator.function("aggregate-checks", aggregate_checks.task)
+
+    described = orchestrator.run(
+        parallel_checks(branches, aggregate),
+        f"checks-{customer}",
+        sample_event("OrderPlaced", customerId=customer),
+    )
+
+    assert described["status"] == "SUCCEEDED"  # a failed check is a result, not an error
+    output = json.loads(described["output"])
+    assert output["orderId"] == "order-0001"
+    assert output["allPassed"] is all_passed
+    assert output["credit"]["passed"] is all_passed
+    assert output["inventory"]["passed"] and output["shippingQuote"]["quoteCents"] == 799
+    assert sorted(orchestrator.calls) == sorted(
+        [*(f"check-{c}" for c in CHECKS), "aggregate-checks"]
+    )

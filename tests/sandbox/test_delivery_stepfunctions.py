@@ -1,0 +1,267 @@
+"""Step Functions on the virtual clock: Retry intervals and Wait states cost no real
+time, and run_until_quiet waits for executions in flight."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from sandbox.clock import Scheduler, VirtualClock
+from sandbox.delivery import Delivery
+from sandbox.delivery.testing import FakeInvoker, FakeRecords, World, function_name
+
+T0 = 1_800_000_000.0
+MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
+
+
+class PaymentDeclined(Exception):
+    pass
+
+
+def saga_definition(arns: dict[str, str]) -> str:
+    return json.dumps(
+        {
+            "StartAt": "Reserve",
+            "States": {
+                "Reserve": {"Type": "Task", "Resource": arns["reserve"], "Next": "Pay"},
+                "Pay": {
+                    "Type": "Task",
+                    "Resource": arns["pay"],
+                    "Retry": [
+                        {
+                            "ErrorEquals": ["States.ALL"],
+                            "IntervalSeconds": 30,
+                            "MaxAttempts": 3,
+                            "BackoffRate": 2,
+                        }
+                    ],
+                    "Catch": [
+                        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Release"}
+                    ],
+                    "Next": "WaitForCourier",
+                },
+                "WaitForCourier": {"Type": "Wait", "Seconds": 3600, "Next": "Ship"},
+                "Ship": {"Type": "Task", "Resource": arns["ship"], "End": True},
+                "Release": {"Type": "Task", "Resource": arns["release"], "Next": "Cancelled"},
+                "Cancelled": {"Type": "Fail", "Error": "OrderCancelled"},
+            },
+        }
+    )
+
+
+class Saga:
+    """A saga-like state machine whose Lambda tasks run Python callables."""
+
+    def __init__(self, world: World, clock: VirtualClock) -> None:
+        self.world = world
+        self.clock = clock
+        self.calls: list[tuple[str, str, float]] = []
+        self.pay_failures: dict[str, int] = {}
+        self.invoker = FakeInvoker(
+            {
+                "reserve": self.step("reserve"),
+                "pay": self.pay,
+                "ship": self.step("ship"),
+                "release": self.step("release"),
+            }
+        )
+        arns = {name: world.function(name) for name in ("reserve", "pay", "ship", "release")}
+        role = world.role("saga-role", "states.amazonaws.com")
+        self.arn = str(
+            world.sfn.create_state_machine(
+                name="order-saga", definition=saga_definition(arns), roleArn=role
+            )["stateMachineArn"]
+        )
+
+    def step(self, name: str) -> Any:
+        def run(event: dict[str, Any]) -> dict[str, Any]:
+            self.calls.append((name, event["orderId"], self.clock.now() - T0))
+            return event
+
+        return run
+
+    def pay(self, event: dict[str, Any]) -> dict[str, Any]:
+        order = event["orderId"]
+        self.calls.append(("pay", order, self.clock.now() - T0))
+        left = self.pay_failures.get(order, 0)
+        if left:
+            self.pay_failures[order] = left - 1
+            raise PaymentDeclined(f"gateway timeout for {order}")
+        return event
+
+    def start(self, order: str) -> str:
+        return str(
+            self.world.sfn.start_execution(
+                stateMachineArn=self.arn, name=order, input=json.dumps({"orderId": order})
+            )["executionArn"]
+        )
+
+    def status(self, execution: str) -> str:
+        return str(self.world.sfn.describe_execution(executionArn=execution)["status"])
+
+    def of(self, order: str) -> list[tuple[str, float]]:
+        return [(step, at) for step, o, at in self.calls if o == order]
+
+
+@pytest.fixture
+def fake_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, FakeInvoker]]:
+    """moto's Lambda runs the invoker's callables (the Lambda runtime's job in the sandbox)."""
+    from moto.awslambda.models import LambdaFunction
+
+    holder: dict[str, FakeInvoker] = {}
+
+    def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
+        payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
+        result = holder["invoker"].invoke(function.function_arn, payload)
+        if result.error_type is not None:
+            error = {"errorType": result.error_type, "errorMessage": result.error_message}
+            return json.dumps(error), True, ""
+        return json.dumps(result.payload), False, ""
+
+    monkeypatch.setattr(LambdaFunction, "_invoke_lambda", invoke)
+    yield holder
+
+
+@pytest.fixture
+def saga(fake_lambda: dict[str, FakeInvoker]) -> Iterator[tuple[Saga, Delivery]]:
+    with mock_aws(config=MOTO_CONFIG):
+        clock = VirtualClock(start=T0)
+        world = World()
+        saga = Saga(world, clock)
+        fake_lambda["invoker"] = saga.invoker
+        with Delivery(Scheduler(clock), saga.invoker, FakeRecords()) as delivery:
+            yield saga, delivery
+
+
+def test_a_saga_with_retries_and_a_wait_completes_in_virtual_time(
+    saga: tuple[Saga, Delivery],
+) -> None:
+    machine, delivery = saga
+    machine.pay_failures["o-1"] = 2
+    started = time.monotonic()
+    execution = machine.start("o-1")
+
+    report = delivery.run_until_quiet()
+
+    assert time.monotonic() - started < 2
+    assert machine.status(execution) == "SUCCEEDED"
+    # Retry: 30 s, then 30 x 2 = 60 s later; then the one-hour Wait.
+    assert machine.of("o-1") == [
+        ("reserve", 0),
+        ("pay", 0),
+        ("pay", 30),
+        ("pay", 90),
+        ("ship", 3690),
+    ]
+    assert report.virtual_seconds == pytest.approx(3690, abs=1)
+
+
+def test_concurrent_executions_interleave_in_virtual_time_and_compensate(
+    saga: tuple[Saga, Delivery],
+) -> None:
+    machine, delivery = saga
+    machine.pay_failures["o-1"] = 1
+    machine.pay_failures["o-2"] = 10  # always declined: retries exhausted, then Catch
+    first = machine.start("o-1")
+    second = machine.start("o-2")
+
+    started = time.monotonic()
+    delivery.run_until_quiet()
+
+    assert time.monotonic() - started < 3
+    assert machine.status(first) == "SUCCEEDED"
+    assert machine.status(second) == "FAILED"
+    assert machine.of("o-1") == [("reserve", 0), ("pay", 0), ("pay", 30), ("ship", 3630)]
+    assert machine.of("o-2") == [
+        ("reserve", 0),
+        ("pay", 0),
+        ("pay", 30),
+        ("pay", 90),
+        ("pay", 210),
+        ("release", 210),
+    ]
+    assert delivery.stepfunctions.in_flight() == []
+
+
+def test_an_eventbridge_rule_starts_the_saga(saga: tuple[Saga, Delivery]) -> None:
+    machine, delivery = saga
+    world = machine.world
+    world.events.create_event_bus(Name="orders")
+    world.events.put_rule(
+        Name="start-saga", EventBusName="orders", EventPattern='{"detail-type": ["OrderPlaced"]}'
+    )
+    role = world.role("events-start-saga", "events.amazonaws.com")
+    world.events.put_targets(
+        Rule="start-saga",
+        EventBusName="orders",
+        Targets=[{"Id": "saga", "Arn": machine.arn, "RoleArn": role, "InputPath": "$.detail"}],
+    )
+    machine.pay_failures["o-9"] = 1
+    world.events.put_events(
+        Entries=[
+            {
+                "Source": "order-saga.orders",
+                "DetailType": "OrderPlaced",
+                "Detail": json.dumps({"orderId": "o-9"}),
+                "EventBusName": "orders",
+            }
+        ]
+    )
+
+    delivery.run_until_quiet()
+
+    (execution,) = world.sfn.list_executions(stateMachineArn=machine.arn)["executions"]
+    assert execution["status"] == "SUCCEEDED"
+    assert [step for step, _ in machine.of("o-9")] == ["reserve", "pay", "pay", "ship"]
+
+
+def test_the_real_lambda_runtime_runs_the_saga_tasks() -> None:
+    runtime_module = pytest.importorskip("sandbox.lambda_runtime")
+    runtime_cls = getattr(runtime_module, "LambdaRuntime", None)
+    if runtime_cls is None:
+        pytest.skip("sandbox.lambda_runtime.LambdaRuntime is not there yet")
+    source = (
+        "import os\n"
+        "ATTEMPTS = {}\n"
+        "class PaymentDeclined(Exception):\n"
+        "    pass\n"
+        "def handler(event, context):\n"
+        "    name = os.environ['AWS_LAMBDA_FUNCTION_NAME']\n"
+        "    key = (name, event['orderId'])\n"
+        "    ATTEMPTS[key] = ATTEMPTS.get(key, 0) + 1\n"
+        "    if name == 'pay' and ATTEMPTS[key] < 3:\n"
+        "        raise PaymentDeclined('gateway timeout')\n"
+        "    return event\n"
+    )
+    with mock_aws(config=MOTO_CONFIG):
+        clock = VirtualClock(start=T0)
+        world = World()
+        arns = {
+            name: world.function(name, files={"handler.py": source})
+            for name in ("reserve", "pay", "ship", "release")
+        }
+        role = world.role("saga-role", "states.amazonaws.com")
+        machine = world.sfn.create_state_machine(
+            name="order-saga", definition=saga_definition(arns), roleArn=role
+        )["stateMachineArn"]
+        with runtime_cls(clock=clock) as runtime:
+            delivery = Delivery(Scheduler(clock), runtime, FakeRecords())
+            runtime.event_dispatcher = delivery.dispatch_event
+            with delivery:
+                execution = world.sfn.start_execution(
+                    stateMachineArn=machine, name="o-1", input='{"orderId": "o-1"}'
+                )["executionArn"]
+                started = time.monotonic()
+                report = delivery.run_until_quiet()
+                elapsed = time.monotonic() - started
+        described = world.sfn.describe_execution(executionArn=execution)
+
+    assert described["status"] == "SUCCEEDED", described
+    assert report.virtual_seconds == pytest.approx(30 + 60 + 3600, abs=1)
+    assert elapsed < 10
+    assert function_name(arns["pay"]) == "pay"
