@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,12 @@ _NOT_FOUND = (
     "NotFoundException",
     "NotFound",
 )
+_DENIED = (
+    "AuthorizationError",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "AuthFailure",
+)
 _THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "ThrottledException")
 _INVALID = (
     "ValidationException",
@@ -186,29 +193,32 @@ _INVALID = (
 )
 
 
+_XML_MESSAGE = re.compile(r"<Message>(.*?)</Message>", re.DOTALL)
+
+
 def classify(exc: BaseException) -> DeliveryFailure:
     """An exception from a target call as a `DeliveryFailure` (AWS's error codes)."""
     if isinstance(exc, DeliveryFailure):
         return exc
-    code = ""
+    code, status, message = type(exc).__name__, 0, str(exc)
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        # moto answers some JSON services' 403s in XML, which botocore leaves unparsed.
+        found = _XML_MESSAGE.search(message)
+        if found:
+            message = found.group(1)
     else:
-        code = getattr(exc, "code", "") or type(exc).__name__
-    if "AccessDenied" in code or code in (
-        "AuthorizationError",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "AuthFailure",
-    ):
-        return DeliveryFailure("NO_PERMISSIONS", str(exc), retriable=False)
-    if code in _NOT_FOUND or code.endswith("NotFoundException") or code.endswith("DoesNotExist"):
-        return DeliveryFailure("RESOURCE_NOT_FOUND", str(exc), retriable=False)
-    if code in _THROTTLED:
-        return DeliveryFailure("THROTTLING", str(exc), retriable=True)
+        code = str(getattr(exc, "code", "") or code)
+    if status == 403 or "AccessDenied" in code or code in _DENIED:
+        return DeliveryFailure("NO_PERMISSIONS", message, retriable=False)
+    if code in _NOT_FOUND or code.endswith(("NotFoundException", "DoesNotExist")):
+        return DeliveryFailure("RESOURCE_NOT_FOUND", message, retriable=False)
+    if code in _THROTTLED or status == 429:
+        return DeliveryFailure("THROTTLING", message, retriable=True)
     if code in _INVALID:
-        return DeliveryFailure("INVALID_PARAMETER", str(exc), retriable=False)
-    return DeliveryFailure("SDK_CLIENT_ERROR", str(exc), retriable=True)
+        return DeliveryFailure("INVALID_PARAMETER", message, retriable=False)
+    return DeliveryFailure("SDK_CLIENT_ERROR", message, retriable=True)
 
 
 # ----------------------------------------------------------- resource policies

@@ -166,7 +166,6 @@ def test_a_rule_target_role_without_the_permission_dead_letters_the_event(
             "Messages"
         ]
 
-    print(message["MessageAttributes"])
     assert message["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "NO_PERMISSIONS"
     assert (
         "not authorized to perform: events:PutEvents"
