@@ -483,8 +483,12 @@ class Scheduler:
         waiting: tuple[str, ...] = ()
         try:
             while True:
-                waiting = self._settle(deadline)
                 item = self._pop_due()
+                if item is None:
+                    # Nothing due now: before time moves, background work must finish
+                    # or park (it may still schedule something for now).
+                    waiting = self._settle(deadline)
+                    item = self._pop_due()
                 if item is not None:
                     if steps >= max_steps:
                         raise NotQuietError(self._not_quiet(f"after {max_steps} steps", ran, item))

@@ -165,6 +165,11 @@ class OrderEnriched(OrderEvent):
     customer_name: str | None = None
     total_cents: Cents
     currency: Currency
+    # An unknown customer is a business outcome: customer_known is False and the tier
+    # is the fallback one. Region and credit limit come from the customer record.
+    customer_known: bool = True
+    customer_region: str | None = None
+    credit_limit_cents: Cents | None = None
 
 
 class HighValueOrderFlagged(OrderEvent):

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, get_args
 
-from contracts import Cents, CustomerTier, HighValueOrderFlagged, OrderEnriched, OrderPlaced
+from contracts import CustomerTier, HighValueOrderFlagged, OrderEnriched, OrderPlaced
 
 TIERS: Final[frozenset[str]] = frozenset(get_args(CustomerTier))
 # The tier an unknown customer, or one whose record holds an unknown tier, is served as:
@@ -81,26 +81,11 @@ def customer_from_item(item: Mapping[str, Any] | None) -> Customer | None:
     )
 
 
-class EnrichedOrder(OrderEnriched):
-    """OrderEnriched as this producer emits it: the contract's fields plus what the
-    contract (version 1) cannot say yet. Consumers reading the registered OrderEnriched
-    ignore the extra fields (tolerant reader).
-
-    customer_known: False when the customers table has no record (tier is then
-        FALLBACK_TIER): an unknown customer is a business outcome, not an error.
-    customer_region / credit_limit_cents: from the customer record, when known.
-    """
-
-    customer_known: bool = True
-    customer_region: str | None = None
-    credit_limit_cents: Cents | None = None
-
-
-def enrich(order: OrderPlaced, customer: Customer | None) -> EnrichedOrder:
+def enrich(order: OrderPlaced, customer: Customer | None) -> OrderEnriched:
     """The OrderEnriched of `order`, given its customer's record (None: unknown)."""
     known = customer is not None
-    return EnrichedOrder(
-        event_id=derived_event_id(order.event_id, EnrichedOrder.DETAIL_TYPE),
+    return OrderEnriched(
+        event_id=derived_event_id(order.event_id, OrderEnriched.DETAIL_TYPE),
         occurred_at=order.occurred_at,
         order_id=order.order_id,
         customer_id=order.customer_id,

@@ -2,7 +2,7 @@
 
 Entry: `handler(event, context)`, an EventBridge rule target (OrderPlaced).
 Effect: reads the customer (GetItem on CUSTOMERS_TABLE, key `customerId`), publishes one
-OrderEnriched (see domain.enrichment.EnrichedOrder). An unknown customer is a business
+OrderEnriched (see domain.enrichment.enrich). An unknown customer is a business
 outcome: OrderEnriched with `customerKnown: false` and the fallback tier.
 
 Idempotency: Powertools, keyed on the OrderPlaced's eventId. The effect is a publish,

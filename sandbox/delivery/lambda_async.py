@@ -137,7 +137,10 @@ class LambdaAsync:
             self._fail(invocation, config, "EventAgeExceeded")
             return
         invocation.attempts += 1
-        result = self.ctx.invoke(invocation.function_arn, invocation.payload, asynchronous=True)
+        try:
+            result = self.ctx.invoke(invocation.function_arn, invocation.payload, asynchronous=True)
+        except Exception as exc:  # e.g. the function was deleted after the event was queued
+            result = InvocationResult(None, type(exc).__name__, str(exc), 0.0, "")
         invocation.last = result
         if result.error_type is None:
             self.ctx.record(
