@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from components.config import load_config
 
@@ -49,6 +49,27 @@ BusArn = Annotated[
 ]
 
 
+# A URL of the user's own AWS emulator: scheme, host, optional port, nothing after it
+# (every service is reached at the same URL, as local emulators serve them).
+EndpointUrl = Annotated[
+    str,
+    _matching(
+        r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?/?",
+        "an http(s) URL of your AWS emulator like http://localhost:4566 (no path)",
+    ),
+]
+Prefix = Annotated[str, _matching(r"[A-Za-z0-9_.\-]{1,64}", "1..64 letters, digits, '_', '.' or '-'")]
+Seed = Annotated[str, _matching(r"[A-Za-z0-9_.\-]{1,64}", "1..64 letters, digits, '_', '.' or '-'")]
+
+
+def _known_detail_types() -> frozenset[str]:
+    """The detail-types of the event contracts (functions/contracts), read lazily."""
+    from components.order_saga_wiring import import_code_module
+
+    registry = import_code_module("contracts").REGISTRY
+    return frozenset(registry)
+
+
 def _log_retention(days: int) -> int:
     if days not in LOG_RETENTION_DAYS:
         allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
@@ -62,7 +83,10 @@ class OrderSagaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     saga_mode: Literal["choreography", "orchestration", "both"] = Field("both", alias="sagaMode")
-    high_value_threshold: float = Field(1000.0, alias="highValueThreshold", gt=0)
+    # EventBridge numeric matching takes numbers up to 5e9: the threshold in cents too.
+    high_value_threshold: float = Field(
+        1000.0, alias="highValueThreshold", gt=0, le=50_000_000
+    )
     default_currency: Currency = Field("USD", alias="defaultCurrency")
     archive_retention_days: int = Field(30, alias="archiveRetentionDays", ge=1, le=3650)
     log_retention_days: Annotated[int, AfterValidator(_log_retention)] = Field(
@@ -79,8 +103,64 @@ class OrderSagaConfig(BaseModel):
     partner_account_ids: list[AccountId] = Field(default_factory=list, alias="partnerAccountIds")
     partner_organization_id: OrganizationId | None = Field(None, alias="partnerOrganizationId")
     forward_to_bus_arn: BusArn | None = Field(None, alias="forwardToBusArn")
-    forward_detail_types: list[str] = Field(default_factory=list, alias="forwardDetailTypes")
+    forward_detail_types: list[str] = Field(
+        default_factory=list, alias="forwardDetailTypes", validate_default=True
+    )
     activity_stream_shards: int | None = Field(None, alias="activityStreamShards", ge=1)
+    # Event-time windows of the order activity feed (window_aggregate), in seconds.
+    window_seconds: int = Field(300, alias="windowSeconds", ge=1, le=86_400)
+    allowed_lateness_seconds: int = Field(60, alias="allowedLatenessSeconds", ge=0, le=86_400)
+    # The user's own AWS emulator (LocalStack, moto server, ...): every service at this URL.
+    aws_endpoint: EndpointUrl | None = Field(None, alias="awsEndpoint")
+    # Knobs of the SIMULATED payment provider and carrier (domain.payments, domain.shipping).
+    payment_decline_customer_prefix: Prefix | None = Field(
+        None, alias="paymentDeclineCustomerPrefix"
+    )
+    payment_transient_failure_rate: float | None = Field(
+        None, alias="paymentTransientFailureRate", ge=0, le=1
+    )
+    shipping_fail_customer_prefix: Prefix | None = Field(None, alias="shippingFailCustomerPrefix")
+    shipping_failure_rate: float | None = Field(None, alias="shippingFailureRate", ge=0, le=1)
+    failure_seed: Seed | None = Field(None, alias="failureSeed")
+
+    @field_validator("forward_detail_types")
+    @classmethod
+    def _forwarded_types_are_contracts(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # forwardToBusArn is declared (so validated) first: info.data has it when valid.
+        bus = info.data.get("forward_to_bus_arn")
+        if value and bus is None and "forward_to_bus_arn" in info.data:
+            raise ValueError("forwards events, but forwardToBusArn is not set: set both or neither")
+        if bus is not None and not value:
+            raise ValueError(
+                f"is empty, but forwardToBusArn is set ({bus}): list the detail-types to "
+                "forward there (e.g. [\"OrderCompleted\"]), or unset forwardToBusArn"
+            )
+        known = _known_detail_types()
+        unknown = [t for t in value if t not in known]
+        if unknown:
+            raise ValueError(
+                f"{', '.join(map(repr, unknown))} is not an event of the contracts; allowed: "
+                f"{', '.join(sorted(known))}"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a detail-type twice")
+        return value
+
+    @field_validator("allowed_lateness_seconds")
+    @classmethod
+    def _lateness_within_a_window(cls, value: int, info: ValidationInfo) -> int:
+        window = info.data.get("window_seconds")
+        if window is not None and value > window:
+            raise ValueError(
+                f"must be at most windowSeconds ({window}): a window accepts late events "
+                "until the watermark passes its end"
+            )
+        return value
+
+    @property
+    def high_value_threshold_cents(self) -> int:
+        """The threshold in minor units (cents): what OrderPlaced.totalCents is compared to."""
+        return round(self.high_value_threshold * 100)
 
 
 def load() -> OrderSagaConfig:

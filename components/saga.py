@@ -6,32 +6,51 @@ creates a resource, so a definition can be inspected, tested and executed (moto'
 interpreter) without a deployment.
 
 A saga (`saga_definition`) runs its steps in order. Each step is a Lambda task that
-retries only *transient* errors (the Lambda service's own faults and throttling, see
-`TRANSIENT_LAMBDA_ERRORS`) with capped exponential backoff and full jitter; a business
-failure (the handler raising e.g. `PaymentDeclined`) is never retried: retrying cannot
-change a decision, it only repeats it. Any error left after the retries is caught
-(`$.error`) and runs the compensations of the steps that completed BEFORE the failed one,
-in reverse order, then ends in a Fail state with Error `SagaFailed`.
+retries only *transient* errors with capped exponential backoff and full jitter: the
+Lambda service's own faults and throttling (`TRANSIENT_LAMBDA_ERRORS`), plus the
+handler's own transient errors named in `SagaStep.transient_errors` (e.g. a payment
+provider that did not answer, an optimistic-concurrency conflict). A business failure
+(the handler raising e.g. `PaymentDeclined`) is never retried: retrying cannot change a
+decision, it only repeats it. Any error left after the retries is caught (`$.error`)
+and runs the compensations, in reverse order, then ends in a Fail state with Error
+`SagaFailed`.
 
-The states of a saga with steps reserve, pay, ship (all with compensations):
+Which compensations run: by default (`SagaStep.compensate_own_failure=True`) a failed
+step's OWN compensation runs first, then those of the steps completed before it. A step
+can fail after it committed (its Lambda timed out after the write, the response was
+lost, a business failure was recorded before it was raised), and only its own
+compensation can undo that; compensations must therefore be idempotent and accept
+"nothing to undo", which the retries of a compensation require anyway. With
+`compensate_own_failure=False` a failed step is trusted to have done nothing and only
+the earlier steps are undone (except after `States.Timeout`, see below).
+
+The states of a saga with steps reserve, pay, ship (reserve and pay with compensations):
 
     reserve -> pay -> ship -> SagaSucceeded
-    error in reserve:  SagaFailed
-    error in pay:      CompensateReserve -> Compensated
+    error in reserve:  CompensateReserve -> Compensated
+    error in pay:      CompensatePay -> CompensateReserve -> Compensated
     error in ship:     CompensatePay -> CompensateReserve -> Compensated
     Compensated (a Choice): CompensationFailed if a compensation gave up, else SagaFailed
 
-One compensation chain is shared: a failing step enters it at the compensation of the
-latest completed step that has one. Two refinements:
+One compensation chain is shared: a failing step enters it at its own compensation (or,
+without one, at the compensation of the latest completed step that has one). Refinements:
 - A step that timed out (`States.Timeout`, only possible with `timeout_seconds`) may
-  still have taken effect, so it enters the chain at its OWN compensation. Compensations
-  must therefore be idempotent and accept "nothing to undo" (their retries repeat them
-  anyway), and should leave a tombstone so that a late step is refused.
+  still have taken effect, so even with `compensate_own_failure=False` it enters the
+  chain at its OWN compensation, and compensations should leave a tombstone so that a
+  late step is refused.
 - Compensations retry every error (`COMPENSATION_RETRY`, 5 retries): giving up leaves
   the system inconsistent. One that still fails is recorded under
   `$.compensationErrors.<step>` and the chain goes on (undo as much as possible); the
   execution then fails with `SagaCompensationFailed` instead of `SagaFailed`, which
   the state machine's ExecutionsFailed alarm reports for an operator.
+- Outcome hooks: `on_failure` (a Lambda ARN) runs after the compensations, before the
+  execution fails (state `RecordFailure`), and `on_success` after the last step (state
+  `RecordSuccess`); each gets the whole state (the input, `$.results`, `$.error`,
+  `$.compensations`) and its result goes to `$.outcome`. They record the saga's final
+  state where the steps could not, e.g. CANCELLED when the first step exhausted its
+  retries and no step ever reported. Hooks retry every error like compensations; a
+  hook that still fails is recorded under `$.outcomeError` and the execution fails
+  with `SagaOutcomeNotRecorded` (unless a compensation gave up: that is reported first).
 
 Tasks use the plain Lambda ARN as `Resource` (not `arn:aws:states:::lambda:invoke`):
 the state input is the event, the handler's return value is the result as is (no
@@ -41,6 +60,7 @@ the state input is the event, the handler's return value is the result as is (no
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,8 +88,20 @@ COMPENSATION_FAILED_STATE: Final = "CompensationFailed"
 OUTCOME_STATE: Final = "Compensated"
 FAILED_ERROR: Final = "SagaFailed"
 COMPENSATION_FAILED_ERROR: Final = "SagaCompensationFailed"
+FAILURE_HOOK_STATE: Final = "RecordFailure"
+SUCCESS_HOOK_STATE: Final = "RecordSuccess"
+OUTCOME_NOT_RECORDED_STATE: Final = "OutcomeNotRecorded"
+OUTCOME_NOT_RECORDED_ERROR: Final = "SagaOutcomeNotRecorded"
 _RESERVED_STATES: Final = frozenset(
-    {SUCCEEDED_STATE, FAILED_STATE, COMPENSATION_FAILED_STATE, OUTCOME_STATE}
+    {
+        SUCCEEDED_STATE,
+        FAILED_STATE,
+        COMPENSATION_FAILED_STATE,
+        OUTCOME_STATE,
+        FAILURE_HOOK_STATE,
+        SUCCESS_HOOK_STATE,
+        OUTCOME_NOT_RECORDED_STATE,
+    }
 )
 
 MAX_STATE_NAME = 80  # ASL's limit on state names
@@ -172,6 +204,18 @@ class SagaStep:
         with nothing to undo (e.g. a read or a notification).
     retry: the step's retrier (default `RetryPolicy()`: transient Lambda errors, 3
         retries from 1 s, backoff 2.0, capped at 30 s, full jitter).
+    transient_errors: error names the step's HANDLER raises for a transient condition
+        (its exception class names, e.g. "PaymentProviderUnavailable",
+        "ConcurrentUpdateError"); default none. They are added to `retry`'s errors, so
+        the step retries them with the same backoff; anything else the handler raises
+        is a business failure and is not retried. `States.*` names are refused here
+        (give them in `retry.errors`), as is a `retry` that retries nothing or already
+        retries `States.ALL`.
+    compensate_own_failure: True (default): when this step fails (after its retries),
+        its OWN compensation runs first, then the earlier steps' (see the module doc):
+        a step may fail after it committed, and its compensation is safe when there is
+        nothing to undo. False: only the earlier steps are undone (a timeout still
+        undoes this one). Without a compensation it has no effect.
     compensation_retry: the compensation's retrier (default `COMPENSATION_RETRY`: every
         error, 5 retries).
     result_path: where the step's result goes in the state (default
@@ -184,6 +228,8 @@ class SagaStep:
     task: pulumi.Input[str]
     compensation: pulumi.Input[str] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    transient_errors: Sequence[str] = ()
+    compensate_own_failure: bool = True
     compensation_retry: RetryPolicy = COMPENSATION_RETRY
     result_path: str = ""
     timeout_seconds: int | None = None
@@ -206,11 +252,49 @@ class SagaStep:
                 f"SagaStep {self.name!r}: timeout_seconds must be 1..99999999 seconds or "
                 f"None, got {self.timeout_seconds}"
             )
+        if self.transient_errors:
+            # The step's retrier is the one place errors are retried: merge them in once,
+            # so `retry.to_asl()` is what the task really does.
+            object.__setattr__(self, "retry", self._with_transient_errors())
+
+    def _with_transient_errors(self) -> RetryPolicy:
+        where = f"SagaStep {self.name!r}: transient_errors"
+        errors = self.transient_errors
+        if isinstance(errors, str):
+            raise ValueError(f"{where} must be a list of error names, not a str ({errors!r})")
+        if self.retry.max_attempts == 0:
+            raise ValueError(
+                f"{where} are retried by the step's retrier, but retry.max_attempts is 0 "
+                "(no retries): give the retry policy attempts or drop transient_errors"
+            )
+        if "States.ALL" in self.retry.errors:
+            raise ValueError(
+                f"{where}: retry already retries 'States.ALL' (every error); drop "
+                "transient_errors or retry only the transient errors"
+            )
+        seen = set(self.retry.errors)
+        for error in errors:
+            if not isinstance(error, str) or not error.strip() or error != error.strip():
+                raise ValueError(f"{where}: {error!r} is not an error name")
+            if error.startswith("States."):
+                raise ValueError(
+                    f"{where}: {error!r} is a Step Functions error, not one a handler "
+                    "raises; put it in retry=RetryPolicy(errors=[...]) if it is transient"
+                )
+            if error in seen:
+                raise ValueError(f"{where}: {error!r} is listed twice (or already in retry)")
+            seen.add(error)
+        return dataclasses.replace(self.retry, errors=(*self.retry.errors, *errors))
 
     @property
     def compensation_state(self) -> str:
         """The name of this step's compensation state."""
         return f"{COMPENSATION_PREFIX}{self.name[:1].upper()}{self.name[1:]}"
+
+    @property
+    def compensates_itself(self) -> bool:
+        """Whether any failure of this step runs its own compensation first."""
+        return self.compensation is not None and self.compensate_own_failure
 
 
 def saga_definition(
@@ -218,6 +302,9 @@ def saga_definition(
     *,
     comment: str = "Saga: each step in order; on failure, undo the completed steps.",
     fail_cause: str | None = None,
+    on_failure: pulumi.Input[str] | None = None,
+    on_success: pulumi.Input[str] | None = None,
+    hook_retry: RetryPolicy = COMPENSATION_RETRY,
 ) -> dict[str, Any]:
     """The ASL definition of a saga of `steps` (see the module doc for its shape).
 
@@ -225,27 +312,81 @@ def saga_definition(
     fail_cause: the Cause of the final Fail state. None (default) takes it from the
         caught error (`CausePath: $.error.Cause`, the handler's error message); a string
         is used as is, e.g. to keep handler messages out of the execution's status.
-    Raises ValueError for no steps, duplicate names or a name that collides with the
-    saga's own states (SagaSucceeded, SagaFailed, CompensationFailed, Compensated).
+    on_failure: None (default) or a Lambda ARN run once the compensations are done,
+        before the execution fails (state `RecordFailure`, result at `$.outcome`): it
+        records the saga's final state (e.g. `handlers.saga_progress.record_outcome`).
+    on_success: None (default) or a Lambda ARN run after the last step (state
+        `RecordSuccess`, result at `$.outcome`).
+    hook_retry: the hooks' retrier (default `COMPENSATION_RETRY`: every error, 5 retries;
+        hooks record an outcome, so they must be idempotent).
+    Raises ValueError for no steps, duplicate names, a name that collides with the saga's
+    own states (SagaSucceeded, SagaFailed, CompensationFailed, Compensated,
+    RecordFailure, RecordSuccess, OutcomeNotRecorded) or a hook that is not a Lambda ARN.
     """
     _check_steps(steps)
     if fail_cause is not None and not fail_cause.strip():
         raise ValueError("saga_definition: fail_cause must be None or a non-empty string")
+    if on_failure is not None:
+        _check_lambda_arn("saga_definition: on_failure", on_failure)
+    if on_success is not None:
+        _check_lambda_arn("saga_definition: on_success", on_success)
 
+    # Where every failure path ends up once the compensations are done.
+    last_resort = FAILURE_HOOK_STATE if on_failure is not None else FAILED_STATE
     compensated = [s for s in steps if s.compensation is not None]
     states: dict[str, Any] = {}
     for i, step in enumerate(steps):
-        # Where a failure of this step enters the compensation chain: at the latest
-        # step before it with a compensation (or at itself, when it timed out).
+        # Where a failure of this step enters the compensation chain: at its own
+        # compensation (compensate_own_failure, or a timeout), else at the latest step
+        # before it with a compensation.
         before = [s.compensation_state for s in steps[:i] if s.compensation is not None]
-        earlier = before[-1] if before else FAILED_STATE
-        following = steps[i + 1].name if i + 1 < len(steps) else SUCCEEDED_STATE
+        earlier = before[-1] if before else last_resort
+        if i + 1 < len(steps):
+            following = steps[i + 1].name
+        else:
+            following = SUCCESS_HOOK_STATE if on_success is not None else SUCCEEDED_STATE
         states[step.name] = _step_task(step, following, earlier)
     # The compensation chain, latest step first, then the outcome.
-    chain = [s.compensation_state for s in reversed(compensated)] + [OUTCOME_STATE]
+    after_chain = FAILURE_HOOK_STATE if on_failure is not None else OUTCOME_STATE
+    chain = [s.compensation_state for s in reversed(compensated)] + [after_chain]
     for step, following in zip(reversed(compensated), chain[1:], strict=True):
         states[step.compensation_state] = _compensation_task(step, following)
 
+    if on_success is not None:
+        states[SUCCESS_HOOK_STATE] = _hook_task(
+            on_success,
+            "Record the outcome of the saga that succeeded",
+            hook_retry,
+            following=SUCCEEDED_STATE,
+            on_error=OUTCOME_NOT_RECORDED_STATE,
+        )
+    if on_failure is not None:
+        # Both ways out of the hook go to the outcome Choice, which fails louder when
+        # the hook (or a compensation) gave up.
+        states[FAILURE_HOOK_STATE] = _hook_task(
+            on_failure,
+            "Record the outcome of the saga that failed, once its compensations ran",
+            hook_retry,
+            following=OUTCOME_STATE,
+            on_error=OUTCOME_STATE,
+        )
+
+    states.update(
+        _end_states(
+            fail_cause,
+            compensations=bool(compensated),
+            on_failure=on_failure is not None,
+            on_success=on_success is not None,
+        )
+    )
+    return {"Comment": comment, "StartAt": steps[0].name, "States": states}
+
+
+def _end_states(
+    fail_cause: str | None, *, compensations: bool, on_failure: bool, on_success: bool
+) -> dict[str, Any]:
+    """SagaSucceeded, SagaFailed and, as needed, the outcome Choice and its Fail states."""
+    states: dict[str, Any] = {}
     states[SUCCEEDED_STATE] = {"Type": "Succeed"}
     failed: dict[str, Any] = {"Type": "Fail", "Error": FAILED_ERROR}
     if fail_cause is None:
@@ -253,19 +394,15 @@ def saga_definition(
     else:
         failed["Cause"] = fail_cause
     states[FAILED_STATE] = failed
-    if compensated:
-        states[OUTCOME_STATE] = {
-            "Type": "Choice",
-            "Comment": "Fail louder when a compensation gave up after its retries",
-            "Choices": [
-                {
-                    "Variable": "$.compensationErrors",
-                    "IsPresent": True,
-                    "Next": COMPENSATION_FAILED_STATE,
-                }
-            ],
-            "Default": FAILED_STATE,
-        }
+    choices: list[dict[str, Any]] = []
+    if compensations:
+        choices.append(
+            {
+                "Variable": "$.compensationErrors",
+                "IsPresent": True,
+                "Next": COMPENSATION_FAILED_STATE,
+            }
+        )
         states[COMPENSATION_FAILED_STATE] = {
             "Type": "Fail",
             "Error": COMPENSATION_FAILED_ERROR,
@@ -274,7 +411,31 @@ def saga_definition(
                 "undone; see $.compensationErrors in the execution's last state"
             ),
         }
-    return {"Comment": comment, "StartAt": steps[0].name, "States": states}
+    if on_failure:
+        choices.append(
+            {"Variable": "$.outcomeError", "IsPresent": True, "Next": OUTCOME_NOT_RECORDED_STATE}
+        )
+    if on_failure or on_success:
+        states[OUTCOME_NOT_RECORDED_STATE] = {
+            "Type": "Fail",
+            "Error": OUTCOME_NOT_RECORDED_ERROR,
+            "Cause": (
+                "the saga's outcome hook still failed after its retries: its final state "
+                "was not recorded; see $.outcomeError in the execution's last state"
+            ),
+        }
+    if choices:
+        states[OUTCOME_STATE] = {
+            "Type": "Choice",
+            "Comment": (
+                "Fail louder when a compensation gave up after its retries"
+                if not on_failure
+                else "Fail louder when a compensation or the outcome hook gave up"
+            ),
+            "Choices": choices,
+            "Default": FAILED_STATE,
+        }
+    return states
 
 
 def _step_task(step: SagaStep, following: str, earlier: str) -> dict[str, Any]:
@@ -289,15 +450,25 @@ def _step_task(step: SagaStep, following: str, earlier: str) -> dict[str, Any]:
     if step.retry.max_attempts > 0:
         task["Retry"] = [step.retry.to_asl()]
     catches = []
-    if step.compensation is not None:
+    if step.compensates_itself:
+        # Any failure may have committed before it surfaced: undo this step too.
         catches.append(
             {
-                "ErrorEquals": list(AMBIGUOUS_ERRORS),
+                "ErrorEquals": ["States.ALL"],
                 "ResultPath": "$.error",
                 "Next": step.compensation_state,
             }
         )
-    catches.append({"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": earlier})
+    else:
+        if step.compensation is not None:
+            catches.append(
+                {
+                    "ErrorEquals": list(AMBIGUOUS_ERRORS),
+                    "ResultPath": "$.error",
+                    "Next": step.compensation_state,
+                }
+            )
+        catches.append({"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": earlier})
     task["Catch"] = catches
     task["Next"] = following
     return task
@@ -319,6 +490,24 @@ def _compensation_task(step: SagaStep, following: str) -> dict[str, Any]:
             "ResultPath": f"$.compensationErrors.{step.name}",
             "Next": following,
         }
+    ]
+    task["Next"] = following
+    return task
+
+
+def _hook_task(
+    resource: pulumi.Input[str], comment: str, retry: RetryPolicy, *, following: str, on_error: str
+) -> dict[str, Any]:
+    task: dict[str, Any] = {
+        "Type": "Task",
+        "Comment": comment,
+        "Resource": resource,
+        "ResultPath": "$.outcome",
+    }
+    if retry.max_attempts > 0:
+        task["Retry"] = [retry.to_asl()]
+    task["Catch"] = [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.outcomeError", "Next": on_error}
     ]
     task["Next"] = following
     return task
@@ -347,11 +536,17 @@ def _check_steps(steps: Sequence[SagaStep]) -> None:
         raise ValueError(f"saga_definition: result paths must be unique, got {paths}")
 
 
-def function_arns(steps: Sequence[SagaStep]) -> list[pulumi.Input[str]]:
-    """Every Lambda ARN the saga invokes (tasks, then compensations): the
-    `task_function_arns` its StateMachine's role may invoke."""
+def function_arns(
+    steps: Sequence[SagaStep],
+    *,
+    on_failure: pulumi.Input[str] | None = None,
+    on_success: pulumi.Input[str] | None = None,
+) -> list[pulumi.Input[str]]:
+    """Every Lambda ARN the saga invokes (tasks, then compensations, then the hooks given
+    to `saga_definition`): the `task_function_arns` its StateMachine's role may invoke."""
     arns: list[pulumi.Input[str]] = [s.task for s in steps]
     arns.extend(s.compensation for s in steps if s.compensation is not None)
+    arns.extend(hook for hook in (on_failure, on_success) if hook is not None)
     return arns
 
 

@@ -27,7 +27,8 @@ row and its snapshot stay far below DynamoDB's 400 KB item limit (about 2000 eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -194,3 +195,30 @@ def inserted_events(records: Iterable[Mapping[str, Any]]) -> Inserted:
         result.by_order.setdefault(event.aggregate_id, []).append(event)
         result.first_sequence.setdefault(event.aggregate_id, sequence)
     return result
+
+
+def for_each_order(
+    records: Iterable[Mapping[str, Any]],
+    act: Callable[[str, list[StoredEvent]], object],
+    *,
+    what: str,
+    logger: logging.Logger,
+) -> dict[str, list[dict[str, str]]]:
+    """Run `act(order_id, events)` for each order of a stream batch of the events table
+    (`inserted_events`); the partial batch response (ReportBatchItemFailures on).
+
+    A record that is not an event store item is reported by its sequence number; an order
+    whose `act` raises (logged on `logger`: "<what> of order <id> failed") by the sequence
+    number of its first record, so that the stream retries it from there.
+    """
+    batch = inserted_events(records)
+    failures = list(batch.unreadable)
+    for sequence in batch.unreadable:
+        logger.error("stream record %s is not an event store item", sequence)
+    for order_id, events in batch.by_order.items():
+        try:
+            act(order_id, events)
+        except Exception:
+            logger.exception("%s of order %s failed; the stream retries it", what, order_id)
+            failures.append(batch.first_sequence[order_id])
+    return {"batchItemFailures": [{"itemIdentifier": s} for s in failures if s]}

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from domain import chance
+from domain import chance, number_setting
 
 PAYMENT_KEY_PREFIX: Final = "payment#"
 _NAMESPACE: Final = uuid.UUID("6f1c0a52-6c55-4c1e-9a43-3d1f3c2b8e10")
@@ -93,30 +93,17 @@ class ProviderConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProviderConfig:
-        def number(name: str, kind: type[int] | type[float], low: float, high: float) -> float:
-            raw = env[name]
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise PaymentConfigError(
-                    f"{name}={raw!r} is not a{'n integer' if kind is int else ' number'}"
-                ) from None
-            if not low <= value <= high:
-                raise PaymentConfigError(f"{name}={raw!r} must be between {low} and {high}")
-            return value
-
+        error = PaymentConfigError
         return cls(
             decline_customer_prefix=env.get(DECLINE_PREFIX_ENV, "declined-"),
-            decline_over_cents=(
-                int(number(DECLINE_OVER_ENV, int, 0, 10**15)) if env.get(DECLINE_OVER_ENV) else None
+            decline_over_cents=number_setting(
+                env, DECLINE_OVER_ENV, int, low=0, high=10**15, default=None, error=error
             ),
-            transient_failure_rate=(
-                number(TRANSIENT_RATE_ENV, float, 0.0, 1.0) if env.get(TRANSIENT_RATE_ENV) else 0.0
+            transient_failure_rate=number_setting(
+                env, TRANSIENT_RATE_ENV, float, low=0.0, high=1.0, default=0.0, error=error
             ),
-            transient_failures=(
-                int(number(TRANSIENT_FAILURES_ENV, int, 0, 100))
-                if env.get(TRANSIENT_FAILURES_ENV)
-                else 1
+            transient_failures=number_setting(
+                env, TRANSIENT_FAILURES_ENV, int, low=0, high=100, default=1, error=error
             ),
             seed=env.get(SEED_ENV) or "0",
         )

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from domain import chance
+from domain import chance, number_setting
 
 SHIPMENT_KEY_PREFIX: Final = "shipment#"
 
@@ -56,17 +56,11 @@ class CarrierConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CarrierConfig:
-        rate = 0.0
-        if raw := env.get(FAILURE_RATE_ENV):
-            try:
-                rate = float(raw)
-            except ValueError:
-                raise ShippingConfigError(f"{FAILURE_RATE_ENV}={raw!r} is not a number") from None
-            if not 0.0 <= rate <= 1.0:
-                raise ShippingConfigError(f"{FAILURE_RATE_ENV}={raw!r} must be between 0 and 1")
         return cls(
             fail_customer_prefix=env.get(FAIL_PREFIX_ENV, "undeliverable-"),
-            failure_rate=rate,
+            failure_rate=number_setting(
+                env, FAILURE_RATE_ENV, float, low=0, high=1, default=0.0, error=ShippingConfigError
+            ),
             seed=env.get(SEED_ENV) or "0",
             carrier=env.get(CARRIER_ENV) or "UPS",
         )

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from eventkit import clients
+from eventkit.dynamodb import TableAdapter
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -159,7 +159,7 @@ def _iso(epoch_seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class Aggregator:
+class Aggregator(TableAdapter):
     """Records check results of joins in a DynamoDB table.
 
     required: the checks a join waits for (non-empty).
@@ -188,18 +188,11 @@ class Aggregator:
             raise ValueError("Aggregator(required=...) needs at least one check name")
         if claim_seconds <= 0:
             raise ValueError(f"claim_seconds must be > 0, got {claim_seconds}")
-        self.table_name = table_name
+        super().__init__(table_name, client=client)
         self.key_attribute = key_attribute
         self.claim_seconds = claim_seconds
         self.ttl_seconds = ttl_seconds
         self.clock = clock
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = clients.client("dynamodb")
-        return self._client
 
     def _key(self, join_id: str) -> dict[str, Any]:
         return {self.key_attribute: {"S": join_id}}

@@ -6,6 +6,9 @@ dict of the Lambda event or the matching Powertools data class (SQSRecord, ...).
 
 A record that can never be parsed raises PoisonRecordError: the batch layer reports that
 record (and only it) as failed, so after the source's retries it lands in the DLQ.
+
+`dispatch` is the entry of a consumer wired either way: one EventBridge event (rule ->
+function) or an SQS batch of them (rule -> queue -> function).
 """
 
 from __future__ import annotations
@@ -13,18 +16,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
 from contracts import REGISTRY, ContractError, Event, parse_detail
 from contracts.base import RECEIVED
+from eventkit import dynamodb
 
 if TYPE_CHECKING:
-    from boto3.dynamodb.types import TypeDeserializer
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 Kind = Literal["eventbridge", "sqs", "dynamodb", "kinesis"]
 
 
@@ -163,21 +168,11 @@ def from_sqs(
     return _from_payload("sqs", record_id, payload, detail_type, model)
 
 
-_deserializer: TypeDeserializer | None = None
-
-
 def new_image(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """The NewImage of a DynamoDB stream record as plain Python (numbers are Decimal),
     or None when the record has none (REMOVE, or a KEYS_ONLY / OLD_IMAGE stream)."""
-    global _deserializer  # noqa: PLW0603 (one deserializer per container)
     image = unwrap(record).get("dynamodb", {}).get("NewImage")
-    if image is None:
-        return None
-    if _deserializer is None:
-        from boto3.dynamodb.types import TypeDeserializer  # lazy: cold start
-
-        _deserializer = TypeDeserializer()
-    return {key: _deserializer.deserialize(value) for key, value in image.items()}
+    return None if image is None else dynamodb.deserialize(image)
 
 
 def sequence_number(record: Mapping[str, Any]) -> str | None:
@@ -262,3 +257,40 @@ def parse_record(
     if kind == "dynamodb":
         return from_dynamodb(record, model=model, detail_type=detail_type)
     return from_kinesis(record, model=model, detail_type=detail_type)
+
+
+@overload
+def dispatch(
+    event: Mapping[str, Any], context: Any, on_event: Callable[[M], R], *, model: type[M]
+) -> PartialItemFailureResponse | R: ...
+@overload
+def dispatch(
+    event: Mapping[str, Any],
+    context: Any,
+    on_event: Callable[[Event], R],
+    *,
+    model: None = None,
+) -> PartialItemFailureResponse | R: ...
+def dispatch(
+    event: Mapping[str, Any],
+    context: Any,
+    on_event: Callable[[Any], R],
+    *,
+    model: type[M] | None = None,
+) -> PartialItemFailureResponse | R:
+    """Run `on_event` on what a Lambda invocation delivered, parsed as `model` (None: the
+    registered model of its detail-type).
+
+    An SQS batch ("Records": rule -> queue -> function): each record's event, and the
+    partial batch response (a failed record, e.g. PoisonRecordError, is reported alone;
+    ReportBatchItemFailures on). Otherwise one EventBridge event (rule -> function):
+    on_event's result, or its exception.
+    """
+    if "Records" in event:
+        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
+
+        def on_record(record: Mapping[str, Any]) -> R:
+            return on_event(from_sqs(record, model=model))
+
+        return batch.process_batch(event, context, on_record, kind="sqs")
+    return on_event(from_eventbridge(event, model=model))

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from contracts import Event, utc_now
-from eventkit import clients
+from eventkit import clients, dynamodb
 from eventkit.envelopes import new_image, sequence_number, unwrap
 from eventkit.publisher import Publisher, PublishError
 
@@ -79,13 +79,6 @@ class TransactionConflictError(OutboxError):
     """Another transaction touched the same items concurrently: nothing was written. Retry."""
 
 
-def _serialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeSerializer  # lazy: cold start
-
-    serializer = TypeSerializer()
-    return {key: serializer.serialize(value) for key, value in item.items()}
-
-
 def put(
     table_name: str,
     item: Mapping[str, Any],
@@ -96,13 +89,13 @@ def put(
 ) -> TransactWriteItemTypeDef:
     """A transaction Put of `item` (plain Python values: str, int, Decimal, bool, lists,
     dicts; not float, which DynamoDB rejects), guarded by `condition` if given."""
-    put_request: PutTypeDef = {"TableName": table_name, "Item": _serialize(item)}
+    put_request: PutTypeDef = {"TableName": table_name, "Item": dynamodb.serialize(item)}
     if condition:
         put_request["ConditionExpression"] = condition
     if names:
         put_request["ExpressionAttributeNames"] = dict(names)
     if values:
-        put_request["ExpressionAttributeValues"] = _serialize(values)
+        put_request["ExpressionAttributeValues"] = dynamodb.serialize(values)
     return {"Put": put_request}
 
 

@@ -37,12 +37,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
-from eventkit import clients
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
+from eventkit.dynamodb import TableAdapter
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 WATERMARK_KEY: Final = "#watermark"
@@ -263,18 +260,8 @@ class InMemoryWindowStore:
             return count, total
 
 
-class DynamoDBWindowStore:
+class DynamoDBWindowStore(TableAdapter):
     """Window state in DynamoDB (see the module docstring for the table)."""
-
-    def __init__(self, table_name: str, *, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = clients.client("dynamodb")
-        return self._client
 
     def _watermark_key(self) -> dict[str, Any]:
         return {"windowKey": {"S": WATERMARK_KEY}, "windowStart": {"N": "0"}}

@@ -24,7 +24,6 @@ after the visibility timeout, within the message's retention.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,10 +32,10 @@ from domain import checks
 from eventkit import envelopes
 from eventkit.aggregation import Aggregator, JoinState
 from eventkit.publisher import Publisher
+from eventkit.settings import env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     # record / claim / mark emitted / release: all UpdateItem (no read).
@@ -46,22 +45,9 @@ ACCESS: Final[dict[str, frozenset[str]]] = {
 CHECKS_TABLE_ENV: Final = "CHECKS_TABLE"
 
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it"
-        )
-    return value
-
-
 @functools.cache
 def _aggregator() -> Aggregator:
-    return Aggregator(_env(CHECKS_TABLE_ENV), required=CHECKS)
+    return Aggregator(env(CHECKS_TABLE_ENV), required=CHECKS)
 
 
 @functools.cache
@@ -85,17 +71,9 @@ def record_check(event: CheckCompleted) -> dict[str, Any]:
     }
 
 
-def _on_record(record: SQSRecord) -> dict[str, Any]:
-    return record_check(envelopes.from_sqs(record, model=CheckCompleted))
-
-
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     """CheckCompleted as an SQS batch (partial failures) or one EventBridge event."""
-    if "Records" in event:
-        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
-
-        return batch.process_batch(event, context, _on_record, kind="sqs")
-    return record_check(envelopes.from_eventbridge(event, model=CheckCompleted))
+    return envelopes.dispatch(event, context, record_check, model=CheckCompleted)
 
 
 def task(event: Mapping[str, Any], context: object) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eventkit import clients
 from eventkit.publisher import Publisher, PublishError
+from eventkit.settings import env
 
 if TYPE_CHECKING:
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
@@ -96,13 +96,12 @@ class InvalidCommandError(DlqProcessorError, ValueError):
 
 
 def _env(name: str, why: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: {why}. The function's component "
-            "must set it (and grant the actions listed in ACCESS on it)."
-        )
-    return value
+    return env(
+        name,
+        f"{why}. The function's component must set it (and grant the actions listed in "
+        "ACCESS on it).",
+        error=ConfigurationError,
+    )
 
 
 class Command(BaseModel):

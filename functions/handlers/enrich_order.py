@@ -16,15 +16,15 @@ event to consumers.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from contracts import OrderPlaced
 from domain.enrichment import Customer, customer_from_item, enrich
-from eventkit import clients
+from eventkit import dynamodb
 from eventkit.envelopes import from_eventbridge
 from eventkit.publisher import Publisher
+from eventkit.settings import ConfigurationError, env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -38,35 +38,20 @@ ACCESS: Final[dict[str, frozenset[str]]] = {
 }
 CUSTOMERS_TABLE_ENV: Final = "CUSTOMERS_TABLE"
 
+__all__ = ["ACCESS", "ConfigurationError", "enrich_order", "handler", "load_customer"]
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it "
-            f"(see ACCESS in {__name__} for what the role needs on it)"
-        )
-    return value
+_ENV_HINT: Final = (
+    f"the function's component must set it (see ACCESS in {__name__} for what the role needs on it)"
+)
 
 
 def load_customer(customer_id: str) -> Customer | None:
     """The customer's record, or None if the customers table has none (also the credit
     check's reader: `handlers.run_check`)."""
-    from boto3.dynamodb.types import TypeDeserializer  # lazy: cold start
-
-    item = (
-        clients.client("dynamodb")
-        .get_item(TableName=_env(CUSTOMERS_TABLE_ENV), Key={"customerId": {"S": customer_id}})
-        .get("Item")
+    item = dynamodb.get(
+        env(CUSTOMERS_TABLE_ENV, _ENV_HINT), {"customerId": customer_id}, consistent=False
     )
-    if item is None:
-        return None
-    deserializer = TypeDeserializer()
-    return customer_from_item({k: deserializer.deserialize(v) for k, v in item.items()})
+    return None if item is None else customer_from_item(item)
 
 
 def enrich_order(order: OrderPlaced) -> dict[str, Any]:

@@ -25,7 +25,6 @@ The Lambda service retries the async invocation twice first: harmless, nothing i
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -33,6 +32,7 @@ from contracts import OrderPlaced
 from domain.enrichment import BelowThresholdError, flag, review_item
 from eventkit import outbox
 from eventkit.envelopes import from_eventbridge
+from eventkit.settings import ConfigurationError, env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     "REVIEWS_TABLE": frozenset({"dynamodb:PutItem"}),
@@ -45,23 +45,10 @@ THRESHOLD_ENV: Final = "HIGH_VALUE_THRESHOLD_CENTS"
 __all__ = ["ACCESS", "BelowThresholdError", "ConfigurationError", "handler", "review"]
 
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing or invalid."""
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it"
-        )
-    return value
-
-
 @functools.cache
 def threshold_cents() -> int:
     """HIGH_VALUE_THRESHOLD_CENTS: integer minor units (stack highValueThreshold x 100)."""
-    raw = _env(THRESHOLD_ENV)
+    raw = env(THRESHOLD_ENV)
     try:
         value = int(raw)
     except ValueError:
@@ -78,13 +65,13 @@ def review(order: OrderPlaced) -> dict[str, Any]:
     """The use case; returns {"orderId", "status": "flagged" | "duplicate", "eventId"}."""
     flagged = flag(order, threshold_cents())
     item = outbox.put(
-        _env(REVIEWS_TABLE_ENV),
+        env(REVIEWS_TABLE_ENV),
         review_item(order, flagged),
         condition="attribute_not_exists(#pk)",
         names={"#pk": "pk"},
     )
     try:
-        outbox.write([item], [flagged], outbox_table=_env(OUTBOX_TABLE_ENV))
+        outbox.write([item], [flagged], outbox_table=env(OUTBOX_TABLE_ENV))
     except outbox.ConditionFailedError:
         # The review (or the event's outbox row) exists: this delivery is a duplicate.
         status = "duplicate"

@@ -16,12 +16,12 @@ tasks (`domain.orders.to_record`).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any, Final
 
 from domain import orders
-from eventkit import clients
+from eventkit import dynamodb
+from eventkit.settings import env
 
 ACCESS: dict[str, frozenset[str]] = {
     "ORDERS_TABLE": frozenset({"dynamodb:GetItem"}),
@@ -30,46 +30,27 @@ ACCESS: dict[str, frozenset[str]] = {
 ORDERS_TABLE_ENV: Final = "ORDERS_TABLE"
 
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
 class InvalidQueryError(ValueError):
     """The query names no order. Send {"orderId": "..."}."""
 
 
 def _table() -> str:
-    value = os.environ.get(ORDERS_TABLE_ENV)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {ORDERS_TABLE_ENV} is not set: the function's component "
-            "must set it (and grant dynamodb:GetItem on the table)"
-        )
-    return value
+    return env(
+        ORDERS_TABLE_ENV,
+        "the function's component must set it (and grant dynamodb:GetItem on the table)",
+    )
 
 
 def get_order(order_id: str) -> dict[str, Any]:
     """The order's status view, or a not-found answer (never an exception for an unknown
     id: "no such order" is an answer)."""
-    item = (
-        clients.client("dynamodb")
-        .get_item(
-            TableName=_table(),
-            Key={"pk": {"S": orders.order_key(order_id)}},
-            ConsistentRead=True,
-        )
-        .get("Item")
-    )
-    if item is None:
+    record = dynamodb.get(_table(), {"pk": orders.order_key(order_id)})
+    if record is None:
         return {
             "found": False,
             "orderId": order_id,
             "message": f"no order {order_id}: check the id returned when it was placed",
         }
-    from boto3.dynamodb.types import TypeDeserializer  # lazy: cold start
-
-    deserializer = TypeDeserializer()
-    record = {key: deserializer.deserialize(value) for key, value in item.items()}
     return {"found": True, "order": orders.view(orders.from_record(record))}
 
 

@@ -9,11 +9,11 @@ idempotent on the producer's `eventId`.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from eventkit import outbox
 from eventkit.publisher import Publisher
+from eventkit.settings import env
 
 # What this handler touches: the system wires env vars and grants from this.
 ACCESS: dict[str, frozenset[str]] = {
@@ -21,21 +21,15 @@ ACCESS: dict[str, frozenset[str]] = {
     "OUTBOX_TABLE": frozenset({"dynamodb:UpdateItem"}),
 }
 
+_ENV_HINT = "the relay needs it"
 _publisher: Publisher | None = None  # one per container: its client is reused when warm
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise RuntimeError(f"environment variable {name} is not set: the relay needs it")
-    return value
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     global _publisher  # noqa: PLW0603 (warm-container cache)
     if _publisher is None:
-        _publisher = Publisher(_env("EVENT_BUS_NAME"))
+        _publisher = Publisher(env("EVENT_BUS_NAME", _ENV_HINT))
     result = outbox.relay(
-        event.get("Records", []), table_name=_env("OUTBOX_TABLE"), publisher=_publisher
+        event.get("Records", []), table_name=env("OUTBOX_TABLE", _ENV_HINT), publisher=_publisher
     )
     return result.batch_response()

@@ -42,8 +42,8 @@ from pydantic import ValidationError
 from contracts import utc_now
 from domain import orders
 from domain.orders import PlaceOrderRequest
-from eventkit import clients, outbox
-from handlers.saga_progress import ConfigurationError, deserialize, env
+from eventkit import dynamodb, outbox
+from handlers.saga_progress import ConfigurationError, env
 
 ACCESS: dict[str, frozenset[str]] = {
     # PutItem: the request record and the order (transaction); GetItem: answer a retry.
@@ -150,17 +150,10 @@ def _write(request: PlaceOrderRequest, *, table: str, now: datetime) -> PlacedOr
     )
 
 
-def _get(table: str, pk: str) -> dict[str, Any] | None:
-    item = (
-        clients.client("dynamodb")
-        .get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True)
-        .get("Item")
-    )
-    return deserialize(item) if item is not None else None
-
-
 def _already_placed(request: PlaceOrderRequest, *, table: str) -> PlacedOrder:
-    existing = _get(table, orders.request_key(request.customer_id, request.client_request_id))
+    existing = dynamodb.get(
+        table, {"pk": orders.request_key(request.customer_id, request.client_request_id)}
+    )
     if existing is None:
         raise RuntimeError(
             f"the order transaction failed its condition but no request record exists for "
@@ -173,7 +166,7 @@ def _already_placed(request: PlaceOrderRequest, *, table: str) -> PlacedOrder:
             "new clientRequestId for a new order"
         )
     order_id = str(existing["orderId"])
-    order = _get(table, orders.order_key(order_id))
+    order = dynamodb.get(table, {"pk": orders.order_key(order_id)})
     state = orders.from_record(order) if order is not None else None
     return PlacedOrder(
         order_id,

@@ -52,13 +52,12 @@ from domain.payments import (
     PaymentStatus,
     ProviderConfig,
 )
-from eventkit import clients, envelopes, outbox
+from eventkit import clients, dynamodb, envelopes, outbox
 from handlers import saga_progress
 from handlers.saga_progress import env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 ACCESS: dict[str, frozenset[str]] = {
@@ -122,16 +121,7 @@ class PaymentOutcome:
 
 def load(order_id: str) -> dict[str, Any] | None:
     """The order's payment record (plain values, strongly consistent), or None."""
-    item = (
-        clients.client("dynamodb")
-        .get_item(
-            TableName=env(PAYMENTS_TABLE_ENV),
-            Key={"pk": {"S": payments.payment_key(order_id)}},
-            ConsistentRead=True,
-        )
-        .get("Item")
-    )
-    return saga_progress.deserialize(item) if item else None
+    return dynamodb.get(env(PAYMENTS_TABLE_ENV), {"pk": payments.payment_key(order_id)})
 
 
 def _found(charge: Charge) -> PaymentOutcome:
@@ -265,10 +255,8 @@ def _decide(
                 amount_cents=charge.amount_cents,
                 currency=charge.currency,
             )
-        saga = (
-            saga_progress.prepare(charge.order_id, [fact_from_event(event)], order=order)
-            if record_saga
-            else None
+        saga = saga_progress.maybe_prepare(
+            charge.order_id, [fact_from_event(event)], record_saga=record_saga, order=order
         )
         try:
             saga_progress.commit([_decision(charge, event)], [event], saga)
@@ -310,17 +298,9 @@ def on_inventory_reserved(event: InventoryReserved) -> dict[str, Any]:
     return pay(charge).to_result()
 
 
-def _on_record(record: SQSRecord) -> dict[str, Any]:
-    return on_inventory_reserved(envelopes.from_sqs(record, model=InventoryReserved))
-
-
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     """InventoryReserved as an EventBridge event, or an SQS batch of them."""
-    if "Records" in event:
-        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
-
-        return batch.process_batch(event, context, _on_record, kind="sqs")
-    return on_inventory_reserved(envelopes.from_eventbridge(event, model=InventoryReserved))
+    return envelopes.dispatch(event, context, on_inventory_reserved, model=InventoryReserved)
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:

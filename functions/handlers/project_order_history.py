@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-from domain.history import apply, initial_state, inserted_events
+from domain.history import apply, for_each_order, initial_state
 from eventkit.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBReadModel,
     EventStore,
     Projector,
 )
+from eventkit.settings import env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     "HISTORY_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
@@ -49,36 +49,18 @@ KEY_ATTRIBUTE: Final = "orderId"
 logger = logging.getLogger(__name__)
 
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it"
-        )
-    return value
-
-
 @functools.cache
 def _projector() -> Projector[dict[str, Any]]:
-    store = EventStore(DynamoDBEventRecorder(_env(EVENTS_TABLE_ENV)))
-    read_model = DynamoDBReadModel(_env(HISTORY_TABLE_ENV), key_attribute=KEY_ATTRIBUTE)
+    store = EventStore(DynamoDBEventRecorder(env(EVENTS_TABLE_ENV)))
+    read_model = DynamoDBReadModel(env(HISTORY_TABLE_ENV), key_attribute=KEY_ATTRIBUTE)
     return Projector(read_model, store, apply, initial_state())
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
-    batch = inserted_events(event.get("Records", []))
-    failures = list(batch.unreadable)
-    for sequence in batch.unreadable:
-        logger.error("stream record %s is not an event store item", sequence)
-    projector = _projector()
-    for order_id, events in batch.by_order.items():
-        try:
-            projector.project(events)
-        except Exception:
-            logger.exception("projection of order %s failed; the stream retries it", order_id)
-            failures.append(batch.first_sequence[order_id])
-    return {"batchItemFailures": [{"itemIdentifier": s} for s in failures if s]}
+    projector = _projector()  # settings first: a misconfigured function fails the batch
+    return for_each_order(
+        event.get("Records", []),
+        lambda _, events: projector.project(events),
+        what="projection",
+        logger=logger,
+    )

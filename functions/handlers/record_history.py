@@ -42,6 +42,7 @@ from eventkit.eventstore import (
     NewEvent,
     Snapshot,
 )
+from eventkit.settings import env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     # PutItem: the first event; ConditionCheckItem + PutItem: a later one (transaction);
@@ -55,19 +56,6 @@ EVENTS_TABLE_ENV: Final = "EVENTS_TABLE"
 SNAPSHOTS_TABLE_ENV: Final = "SNAPSHOTS_TABLE"
 # Concurrent events of one order race for the next version; each loser reloads.
 MAX_ATTEMPTS: Final = 5
-
-
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it"
-        )
-    return value
 
 
 class _ReadOnlySnapshots:
@@ -86,8 +74,8 @@ class _ReadOnlySnapshots:
 @functools.cache
 def _store() -> EventStore:
     return EventStore(
-        DynamoDBEventRecorder(_env(EVENTS_TABLE_ENV)),
-        snapshots=_ReadOnlySnapshots(DynamoDBSnapshotRecorder(_env(SNAPSHOTS_TABLE_ENV))),
+        DynamoDBEventRecorder(env(EVENTS_TABLE_ENV)),
+        snapshots=_ReadOnlySnapshots(DynamoDBSnapshotRecorder(env(SNAPSHOTS_TABLE_ENV))),
         policy=snapshot_policy(os.environ.get(SNAPSHOT_EVERY_ENV)),
     )
 

@@ -35,7 +35,6 @@ from handlers.saga_progress import SagaConflictError, env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 ACCESS: dict[str, frozenset[str]] = {
@@ -109,11 +108,9 @@ def refund(
     table = env(PAYMENTS_TABLE_ENV)
     reason = clip(reason)
 
-    def saga(extra: Sequence[SagaFact]) -> saga_progress.SagaWrite | None:
+    def saga(*extra: SagaFact) -> saga_progress.SagaWrite | None:
         wanted = [*facts, *extra]
-        if not record_saga or not wanted:
-            return None
-        return saga_progress.prepare(order_id, wanted, order=order)
+        return saga_progress.maybe_prepare(order_id, wanted, record_saga=record_saga, order=order)
 
     def attempt() -> RefundOutcome:
         record = process_payment.load(order_id)
@@ -147,7 +144,7 @@ def refund(
                         ":why": {"S": reason},
                     },
                 )
-                saga_progress.commit([refunded], [event], saga([fact_from_event(event)]))
+                saga_progress.commit([refunded], [event], saga(fact_from_event(event)))
                 return RefundOutcome(
                     order_id, action, amount, event.currency, event.refund_id, event
                 )
@@ -163,7 +160,7 @@ def refund(
                         ":why": {"S": reason},
                     },
                 )
-                saga_progress.commit([void], [], saga([]))
+                saga_progress.commit([void], [], saga())
                 return RefundOutcome(order_id, action)
             if action is RefundAction.TOMBSTONE:
                 tombstone = outbox.put(
@@ -178,13 +175,12 @@ def refund(
                     },
                     condition="attribute_not_exists(pk)",
                 )
-                saga_progress.commit([tombstone], [], saga([]))
+                saga_progress.commit([tombstone], [], saga())
                 return RefundOutcome(order_id, action)
         except outbox.ConditionFailedError as exc:
             # The payment changed between our read and our write: read it again.
             raise SagaConflictError(f"the payment of order {order_id} changed") from exc
-        if (write := saga([])) is not None:
-            saga_progress.commit([], [], write)
+        saga_progress.commit([], [], saga())
         return RefundOutcome(order_id, action)
 
     return saga_progress.retry_conflicts(attempt, what=f"refunding order {order_id}")
@@ -197,29 +193,11 @@ def on_shipping_failed(event: ShippingFailed) -> dict[str, Any]:
     return refund(event.order_id, reason=f"ShippingFailed: {event.reason}").to_result()
 
 
-def _on_record(record: SQSRecord) -> dict[str, Any]:
-    return on_shipping_failed(envelopes.from_sqs(record, model=ShippingFailed))
-
-
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     """ShippingFailed as an EventBridge event, or an SQS batch of them."""
-    if "Records" in event:
-        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
-
-        return batch.process_batch(event, context, _on_record, kind="sqs")
-    return on_shipping_failed(envelopes.from_eventbridge(event, model=ShippingFailed))
+    return envelopes.dispatch(event, context, on_shipping_failed, model=ShippingFailed)
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Step Functions compensation of the pay step (succeeds with nothing to undo)."""
-    order = saga_progress.order_from_state(event)
-    aborted = saga_progress.aborted_from_state(event, order.order_id)
-    reason = aborted.reason if aborted and aborted.reason else "saga compensation"
-    outcome = refund(
-        order.order_id,
-        reason=reason,
-        record_saga=True,
-        order=order,
-        facts=[aborted] if aborted else [],
-    )
-    return outcome.to_result()
+    return saga_progress.compensation_task(event, refund)

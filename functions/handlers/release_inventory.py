@@ -113,11 +113,9 @@ def release(
     table = env(INVENTORY_TABLE_ENV)
     reason = clip(reason)
 
-    def saga(extra: Sequence[SagaFact]) -> saga_progress.SagaWrite | None:
+    def saga(*extra: SagaFact) -> saga_progress.SagaWrite | None:
         wanted = [*facts, *extra]
-        if not record_saga or not wanted:
-            return None
-        return saga_progress.prepare(order_id, wanted, order=order)
+        return saga_progress.maybe_prepare(order_id, wanted, record_saga=record_saga, order=order)
 
     def attempt() -> ReleaseOutcome:
         reservation = reserve_inventory.load(order_id)
@@ -150,7 +148,7 @@ def release(
                     }
                 }
                 items = [released, *(_stock_increment(table, ln) for ln in reservation.lines)]
-                saga_progress.commit(items, [event], saga([fact_from_event(event)]))
+                saga_progress.commit(items, [event], saga(fact_from_event(event)))
                 return ReleaseOutcome(order_id, action, reservation.lines, event)
             if action is ReleaseAction.TOMBSTONE:
                 tombstone = outbox.put(
@@ -166,13 +164,12 @@ def release(
                     },
                     condition="attribute_not_exists(pk)",
                 )
-                saga_progress.commit([tombstone], [], saga([]))
+                saga_progress.commit([tombstone], [], saga())
                 return ReleaseOutcome(order_id, action)
         except outbox.ConditionFailedError as exc:
             # The reservation changed between our read and our write: read it again.
             raise SagaConflictError(f"the reservation of order {order_id} changed") from exc
-        if (write := saga([])) is not None:
-            saga_progress.commit([], [], write)
+        saga_progress.commit([], [], saga())
         return ReleaseOutcome(order_id, action)
 
     return saga_progress.retry_conflicts(attempt, what=f"releasing order {order_id}")
@@ -208,14 +205,4 @@ def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureRespons
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Step Functions compensation of the reserve step (succeeds with nothing to undo)."""
-    order = saga_progress.order_from_state(event)
-    aborted = saga_progress.aborted_from_state(event, order.order_id)
-    reason = aborted.reason if aborted and aborted.reason else "saga compensation"
-    outcome = release(
-        order.order_id,
-        reason=reason,
-        record_saga=True,
-        order=order,
-        facts=[aborted] if aborted else [],
-    )
-    return outcome.to_result()
+    return saga_progress.compensation_task(event, release)

@@ -43,13 +43,12 @@ from contracts import (
 from domain import inventory
 from domain.inventory import Reservation, ReservationStatus
 from domain.orders import fact_from_event
-from eventkit import clients, envelopes, outbox
+from eventkit import dynamodb, envelopes, outbox
 from handlers import saga_progress
 from handlers.saga_progress import env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 ACCESS: dict[str, frozenset[str]] = {
@@ -128,16 +127,8 @@ def _decision_item(table: str, order_id: str, event: Event, **fields: Any) -> An
 
 def load(order_id: str) -> Reservation | None:
     """The order's reservation item (strongly consistent), or None."""
-    item = (
-        clients.client("dynamodb")
-        .get_item(
-            TableName=_table(),
-            Key={"pk": {"S": inventory.reservation_key(order_id)}},
-            ConsistentRead=True,
-        )
-        .get("Item")
-    )
-    return Reservation.from_item(saga_progress.deserialize(item)) if item else None
+    record = dynamodb.get(_table(), {"pk": inventory.reservation_key(order_id)})
+    return Reservation.from_item(record) if record else None
 
 
 def _found(order_id: str) -> ReservationOutcome:
@@ -219,14 +210,13 @@ def _reject(
 
 
 def _saga(order: OrderPlaced, event: Event, record_saga: bool) -> saga_progress.SagaWrite | None:
-    if not record_saga:
-        return None
-    fact = fact_from_event(event)
-    return saga_progress.prepare(order.order_id, [fact], order=order)
+    return saga_progress.maybe_prepare(
+        order.order_id, [fact_from_event(event)], record_saga=record_saga, order=order
+    )
 
 
 def _plain(put: Any) -> dict[str, Any]:
-    return saga_progress.deserialize(put["Put"]["Item"])
+    return dynamodb.deserialize(put["Put"]["Item"])
 
 
 # --- entries ----------------------------------------------------------------------------
@@ -236,17 +226,9 @@ def on_order_placed(order: OrderPlaced) -> dict[str, Any]:
     return reserve(order).to_result()
 
 
-def _on_record(record: SQSRecord) -> dict[str, Any]:
-    return on_order_placed(envelopes.from_sqs(record, model=OrderPlaced))
-
-
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     """OrderPlaced as an EventBridge event, or an SQS batch of them."""
-    if "Records" in event:
-        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
-
-        return batch.process_batch(event, context, _on_record, kind="sqs")
-    return on_order_placed(envelopes.from_eventbridge(event, model=OrderPlaced))
+    return envelopes.dispatch(event, context, on_order_placed, model=OrderPlaced)
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:

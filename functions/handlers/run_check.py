@@ -44,6 +44,7 @@ from domain.inventory import stock_key
 from eventkit import clients
 from eventkit.envelopes import from_eventbridge
 from eventkit.publisher import Publisher
+from eventkit.settings import env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -68,19 +69,10 @@ CHECK_ACCESS: Final[Mapping[CheckName, dict[str, frozenset[str]]]] = {
 INVENTORY_TABLE_ENV: Final = "INVENTORY_TABLE"
 MAX_BATCH_GET: Final = 100  # keys per BatchGetItem
 
-
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it "
-            "(CHECK_ACCESS in handlers.run_check lists what each check's role needs)"
-        )
-    return value
+_ENV_HINT: Final = (
+    "the function's component must set it (CHECK_ACCESS in handlers.run_check lists what "
+    "each check's role needs)"
+)
 
 
 # --- adapters ------------------------------------------------------------------------------
@@ -88,7 +80,7 @@ def _env(name: str) -> str:
 
 def available_stock(lines: Sequence[OrderLine]) -> dict[str, int]:
     """sku -> units available now (absent: no stock item)."""
-    table = _env(INVENTORY_TABLE_ENV)
+    table = env(INVENTORY_TABLE_ENV, _ENV_HINT)
     ddb = clients.client("dynamodb")
     keys = [{"pk": {"S": stock_key(line.sku)}} for line in lines]
     stock: dict[str, int] = {}

@@ -18,8 +18,9 @@ the event id would add a table and two writes per event, and could not serialize
 *different* events racing on one order, which the version does.
 
 This module is also the orders table's saga adapter for the orchestration tasks (they
-record their step in the same transaction as the step itself): `prepare`, `commit`,
-`record`, `retry_conflicts`.
+record their step in the same transaction as the step itself): `prepare` /
+`maybe_prepare`, `commit`, `record`, `retry_conflicts`, and `compensation_task` (the
+compensation tasks of release_inventory and refund_payment).
 
 Orders table (`ORDERS_TABLE`, key `pk` S): `order#<orderId>` items as written by
 `domain.orders.to_record` (order fields, `status`, `version`, `facts`, `appliedEventIds`,
@@ -31,23 +32,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from contracts import ContractError, Event, OrderPlaced, parse_detail
 from domain import orders
 from domain.orders import OrderSaga, SagaFact, Transition
-from eventkit import clients, envelopes, outbox
+from eventkit import clients, dynamodb, envelopes, outbox
+from eventkit.settings import ConfigurationError
+from eventkit.settings import env as _env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 ACCESS: dict[str, frozenset[str]] = {
@@ -68,10 +69,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
 class OrderNotFoundError(LookupError):
     """A saga event names an order that the orders table does not have."""
 
@@ -82,37 +79,21 @@ class ConcurrentUpdateError(RuntimeError):
 
 def env(name: str) -> str:
     """The value of environment variable `name`; ConfigurationError naming it if unset."""
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it "
-            "(the handler module's ACCESS lists what the role needs on it)"
-        )
-    return value
+    return _env(
+        name,
+        "the function's component must set it (the handler module's ACCESS lists what the "
+        "role needs on it)",
+        error=ConfigurationError,
+    )
 
 
 # --- the orders table's saga adapter -------------------------------------------------
 
 
-def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item (typed JSON) as plain Python values (numbers as Decimal)."""
-    from boto3.dynamodb.types import TypeDeserializer  # lazy: cold start
-
-    deserializer = TypeDeserializer()
-    return {key: deserializer.deserialize(value) for key, value in item.items()}
-
-
 def load(order_id: str, *, table: str | None = None) -> OrderSaga | None:
     """The order's saga state (strongly consistent read), or None if there is no order."""
-    response = clients.client("dynamodb").get_item(
-        TableName=table or env(ORDERS_TABLE_ENV),
-        Key={"pk": {"S": orders.order_key(order_id)}},
-        ConsistentRead=True,
-    )
-    item = response.get("Item")
-    if item is None:
-        return None
-    return orders.from_record(deserialize(item))
+    record = dynamodb.get(table or env(ORDERS_TABLE_ENV), {"pk": orders.order_key(order_id)})
+    return None if record is None else orders.from_record(record)
 
 
 @dataclass(frozen=True)
@@ -174,6 +155,21 @@ def prepare(
     )
     events = [event for t in transitions for event in t.emit]
     return SagaWrite(state, transitions, [put], events)
+
+
+def maybe_prepare(
+    order_id: str,
+    facts: Sequence[SagaFact],
+    *,
+    record_saga: bool,
+    order: OrderPlaced | None = None,
+) -> SagaWrite | None:
+    """`prepare(order_id, facts, order=order)` when the step records the saga itself
+    (`record_saga`: orchestration) and there are facts; else None (choreography:
+    saga_progress records the step from its event)."""
+    if not record_saga or not facts:
+        return None
+    return prepare(order_id, facts, order=order)
 
 
 class SagaConflictError(Exception):
@@ -358,6 +354,43 @@ def record_outcome(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     }
 
 
+class _Outcome(Protocol):
+    def to_result(self) -> dict[str, Any]: ...
+
+
+class Compensation(Protocol):
+    """A compensation's application function: `release_inventory.release`,
+    `refund_payment.refund`."""
+
+    def __call__(
+        self,
+        order_id: str,
+        *,
+        reason: str,
+        record_saga: bool = ...,
+        order: OrderPlaced | None = ...,
+        facts: Sequence[SagaFact] = ...,
+    ) -> _Outcome: ...
+
+
+def compensation_task(state: Mapping[str, Any], compensate: Compensation) -> dict[str, Any]:
+    """A Step Functions compensation task: `compensate` the order of the saga `state`,
+    recording the caught `$.error` (as the failed step's fact) and the compensation in the
+    order's saga state in the same transaction; its result. Never fails for "nothing to
+    undo"."""
+    order = order_from_state(state)
+    aborted = aborted_from_state(state, order.order_id)
+    reason = aborted.reason if aborted and aborted.reason else "saga compensation"
+    outcome = compensate(
+        order.order_id,
+        reason=reason,
+        record_saga=True,
+        order=order,
+        facts=[aborted] if aborted else [],
+    )
+    return outcome.to_result()
+
+
 # --- the choreography handler ---------------------------------------------------------
 
 
@@ -391,14 +424,6 @@ def _compensate(order_id: str, compensations: frozenset[str], *, reason: str) ->
         refund(order_id, reason=reason)
 
 
-def _on_record(record: SQSRecord) -> dict[str, Any]:
-    return progress(envelopes.from_sqs(record))
-
-
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     """An EventBridge saga event, or an SQS batch of them (partial batch response)."""
-    if "Records" in event:
-        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
-
-        return batch.process_batch(event, context, _on_record, kind="sqs")
-    return progress(envelopes.from_eventbridge(event))
+    return envelopes.dispatch(event, context, progress)

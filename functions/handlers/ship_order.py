@@ -40,13 +40,12 @@ from contracts import (
 from domain import shipping
 from domain.orders import fact_from_event
 from domain.shipping import CarrierConfig, ShipmentStatus, Shipped
-from eventkit import clients, envelopes, outbox
+from eventkit import dynamodb, envelopes, outbox
 from handlers import saga_progress
 from handlers.saga_progress import env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 ACCESS: dict[str, frozenset[str]] = {
     # PutItem: the shipment decision (in the transaction); GetItem: read the decision a
@@ -116,16 +115,8 @@ def _outcome(record: Mapping[str, Any], *, created: bool) -> ShipmentOutcome:
 
 def load(order_id: str) -> ShipmentOutcome | None:
     """The order's shipment decision (strongly consistent), or None."""
-    item = (
-        clients.client("dynamodb")
-        .get_item(
-            TableName=env(SHIPMENTS_TABLE_ENV),
-            Key={"pk": {"S": shipping.shipment_key(order_id)}},
-            ConsistentRead=True,
-        )
-        .get("Item")
-    )
-    return _outcome(saga_progress.deserialize(item), created=False) if item else None
+    record = dynamodb.get(env(SHIPMENTS_TABLE_ENV), {"pk": shipping.shipment_key(order_id)})
+    return _outcome(record, created=False) if record else None
 
 
 def ship(
@@ -170,10 +161,8 @@ def ship(
             "createdAt": utc_now().isoformat(),
             **fields,
         }
-        saga = (
-            saga_progress.prepare(order_id, [fact_from_event(event)], order=order)
-            if record_saga
-            else None
+        saga = saga_progress.maybe_prepare(
+            order_id, [fact_from_event(event)], record_saga=record_saga, order=order
         )
         put = outbox.put(table, record, condition="attribute_not_exists(pk)")
         try:
@@ -208,17 +197,9 @@ def on_payment_processed(event: PaymentProcessed) -> dict[str, Any]:
     return ship(state.order_id, state.customer_id).to_result()
 
 
-def _on_record(record: SQSRecord) -> dict[str, Any]:
-    return on_payment_processed(envelopes.from_sqs(record, model=PaymentProcessed))
-
-
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     """PaymentProcessed as an EventBridge event, or an SQS batch of them."""
-    if "Records" in event:
-        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
-
-        return batch.process_batch(event, context, _on_record, kind="sqs")
-    return on_payment_processed(envelopes.from_eventbridge(event, model=PaymentProcessed))
+    return envelopes.dispatch(event, context, on_payment_processed, model=PaymentProcessed)
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from typing import Any, Final
 from domain.history import (
     SNAPSHOT_EVERY_ENV,
     apply,
+    for_each_order,
     initial_state,
-    inserted_events,
     snapshot_due,
     snapshot_policy,
 )
@@ -36,7 +36,9 @@ from eventkit.eventstore import (
     DynamoDBSnapshotRecorder,
     EventStore,
     SnapshotPolicy,
+    StoredEvent,
 )
+from eventkit.settings import env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     "EVENTS_TABLE": frozenset({"dynamodb:Query"}),
@@ -48,10 +50,6 @@ SNAPSHOTS_TABLE_ENV: Final = "SNAPSHOTS_TABLE"
 logger = logging.getLogger(__name__)
 
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
 class SnapshotNotWrittenError(RuntimeError):
     def __init__(self, aggregate_id: str, version: int) -> None:
         super().__init__(
@@ -59,15 +57,6 @@ class SnapshotNotWrittenError(RuntimeError):
             "written (see the warning logged before): the stream retries the batch; check "
             "the role's PutItem on the snapshots table and the table's throttling"
         )
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it"
-        )
-    return value
 
 
 @functools.cache
@@ -78,8 +67,8 @@ def _policy() -> SnapshotPolicy:
 @functools.cache
 def _store() -> EventStore:
     return EventStore(
-        DynamoDBEventRecorder(_env(EVENTS_TABLE_ENV)),
-        snapshots=DynamoDBSnapshotRecorder(_env(SNAPSHOTS_TABLE_ENV)),
+        DynamoDBEventRecorder(env(EVENTS_TABLE_ENV)),
+        snapshots=DynamoDBSnapshotRecorder(env(SNAPSHOTS_TABLE_ENV)),
         policy=_policy(),
     )
 
@@ -95,16 +84,9 @@ def snapshot(aggregate_id: str) -> int:
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
     every = _policy().every
-    batch = inserted_events(event.get("Records", []))
-    failures = list(batch.unreadable)
-    for sequence in batch.unreadable:
-        logger.error("stream record %s is not an event store item", sequence)
-    for order_id, events in batch.by_order.items():
-        if not snapshot_due([e.version for e in events], every):
-            continue
-        try:
+
+    def snapshot_if_due(order_id: str, events: list[StoredEvent]) -> None:
+        if snapshot_due([e.version for e in events], every):
             snapshot(order_id)
-        except Exception:
-            logger.exception("snapshot of order %s failed; the stream retries it", order_id)
-            failures.append(batch.first_sequence[order_id])
-    return {"batchItemFailures": [{"itemIdentifier": s} for s in failures if s]}
+
+    return for_each_order(event.get("Records", []), snapshot_if_due, what="snapshot", logger=logger)

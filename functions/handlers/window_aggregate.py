@@ -42,6 +42,7 @@ from domain.windows import (
 )
 from eventkit import clients
 from eventkit.envelopes import PoisonRecordError, from_kinesis, sequence_number
+from eventkit.settings import env
 from eventkit.windows import DynamoDBWindowStore, TumblingWindows, WindowAggregator
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
@@ -55,19 +56,6 @@ LATE_EVENTS_QUEUE_ENV: Final = "LATE_EVENTS_QUEUE_URL"
 logger = logging.getLogger(__name__)
 
 
-class ConfigurationError(RuntimeError):
-    """A required environment variable is missing."""
-
-
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise ConfigurationError(
-            f"environment variable {name} is not set: the function's component must set it"
-        )
-    return value
-
-
 @functools.cache
 def _windows() -> TumblingWindows:
     return tumbling_windows(
@@ -77,12 +65,12 @@ def _windows() -> TumblingWindows:
 
 @functools.cache
 def _aggregator() -> WindowAggregator:
-    return WindowAggregator(_windows(), DynamoDBWindowStore(_env(WINDOWS_TABLE_ENV)))
+    return WindowAggregator(_windows(), DynamoDBWindowStore(env(WINDOWS_TABLE_ENV)))
 
 
 def _report_late(report: dict[str, Any]) -> None:
     clients.client("sqs").send_message(
-        QueueUrl=_env(LATE_EVENTS_QUEUE_ENV),
+        QueueUrl=env(LATE_EVENTS_QUEUE_ENV),
         MessageBody=json.dumps(report),
         MessageAttributes={
             "ERROR_CODE": {"DataType": "String", "StringValue": LATE_EVENT_REJECTED},

@@ -5,22 +5,30 @@ a time inside the write, no batching, filters, partial failures, retries or
 destinations; `NotImplementedError` for Lambda, Step Functions and Kinesis rule
 targets). `Delivery` replaces all of it:
 
-    from sandbox.clock import Scheduler
+    from sandbox.clock import Scheduler, VirtualClock
     from sandbox.delivery import Delivery
+    from sandbox.lambda_runtime import LambdaRuntime
 
-    scheduler = Scheduler()                            # a VirtualClock at real time now
-    delivery = Delivery(scheduler, invoker, deployment.records, sandbox).install()
-    ...                                                # put events, send messages, write items
-    report = delivery.run_until_quiet()                # deliver everything, in virtual time
-    delivery.uninstall()                               # or: with Delivery(...) as delivery:
+    with Sandbox() as sandbox:                          # moto, IAM enforced
+        deployment = sandbox.deploy(ROOT / "__main__.py", stack="dev")
+        clock = VirtualClock()                           # starts at the real time now
+        runtime = LambdaRuntime(admin=sandbox.admin, clock=clock)
+        delivery = Delivery(Scheduler(clock), runtime, deployment.records, sandbox)
+        runtime.event_dispatcher = delivery.dispatch_event   # Invoke(Event) -> async queue
+        with runtime, delivery:
+            ...                                          # put events, send, write items
+            report = delivery.run_until_quiet()          # deliver it all, in virtual time
 
 * `invoker`: a `sandbox.lambda_runtime.Invoker` (runs a function and reports how it
-  went; it runs the function for both invocation types: retries of asynchronous
-  invocations are done here);
+  went, for both invocation types: retries of asynchronous invocations are done here);
 * `records`: what the deployer recorded (`SandboxDeployment.records`): the event
-  source mappings the pollers deliver;
+  source mappings the pollers deliver (`add_mapping` for one recorded later);
 * `clients`: boto3 clients on moto as the administrator (the `Sandbox`; for tests on a
   bare `mock_aws`, `DefaultClients()`).
+
+Install the delivery after the deployment (it reads the stream shards and starting
+positions) and read queues while it is installed: moto's SQS clock is the virtual one
+only then (`sandbox.clock`).
 
 Parts (each module's docstring has the semantics and what is approximated):
 `eventbridge` (PutEvents -> rules -> targets, retry policies, DLQs, archives, replay),
@@ -170,6 +178,18 @@ class Delivery:
             max_virtual_seconds=max_virtual_seconds,
             max_real_seconds=max_real_seconds,
         )
+
+    def add_mapping(self, mapping: MappingLike) -> None:
+        """Deliver an event source mapping recorded after `install()` (ignored if it
+        is disabled or its source is not SQS, a DynamoDB stream or Kinesis)."""
+        source = mapping.event_source_arn or ""
+        if not mapping.enabled or not source.startswith("arn:"):
+            return
+        service = source.split(":")[2]
+        if service == "sqs":
+            self.sqs.add_mapping(mapping)
+        elif service in ("dynamodb", "kinesis"):
+            self.streams.add_mapping(mapping)
 
     def dispatch_event(self, function: str, event: Any) -> None:
         """An `InvocationType=Event` call through the Invoke API: queued for

@@ -4,7 +4,6 @@ administrator's and assumed roles'), resource-policy checks, destinations and th
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import json
 import re
@@ -318,8 +317,11 @@ def policy_allows(
     return allowed
 
 
-def trusts(document: Any, principal: str) -> bool:
-    """Whether a trust policy lets the AWS service `principal` sts:AssumeRole."""
+def trusts(
+    document: Any, principal: str, *, source_arn: str | None, source_account: str | None
+) -> bool:
+    """Whether a trust policy lets the AWS service `principal` sts:AssumeRole on behalf
+    of `source_arn` in `source_account` (the confused-deputy conditions)."""
     if isinstance(document, str):
         from urllib.parse import unquote
 
@@ -329,11 +331,21 @@ def trusts(document: Any, principal: str) -> bool:
             return False
     if not isinstance(document, Mapping):
         return False
-    return policy_allows(document, service=principal, action="sts:AssumeRole", resource="*")
+    return policy_allows(
+        document,
+        service=principal,
+        action="sts:AssumeRole",
+        resource="*",
+        source_arn=source_arn,
+        source_account=source_account,
+    )
 
 
-def assume_as_service(role_arn: str, principal: str, region: str) -> dict[str, str]:
-    """Credentials of `role_arn` assumed as the AWS service `principal` assumes it.
+def assume_as_service(
+    role_arn: str, principal: str, region: str, *, source_arn: str | None = None
+) -> dict[str, str]:
+    """Credentials of `role_arn` assumed as the AWS service `principal` assumes it on
+    behalf of `source_arn` (the function, the rule; its account is aws:SourceAccount).
 
     Straight through moto's STS backend after checking the trust policy: the caller is
     the service the trust policy names, which moto's AssumeRole API (with IAM
@@ -353,10 +365,18 @@ def assume_as_service(role_arn: str, principal: str, region: str) -> dict[str, s
             raise DeliveryFailure(
                 "NO_PERMISSIONS", f"the role {role_arn} does not exist", retriable=False
             ) from exc
-        if not trusts(role.assume_role_policy_document, principal):
+        source_account = Arn.parse(source_arn).account if source_arn else arn.account
+        if not trusts(
+            role.assume_role_policy_document,
+            principal,
+            source_arn=source_arn,
+            source_account=source_account,
+        ):
             raise DeliveryFailure(
                 "NO_PERMISSIONS",
-                f"the role {role_arn} does not trust {principal} (its assume-role policy)",
+                f"the role {role_arn} does not trust {principal}"
+                + (f" for {source_arn}" if source_arn else "")
+                + " (its assume-role policy)",
                 retriable=False,
             )
         assumed = sts_backends[arn.account][arn.partition].assume_role(
@@ -447,8 +467,8 @@ class DeliveryContext:
         self.on_invoke = on_invoke
         self.log = DeliveryLog()
         self._admin: dict[tuple[str, str], Any] = {}
-        self._roles: dict[tuple[str, str], dict[str, str]] = {}
-        self._role_clients: dict[tuple[str, str, str, str], Any] = {}
+        self._roles: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._role_clients: dict[tuple[str, str, str, str, str], Any] = {}
         self._queue_urls: dict[str, str] = {}
         self._function_roles: dict[str, str] = {}
         self._lock = threading.RLock()
@@ -469,22 +489,24 @@ class DeliveryContext:
         region: str | None = None,
         *,
         principal: str = LAMBDA_SERVICE,
+        source_arn: str | None = None,
     ) -> Any:
         """A client with `role_arn`'s credentials, assumed as the AWS service
         `principal` assumes it (default: Lambda; the administrator's client if
-        `role_arn` is None or roles are off). Raises `DeliveryFailure`
+        `role_arn` is None or roles are off), on behalf of `source_arn` (the function
+        or rule, for the trust policy's conditions). Raises `DeliveryFailure`
         (NO_PERMISSIONS) if the role does not exist or does not trust `principal`."""
         if not role_arn or not self.use_roles:
             return self.admin(service, region)
-        key = (role_arn, service, region or self.region, principal)
+        key = (role_arn, service, region or self.region, principal, source_arn or "")
         with self._lock:
             if key in self._role_clients:
                 return self._role_clients[key]
-            credentials = self._roles.get((role_arn, principal))
+            credentials = self._roles.get((role_arn, principal, source_arn or ""))
         if credentials is None:
-            credentials = assume_as_service(role_arn, principal, key[2])
+            credentials = assume_as_service(role_arn, principal, key[2], source_arn=source_arn)
             with self._lock:
-                self._roles[(role_arn, principal)] = credentials
+                self._roles[(role_arn, principal, source_arn or "")] = credentials
         session = boto3.session.Session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
@@ -619,17 +641,17 @@ class DeliveryContext:
         try:
             arn = Arn.parse(destination)
             if arn.service == "sqs":
-                sqs = self.role_client(role_arn, "sqs", arn.region)
+                sqs = self.role_client(role_arn, "sqs", arn.region, source_arn=function_arn)
                 sqs.send_message(QueueUrl=self.queue_url(destination), MessageBody=body)
             elif arn.service == "sns":
-                sns = self.role_client(role_arn, "sns", arn.region)
+                sns = self.role_client(role_arn, "sns", arn.region, source_arn=function_arn)
                 sns.publish(TopicArn=destination, Message=body)
             elif arn.service == "lambda":
                 if submit_async is None:
                     raise DeliveryFailure("INVALID_PARAMETER", "no async invoker", retriable=False)
                 submit_async(destination, dict(record))
             elif arn.service == "events":
-                events = self.role_client(role_arn, "events", arn.region)
+                events = self.role_client(role_arn, "events", arn.region, source_arn=function_arn)
                 result = "Success" if success else "Failure"
                 response = events.put_events(
                     Entries=[
@@ -663,10 +685,3 @@ class DeliveryContext:
             "ok",
             str(record.get("requestContext", {}).get("condition", "")),
         )
-
-
-@contextlib.contextmanager
-def locked() -> Iterator[None]:
-    """Hold the moto lock (see `moto_lock`)."""
-    with moto_lock():
-        yield

@@ -729,7 +729,13 @@ class EventBridgeDelivery:
 
     def _client(self, delivery: _Delivery, service: str, region: str) -> Any:
         """A client with the target's role, assumed as EventBridge assumes it."""
-        return self.ctx.role_client(self._role(delivery), service, region, principal=EVENTS_SERVICE)
+        return self.ctx.role_client(
+            self._role(delivery),
+            service,
+            region,
+            principal=EVENTS_SERVICE,
+            source_arn=delivery.rule_arn,
+        )
 
     def _to_state_machine(self, delivery: _Delivery, arn: Arn) -> None:
         sfn = self._client(delivery, "stepfunctions", arn.region)

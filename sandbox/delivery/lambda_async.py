@@ -7,8 +7,9 @@ queued here and run on the scheduler. A function error is retried
 before the second attempt and two minutes before the third, as AWS documents, unless
 the event is older than `MaximumEventAgeInSeconds` (6 hours by default). Then the
 invocation record goes to the OnFailure destination (and the event to the function's
-dead-letter queue, if it has one); a success goes to the OnSuccess destination. The
-record has AWS's shape:
+dead-letter queue, if it has one: moto drops a function's `DeadLetterConfig`, so the
+sandbox lists those in `LambdaAsync.dead_letter_targets`); a success goes to the
+OnSuccess destination. The record has AWS's shape:
 
     {"version": "1.0", "timestamp": "...Z",
      "requestContext": {"requestId", "functionArn": "...:$LATEST",
@@ -80,6 +81,9 @@ class LambdaAsync:
         self.ctx = ctx
         self._ids = itertools.count(1)
         self.invocations: list[AsyncInvocation] = []
+        # moto does not keep a function's DeadLetterConfig: function ARN -> target ARN
+        # for the functions that have one (the sandbox fills it from the deployment).
+        self.dead_letter_targets: dict[str, str] = {}
 
     def submit(self, function: str, payload: Any, *, source: str = "") -> str:
         """Queue an asynchronous invocation of `function` (name or ARN)."""
@@ -127,6 +131,7 @@ class LambdaAsync:
             dead_letter = (function.get("DeadLetterConfig") or {}).get("TargetArn") or None
         except ClientError:
             pass
+        dead_letter = dead_letter or self.dead_letter_targets.get(function_arn)
         return _AsyncConfig(retries, max_age, on_success, on_failure, dead_letter)
 
     def _attempt(self, invocation: AsyncInvocation) -> None:
@@ -215,15 +220,17 @@ class LambdaAsync:
             arn = Arn.parse(target)
             body = json.dumps(invocation.payload)
             if arn.service == "sqs":
-                self.ctx.role_client(role, "sqs", arn.region).send_message(
+                self.ctx.role_client(
+                    role, "sqs", arn.region, source_arn=invocation.function_arn
+                ).send_message(
                     QueueUrl=self.ctx.queue_url(target),
                     MessageBody=body,
                     MessageAttributes=attributes,
                 )
             else:
-                self.ctx.role_client(role, "sns", arn.region).publish(
-                    TopicArn=target, Message=body, MessageAttributes=attributes
-                )
+                self.ctx.role_client(
+                    role, "sns", arn.region, source_arn=invocation.function_arn
+                ).publish(TopicArn=target, Message=body, MessageAttributes=attributes)
         except Exception as exc:  # a lost DLQ message is logged (AWS counts it)
             self.ctx.record(
                 "lambda.dlq", short_name(invocation.function_arn), target, "failed", str(exc)

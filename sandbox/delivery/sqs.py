@@ -181,7 +181,9 @@ class SqsPoller:
     def _client_for(self) -> Any:
         if self._client is None:
             role = self.ctx.function_role(self.function_arn)
-            self._client = self.ctx.role_client(role, "sqs", self.region)
+            self._client = self.ctx.role_client(
+                role, "sqs", self.region, source_arn=self.function_arn
+            )
         return self._client
 
     def _next_visible(self) -> float | None:
@@ -345,6 +347,14 @@ class SqsDelivery:
             if m.enabled and m.event_source_arn and Arn.parse(m.event_source_arn).service == "sqs"
         ]
         self._patches = Patches()
+
+    def add_mapping(self, mapping: MappingLike) -> SqsPoller:
+        """Start polling for a mapping recorded after `install()`."""
+        poller = SqsPoller(self.ctx, mapping)
+        self.pollers.append(poller)
+        if self._patches:
+            poller.wake()
+        return poller
 
     def by_queue(self, queue_arn: str) -> list[SqsPoller]:
         return [p for p in self.pollers if p.queue_arn == queue_arn]

@@ -10,11 +10,14 @@ with `IntervalSeconds: 30` costs no real seconds. `Wait` with `Timestamp` /
 `TimestampPath` counts from the virtual now.
 
 It is also the scheduler's `BackgroundWork` for executions: it counts the executions
-in flight (moto's `ExecutionWorker.start` .. end of its thread) and, per execution, the
-threads parked in a virtual wait or waiting for a task token
-(`.waitForTaskToken`). The scheduler does not move virtual time while an execution
-has no parked thread (it is running: a Lambda task, a Choice, ...), so an execution's
-retry at t+30 happens after everything it and the rest of the sandbox do at t.
+in flight (moto's `ExecutionWorker.start` .. the end of its thread) and, per execution,
+the states being evaluated (every state but Parallel and Map, which only wait for
+their branches) and the threads parked in a virtual wait or a task-token wait
+(`.waitForTaskToken`). An execution with a state running (a Lambda task, a Choice),
+or with nothing parked, is busy: the scheduler does not move virtual time until it
+parks or ends, so an execution's retry at t+30 happens after everything it and the
+rest of the sandbox do at t. Between two states nothing is counted for an instant;
+the scheduler's quiet period (no history event for `settle_seconds`) covers it.
 
 Synchronous executions (`StartSyncExecution`, EXPRESS) run inside the caller's
 request, which may be the scheduler's own thread: their waits are not virtual waits
@@ -27,6 +30,7 @@ Approximations: a task's `TimeoutSeconds` / `HeartbeatSeconds` and an execution'
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -76,6 +80,9 @@ class StepFunctionsClock:
         self.clock = scheduler.clock
         self._lock = threading.Lock()
         self._in_flight: dict[str, bool] = {}  # execution ARN -> synchronous?
+        # Per execution: states being evaluated (not Parallel / Map, which only wait
+        # for their branches) and threads parked in a virtual or task-token wait.
+        self._running: Counter[str] = Counter()
         self._parked: Counter[str] = Counter()
         self._activity = 0
         self._patches = Patches()
@@ -88,7 +95,7 @@ class StepFunctionsClock:
             running = [arn for arn, sync in self._in_flight.items() if not sync]
             if not running:
                 return BackgroundState("idle")
-            busy = [arn for arn in running if self._parked[arn] <= 0]
+            busy = [arn for arn in running if self._running[arn] > 0 or self._parked[arn] <= 0]
             if busy:
                 return BackgroundState("busy", "executions running: " + ", ".join(_names(busy)))
             return BackgroundState("parked", "executions waiting: " + ", ".join(_names(running)))
@@ -114,11 +121,19 @@ class StepFunctionsClock:
 
     def _patch_executions(self) -> None:
         """Count executions in flight, and their progress (history events)."""
+        from moto.stepfunctions.parser.asl.component.state import state as state_module
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import (
+            StateMap,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_parallel.state_parallel import (  # noqa: E501
+            StateParallel,
+        )
         from moto.stepfunctions.parser.asl.eval.event import event_manager
         from moto.stepfunctions.parser.backend import execution_worker
 
         owner = self
         worker_cls = execution_worker.ExecutionWorker
+        original_state_body = state_module.CommonStateField._eval_body
         original_start = worker_cls.start
         original_logic = worker_cls._execution_logic
         original_add_event = event_manager.EventManager.add_event
@@ -146,6 +161,22 @@ class StepFunctionsClock:
             owner._activity += 1
             return original_add_event(manager, *args, **kwargs)
 
+        def state_body(state: Any, env: Any) -> None:
+            # A Parallel or Map state only waits for its branches, which count themselves.
+            counted = not isinstance(state, StateParallel | StateMap)
+            arn = _execution_arn(env)
+            stack = _counted_stack()
+            stack.append(counted)
+            if counted:
+                owner._adjust(arn, running=1)
+            try:
+                original_state_body(state, env)
+            finally:
+                stack.pop()
+                if counted:
+                    owner._adjust(arn, running=-1)
+
+        self._patches.set(state_module.CommonStateField, "_eval_body", state_body)
         self._patches.set(worker_cls, "start", start)
         self._patches.set(worker_cls, "_execution_logic", execution_logic)
         self._patches.set(event_manager.EventManager, "add_event", add_event)
@@ -178,16 +209,23 @@ class StepFunctionsClock:
             owner.sleep(wait_seconds, env)
 
         def timestamp_seconds(function: Any, env: Any) -> int:
-            real_seconds = int(original_timestamp(function, env))
-            return int(real_seconds + (time.time() - owner.clock.now()))
+            # moto counts from the real now; count from the virtual one instead.
+            function.string.eval(env=env)
+            text = env.stack.pop()
+            moment = function._from_timestamp_string(timestamp=text)
+            if moment is None:
+                return int(original_timestamp(function, env))  # raises moto's failure
+            seconds = (moment - owner.clock.utcnow()).total_seconds()
+            return max(0, math.ceil(seconds))
 
         def wait_for_token(task: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+            # Inside the Task's evaluation (counted as running): parked while it waits.
             arn = _execution_arn(env)
-            owner._park(arn)
+            owner._adjust(arn, running=-1, parked=1)
             try:
                 return original_token(task, env, *args, **kwargs)
             finally:
-                owner._unpark(arn)
+                owner._adjust(arn, running=1, parked=-1)
 
         self._patches.set(retrier_decl, "time", _VirtualTime(self))
         self._patches.set(retrier_decl.RetrierDecl, "_eval_body", retry_body)
@@ -206,17 +244,14 @@ class StepFunctionsClock:
     def _finished(self, arn: str) -> None:
         with self._lock:
             self._in_flight.pop(arn, None)
+            self._running.pop(arn, None)
             self._parked.pop(arn, None)
         self._changed()
 
-    def _park(self, arn: str) -> None:
+    def _adjust(self, arn: str, *, running: int = 0, parked: int = 0) -> None:
         with self._lock:
-            self._parked[arn] += 1
-        self._changed()
-
-    def _unpark(self, arn: str) -> None:
-        with self._lock:
-            self._parked[arn] -= 1
+            self._running[arn] += running
+            self._parked[arn] += parked
         self._changed()
 
     def sleep(self, seconds: float, env: Any) -> None:
@@ -230,17 +265,21 @@ class StepFunctionsClock:
         self.waits.append((arn, float(seconds)))
         if synchronous:
             return
+        # The waiting state (a Wait, or a Task between retries) stops counting as
+        # running while parked, unless it is a Parallel / Map retrying (never counted).
+        stack = _counted_stack()
+        releases = 1 if stack and stack[-1] else 0
         sleeper = _Sleeper(arn)
-        self._park(arn)
+        self._adjust(arn, running=-releases, parked=1)
 
         def wake() -> None:
             with self._lock:
                 if sleeper.done:
                     return
                 sleeper.done = True
+                self._running[arn] += releases
                 self._parked[arn] -= 1
-            # Unparked here, in the scheduler's thread, before the next settle: the
-            # execution counts as running from now on.
+            # Running again from here, in the scheduler's thread, before it settles.
             self._changed()
             sleeper.event.set()
 
@@ -251,9 +290,19 @@ class StepFunctionsClock:
                     if sleeper.done:
                         break
                     sleeper.done = True
+                    self._running[arn] += releases
                     self._parked[arn] -= 1
                 self._changed()
                 return
+
+
+def _counted_stack() -> list[bool]:
+    """This thread's states being evaluated: whether each counts as running."""
+    stack: list[bool] | None = getattr(_local, "states", None)
+    if stack is None:
+        stack = []
+        _local.states = stack
+    return stack
 
 
 def _running(env: Any) -> bool:

@@ -189,7 +189,9 @@ class ShardPoller:
         if self._client is None:
             role = self.ctx.function_role(self.function_arn)
             service = "dynamodbstreams" if self.kind == "dynamodb" else "kinesis"
-            self._client = self.ctx.role_client(role, service, self.region)
+            self._client = self.ctx.role_client(
+                role, service, self.region, source_arn=self.function_arn
+            )
         return self._client
 
     def _read(self, after: str | None, limit: int) -> list[_Record]:
@@ -447,6 +449,14 @@ class StreamDelivery:
 
     def uninstall(self) -> None:
         self._patches.restore()
+
+    def add_mapping(self, mapping: MappingLike) -> list[ShardPoller]:
+        """Start polling every shard for a mapping recorded after `install()`."""
+        self.mappings.append(mapping)
+        return [
+            self._add_poller(mapping, shard)
+            for shard in self._shards(str(mapping.event_source_arn))
+        ]
 
     def _shards(self, stream_arn: str) -> list[str]:
         arn = Arn.parse(stream_arn)

@@ -23,11 +23,21 @@ def fn(name: str) -> str:
     return f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
 
 
-def order_saga(**kwargs: Any) -> dict[str, Any]:
+def order_saga(*, own: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """reserve, pay (with compensations), ship. `own`: SagaStep.compensate_own_failure
+    (these tests pin False, the behaviour that trusts a failed step to have done nothing;
+    the default, True, is tested in the "own compensation" tests below)."""
     return saga_definition(
         [
-            SagaStep(name="reserve", task=fn("reserve"), compensation=fn("release")),
-            SagaStep(name="pay", task=fn("pay"), compensation=fn("refund")),
+            SagaStep(
+                name="reserve",
+                task=fn("reserve"),
+                compensation=fn("release"),
+                compensate_own_failure=own,
+            ),
+            SagaStep(
+                name="pay", task=fn("pay"), compensation=fn("refund"), compensate_own_failure=own
+            ),
             SagaStep(name="ship", task=fn("ship")),
         ],
         **kwargs,
@@ -393,3 +403,161 @@ def test_parallel_checks_rejects_bad_args(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         parallel_checks(*args, **kwargs)
+
+
+# --------------------------------------------- own compensation, transient errors, hooks
+
+
+def test_by_default_a_failed_step_runs_its_own_compensation_first() -> None:
+    d = order_saga(own=True)
+    states = d["States"]
+    # Any error (a business failure may have been recorded before it was raised, a
+    # Lambda may time out after its write): the step's own undo, then the earlier ones.
+    assert states["reserve"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CompensateReserve"}
+    ]
+    assert states["pay"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CompensatePay"}
+    ]
+    # A step without a compensation enters the chain at the latest earlier one.
+    assert states["ship"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CompensatePay"}
+    ]
+    assert states["CompensatePay"]["Next"] == "CompensateReserve"
+    assert states["CompensateReserve"]["Next"] == "Compensated"
+    validate_definition(d)
+
+
+def test_compensate_own_failure_is_on_unless_turned_off() -> None:
+    assert SagaStep(name="pay", task=fn("pay"), compensation=fn("refund")).compensates_itself
+    assert not SagaStep(name="pay", task=fn("pay")).compensates_itself
+    off = SagaStep(
+        name="pay", task=fn("pay"), compensation=fn("refund"), compensate_own_failure=False
+    )
+    assert not off.compensates_itself
+
+
+def test_handler_transient_errors_join_the_steps_retrier() -> None:
+    step = SagaStep(
+        name="pay",
+        task=fn("pay"),
+        transient_errors=("PaymentProviderUnavailable", "ConcurrentUpdateError"),
+    )
+    expected = [*TRANSIENT_LAMBDA_ERRORS, "PaymentProviderUnavailable", "ConcurrentUpdateError"]
+    assert list(step.retry.errors) == expected
+    (state,) = [s for n, s in saga_definition([step])["States"].items() if n == "pay"]
+    assert state["Retry"] == [{**TRANSIENT_RETRY, "ErrorEquals": expected}]
+    # The rest of the policy is the step's own.
+    slow = SagaStep(
+        name="pay",
+        task=fn("pay"),
+        retry=RetryPolicy(max_attempts=5, interval_seconds=2),
+        transient_errors=("PaymentProviderUnavailable",),
+    )
+    assert slow.retry.max_attempts == 5
+    assert slow.retry.interval_seconds == 2
+    assert slow.retry.errors[-1] == "PaymentProviderUnavailable"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"transient_errors": "Oops"}, r"transient_errors must be a list of error names"),
+        ({"transient_errors": ["States.Timeout"]}, r"'States.Timeout' is a Step Functions error"),
+        ({"transient_errors": [""]}, r"'' is not an error name"),
+        ({"transient_errors": ["A", "A"]}, r"'A' is listed twice"),
+        (
+            {"transient_errors": ["Lambda.ServiceException"]},
+            r"'Lambda.ServiceException' is listed twice \(or already in retry\)",
+        ),
+        (
+            {"transient_errors": ["A"], "retry": RetryPolicy(max_attempts=0)},
+            r"retry.max_attempts is 0",
+        ),
+        (
+            {"transient_errors": ["A"], "retry": RetryPolicy(errors=["States.ALL"])},
+            r"retry already retries 'States.ALL'",
+        ),
+    ],
+)
+def test_transient_errors_are_checked(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SagaStep(name="pay", task=fn("pay"), **kwargs)
+
+
+def test_the_failure_hook_runs_after_the_compensations_and_before_the_saga_fails() -> None:
+    d = order_saga(own=True, on_failure=fn("recordOutcome"))
+    states = d["States"]
+    validate_definition(d)
+    assert states["CompensateReserve"]["Next"] == "RecordFailure"
+    assert states["CompensateReserve"]["Catch"][0]["Next"] == "RecordFailure"
+    assert states["RecordFailure"] == {
+        "Type": "Task",
+        "Comment": "Record the outcome of the saga that failed, once its compensations ran",
+        "Resource": fn("recordOutcome"),
+        "ResultPath": "$.outcome",
+        "Retry": [
+            {
+                "ErrorEquals": ["States.ALL"],
+                "IntervalSeconds": 1,
+                "MaxAttempts": 5,
+                "BackoffRate": 2.0,
+                "MaxDelaySeconds": 30,
+                "JitterStrategy": "FULL",
+            }
+        ],
+        "Catch": [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.outcomeError", "Next": "Compensated"}
+        ],
+        "Next": "Compensated",
+    }
+    assert states["Compensated"]["Choices"] == [
+        {"Variable": "$.compensationErrors", "IsPresent": True, "Next": "CompensationFailed"},
+        {"Variable": "$.outcomeError", "IsPresent": True, "Next": "OutcomeNotRecorded"},
+    ]
+    assert states["OutcomeNotRecorded"]["Error"] == "SagaOutcomeNotRecorded"
+    # Success does not pass through the failure hook.
+    assert states["ship"]["Next"] == "SagaSucceeded"
+
+
+def test_without_compensations_a_failure_goes_straight_to_the_failure_hook() -> None:
+    d = saga_definition([SagaStep(name="a", task=fn("a"))], on_failure=fn("recordOutcome"))
+    validate_definition(d)
+    assert d["States"]["a"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    ]
+    assert d["States"]["RecordFailure"]["Next"] == "Compensated"
+    assert d["States"]["Compensated"]["Choices"] == [
+        {"Variable": "$.outcomeError", "IsPresent": True, "Next": "OutcomeNotRecorded"}
+    ]
+    assert "CompensationFailed" not in d["States"]
+
+
+def test_the_success_hook_runs_after_the_last_step() -> None:
+    d = order_saga(own=True, on_success=fn("recordOutcome"))
+    validate_definition(d)
+    states = d["States"]
+    assert states["ship"]["Next"] == "RecordSuccess"
+    assert states["RecordSuccess"]["Next"] == "SagaSucceeded"
+    assert states["RecordSuccess"]["Catch"] == [
+        {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.outcomeError",
+            "Next": "OutcomeNotRecorded",
+        }
+    ]
+    assert "RecordFailure" not in states
+
+
+def test_hooks_are_listed_for_the_state_machines_role_and_checked() -> None:
+    steps = [SagaStep(name="a", task=fn("a"), compensation=fn("undoA"))]
+    assert function_arns(steps, on_failure=fn("failed"), on_success=fn("done")) == [
+        fn("a"),
+        fn("undoA"),
+        fn("failed"),
+        fn("done"),
+    ]
+    with pytest.raises(ValueError, match=r"saga_definition: on_failure must be a Lambda"):
+        saga_definition(steps, on_failure="record")
+    with pytest.raises(ValueError, match=r"state name 'RecordFailure' is reserved"):
+        saga_definition([SagaStep(name="RecordFailure", task=fn("a"))])

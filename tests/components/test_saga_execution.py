@@ -172,8 +172,12 @@ COMPENSATIONS = {"reserve": "release", "pay": "refund", "ship": "cancelShipment"
 ORDER = {"orderId": "o-1", "amount": 42}
 
 
-def order_saga(sfn: Sfn, failing: str | None = None, **overrides: Handler) -> str:
-    """reserve -> pay -> ship, each with a compensation; `failing` declines for business."""
+def order_saga(
+    sfn: Sfn, failing: str | None = None, *, own: bool = False, **overrides: Handler
+) -> str:
+    """reserve -> pay -> ship, each with a compensation; `failing` declines for business.
+    `own`: SagaStep.compensate_own_failure (pinned False here, the behaviour that trusts a
+    failed step to have done nothing; the default, True, has its own tests below)."""
     steps = []
     for step in STEPS:
         handler = fails(f"{step.capitalize()}Declined") if step == failing else ok({step: "done"})
@@ -183,6 +187,7 @@ def order_saga(sfn: Sfn, failing: str | None = None, **overrides: Handler) -> st
                 name=step,
                 task=sfn.function(step, overrides.get(step, handler)),
                 compensation=sfn.function(undo, overrides.get(undo, ok({undo: "done"}))),
+                compensate_own_failure=own,
             )
         )
     return sfn.deploy(saga_definition(steps))
@@ -386,6 +391,7 @@ def test_the_definition_the_state_machine_component_renders_runs(sfn: Sfn) -> No
             name=step,
             task=sfn.function(step, fails("ShipDeclined") if step == "ship" else ok({})),
             compensation=sfn.function(COMPENSATIONS[step], ok({})),
+            compensate_own_failure=False,
         )
         for step in STEPS
     ]
@@ -405,3 +411,107 @@ def test_the_definition_the_state_machine_component_renders_runs(sfn: Sfn) -> No
     result = sfn.run(machine, "rendered-1", ORDER)
     assert (result["status"], result["error"]) == ("FAILED", "SagaFailed")
     assert sfn.called() == ["reserve", "pay", "ship", "refund", "release"]
+
+
+# --------------------------------------------- own compensation, transient errors, hooks
+
+
+@pytest.mark.parametrize(
+    ("failing", "compensations"),
+    [
+        ("reserve", ["release"]),
+        ("pay", ["refund", "release"]),
+        ("ship", ["cancelShipment", "refund", "release"]),
+    ],
+)
+def test_by_default_the_failed_step_is_undone_too_then_the_earlier_ones(
+    sfn: Sfn, failing: str, compensations: list[str]
+) -> None:
+    machine = order_saga(sfn, failing=failing, own=True)
+    result = sfn.run(machine, f"own-{failing}", ORDER)
+
+    assert (result["status"], result["error"]) == ("FAILED", "SagaFailed")
+    completed = list(STEPS[: STEPS.index(failing)])
+    assert sfn.called() == [*completed, failing, *compensations]
+    # The failed step's own compensation sees what failed (and that it has no result).
+    own_undo = sfn.calls[len(completed) + 1][1]
+    assert own_undo["error"]["Error"] == f"{failing.capitalize()}Declined"
+    assert failing not in own_undo.get("results", {})
+
+
+def test_a_handlers_transient_error_is_retried_when_the_step_names_it(sfn: Sfn) -> None:
+    steps = [
+        SagaStep(
+            name="pay",
+            task=sfn.function(
+                "pay", flaky("PaymentProviderUnavailable", failures=2, result={"paid": True})
+            ),
+            compensation=sfn.function("refund", ok({})),
+            transient_errors=("PaymentProviderUnavailable",),
+        )
+    ]
+    result = sfn.run(sfn.deploy(saga_definition(steps)), "provider-flaky", ORDER)
+    assert result["status"] == "SUCCEEDED"
+    assert sfn.called() == ["pay", "pay", "pay"]
+    assert len(sfn.sleeps) == 2
+
+
+def test_an_unnamed_handler_error_is_a_business_failure_and_not_retried(sfn: Sfn) -> None:
+    steps = [
+        SagaStep(
+            name="pay",
+            task=sfn.function(
+                "pay", flaky("PaymentProviderUnavailable", failures=2, result={"paid": True})
+            ),
+            compensation=sfn.function("refund", ok({})),
+        )
+    ]
+    result = sfn.run(sfn.deploy(saga_definition(steps)), "provider-unnamed", ORDER)
+    assert (result["status"], result["error"]) == ("FAILED", "SagaFailed")
+    assert sfn.called() == ["pay", "refund"]
+    assert sfn.sleeps == []
+
+
+def test_the_failure_hook_records_a_first_step_that_exhausted_its_retries(sfn: Sfn) -> None:
+    steps = [
+        SagaStep(
+            name=step,
+            task=sfn.function(
+                step, fails("Lambda.ServiceException") if step == "reserve" else ok({})
+            ),
+            compensation=sfn.function(COMPENSATIONS[step], ok({})),
+        )
+        for step in STEPS
+    ]
+    hook = sfn.function("recordOutcome", ok({"status": "CANCELLED", "final": True}))
+    definition = saga_definition(steps, on_failure=hook)
+    result = sfn.run(sfn.deploy(definition), "reserve-outage", ORDER)
+
+    assert (result["status"], result["error"]) == ("FAILED", "SagaFailed")
+    assert sfn.called() == [*["reserve"] * 4, "release", "recordOutcome"]
+    # The hook sees the order, the caught error and what was compensated.
+    state = sfn.calls[-1][1]
+    assert state["orderId"] == "o-1"
+    assert state["error"]["Error"] == "Lambda.ServiceException"
+    assert set(state["compensations"]) == {"reserve"}
+    assert "results" not in state
+
+
+def test_a_failure_hook_that_gives_up_fails_the_execution_louder(sfn: Sfn) -> None:
+    steps = [SagaStep(name="pay", task=sfn.function("pay", fails("PaymentDeclined")))]
+    definition = saga_definition(steps, on_failure=sfn.function("recordOutcome", fails("Boom")))
+    result = sfn.run(sfn.deploy(definition), "hook-gave-up", ORDER)
+    assert (result["status"], result["error"]) == ("FAILED", "SagaOutcomeNotRecorded")
+    assert sfn.called() == ["pay", *["recordOutcome"] * 6]
+
+
+def test_the_success_hook_runs_once_after_the_last_step(sfn: Sfn) -> None:
+    steps = [SagaStep(name=step, task=sfn.function(step, ok({step: "done"}))) for step in STEPS]
+    hook = sfn.function("recordOutcome", ok({"status": "COMPLETED"}))
+    definition = saga_definition(steps, on_success=hook, on_failure=hook)
+    result = sfn.run(sfn.deploy(definition), "happy-hook", ORDER)
+    assert result["status"] == "SUCCEEDED"
+    assert sfn.called() == [*STEPS, "recordOutcome"]
+    output = json.loads(result["output"])
+    assert output["outcome"] == {"status": "COMPLETED"}
+    assert set(output["results"]) == set(STEPS)

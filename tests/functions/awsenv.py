@@ -1,15 +1,27 @@
-"""Helpers for the function tests against moto: tables, a bus whose events land in an
-SQS queue (how PutEvents is observed under moto), and records in the shape Lambda
-delivers them (SQS, DynamoDB Streams, Kinesis)."""
+"""The shared helpers of the function tests (no tests here), against moto: tables, a bus
+whose events land in an SQS queue (how PutEvents is observed under moto), records in the
+shape Lambda delivers them (SQS, DynamoDB Streams, Kinesis), a recorder of the AWS calls
+the code under test makes (to check ACCESS declarations), and a serialized, read-counted
+DynamoDB client with a thread runner for concurrency tests.
+
+moto's DynamoDB backend has no lock: two threads' conditional writes can both pass their
+condition (checked here: 15 of 100 rounds of 8 concurrent transactions had != 1 winner,
+others crashed with "dictionary changed size during iteration"). Real DynamoDB applies
+each request atomically, so `DynamoDB.client` runs one request at a time: the code under
+test still interleaves between its requests, as it would on AWS.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final, Self
 
 import boto3
 from moto import mock_aws
@@ -20,9 +32,10 @@ REGION = "us-east-1"
 
 
 @contextmanager
-def mocked() -> Iterator[None]:
-    """moto for the block; no cached eventkit client outlives it."""
-    with mock_aws():
+def mocked(config: Any = None) -> Iterator[None]:
+    """moto for the block (`config`: moto's, e.g. to run state machines); no cached
+    eventkit client outlives it."""
+    with mock_aws(config=config):
         clients.reset()
         try:
             yield
@@ -30,25 +43,45 @@ def mocked() -> Iterator[None]:
             clients.reset()
 
 
-def create_table(name: str, key: str = "pk", *, stream: bool = False) -> None:
+def create_table(
+    name: str,
+    key: str = "pk",
+    sort_key: tuple[str, str] | None = None,
+    *,
+    stream: bool = False,
+    client: Any = None,
+) -> str:
+    """A PAY_PER_REQUEST table: string partition key `key`, optional sort key (name,
+    type), optional NEW_IMAGE stream; `client` default a plain boto3 one. Its name."""
+    schema = [{"AttributeName": key, "KeyType": "HASH"}]
+    attributes = [{"AttributeName": key, "AttributeType": "S"}]
+    if sort_key is not None:
+        schema.append({"AttributeName": sort_key[0], "KeyType": "RANGE"})
+        attributes.append({"AttributeName": sort_key[0], "AttributeType": sort_key[1]})
     kwargs: dict[str, Any] = {}
     if stream:
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
-    boto3.client("dynamodb").create_table(
+    (client or boto3.client("dynamodb")).create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+        KeySchema=schema,
+        AttributeDefinitions=attributes,
         BillingMode="PAY_PER_REQUEST",
         **kwargs,
     )
+    return name
 
 
-def scan(table: str) -> list[dict[str, Any]]:
+def deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain Python values (numbers as Decimal)."""
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
+    return {k: deserializer.deserialize(v) for k, v in item.items()}
+
+
+def scan(table: str) -> list[dict[str, Any]]:
     items = boto3.client("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]
-    return [{k: deserializer.deserialize(v) for k, v in item.items()} for item in items]
+    return [deserialize(item) for item in items]
 
 
 def capture_bus(bus_name: str) -> str:
@@ -224,3 +257,191 @@ class EventsSpy:
             "FailedEntryCount": sum(1 for r in entries if "ErrorCode" in r),
             "Entries": entries,
         }
+
+
+# --- recording the AWS calls of the code under test -------------------------------------
+
+_ITEM_ACTIONS: Final = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+# Environment variables that name a resource (CHECK_NAME=inventory does not).
+RESOURCE_ENV_SUFFIXES: Final = ("_TABLE", "_URL", "_BUCKET", "_BUS_NAME")
+
+
+@dataclass
+class CallRecorder:
+    """(environment variable naming the resource, IAM action) of each call made through
+    eventkit's clients, once `attach`ed. A table, queue or bucket is named by the one
+    environment variable that holds its name (or URL); TransactWriteItems counts as its
+    per-item actions and BatchGetItem per table, as IAM does; PutEvents as EVENT_BUS_NAME's.
+    """
+
+    calls: set[tuple[str, str]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach(self, *services: str) -> Self:
+        """Record the calls of eventkit's clients of `services` from now on (test setup
+        uses plain boto3 clients, which are not recorded)."""
+        for service in services:
+            clients.client(service).meta.events.register(
+                f"before-parameter-build.{service}.*", self
+            )
+        return self
+
+    def _env_of(self, name: str) -> str:
+        found = [
+            env
+            for env, value in os.environ.items()
+            if value == name and env.endswith(RESOURCE_ENV_SUFFIXES)
+        ]
+        return found[0] if len(found) == 1 else f"?{name}"
+
+    def __call__(self, model: Any, params: Mapping[str, Any], **_: Any) -> None:
+        service = model.service_model.endpoint_prefix
+        action = f"{service}:{model.name}"
+        found: set[tuple[str, str]]
+        if model.name == "TransactWriteItems":
+            found = set()
+            for item in params["TransactItems"]:
+                ((op, body),) = item.items()
+                found.add((self._env_of(body["TableName"]), f"dynamodb:{_ITEM_ACTIONS[op]}"))
+        elif model.name == "BatchGetItem":
+            found = {(self._env_of(table), action) for table in params["RequestItems"]}
+        elif "TableName" in params:
+            found = {(self._env_of(params["TableName"]), action)}
+        elif "QueueUrl" in params:
+            found = {(self._env_of(params["QueueUrl"]), action)}
+        elif "Bucket" in params:
+            found = {(self._env_of(params["Bucket"]), action)}
+        elif "Entries" in params:
+            found = {("EVENT_BUS_NAME", action)}
+        else:
+            found = {("?", action)}
+        with self.lock:
+            self.calls |= found
+
+    def by_env(self) -> dict[str, frozenset[str]]:
+        result: dict[str, set[str]] = {}
+        for env, action in self.calls:
+            result.setdefault(env, set()).add(action)
+        return {env: frozenset(actions) for env, actions in result.items()}
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+# --- concurrency: a serialized, read-counted DynamoDB client, threads released together ---
+
+
+class SerializedClient:
+    """A boto3 client whose requests run one at a time (see the module docstring)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    @property
+    def exceptions(self) -> Any:
+        return self._inner.exceptions
+
+    @property
+    def meta(self) -> Any:
+        return self._inner.meta
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call
+
+
+@dataclass
+class ReadCounter:
+    """Calls per operation, and items Query/GetItem returned, counted by botocore
+    `after-call` hooks (what DynamoDB answered, not what the code says it read)."""
+
+    query_calls: int = 0
+    query_items: int = 0
+    get_calls: int = 0
+    get_items: int = 0
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def reset(self) -> None:
+        self.query_calls = self.query_items = self.get_calls = self.get_items = 0
+        self.calls.clear()
+
+
+@dataclass
+class DynamoDB:
+    """A moto DynamoDB: `client` (serialized, read-counted) and table helpers."""
+
+    client: Any
+    raw: Any
+    reads: ReadCounter
+
+    def create_table(
+        self,
+        name: str,
+        hash_key: str,
+        range_key: tuple[str, str] | None = None,
+        *,
+        stream: bool = False,
+    ) -> str:
+        return create_table(name, hash_key, range_key, stream=stream, client=self.raw)
+
+    def batch_put(self, table: str, items: list[dict[str, Any]]) -> None:
+        """Unconditional bulk load (fixtures only: BatchWriteItem cannot be conditional)."""
+        for start in range(0, len(items), 25):
+            request = {
+                table: [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+            }
+            while request:
+                request = self.raw.batch_write_item(RequestItems=request).get("UnprocessedItems")
+
+
+@contextmanager
+def moto_dynamodb() -> Iterator[DynamoDB]:
+    with mocked():
+        raw = boto3.client("dynamodb", region_name=REGION)
+        reads = ReadCounter()
+
+        def count(event_name: str, parsed: dict[str, Any], **_: Any) -> None:
+            reads.calls[event_name.rsplit(".", 1)[-1]] += 1
+            if event_name.endswith(".Query"):
+                reads.query_calls += 1
+                reads.query_items += len(parsed.get("Items", []))
+            elif event_name.endswith(".GetItem"):
+                reads.get_calls += 1
+                reads.get_items += 1 if "Item" in parsed else 0
+
+        raw.meta.events.register("after-call.dynamodb", count)
+        yield DynamoDB(client=SerializedClient(raw), raw=raw, reads=reads)
+
+
+def run_threads(count: int, target: Callable[[int], Any]) -> list[Any]:
+    """Run target(0..count-1) in threads released together; results (or the exception
+    raised) in index order."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = target(index)
+        except Exception as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -19,7 +19,7 @@ from eventkit.aggregation import (
     all_checks_complete,
     completion_event_id,
 )
-from tests.functions.test_eventstore_support import DynamoDB, moto_dynamodb, run_threads
+from tests.functions.awsenv import DynamoDB, moto_dynamodb, run_threads
 
 CHECKS = ("inventory", "credit", "shipping")
 

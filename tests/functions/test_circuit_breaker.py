@@ -17,7 +17,7 @@ from eventkit.circuit_breaker import (
     circuit_breaker,
     reset_breakers,
 )
-from tests.functions.test_eventstore_support import run_threads
+from tests.functions.awsenv import run_threads
 
 
 class FakeClock:

@@ -30,7 +30,7 @@ from eventkit.eventstore import (
     fold,
 )
 from eventkit.eventstore.model import stored
-from tests.functions.test_eventstore_support import DynamoDB, moto_dynamodb, run_threads
+from tests.functions.awsenv import DynamoDB, moto_dynamodb, run_threads, stream_records
 
 # -- a small aggregate: an order whose lines add up --------------------------------------
 
@@ -464,7 +464,7 @@ class TestDynamoDBEventStore(EventStoreContract):
         store.append("order-1", 0, [line(1)])
         store.append("order-1", 1, [line(2), line(3)])
 
-        events = stored_events_from_stream({"Records": stream_records(env.ddb.raw, "events")})
+        events = stored_events_from_stream({"Records": stream_records("events")})
         outcomes = projector.project(events + events)  # delivered twice
 
         assert [e.version for e in events] == [1, 2, 3]
@@ -478,18 +478,3 @@ class TestDynamoDBEventStore(EventStoreContract):
         store = EventStore(DynamoDBEventRecorder("events"))
         store.append("order-1", 0, [line(1)])
         assert [e.version for e in env.store().load("order-1")] == [1]
-
-
-def stream_records(client: Any, table: str) -> list[dict[str, Any]]:
-    import boto3
-
-    streams = boto3.client("dynamodbstreams", region_name="us-east-1")
-    arn = client.describe_table(TableName=table)["Table"]["LatestStreamArn"]
-    records: list[dict[str, Any]] = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(
-            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        page = streams.get_records(ShardIterator=iterator)
-        records.extend(page["Records"])
-    return records

@@ -19,7 +19,7 @@ from eventkit.windows import (
     WindowAggregator,
     WindowEvent,
 )
-from tests.functions.test_eventstore_support import moto_dynamodb, run_threads
+from tests.functions.awsenv import moto_dynamodb, run_threads
 
 NOON = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MINUTE = TumblingWindows(size=timedelta(minutes=1), allowed_lateness=timedelta(seconds=30))

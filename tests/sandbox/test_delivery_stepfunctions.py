@@ -13,7 +13,13 @@ from moto import mock_aws
 
 from sandbox.clock import Scheduler, VirtualClock
 from sandbox.delivery import Delivery
-from sandbox.delivery.testing import FakeInvoker, FakeRecords, World, function_name
+from sandbox.delivery.testing import (
+    FakeInvoker,
+    FakeMapping,
+    FakeRecords,
+    World,
+    function_name,
+)
 
 T0 = 1_800_000_000.0
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
@@ -265,3 +271,119 @@ def test_the_real_lambda_runtime_runs_the_saga_tasks() -> None:
     assert report.virtual_seconds == pytest.approx(30 + 60 + 3600, abs=1)
     assert elapsed < 10
     assert function_name(arns["pay"]) == "pay"
+
+
+def test_parallel_branches_and_a_timestamp_wait_keep_virtual_time(
+    saga: tuple[Saga, Delivery],
+) -> None:
+    machine, delivery = saga
+    world = machine.world
+    arns = {
+        name: world.lambda_.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        for name in ("pay", "ship")
+    }
+    until = VirtualClock(start=T0 + 40).iso()
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {
+                "Type": "Parallel",
+                "Next": "Until",
+                "Branches": [
+                    {
+                        "StartAt": "Pay",
+                        "States": {
+                            "Pay": {
+                                "Type": "Task",
+                                "Resource": arns["pay"],
+                                "Retry": [
+                                    {
+                                        "ErrorEquals": ["States.ALL"],
+                                        "IntervalSeconds": 10,
+                                        "MaxAttempts": 3,
+                                        "BackoffRate": 1,
+                                    }
+                                ],
+                                "End": True,
+                            }
+                        },
+                    },
+                    {
+                        "StartAt": "Later",
+                        "States": {
+                            "Later": {"Type": "Wait", "Seconds": 25, "Next": "Ship"},
+                            "Ship": {"Type": "Task", "Resource": arns["ship"], "End": True},
+                        },
+                    },
+                ],
+            },
+            "Until": {"Type": "Wait", "Timestamp": until, "End": True},
+        },
+    }
+    role = world.role("parallel-role", "states.amazonaws.com")
+    parallel = world.sfn.create_state_machine(
+        name="parallel", definition=json.dumps(definition), roleArn=role
+    )["stateMachineArn"]
+    machine.pay_failures["p-1"] = 2
+    execution = world.sfn.start_execution(
+        stateMachineArn=parallel, name="p-1", input='{"orderId": "p-1"}'
+    )["executionArn"]
+
+    report = delivery.run_until_quiet()
+
+    assert machine.status(execution) == "SUCCEEDED"
+    assert machine.of("p-1") == [("pay", 0), ("pay", 10), ("pay", 20), ("ship", 25)]
+    assert report.virtual_seconds == 40
+
+
+def test_a_task_token_wait_lets_delivery_go_on_until_the_token_comes_back(
+    saga: tuple[Saga, Delivery],
+) -> None:
+    machine, delivery = saga
+    world = machine.world
+    url, queue_arn = world.queue("approvals")
+    definition = {
+        "StartAt": "AskForApproval",
+        "States": {
+            "AskForApproval": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {
+                    "QueueUrl": url,
+                    "MessageBody": {"orderId.$": "$.orderId", "token.$": "$$.Task.Token"},
+                },
+                "Next": "Ship",
+            },
+            "Ship": {
+                "Type": "Task",
+                "Resource": world.lambda_.get_function(FunctionName="ship")["Configuration"][
+                    "FunctionArn"
+                ],
+                "End": True,
+            },
+        },
+    }
+    role = world.role("approval-role", "states.amazonaws.com")
+    approval = world.sfn.create_state_machine(
+        name="approval", definition=json.dumps(definition), roleArn=role
+    )["stateMachineArn"]
+    approver = world.function("approver")
+
+    def approve(event: dict[str, Any]) -> None:
+        for record in event["Records"]:
+            body = json.loads(record["body"])
+            machine.calls.append(("approve", body["orderId"], machine.clock.now() - T0))
+            world.sfn.send_task_success(
+                taskToken=body["token"], output=json.dumps({"orderId": body["orderId"]})
+            )
+
+    machine.invoker.register("approver", approve)
+    delivery.add_mapping(FakeMapping(approver, queue_arn, {}))
+    execution = world.sfn.start_execution(
+        stateMachineArn=approval, name="a-1", input='{"orderId": "a-1"}'
+    )["executionArn"]
+
+    delivery.run_until_quiet()
+
+    assert machine.status(execution) == "SUCCEEDED"
+    assert [step for step, _ in machine.of("a-1")] == ["approve", "ship"]

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from eventkit import clients
+from eventkit.dynamodb import TableAdapter, deserialize, serialize
 
 from .model import ConcurrencyError, NewEvent, Snapshot, StoredEvent, stored
 
@@ -54,10 +54,7 @@ def _plain(value: Any) -> Any:
 
 
 def _deserialize(image: Mapping[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer  # lazy: only for map-shaped data
-
-    deserializer = TypeDeserializer()
-    return {k: _plain(deserializer.deserialize(v)) for k, v in image.items()}
+    return {k: _plain(v) for k, v in deserialize(image).items()}
 
 
 def event_item(record: StoredEvent) -> dict[str, AttributeValueTypeDef]:
@@ -117,7 +114,7 @@ def stored_events_from_stream(event: Mapping[str, Any]) -> list[StoredEvent]:
     ]
 
 
-class DynamoDBEventRecorder:
+class DynamoDBEventRecorder(TableAdapter):
     """Appends events with conditional writes; reads them with paged, consistent Query.
 
     client: a DynamoDB client (default: the container's, from eventkit.clients).
@@ -133,15 +130,8 @@ class DynamoDBEventRecorder:
     ) -> None:
         if page_size is not None and page_size < 1:
             raise ValueError(f"page_size must be >= 1 or None, got {page_size}")
-        self.table_name = table_name
+        super().__init__(table_name, client=client)
         self.page_size = page_size
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = clients.client("dynamodb")
-        return self._client
 
     def append(
         self, aggregate_id: str, expected_version: int, events: Sequence[NewEvent]
@@ -256,18 +246,8 @@ def _concurrency_error(
     )
 
 
-class DynamoDBSnapshotRecorder:
+class DynamoDBSnapshotRecorder(TableAdapter):
     """The latest snapshot per aggregate; a stale writer never overwrites a newer one."""
-
-    def __init__(self, table_name: str, *, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = clients.client("dynamodb")
-        return self._client
 
     def get(self, aggregate_id: str) -> Snapshot | None:
         item = self.client.get_item(
@@ -310,7 +290,7 @@ class DynamoDBSnapshotRecorder:
         return True
 
 
-class DynamoDBReadModel:
+class DynamoDBReadModel(TableAdapter):
     """Read model rows: the view's fields as top-level attributes plus `version`.
 
     Views are dicts of JSON values (numbers come back as int or float); `version` and
@@ -324,15 +304,8 @@ class DynamoDBReadModel:
         key_attribute: str = "aggregateId",
         client: DynamoDBClient | None = None,
     ) -> None:
-        self.table_name = table_name
+        super().__init__(table_name, client=client)
         self.key_attribute = key_attribute
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            self._client = clients.client("dynamodb")
-        return self._client
 
     def get(self, key: str) -> tuple[Any | None, int]:
         item = self.client.get_item(
@@ -348,8 +321,6 @@ class DynamoDBReadModel:
         return view, version
 
     def put(self, key: str, view: Any, version: int, expected_version: int) -> bool:
-        from boto3.dynamodb.types import TypeSerializer  # lazy: boto3 is imported by now
-
         if not isinstance(view, Mapping):
             raise TypeError(
                 f"DynamoDBReadModel stores dict views; the reducer returned a "
@@ -361,9 +332,7 @@ class DynamoDBReadModel:
                 f"View fields {sorted(clash)} clash with the read model's own attributes "
                 f"(version, {self.key_attribute}): rename them in the reducer."
             )
-        serializer = TypeSerializer()
-        plain = json.loads(_dumps(dict(view)), parse_float=Decimal)
-        item: dict[str, Any] = {name: serializer.serialize(value) for name, value in plain.items()}
+        item = serialize(json.loads(_dumps(dict(view)), parse_float=Decimal))
         item[self.key_attribute] = {"S": key}
         item["version"] = {"N": str(version)}
         if expected_version == 0:

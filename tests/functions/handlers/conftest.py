@@ -36,15 +36,16 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from contracts import OrderPlaced, sample_detail, sample_event
-from eventkit import clients, outbox
+from eventkit import outbox
 from eventkit.publisher import Publisher
 from tests.functions.awsenv import (
+    CallRecorder,
     FakeContext,
     capture_bus,
     create_table,
+    deserialize,
     drain,
     mocked,
     scan,
@@ -64,13 +65,6 @@ CONTEXT = FakeContext()
 
 # The stock the sample OrderPlaced (2 x sku-red-mug, 1 x sku-blue-pot) needs, and more.
 STOCK: dict[str, int] = {"sku-red-mug": 10, "sku-blue-pot": 5}
-
-
-def _deserialize(item: Mapping[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-    return {k: deserializer.deserialize(v) for k, v in item.items()}
 
 
 @dataclass
@@ -102,7 +96,7 @@ class SagaWorld:
         response = boto3.client("dynamodb").get_item(
             TableName=TABLES[table_env], Key={"pk": {"S": pk}}, ConsistentRead=True
         )
-        return _deserialize(response["Item"]) if "Item" in response else None
+        return deserialize(response["Item"]) if "Item" in response else None
 
     def scan(self, table_env: str) -> list[dict[str, Any]]:
         return scan(TABLES[table_env])
@@ -238,22 +232,15 @@ def orchestrator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Orchestrator]:
     from moto.awslambda.models import LambdaFunction
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-    config: Any = {"stepfunctions": {"execute_state_machine": True}}
-    with mock_aws(config=config):
-        clients.reset()
-        try:
-            orchestrator = Orchestrator(_world(monkeypatch))
-            monkeypatch.setattr(
-                retrier_decl, "time", SimpleNamespace(sleep=orchestrator.sleeps.append)
-            )
-            monkeypatch.setattr(
-                LambdaFunction,
-                "_invoke_lambda",
-                lambda self, event=None: orchestrator.invoke(self.function_name, event),
-            )
-            yield orchestrator
-        finally:
-            clients.reset()
+    with mocked(config={"stepfunctions": {"execute_state_machine": True}}):
+        orchestrator = Orchestrator(_world(monkeypatch))
+        monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(sleep=orchestrator.sleeps.append))
+        monkeypatch.setattr(
+            LambdaFunction,
+            "_invoke_lambda",
+            lambda self, event=None: orchestrator.invoke(self.function_name, event),
+        )
+        yield orchestrator
 
 
 @pytest.fixture
@@ -281,61 +268,12 @@ def serializable_moto(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- recording the AWS calls of the code under test -------------------------------------
 
-_ITEM_ACTIONS = {
-    "Put": "PutItem",
-    "Update": "UpdateItem",
-    "Delete": "DeleteItem",
-    "ConditionCheck": "ConditionCheckItem",
-}
-
-
-@dataclass
-class CallRecorder:
-    """(environment variable naming the resource, IAM action) of each call made through
-    eventkit's clients; TransactWriteItems counts as its per-item actions, as IAM does."""
-
-    calls: set[tuple[str, str]] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _env_of(self, table: str) -> str:
-        return next((env for env, name in TABLES.items() if name == table), f"?{table}")
-
-    def __call__(self, model: Any, params: Mapping[str, Any], **_: Any) -> None:
-        service = model.service_model.endpoint_prefix
-        found: set[tuple[str, str]] = set()
-        if model.name == "TransactWriteItems":
-            for item in params["TransactItems"]:
-                ((op, body),) = item.items()
-                found.add((self._env_of(body["TableName"]), f"dynamodb:{_ITEM_ACTIONS[op]}"))
-        elif "TableName" in params:
-            found.add((self._env_of(params["TableName"]), f"{service}:{model.name}"))
-        elif "Entries" in params:
-            found.add(("EVENT_BUS_NAME", f"{service}:{model.name}"))
-        else:
-            found.add(("?", f"{service}:{model.name}"))
-        with self.lock:
-            self.calls |= found
-
-    def by_env(self) -> dict[str, frozenset[str]]:
-        result: dict[str, set[str]] = {}
-        for env, action in self.calls:
-            result.setdefault(env, set()).add(action)
-        return {env: frozenset(actions) for env, actions in result.items()}
-
-    def reset(self) -> None:
-        self.calls.clear()
-
 
 @pytest.fixture
 def aws_calls(aws: SagaWorld) -> CallRecorder:
     """Records the calls made through eventkit.clients (the handlers' clients) from now
     on. Test setup uses plain boto3 clients, which are not recorded."""
-    recorder = CallRecorder()
-    for service in ("dynamodb", "events"):
-        clients.client(service).meta.events.register(
-            f"before-parameter-build.{service}.*", recorder
-        )
-    return recorder
+    return CallRecorder().attach("dynamodb", "events")
 
 
 # --- event builders ------------------------------------------------------------------------

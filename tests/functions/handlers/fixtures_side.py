@@ -3,7 +3,8 @@ history, windows, DLQ tool, bulk import), against moto.
 
 Import the fixture function in a test module (`from ...fixtures_side import side_fixture
 # noqa: F401`) and take `side: Side` as a parameter; likewise `side_calls_fixture` for
-`side_calls: SideCallRecorder` (the calls each handler makes, to check its ACCESS).
+`side_calls: CallRecorder` (tests.functions.awsenv: the calls each handler makes, to
+check its ACCESS).
 
 Table layouts, as the handlers use them (every table PAY_PER_REQUEST):
     customers      customerId S                      enrich_order, credit check
@@ -19,18 +20,15 @@ Table layouts, as the handlers use them (every table PAY_PER_REQUEST):
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import boto3
 import pytest
 
-from eventkit import clients
-from tests.functions.awsenv import capture_bus, create_table, drain, mocked
-from tests.functions.handlers.conftest import CallRecorder
+from tests.functions.awsenv import CallRecorder, capture_bus, create_table, drain, mocked
 
 CUSTOMERS: Final = "customers"
 REVIEWS: Final = "reviews"
@@ -73,26 +71,6 @@ SIDE_HANDLERS: Final = (
     "handlers.dlq_processor",
     "handlers.import_orders",
 )
-
-
-def create_composite_table(name: str, hash_key: str, sort_key: str, *, stream: bool) -> None:
-    """A table with a string partition key and a number sort key."""
-    kwargs: dict[str, Any] = {}
-    if stream:
-        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": hash_key, "KeyType": "HASH"},
-            {"AttributeName": sort_key, "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": hash_key, "AttributeType": "S"},
-            {"AttributeName": sort_key, "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        **kwargs,
-    )
 
 
 def clear_handler_caches() -> None:
@@ -146,52 +124,16 @@ def side_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Side]:
             }.get(table, "pk")
             create_table(table, key=key)
         create_table(OUTBOX, stream=True)
-        create_composite_table(EVENTS, "aggregateId", "version", stream=True)
-        create_composite_table(WINDOWS, "windowKey", "windowStart", stream=False)
+        create_table(EVENTS, "aggregateId", ("version", "N"), stream=True)
+        create_table(WINDOWS, "windowKey", ("windowStart", "N"))
         try:
             yield Side(capture_url=capture_bus(BUS))
         finally:
             clear_handler_caches()
 
 
-# Environment variables that name a resource (CHECK_NAME=inventory does not).
-RESOURCE_ENV_SUFFIXES: Final = ("_TABLE", "_URL", "_BUCKET", "_BUS_NAME")
-
-
-class SideCallRecorder(CallRecorder):
-    """The shared CallRecorder, for the side flows' resources: a table, queue or bucket
-    is named by the environment variable that holds its name (or URL), and SQS, S3 and
-    BatchGetItem calls are recorded too."""
-
-    def _env_of(self, name: str) -> str:
-        found = [
-            env
-            for env, value in os.environ.items()
-            if value == name and env.endswith(RESOURCE_ENV_SUFFIXES)
-        ]
-        return found[0] if len(found) == 1 else f"?{name}"
-
-    def __call__(self, model: Any, params: Mapping[str, Any], **kwargs: Any) -> None:
-        if model.name == "BatchGetItem":
-            found = {(self._env_of(t), "dynamodb:BatchGetItem") for t in params["RequestItems"]}
-        elif "QueueUrl" in params:
-            found = {(self._env_of(params["QueueUrl"]), f"sqs:{model.name}")}
-        elif "Bucket" in params:
-            found = {(self._env_of(params["Bucket"]), f"s3:{model.name}")}
-        else:
-            super().__call__(model, params, **kwargs)
-            return
-        with self.lock:
-            self.calls |= found
-
-
 @pytest.fixture(name="side_calls")
-def side_calls_fixture(side: Side) -> SideCallRecorder:
+def side_calls_fixture(side: Side) -> CallRecorder:
     """Records the calls made through eventkit.clients (the handlers' clients) from now
     on; test setup uses plain boto3 clients, which are not recorded."""
-    recorder = SideCallRecorder()
-    for service in ("dynamodb", "events", "sqs", "s3"):
-        clients.client(service).meta.events.register(
-            f"before-parameter-build.{service}.*", recorder
-        )
-    return recorder
+    return CallRecorder().attach("dynamodb", "events", "sqs", "s3")

@@ -16,7 +16,14 @@ from contracts import CHECKS, AllChecksComplete, CheckCompleted, parse_detail, s
 from domain.inventory import stock_item
 from eventkit.aggregation import CompletionPendingError
 from handlers import aggregate_checks, run_check
-from tests.functions.awsenv import FakeContext, create_queue, create_table, scan, sqs_event
+from tests.functions.awsenv import (
+    CallRecorder,
+    FakeContext,
+    create_queue,
+    create_table,
+    scan,
+    sqs_event,
+)
 from tests.functions.handlers.conftest import Orchestrator
 from tests.functions.handlers.fixtures_side import (
     CHECKS as CHECKS_TABLE,
@@ -24,7 +31,6 @@ from tests.functions.handlers.fixtures_side import (
 from tests.functions.handlers.fixtures_side import (
     CUSTOMERS,
     Side,
-    SideCallRecorder,
     clear_handler_caches,
     put_customer,
     side_calls_fixture,  # noqa: F401
@@ -267,7 +273,7 @@ def test_the_aggregate_task_names_a_missing_branch(stocked: Side) -> None:
 
 @pytest.mark.parametrize("check", CHECKS)
 def test_each_check_calls_what_its_access_lists(
-    stocked: Side, side_calls: SideCallRecorder, check: str
+    stocked: Side, side_calls: CallRecorder, check: str
 ) -> None:
     event = sample_event("OrderPlaced")
     HANDLERS[check](event, FakeContext())
@@ -284,7 +290,7 @@ def test_each_check_calls_what_its_access_lists(
     }
 
 
-def test_the_join_calls_what_its_access_lists(stocked: Side, side_calls: SideCallRecorder) -> None:
+def test_the_join_calls_what_its_access_lists(stocked: Side, side_calls: CallRecorder) -> None:
     events = check_events(stocked)
     side_calls.reset()
     for event in [*events, events[0]]:

@@ -10,10 +10,9 @@ import pytest
 
 from contracts import sample_event
 from handlers import dlq_processor
-from tests.functions.awsenv import create_queue, drain
+from tests.functions.awsenv import CallRecorder, create_queue, drain
 from tests.functions.handlers.fixtures_side import (
     Side,
-    SideCallRecorder,
     side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
@@ -238,7 +237,7 @@ def test_missing_settings_name_the_variable(dlq: str, monkeypatch: pytest.Monkey
         dlq_processor.handler({}, None)
 
 
-def test_access_is_what_the_code_calls(dlq: str, side_calls: SideCallRecorder) -> None:
+def test_access_is_what_the_code_calls(dlq: str, side_calls: CallRecorder) -> None:
     fill(dlq)
     dlq_processor.handler({"action": "inspect"}, None)
     dlq_processor.handler({"action": "redrive", "target": "bus"}, None)

@@ -8,11 +8,10 @@ from contracts import OrderEnriched, parse_detail, sample_event
 from domain.enrichment import derived_event_id
 from eventkit.envelopes import PoisonRecordError
 from handlers import enrich_order
-from tests.functions.awsenv import FakeContext, scan
+from tests.functions.awsenv import CallRecorder, FakeContext, scan
 from tests.functions.handlers.fixtures_side import (
     IDEMPOTENCY,
     Side,
-    SideCallRecorder,
     put_customer,
     side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
@@ -105,7 +104,7 @@ def test_a_missing_table_setting_names_the_variable(
 
 
 def test_access_is_what_the_code_calls(
-    side_calls: SideCallRecorder, monkeypatch: pytest.MonkeyPatch
+    side_calls: CallRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put_customer("customer-0001", tier="gold")
     event = sample_event("OrderPlaced")

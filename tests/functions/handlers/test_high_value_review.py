@@ -12,13 +12,12 @@ from domain.enrichment import BelowThresholdError, flag, high_value_pattern
 from eventkit import outbox
 from eventkit.publisher import Publisher
 from handlers import high_value_review
-from tests.functions.awsenv import scan, stream_records
+from tests.functions.awsenv import CallRecorder, scan, stream_records
 from tests.functions.handlers.fixtures_side import (
     BUS,
     OUTBOX,
     REVIEWS,
     Side,
-    SideCallRecorder,
     side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
@@ -102,7 +101,7 @@ def test_a_bad_threshold_setting_says_what_to_set(
     assert scan(REVIEWS) == []
 
 
-def test_access_is_what_the_code_calls(side_calls: SideCallRecorder) -> None:
+def test_access_is_what_the_code_calls(side_calls: CallRecorder) -> None:
     high_value_review.handler(big_order(), None)
     high_value_review.handler(big_order(), None)  # duplicate
     assert side_calls.by_env() == high_value_review.ACCESS

@@ -21,13 +21,12 @@ from eventkit.eventstore import (
     fold,
 )
 from handlers import project_order_history, record_history, snapshot_aggregates
-from tests.functions.awsenv import scan, stream_records
+from tests.functions.awsenv import CallRecorder, scan, stream_records
 from tests.functions.handlers.fixtures_side import (
     EVENTS,
     HISTORY,
     SNAPSHOTS,
     Side,
-    SideCallRecorder,
     side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
@@ -322,7 +321,7 @@ def test_a_missing_snapshot_setting_is_a_clear_error(
         snapshot_aggregates.handler({"Records": []}, None)
 
 
-def test_each_handler_calls_what_its_access_lists(side_calls: SideCallRecorder) -> None:
+def test_each_handler_calls_what_its_access_lists(side_calls: CallRecorder) -> None:
     events = saga_events() + check_events("order-0001", 5)  # 10 events: one snapshot
     record_all([*events, events[0]])
     assert side_calls.by_env() == record_history.ACCESS

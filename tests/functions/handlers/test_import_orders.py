@@ -14,12 +14,18 @@ from contracts import parse_detail
 from eventkit import outbox
 from eventkit.publisher import Publisher
 from handlers import dlq_processor, import_orders
-from tests.functions.awsenv import create_queue, create_table, drain, scan, stream_records
+from tests.functions.awsenv import (
+    CallRecorder,
+    create_queue,
+    create_table,
+    drain,
+    scan,
+    stream_records,
+)
 from tests.functions.handlers.fixtures_side import (
     BUS,
     OUTBOX,
     Side,
-    SideCallRecorder,
     side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
@@ -217,9 +223,7 @@ def test_access_covers_what_place_order_needs() -> None:
     assert {k: import_orders.ACCESS[k] for k in place_order.ACCESS} == place_order.ACCESS
 
 
-def test_access_is_what_the_code_calls(
-    side: Side, rejected: str, side_calls: SideCallRecorder
-) -> None:
+def test_access_is_what_the_code_calls(side: Side, rejected: str, side_calls: CallRecorder) -> None:
     event = upload("batch-1.jsonl", [*GOOD, "{broken"])
     import_orders.handler(event, None)
     import_orders.handler(event, None)  # duplicate: place_order reads the first order

@@ -13,9 +13,9 @@ from contracts import OrderPlacedV1, sample_detail
 from eventkit.envelopes import PoisonRecordError
 from handlers import release_inventory, reserve_inventory
 from handlers.reserve_inventory import InventoryUnavailable
+from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import (
     CONTEXT,
-    CallRecorder,
     SagaWorld,
     as_eventbridge,
     eventbridge,

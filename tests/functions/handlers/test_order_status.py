@@ -12,9 +12,9 @@ import pytest
 from handlers import order_status, place_order, process_payment, reserve_inventory, ship_order
 from handlers.order_status import InvalidQueryError
 from handlers.saga_progress import record_outcome
+from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import (
     CONTEXT,
-    CallRecorder,
     SagaWorld,
     place_sample_order,
     saga_state,

@@ -14,9 +14,9 @@ from domain.payments import Charge, PaymentConfigError, ProviderConfig
 from handlers import process_payment, refund_payment, reserve_inventory
 from handlers.process_payment import PaymentDeclined, PaymentProviderUnavailable
 from handlers.saga_progress import OrderNotFoundError
+from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import (
     CONTEXT,
-    CallRecorder,
     SagaWorld,
     eventbridge,
     place_sample_order,

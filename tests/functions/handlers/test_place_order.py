@@ -12,7 +12,8 @@ from contracts import OrderPlaced
 from handlers import place_order
 from handlers.place_order import InvalidOrderError, RequestIdReusedError
 from handlers.saga_progress import ConfigurationError
-from tests.functions.handlers.conftest import CONTEXT, CallRecorder, SagaWorld
+from tests.functions.awsenv import CallRecorder
+from tests.functions.handlers.conftest import CONTEXT, SagaWorld
 
 LINES = [
     {"sku": "sku-red-mug", "quantity": 2, "unitPriceCents": 1250},

@@ -41,9 +41,9 @@ from handlers import (
     saga_progress,
     ship_order,
 )
+from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import (
     CONTEXT,
-    CallRecorder,
     Orchestrator,
     SagaWorld,
     as_eventbridge,

@@ -11,9 +11,9 @@ from domain.shipping import CarrierConfig, ShippingConfigError
 from handlers import process_payment, reserve_inventory, ship_order
 from handlers.saga_progress import OrderNotFoundError
 from handlers.ship_order import ShippingUnavailable
+from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import (
     CONTEXT,
-    CallRecorder,
     SagaWorld,
     eventbridge,
     place_sample_order,

@@ -13,11 +13,10 @@ import pytest
 
 from contracts import sample_event
 from handlers import dlq_processor, window_aggregate
-from tests.functions.awsenv import create_queue, drain, kinesis_event, scan
+from tests.functions.awsenv import CallRecorder, create_queue, drain, kinesis_event, scan
 from tests.functions.handlers.fixtures_side import (
     WINDOWS,
     Side,
-    SideCallRecorder,
     side_calls_fixture,  # noqa: F401
     side_fixture,  # noqa: F401
 )
@@ -181,7 +180,7 @@ def test_window_settings_are_validated_by_name(
         window_aggregate.handler({"Records": []}, None)
 
 
-def test_access_is_what_the_code_calls(late_queue: str, side_calls: SideCallRecorder) -> None:
+def test_access_is_what_the_code_calls(late_queue: str, side_calls: CallRecorder) -> None:
     put(order(30), order(45), order(31))  # the last one is too late: reported
     process()
     assert side_calls.by_env() == window_aggregate.ACCESS
