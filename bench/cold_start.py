@@ -47,12 +47,7 @@ REFERENCES = {
 # Imported by pydantic lazily, so -X importtime nests them under the project module
 # that first touched a pydantic name: counted as pydantic.
 PYDANTIC_DEPENDENCIES = frozenset({"pydantic_core", "annotated_types", "typing_inspection"})
-_TIMER = (
-    "import time as _t\n"
-    "_s = _t.perf_counter()\n"
-    "{stmt}\n"
-    "print(repr(_t.perf_counter() - _s))\n"
-)
+_TIMER = "import time as _t\n_s = _t.perf_counter()\n{stmt}\nprint(repr(_t.perf_counter() - _s))\n"
 _LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)\s*$")
 
 
@@ -474,12 +469,12 @@ def run(
                 groups[package].append(group["us"])
                 via[package] |= group["via"]
             loaded.update(n.name for n, _ in _walk(root))
-        heaviest = sorted(
+        heaviest: list[dict[str, Any]] = sorted(
             (
                 {"package": package, "ms": common.median(v) / 1000, "via": sorted(via[package])}
                 for package, v in groups.items()
             ),
-            key=lambda g: -g["ms"],
+            key=lambda g: -float(g["ms"]),
         )
         findings, unneeded = unneeded_imports(module, loaded, forests[name])
         results[name] = {

@@ -17,15 +17,20 @@ its own, in memory: its state keeps a timeline entry per event, so its fold is
 quadratic and, past ~2,000 events, its state no longer fits a DynamoDB item (400 KB),
 i.e. it cannot be snapshotted at this size (its docstring says so).
 
-The history is written through the store's own conditional appends (99 events per
-append, DynamoDB's transaction limit minus the predecessor check); snapshots are put
-through the snapshot recorders. Variants alternate within each round.
+In memory the history is written through the store's own conditional appends (99
+events per append). On moto it is written with BatchWriteItem of the recorder's own
+items (`event_item`): moto 5.2.5's TransactWriteItems deep-copies the whole table once
+per action, so seeding 10,000 events through appends is quadratic (hours); the
+`append_probe` measures one 99-event append on an empty table and on one holding 1,000
+items to show it. Snapshots are put through the snapshot recorders. Variants alternate
+within each round.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from bench import common
@@ -110,7 +115,8 @@ def _snapshots(store: Any, head: int, policies: list[int]) -> dict[int, tuple[in
     state, version = initial_state(), 0
     for every, at in sorted(wanted.items(), key=lambda item: item[1]):
         if at > version:
-            state, version, _ = fold(state, store.load(AGGREGATE, version, at), order_totals, version)
+            events = store.load(AGGREGATE, version, at)
+            state, version, _ = fold(state, events, order_totals, version)
         result[every] = (version, state)
     return result
 
@@ -134,6 +140,10 @@ def _variants(
     return stores
 
 
+def _rebuild(store: Any) -> Any:
+    return store.rehydrate(AGGREGATE, order_totals, initial_state(), write_snapshot=False)
+
+
 def _rounds(
     stores: dict[str, Any],
     rounds: dict[str, int],
@@ -148,11 +158,7 @@ def _rounds(
             if index >= rounds.get(name, rounds["default"]):
                 continue
             reads()
-            seconds, result = common.timed(
-                lambda store=store: store.rehydrate(
-                    AGGREGATE, order_totals, initial_state(), write_snapshot=False
-                )
-            )
+            seconds, result = common.timed(partial(_rebuild, store))
             samples[name].append(seconds)
             if name == "none":
                 reference = result.state
@@ -227,9 +233,9 @@ class _DynamoDBCounter:
         return counts
 
 
-def _create_tables(client: Any, policies: list[int]) -> None:
+def _create_events_table(client: Any, name: str) -> None:
     client.create_table(
-        TableName="events",
+        TableName=name,
         KeySchema=[
             {"AttributeName": "aggregateId", "KeyType": "HASH"},
             {"AttributeName": "version", "KeyType": "RANGE"},
@@ -240,6 +246,10 @@ def _create_tables(client: Any, policies: list[int]) -> None:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+def _create_tables(client: Any, policies: list[int]) -> None:
+    _create_events_table(client, "events")
     for every in policies:
         client.create_table(
             TableName=f"snapshots-{every}",
@@ -249,22 +259,68 @@ def _create_tables(client: Any, policies: list[int]) -> None:
         )
 
 
+def _batch_seed(client: Any, table: str, records: list[Any]) -> None:
+    """Write stored events as the recorder's items, 25 per BatchWriteItem."""
+    from eventkit.eventstore import event_item
+
+    for start in range(0, len(records), 25):
+        requests = [{"PutRequest": {"Item": event_item(r)}} for r in records[start : start + 25]]
+        while requests:
+            unprocessed = client.batch_write_item(RequestItems={table: requests})
+            requests = unprocessed.get("UnprocessedItems", {}).get(table, [])
+
+
+def _append_probe(client: Any, events: list[Any], sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Seconds of ONE 99-event append (`DynamoDBEventRecorder.append`, a
+    TransactWriteItems) when the table already holds `size` items: moto 5.2.5
+    deep-copies the whole table once per action of a transaction."""
+    from eventkit.eventstore import MAX_EVENTS_PER_APPEND, DynamoDBEventRecorder
+    from eventkit.eventstore.model import stored
+
+    _create_events_table(client, "append-probe")
+    recorder = DynamoDBEventRecorder("append-probe", client=client)
+    records = stored(AGGREGATE, 0, events)
+    version = 0
+    probes: list[dict[str, Any]] = []
+    for size in sorted(sizes):
+        if size > version:
+            _batch_seed(client, "append-probe", records[version:size])
+            version = size
+        chunk = events[version : version + MAX_EVENTS_PER_APPEND]
+        if len(chunk) < MAX_EVENTS_PER_APPEND:
+            break
+        seconds, _ = common.timed(partial(recorder.append, AGGREGATE, version, chunk))
+        version += len(chunk)
+        probes.append({"table_items": size, "events": len(chunk), "seconds": seconds})
+    return probes
+
+
 def _moto(
-    events: list[Any], policies: list[int], rounds: int, full_rounds: int
+    events: list[Any],
+    policies: list[int],
+    rounds: int,
+    full_rounds: int,
+    probe_sizes: tuple[int, ...],
 ) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
     from moto import mock_aws
 
-    from eventkit.eventstore import DynamoDBEventRecorder, DynamoDBSnapshotRecorder, EventStore
+    from eventkit.eventstore import DynamoDBEventRecorder, DynamoDBSnapshotRecorder
+    from eventkit.eventstore.model import stored
 
     with mock_aws():
         client = boto3.session.Session().client(
             "dynamodb", config=Config(retries={"mode": "standard"})
         )
         _create_tables(client, policies)
+        probes = _append_probe(client, events, probe_sizes)
+        # Seeded with BatchWriteItem of the recorder's own items: the store's appends
+        # (transactions) are quadratic in the table size on moto (see the probe).
+        seed_seconds, _ = common.timed(
+            lambda: _batch_seed(client, "events", stored(AGGREGATE, 0, events))
+        )
         recorder = DynamoDBEventRecorder("events", client=client)
-        seed_seconds, _ = common.timed(lambda: _append_all(EventStore(recorder), events))
         stores = _variants(
             lambda every: DynamoDBSnapshotRecorder(f"snapshots-{every}", client=client),
             recorder,
@@ -273,7 +329,7 @@ def _moto(
         )
         counter = _DynamoDBCounter(client)
         report = _rounds(stores, {"default": rounds, "none": full_rounds}, counter.take)
-    return {"seed_seconds": seed_seconds, "variants": report}
+    return {"seed_seconds": seed_seconds, "append_probe": probes, "variants": report}
 
 
 def _history_reducer(events: list[Any], rounds: int) -> dict[str, Any]:
@@ -309,6 +365,7 @@ def run(
     moto_rounds: int = 5,
     moto_full_rounds: int = 3,
     history_rounds: int = 3,
+    append_probe_sizes: tuple[int, ...] = (0, 1000),
 ) -> dict[str, Any]:
     """The whole benchmark; sizes are parameters so the smoke test can run it tiny."""
     common.setup_paths()
@@ -318,6 +375,6 @@ def run(
         "events": events,
         "policies": list(policies),
         "memory": _memory(history, list(policies), memory_rounds),
-        "moto": _moto(history, list(policies), moto_rounds, moto_full_rounds),
+        "moto": _moto(history, list(policies), moto_rounds, moto_full_rounds, append_probe_sizes),
         "history_reducer_memory": _history_reducer(history, history_rounds),
     }

@@ -77,7 +77,10 @@ def rules() -> dict[str, dict[str, Any]]:
                 {"detail": {"currency": [{"anything-but": ["USD", "EUR", "GBP"]}]}},
             ],
         },
-        "enrich-order": {"detail-type": ["OrderPlaced"], "detail": {"customerId": [{"exists": True}]}},
+        "enrich-order": {
+            "detail-type": ["OrderPlaced"],
+            "detail": {"customerId": [{"exists": True}]},
+        },
         "fork-join-checks": {
             "detail-type": ["CheckCompleted"],
             "detail": {"check": ["inventory", "credit", "shippingQuote"]},
@@ -115,7 +118,7 @@ def events(count: int, *, seed: int = 7) -> list[dict[str, Any]]:
     for n in range(count):
         order_id = f"order-{n:05d}"
         if n % 2 == 0:
-            lines = [
+            lines: list[dict[str, Any]] = [
                 {
                     "sku": rng.choice(["sku-red-mug", "sku-blue-pot", "sku-gold-lamp"]),
                     "quantity": rng.randint(1, 5),

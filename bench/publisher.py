@@ -87,7 +87,7 @@ def size_aware_requests(count: int, detail_bytes: int = LARGE_DETAIL_BYTES) -> d
     }
 
 
-def _measure(items: list[dict[str, Any]], repeats: int, with_rules: bool) -> dict[str, Any]:
+def _measure(items: list[Any], repeats: int, with_rules: bool) -> dict[str, Any]:
     from moto import mock_aws
 
     from eventkit.publisher import Publisher

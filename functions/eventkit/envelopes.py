@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts import REGISTRY, ContractError, Event, parse_detail
 from contracts.base import RECEIVED
-from eventkit import dynamodb
+from eventkit.records import new_image, sequence_number, unwrap
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -62,12 +62,6 @@ class PoisonRecordError(Exception):
     def validation_error(self) -> ValidationError | None:
         """The pydantic error when the record broke its contract, else None."""
         return self.cause if isinstance(self.cause, ValidationError) else None
-
-
-def unwrap(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The raw dict of a record (Powertools data classes keep it in `raw_event`)."""
-    raw = getattr(record, "raw_event", record)
-    return raw if isinstance(raw, Mapping) else {}
 
 
 def _is_eventbridge_event(payload: Any) -> bool:
@@ -166,21 +160,6 @@ def from_sqs(
     record_id = raw.get("messageId")
     payload = _loads("sqs", record_id, raw.get("body", ""))
     return _from_payload("sqs", record_id, payload, detail_type, model)
-
-
-def new_image(record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The NewImage of a DynamoDB stream record as plain Python (numbers are Decimal),
-    or None when the record has none (REMOVE, or a KEYS_ONLY / OLD_IMAGE stream)."""
-    image = unwrap(record).get("dynamodb", {}).get("NewImage")
-    return None if image is None else dynamodb.deserialize(image)
-
-
-def sequence_number(record: Mapping[str, Any]) -> str | None:
-    """The stream sequence number (DynamoDB or Kinesis): the batchItemFailures identifier."""
-    raw = unwrap(record)
-    if "dynamodb" in raw:
-        return raw["dynamodb"].get("SequenceNumber")
-    return raw.get("kinesis", {}).get("sequenceNumber")
 
 
 @overload

@@ -28,18 +28,25 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from contracts import Event, utc_now
 from eventkit import clients, dynamodb
-from eventkit.envelopes import new_image, sequence_number, unwrap
 from eventkit.publisher import Publisher, PublishError
+from eventkit.records import new_image, sequence_number, unwrap
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
+
+    from contracts import Event
+
+
+def utc_now() -> datetime:
+    # Not contracts.utc_now: importing contracts would load pydantic into the relay.
+    return datetime.now(UTC)
+
 
 PK: Final = "pk"
 PK_PREFIX: Final = "outbox#"
