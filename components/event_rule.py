@@ -445,9 +445,7 @@ class EventRule(pulumi.ComponentResource):
     def _allows_this_rule(self, queue: Queue | DeadLetterQueue) -> bool:
         """Whether `queue` was created with `senders=[self.as_sender()]`."""
         # Identity, not equality: the ARN is an Output, only known at deploy time.
-        return any(
-            s.service == EVENTS_SERVICE and s.source_arn is self.arn for s in queue.senders
-        )
+        return any(s.service == EVENTS_SERVICE and s.source_arn is self.arn for s in queue.senders)
 
     def _queue_label(self, queue: Queue | DeadLetterQueue) -> str:
         return queue.pulumi_resource_name

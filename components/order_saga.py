@@ -269,7 +269,9 @@ CHOREOGRAPHY_FUNCTIONS: Final = (
         timeout_seconds=30,
         async_target=True,
     ),
-    FunctionSpec(name="saga-progress", handler="handlers.saga_progress.handler", timeout_seconds=30),
+    FunctionSpec(
+        name="saga-progress", handler="handlers.saga_progress.handler", timeout_seconds=30
+    ),
 )
 ORCHESTRATION_FUNCTIONS: Final = (
     FunctionSpec(
@@ -529,9 +531,7 @@ class OrderSaga(pulumi.ComponentResource):
             "history": state_table("orderId", deletion_protection=protect),
             "customers": state_table("customerId", deletion_protection=protect),
             # the fork/join's joins (eventkit.aggregation): joinId, TTL expiresAt
-            "checks": state_table(
-                "joinId", ttl_attribute="expiresAt", deletion_protection=protect
-            ),
+            "checks": state_table("joinId", ttl_attribute="expiresAt", deletion_protection=protect),
             # event-time windows (eventkit.windows): windowKey + windowStart (ms)
             "windows": TableArgs(
                 hash_key=KeyAttribute("windowKey", "S"),
@@ -650,9 +650,7 @@ class OrderSaga(pulumi.ComponentResource):
 
     def _shared_bindings(self) -> dict[str, Binding]:
         t = self.tables
-        bindings = {
-            variable: _table_binding(t[role]) for variable, role in TABLE_BINDINGS.items()
-        }
+        bindings = {variable: _table_binding(t[role]) for variable, role in TABLE_BINDINGS.items()}
         bindings["EVENT_BUS_NAME"] = Binding(
             "bus", self.bus.name, self.bus.arn, self.bus.pulumi_resource_name
         )
@@ -739,7 +737,9 @@ class OrderSaga(pulumi.ComponentResource):
         wiring = wire(spec.handler, access, {**self._bindings, **(extra_bindings or {})})
         on_failure: DeadLetterQueue | bool = False
         if spec.async_target:
-            on_failure = self._dlq(f"{component}-async-dlq", f"{name or spec.name}-async", "lambda-destination")
+            on_failure = self._dlq(
+                f"{component}-async-dlq", f"{name or spec.name}-async", "lambda-destination"
+            )
         function = Function(
             component,
             self._function_args(
@@ -874,7 +874,10 @@ class OrderSaga(pulumi.ComponentResource):
         return queue
 
     def _mapping(
-        self, short: str, function: Function, source: SqsSource | DynamoDbStreamSource | KinesisSource
+        self,
+        short: str,
+        function: Function,
+        source: SqsSource | DynamoDbStreamSource | KinesisSource,
     ) -> EventSourceMapping:
         mapping = EventSourceMapping(
             f"{self._name}-{short}",

@@ -58,7 +58,9 @@ EndpointUrl = Annotated[
         "an http(s) URL of your AWS emulator like http://localhost:4566 (no path)",
     ),
 ]
-Prefix = Annotated[str, _matching(r"[A-Za-z0-9_.\-]{1,64}", "1..64 letters, digits, '_', '.' or '-'")]
+Prefix = Annotated[
+    str, _matching(r"[A-Za-z0-9_.\-]{1,64}", "1..64 letters, digits, '_', '.' or '-'")
+]
 Seed = Annotated[str, _matching(r"[A-Za-z0-9_.\-]{1,64}", "1..64 letters, digits, '_', '.' or '-'")]
 
 
@@ -84,9 +86,7 @@ class OrderSagaConfig(BaseModel):
 
     saga_mode: Literal["choreography", "orchestration", "both"] = Field("both", alias="sagaMode")
     # EventBridge numeric matching takes numbers up to 5e9: the threshold in cents too.
-    high_value_threshold: float = Field(
-        1000.0, alias="highValueThreshold", gt=0, le=50_000_000
-    )
+    high_value_threshold: float = Field(1000.0, alias="highValueThreshold", gt=0, le=50_000_000)
     default_currency: Currency = Field("USD", alias="defaultCurrency")
     archive_retention_days: int = Field(30, alias="archiveRetentionDays", ge=1, le=3650)
     log_retention_days: Annotated[int, AfterValidator(_log_retention)] = Field(
@@ -133,7 +133,7 @@ class OrderSagaConfig(BaseModel):
         if bus is not None and not value:
             raise ValueError(
                 f"is empty, but forwardToBusArn is set ({bus}): list the detail-types to "
-                "forward there (e.g. [\"OrderCompleted\"]), or unset forwardToBusArn"
+                'forward there (e.g. ["OrderCompleted"]), or unset forwardToBusArn'
             )
         known = _known_detail_types()
         unknown = [t for t in value if t not in known]

@@ -107,11 +107,10 @@ def read_access(
         raise AccessError(f"{module}: does not parse (line {exc.lineno}: {exc.msg})") from None
     value: ast.expr | None = None
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == name for t in node.targets
-        ):
-            value = node.value
-        elif (
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+        ) or (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)
             and node.target.id == name
@@ -124,7 +123,9 @@ def read_access(
         )
     where = f"{module}.{name}"
     if not isinstance(value, ast.Dict):
-        raise AccessError(f"{where} is not a literal dict: the system reads it without running code")
+        raise AccessError(
+            f"{where} is not a literal dict: the system reads it without running code"
+        )
     access: dict[str, frozenset[str]] = {}
     for key, item in zip(value.keys, value.values, strict=True):
         if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
@@ -151,7 +152,9 @@ def _literal_actions(node: ast.expr, where: str) -> frozenset[str]:
     actions = []
     for element in items.elts:
         if not (isinstance(element, ast.Constant) and isinstance(element.value, str)):
-            raise AccessError(f"{where}: every action must be a literal string like 'sqs:SendMessage'")
+            raise AccessError(
+                f"{where}: every action must be a literal string like 'sqs:SendMessage'"
+            )
         actions.append(element.value)
     return frozenset(actions)
 

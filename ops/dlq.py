@@ -38,6 +38,7 @@ checked, failed entries retried, never dropped silently).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -200,6 +201,21 @@ def read(raw: MessageTypeDef) -> DlqMessage:
     if _attribute(attributes, "ErrorCode") or _attribute(attributes, "RequestID"):
         return DlqMessage(raw, "lambda-dlq", described, **common)
     return DlqMessage(raw, "message", described, **common)
+
+
+def fingerprint(message: DlqMessage) -> str:
+    """What a message carries, independent of its envelope: the event (detail-type,
+    source, detail; EventBridge gives a re-put event a new id), else the payload or body."""
+    event = message.described.event
+    content: Any
+    if event is not None:
+        content = [event.get("detail-type"), event.get("source"), event.get("detail")]
+    elif message.kind == "lambda-destination":
+        content = message.payload
+    else:
+        content = message.raw.get("Body", "")
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- plans: where a message goes back -------------------------------------------------------
@@ -695,8 +711,10 @@ class _Redrive:
         self.publisher = publisher
         self.outcomes: list[Outcome] = []
         self.keep: list[MessageTypeDef] = []  # received, not deleted: made visible at the end
+        self.moved: set[str] = set()  # fingerprints of what was sent
 
     def _delete(self, message: DlqMessage, plan: Plan) -> None:
+        self.moved.add(fingerprint(message))
         try:
             self.clients.sqs.delete_message(
                 QueueUrl=self.dlq.url, ReceiptHandle=message.raw["ReceiptHandle"]
@@ -792,10 +810,10 @@ def redrive(
     seen: set[str] = set()
     not_released: list[str] = []
     examined = 0
-    # A message sent to the DLQ after the run began is most likely one this run moved
-    # and that failed again (its target is still broken): it is left for the next run,
-    # so a redrive never loops on its own failures.
-    began = datetime.now(UTC)
+    # A message like one this run already moved (same event, or same body) is most
+    # likely that one failing again (its target is still broken): it is left for the
+    # next run, so a redrive never chases its own failures. Compared by content, not by
+    # SentTimestamp: the client's clock and SQS's may disagree.
     arrived: list[str] = []
     try:
         while examined < limit:
@@ -808,10 +826,10 @@ def redrive(
                 break
             seen.update(r["MessageId"] for r in fresh)
             messages = [read(r) for r in fresh]
-            late = {m.message_id for m in messages if m.sent_at and m.sent_at > began}
-            arrived += sorted(late)
-            run.keep.extend(m.raw for m in messages if m.message_id in late)
-            messages = [m for m in messages if m.message_id not in late]
+            again = {m.message_id for m in messages if fingerprint(m) in run.moved}
+            arrived += sorted(again)
+            run.keep.extend(m.raw for m in messages if m.message_id in again)
+            messages = [m for m in messages if m.message_id not in again]
             examined += len(messages)
             run.handle(messages)
     finally:
@@ -891,8 +909,8 @@ def _redrive_result(
         )
     if arrived:
         parts.append(
-            f"{len(arrived)} message(s) arrived in the DLQ during the run (likely moved "
-            "messages failing again: is the fix deployed?); left for the next run"
+            f"{len(arrived)} message(s) carry what this run already moved (failing again "
+            "during the run: is the fix deployed? or duplicates); left for the next run"
         )
     parts.append(f"note: {NATIVE_MOVE_NOTE}")
     failed = bool(data["movedNotDeleted"]) or (not dry_run and bool(data["notMoved"]))

@@ -61,7 +61,8 @@ def create_table(
     kwargs: dict[str, Any] = {}
     if stream:
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
-    (client or boto3.client("dynamodb")).create_table(
+    ddb: Any = client or boto3.client("dynamodb")
+    ddb.create_table(
         TableName=name,
         KeySchema=schema,
         AttributeDefinitions=attributes,

@@ -331,10 +331,11 @@ def test_lambda_destination_records_invoke_the_function_again(stack: Stack) -> N
     lambda_events.register(
         "provide-client-params.lambda.Invoke", lambda params, **_: invoked.append(dict(params))
     )
-    lambda_events.register(
-        "before-call.lambda.Invoke",
-        lambda **_: (type("Http", (), {"status_code": 202, "headers": {}})(), {"StatusCode": 202}),
-    )
+
+    def queued(**kwargs: Any) -> Any:
+        return (type("Http", (), {"status_code": 202, "headers": {}})(), {"StatusCode": 202})
+
+    lambda_events.register("before-call.lambda.Invoke", queued)
 
     run = stack.ops("dlq", "redrive", "ship-failures", "--json")
 

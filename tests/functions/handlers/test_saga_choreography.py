@@ -507,7 +507,9 @@ def test_orchestrated_payment_declined(orchestrator: Orchestrator) -> None:
     )
 
     assert (execution["status"], execution["error"]) == ("FAILED", "SagaFailed")
-    assert orchestrator.calls == ["reserve", "pay", "release"]  # PaymentDeclined: not retried
+    # PaymentDeclined is not retried; the failed step's own compensation (refund, with
+    # nothing to refund) runs first, then the completed steps' in reverse order.
+    assert orchestrator.calls == ["reserve", "pay", "refund", "release"]
     order = world.order("o-2")
     assert (order["status"], order["failedStep"], order["chargedCents"]) == (
         "CANCELLED",
