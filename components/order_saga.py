@@ -58,7 +58,6 @@ passed to every child through this component's `providers`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -94,6 +93,7 @@ from components.order_saga_config import OrderSagaConfig
 from components.order_saga_wiring import (
     CODE_DIR,
     Binding,
+    check_bindings,
     handler_module,
     import_code_module,
     read_access,
@@ -499,14 +499,12 @@ class OrderSaga(pulumi.ComponentResource):
     def _check_bindable(self) -> None:
         """Every variable of every handler has a binding (the same check `wire` makes
         per function, all at once and before any resource exists)."""
-        provided = set(SHARED_BINDINGS) | set(DLQ_PROCESSOR_BINDINGS)
+        placeholder = Binding("table", "", "", "")
         for spec in self.specs:
-            missing = sorted(set(self._access[spec.name]) - set(SHARED_BINDINGS))
-            if missing:
-                wire(spec.handler, self._access[spec.name], {})  # raises, naming them all
-        missing = sorted(set(self._access["dlq-processor"]) - provided)
-        if missing:
-            wire(DLQ_PROCESSOR_HANDLER, self._access["dlq-processor"], {})
+            provided = dict.fromkeys(SHARED_BINDINGS, placeholder)
+            check_bindings(spec.handler, self._access[spec.name], provided)
+        provided = dict.fromkeys(SHARED_BINDINGS | DLQ_PROCESSOR_BINDINGS, placeholder)
+        check_bindings(DLQ_PROCESSOR_HANDLER, self._access["dlq-processor"], provided)
 
     # ------------------------------------------------------------------ storage
 
@@ -548,7 +546,7 @@ class OrderSaga(pulumi.ComponentResource):
         }
 
         self.bus = EventBus(
-            f"{name}-bus",
+            f"{name}-orders",
             EventBusArgs(
                 archive_retention_days=config.archive_retention_days,
                 schemas=import_code_module("contracts").json_schemas(),
@@ -885,8 +883,6 @@ class OrderSaga(pulumi.ComponentResource):
             self._child,
         )
         self.mappings[short] = mapping
-        if mapping.on_failure is not None and isinstance(mapping.on_failure, DeadLetterQueue):
-            self.dead_letter_queues.setdefault(short, (mapping.on_failure, "stream-failure"))
         return mapping
 
     def _stream_failures(self, short: str) -> DeadLetterQueue:
@@ -1234,8 +1230,3 @@ def _emulator_provider(name: str, endpoint: str | None) -> aws.Provider | None:
         skip_metadata_api_check=True,
         s3_use_path_style=True,
     )
-
-
-def outputs_json(outputs: Mapping[str, Any]) -> str:
-    """Resolved outputs as `pulumi stack output --json` prints them (for tests, docs)."""
-    return json.dumps(outputs, indent=2, sort_keys=True)

@@ -7,9 +7,17 @@ the single source of both the validation and those defaults.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from components.config import load_config
 
@@ -103,9 +111,7 @@ class OrderSagaConfig(BaseModel):
     partner_account_ids: list[AccountId] = Field(default_factory=list, alias="partnerAccountIds")
     partner_organization_id: OrganizationId | None = Field(None, alias="partnerOrganizationId")
     forward_to_bus_arn: BusArn | None = Field(None, alias="forwardToBusArn")
-    forward_detail_types: list[str] = Field(
-        default_factory=list, alias="forwardDetailTypes", validate_default=True
-    )
+    forward_detail_types: list[str] = Field(default_factory=list, alias="forwardDetailTypes")
     activity_stream_shards: int | None = Field(None, alias="activityStreamShards", ge=1)
     # Event-time windows of the order activity feed (window_aggregate), in seconds.
     window_seconds: int = Field(300, alias="windowSeconds", ge=1, le=86_400)
@@ -122,6 +128,15 @@ class OrderSagaConfig(BaseModel):
     shipping_fail_customer_prefix: Prefix | None = Field(None, alias="shippingFailCustomerPrefix")
     shipping_failure_rate: float | None = Field(None, alias="shippingFailureRate", ge=0, le=1)
     failure_seed: Seed | None = Field(None, alias="failureSeed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forwarding_needs_types(cls, data: Any) -> Any:
+        # A default is not validated: give the key its empty value, so that its check
+        # below runs (and reports it under its own name) when only the bus is set.
+        if isinstance(data, dict) and "forwardToBusArn" in data:
+            data = {"forwardDetailTypes": [], **data}
+        return data
 
     @field_validator("forward_detail_types")
     @classmethod

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Literal, Protocol
+from typing import Literal
 
 import pulumi
 
@@ -176,17 +176,6 @@ def restrict(
 # ----------------------------------------------------------------------- bindings
 
 
-class _TableLike(Protocol):
-    @property
-    def pulumi_resource_name(self) -> str: ...
-    @property
-    def name(self) -> pulumi.Output[str]: ...
-    @property
-    def arn(self) -> pulumi.Output[str]: ...
-    @property
-    def has_indexes(self) -> bool: ...
-
-
 @dataclass(frozen=True)
 class Binding:
     """What one environment variable names: a resource of `kind`.
@@ -236,6 +225,20 @@ def grant_name(variable: str) -> str:
     return f"access-{variable.lower().replace('_', '-')}"[:MAX_GRANT_NAME]
 
 
+def check_bindings(
+    handler: str, access: Mapping[str, frozenset[str]], bindings: Mapping[str, Binding]
+) -> None:
+    """Raise UnmappedResourceError naming `handler` and every variable of its ACCESS that
+    `bindings` do not provide."""
+    unmapped = sorted(set(access) - set(bindings))
+    if unmapped:
+        raise UnmappedResourceError(
+            f"{handler}: its ACCESS names {', '.join(unmapped)}, which the system provides no "
+            f"resource for (it provides {', '.join(sorted(bindings)) or 'nothing'}); add a "
+            "binding for each variable, or fix the handler's ACCESS"
+        )
+
+
 def wire(
     handler: str, access: Mapping[str, frozenset[str]], bindings: Mapping[str, Binding]
 ) -> Wiring:
@@ -245,13 +248,7 @@ def wire(
     not provide, and AccessError for an action of another service than its resource's
     (e.g. "sqs:SendMessage" on a table) or a variable that grants nothing.
     """
-    unmapped = sorted(set(access) - set(bindings))
-    if unmapped:
-        raise UnmappedResourceError(
-            f"{handler}: its ACCESS names {', '.join(unmapped)}, which the system provides no "
-            f"resource for (it provides {', '.join(sorted(bindings)) or 'nothing'}); add a "
-            "binding for each variable, or fix the handler's ACCESS"
-        )
+    check_bindings(handler, access, bindings)
     environment: dict[str, pulumi.Input[str]] = {}
     grants: dict[str, list[Statement]] = {}
     for variable in sorted(access):

@@ -1493,6 +1493,9 @@ class LambdaRuntime:
         self._pool_lock = threading.Lock()
         self._idle: dict[str, list[_Container]] = {}
         self._service_credentials: dict[tuple[str, str], dict[str, str]] = {}
+        # Step Functions task clients by (role, region, service): creating a botocore
+        # client loads its service model (~0.1 s), too slow for every task.
+        self._sfn_clients: dict[tuple[str, str, str], Any] = {}
         self._patches = _Patches()
 
     # ------------------------------------------------------------ defaults
@@ -1895,6 +1898,7 @@ class LambdaRuntime:
         with self._pool_lock:
             self._idle.clear()
             self._service_credentials.clear()
+            self._sfn_clients.clear()
         with self._extract_lock:
             self._extracted.clear()
             if self._owns_work_dir:
@@ -1994,6 +1998,11 @@ def _sfn_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:
             TimeoutSeconds,
         )
 
+        key = (role_arn, region, service)
+        with runtime._pool_lock:
+            cached = runtime._sfn_clients.get(key)
+        if cached is not None:
+            return cached
         credentials = runtime.service_credentials(role_arn, "states.amazonaws.com")
         session = boto3.session.Session(
             aws_access_key_id=credentials["AccessKeyId"],
@@ -2001,7 +2010,7 @@ def _sfn_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:
             aws_session_token=credentials["SessionToken"],
             region_name=region,
         )
-        return session.client(
+        client = session.client(
             service,  # type: ignore[call-overload]
             config=Config(
                 parameter_validation=False,
@@ -2011,6 +2020,8 @@ def _sfn_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:
                 account_id_endpoint_mode="disabled",
             ),
         )
+        with runtime._pool_lock:
+            return runtime._sfn_clients.setdefault(key, client)
 
     functools.update_wrapper(boto_client_for, original)
     return boto_client_for

@@ -259,6 +259,8 @@ def _condition_holds(condition: Mapping[str, Any], context: Mapping[str, str]) -
                 ok = actual not in values
             elif op in ("arnnotlike", "stringnotlike"):
                 ok = not any(fnmatch.fnmatchcase(actual, v) for v in values)
+            elif op == "bool":
+                ok = actual.lower() in (v.lower() for v in values)
             else:
                 continue
             if not ok:
@@ -290,7 +292,9 @@ def policy_allows(
     if not policy:
         return False
     document = json.loads(policy) if isinstance(policy, str) else policy
-    context = {}
+    # AWS services call each other over TLS: a DenyInsecureTransport statement
+    # (`Bool aws:SecureTransport false`) does not apply to them.
+    context = {"aws:SecureTransport": "true"}
     if source_arn:
         context["aws:SourceArn"] = source_arn
     if source_account:
