@@ -1,6 +1,6 @@
 """`python -m sandbox demo`: the whole order saga at work in the sandbox, with a verdict.
 
-    python -m sandbox demo                              # 50 orders, the dev stack
+    python -m sandbox demo                              # 25 orders, the dev stack
     python -m sandbox demo --orders 200 --saga both --fail-rate 0.2 --duplicate-rate 0.3
     python -m sandbox demo --json                       # one JSON object on stdout
 
@@ -54,7 +54,7 @@ from sandbox.session import FINAL_STATUSES, SandboxSession
 
 __all__ = ["DemoOptions", "DemoResult", "main", "plan", "render", "run_demo"]
 
-DEFAULT_ORDERS: Final = 50
+DEFAULT_ORDERS: Final = 25
 ORDER_INTERVAL_SECONDS: Final = 0.0
 KNOWN_CUSTOMERS: Final = 20
 # Catalog: (sku, price as a share of the high-value threshold).
@@ -402,7 +402,7 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument(
-        "--orders", type=_positive, default=DEFAULT_ORDERS, help="orders to place (default 50)"
+        "--orders", type=_positive, default=DEFAULT_ORDERS, help=f"orders to place (default {DEFAULT_ORDERS})"
     )
     parser.add_argument(
         "--saga",

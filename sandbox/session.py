@@ -32,6 +32,7 @@ in moto and botocore without changing what any call does.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import functools
@@ -158,11 +159,16 @@ def speedups() -> Iterator[None]:
       antlr (~0.3 s); the parse tree of a definition is kept (a fresh program is built
       from it for every execution, so no execution shares state with another);
     - moto's request dispatch lists the methods of the service's response class with
-      `inspect.getmembers` on every request; the list is kept per class.
+      `inspect.getmembers` on every request; the list is kept per class;
+    - moto DynamoDB: its generic response serializer walks the output shape of every
+      attribute value (6x slower than `json.dumps` on item-heavy responses); the
+      data-plane results, already in DynamoDB's JSON wire format, are dumped as they
+      are (`_dynamodb_serialized`; tests/sandbox/test_speedups.py compares both).
     """
     from moto.core import responses as moto_responses
     from moto.core.utils import method_names_from_class
     from moto.dynamodb import models as dynamodb_models
+    from moto.dynamodb.responses import DynamoHandler
     from moto.stepfunctions.parser.asl.parse import asl_parser
 
     loaders: dict[str | None, Any] = {}
@@ -199,9 +205,59 @@ def speedups() -> Iterator[None]:
                 functools.partialmethod(_transact_write_items, original_transact),
             )
         )
+        patch(
+            mock.patch.object(
+                DynamoHandler,
+                "serialized",
+                functools.partialmethod(_dynamodb_serialized, DynamoHandler.serialized),
+            )
+        )
         parser = asl_parser.AmazonStateLanguageParser
         patch(mock.patch.object(parser, "parse", staticmethod(_cached_asl_parse(parser.parse))))
         yield
+
+
+# DynamoDB operations whose results are items (plain dicts in the wire format).
+_DYNAMODB_DATA_PLANE: Final = frozenset(
+    {
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+        "TransactWriteItems",
+        "TransactGetItems",
+        "BatchGetItem",
+        "BatchWriteItem",
+    }
+)
+
+
+def _wire_bytes(value: Any) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(type(value).__name__)
+
+
+def _dynamodb_serialized(handler: Any, original: Callable[..., Any], action_result: Any) -> Any:
+    """moto's `DynamoHandler.serialized`, by `json.dumps` for the data-plane results
+    (binary values base64, as the serializer writes them); errors, other operations and
+    results with ConsumedCapacity (the serializer writes its numbers as floats) go to
+    moto's serializer."""
+    result = action_result.result
+    if (
+        not isinstance(result, dict)
+        or "ConsumedCapacity" in result
+        or handler._get_action() not in _DYNAMODB_DATA_PLANE
+    ):
+        return original(handler, action_result)
+    try:
+        body = json.dumps(result, default=_wire_bytes)
+    except TypeError:
+        return original(handler, action_result)
+    headers = {"Content-Type": "application/x-amz-json-1.0", **handler.response_headers}
+    return 200, headers, body
 
 
 def _cached_asl_parse(parse: Callable[[str], Any]) -> Callable[[str], Any]:
