@@ -386,14 +386,20 @@ def render(result: DemoResult) -> str:
 
 
 def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # NaN included
         raise argparse.ArgumentTypeError(f"{text} is not within 0..1")
     return value
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
     return value
@@ -402,7 +408,10 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument(
-        "--orders", type=_positive, default=DEFAULT_ORDERS, help=f"orders to place (default {DEFAULT_ORDERS})"
+        "--orders",
+        type=_positive,
+        default=DEFAULT_ORDERS,
+        help=f"orders to place (default {DEFAULT_ORDERS})",
     )
     parser.add_argument(
         "--saga",

@@ -694,7 +694,9 @@ class SandboxSession:
         dlqs = self.dead_letter_queues()
         if name in dlqs:
             return dlqs[name]
-        raise KeyError(f"the stack has no queue {name!r}")
+        raise KeyError(
+            f"the stack has no queue {name!r}; it has {', '.join(sorted({*queues, *dlqs}))}"
+        )
 
     def dead_letter_queues(self) -> dict[str, str]:
         """Every DLQ the outputs name -> its URL (names as `python -m ops dlq list`)."""

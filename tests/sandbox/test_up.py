@@ -1,10 +1,17 @@
-"""`python -m sandbox up` prints what the program declares for a stack."""
+"""`python -m sandbox up` deploys a stack's program into the sandbox (an in-process
+moto) and prints what it created, like `pulumi up`."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+
+import pytest
+
+from sandbox.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,14 +27,66 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_up_prints_the_mocked_deployment_of_the_dev_stack() -> None:
+@pytest.fixture(scope="module")
+def up_dev() -> str:
     result = run("up", "--stack", "dev")
     assert result.returncode == 0, result.stderr
-    assert "Stack order-saga-dev (mocked deployment" in result.stdout
-    assert "sagaMode: both" in result.stdout
+    return result.stdout
 
 
-def test_up_with_an_unknown_stack_names_the_stacks_there() -> None:
-    result = run("up", "--stack", "staging")
-    assert result.returncode == 2
-    assert "no stack file Pulumi.staging.yaml; stacks here: dev, prod" in result.stderr
+def _types(stdout: str) -> Counter[str]:
+    """Resource rows (`+ <type>  <name>  ...`) counted by type."""
+    return Counter(line.split()[1] for line in stdout.splitlines() if line.startswith("+ "))
+
+
+def test_up_deploys_the_dev_stack_into_moto(up_dev: str) -> None:
+    """The header says where it went, the rows are the created resources, the total
+    matches them."""
+    assert up_dev.startswith("Stack order-saga-dev (sandbox: deployed into an in-process moto)")
+    types = _types(up_dev)
+    assert types["aws:dynamodb/table:Table"] == 13
+    assert types["aws:lambda/function:Function"] == 30
+    assert types["aws:sfn/stateMachine:StateMachine"] == 1
+    assert types["aws:cloudwatch/eventBus:EventBus"] == 1
+    assert types["aws:cloudwatch/eventRule:EventRule"] == 14
+    assert types["aws:lambda/eventSourceMapping:EventSourceMapping"] == 8
+    assert types["order-saga:order_saga:OrderSaga"] == 1
+    custom = sum(n for t, n in types.items() if t.startswith("aws:"))
+    components = sum(n for t, n in types.items() if not t.startswith("aws:"))
+    assert f"Resources: {custom} created ({components} components)" in up_dev
+
+
+def test_up_names_the_resources_and_outputs_of_both_sagas(up_dev: str) -> None:
+    """sagaMode both (Pulumi.dev.yaml): choreography's rules and the orchestrator."""
+    names = {line.split()[2] for line in up_dev.splitlines() if line.startswith("+ ")}
+    assert {"saga-reserve-rule", "saga-orchestrate-rule", "saga-orders-table"} <= names
+    assert "  sagaMode: both" in up_dev.splitlines()
+    assert "  busName: saga-orders-bus" in up_dev.splitlines()
+    assert re.search(
+        r"^  stateMachineArn: arn:aws:states:us-east-1:\d{12}:stateMachine:"
+        r"order-saga-dev-saga-orchestrator$",
+        up_dev,
+        re.MULTILINE,
+    )
+
+
+def test_up_lists_what_the_sandbox_delivers_itself(up_dev: str) -> None:
+    """Event source mappings (8, one per mapping resource) and the bus's schemas."""
+    delivered = up_dev.split("Delivered by the sandbox (not by moto):\n", 1)[1].splitlines()
+    mappings = [line for line in delivered if line.startswith("  event source mapping ")]
+    assert len(mappings) == 8
+    assert any(
+        "saga-reserve-consumer-mapping: arn:aws:sqs:us-east-1:" in m and "(enabled" in m
+        for m in mappings
+    )
+    assert "  schema saga-orders-schemas/OrderPlaced (JSONSchemaDraft4)" in delivered
+
+
+def test_up_with_an_unknown_stack_names_the_stacks_there(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Exit status 2 and the stacks there (in-process: the same `main` as `-m sandbox`)."""
+    assert main(["up", "--stack", "staging"]) == 2
+    captured = capsys.readouterr()
+    assert "error: no stack file Pulumi.staging.yaml; stacks here: dev, prod" in captured.err
+    assert captured.out == ""

@@ -1,0 +1,270 @@
+"""`python -m sandbox demo` (`sandbox.demo`): the seeded plan, the options as stack
+config, the progress bar, the report and its exit status, the command line's checks,
+and one real run with `--json` in a subprocess (~25 s: a deploy and six orders)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from sandbox import demo
+from sandbox.__main__ import main as cli
+from sandbox.session import SandboxSession
+
+ROOT = Path(__file__).resolve().parents[2]
+THRESHOLD = 100_000
+REQUIRED_KEYS = {
+    "orders",
+    "completed",
+    "cancelled",
+    "stuck",
+    "events",
+    "invocations",
+    "dlq",
+    "aws_calls",
+    "aws_calls_per_order",
+    "invariants",
+    "seconds",
+}
+REQUIRED_INVARIANTS = {
+    "inventory_conserved",
+    "no_double_charge",
+    "refunds_match_charges_of_cancelled_orders",
+    "every_order_final",
+    "read_model_matches_event_store",
+}
+
+
+# ----------------------------------------------------------------------- the plan
+
+
+def _plan(seed: int, *, orders: int = 200, fail_rate: float | None = None) -> demo.Plan:
+    return demo.plan(orders, threshold_cents=THRESHOLD, seed=seed, fail_rate=fail_rate)
+
+
+def test_the_plan_is_the_same_for_a_seed_and_differs_across_seeds() -> None:
+    assert _plan(7) == _plan(7)
+    assert _plan(7).requests != _plan(8).requests
+    assert [r["clientRequestId"] for r in _plan(7, orders=3).requests] == [
+        "demo-7-00000",
+        "demo-7-00001",
+        "demo-7-00002",
+    ]
+
+
+def test_the_plan_mixes_customers_and_amounts() -> None:
+    """Known, unknown (guest), declined and undeliverable customers; order totals on
+    both sides of the high-value threshold; requests only from the catalog."""
+    work = _plan(0)
+    known = {c["customerId"] for c in work.customers}
+    assert len(known) == demo.KNOWN_CUSTOMERS
+    kinds = Counter(
+        "known" if r["customerId"] in known else r["customerId"].split("-")[0]
+        for r in work.requests
+    )
+    assert set(kinds) == {"known", "guest", "declined", "undeliverable"}
+    assert kinds["known"] > len(work.requests) / 2
+    totals = [sum(i["quantity"] * i["unitPriceCents"] for i in r["items"]) for r in work.requests]
+    assert min(totals) < THRESHOLD < max(totals)
+    assert {i["sku"] for r in work.requests for i in r["items"]} <= set(work.stock)
+
+
+def test_the_fail_rate_sets_the_declined_and_undeliverable_shares() -> None:
+    """P/2 declined and P/4 undeliverable customers: none with P = 0, many with P = 0.8."""
+
+    def count(work: demo.Plan, prefix: str) -> int:
+        return sum(r["customerId"].startswith(prefix) for r in work.requests)
+
+    none = _plan(0, fail_rate=0.0)
+    assert count(none, "declined-") == count(none, "undeliverable-") == 0
+    many = _plan(0, fail_rate=0.8)
+    assert 60 < count(many, "declined-") < 100  # ~40% of 200
+    assert 20 < count(many, "undeliverable-") < 60  # ~20% of 200
+
+
+def test_the_stock_covers_demand_except_the_scarce_sku() -> None:
+    work = _plan(3)
+    demand: Counter[str] = Counter()
+    for request in work.requests:
+        for item in request["items"]:
+            demand[item["sku"]] += item["quantity"]
+    for sku, units in work.stock.items():
+        if sku == demo.SCARCE_SKU:
+            assert units < demand[sku]
+        else:
+            assert units >= demand[sku]
+
+
+def test_options_become_stack_config() -> None:
+    assert demo.DemoOptions().config() == {}
+    assert demo.DemoOptions(saga="orchestration", fail_rate=0.3, seed=4).config() == {
+        "sagaMode": "orchestration",
+        "paymentTransientFailureRate": "0.3",
+        "shippingFailureRate": "0.15",
+        "failureSeed": "demo-4",
+    }
+
+
+# ----------------------------------------------------------------------- progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _progress_session(final: int, placed: int, events: int) -> SandboxSession:
+    fake = SimpleNamespace(
+        outcomes={f"o{k}": "COMPLETED" for k in range(final)},
+        placed=[f"o{k}" for k in range(placed)],
+        events=Counter({"OrderPlaced": events}),
+    )
+    return cast(SandboxSession, fake)
+
+
+def test_progress_writes_a_final_line_and_redraws_in_place_on_a_terminal() -> None:
+    stream = io.StringIO()
+    with demo.Progress(stream, 4, _progress_session(2, 4, 9)):
+        pass
+    line = stream.getvalue()
+    assert line.startswith("[" + "#" * 15 + "." * 15 + "] 2/4 orders final (4 placed) 9 events ")
+    assert line.count("\n") == 1 and line.endswith("s\n")
+
+    terminal = _Terminal()
+    with demo.Progress(terminal, 2, _progress_session(5, 2, 0)):
+        pass
+    assert terminal.getvalue().startswith("\r[" + "#" * 30 + "] 2/2 orders final")
+    assert terminal.getvalue().endswith("\n")
+
+
+# ----------------------------------------------------------------------- report
+
+
+def _report(**invariants: bool) -> dict[str, Any]:
+    return {
+        "orders": 3,
+        "completed": 2,
+        "cancelled": 1,
+        "stuck": 0,
+        "events": {"OrderPlaced": 3},
+        "invocations": {"place-order": 3},
+        "dlq": {"reserve-dlq": 0},
+        "aws_calls": 30,
+        "aws_calls_per_order": 10.0,
+        "invariants": invariants,
+        "seconds": 1.5,
+        "stack": "dev",
+        "saga_mode": "both",
+        "cancelled_at_step": {"payment": 1},
+        "duplicates_delivered": 0,
+        "function_errors": {},
+        "virtual_seconds": 4.0,
+        "deploy_seconds": 1.0,
+        "run_seconds": 0.5,
+    }
+
+
+def test_a_false_invariant_gives_exit_status_1_and_is_named_with_its_problem() -> None:
+    result = demo.DemoResult(
+        _report(every_order_final=True, inventory_conserved=False),
+        problems={"inventory_conserved": ["sku-mug: available 3 + reserved 0 != initial 2"]},
+    )
+    assert result.exit_status == 1
+    text = demo.render(result)
+    assert "    FAIL inventory_conserved\n" in text
+    assert "sku-mug: available 3 + reserved 0 != initial 2" in text
+    assert "    ok   every_order_final\n" in text
+
+
+def test_all_invariants_true_give_exit_status_0() -> None:
+    result = demo.DemoResult(_report(every_order_final=True, inventory_conserved=True))
+    assert result.exit_status == 0
+    text = demo.render(result)
+    assert "FAIL" not in text
+    assert "completed 2   cancelled 1   stuck 0" in text
+    assert "cancelled at: payment 1" in text
+
+
+# ----------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fail-rate", "2"], "argument --fail-rate: 2 is not within 0..1"),
+        (["--duplicate-rate", "-0.5"], "argument --duplicate-rate: -0.5 is not within 0..1"),
+        (["--orders", "0"], "argument --orders: 0 is not a whole number >= 1"),
+        (["--saga", "sideways"], "argument --saga: invalid choice: 'sideways'"),
+    ],
+)
+def test_bad_options_exit_2_naming_the_flag_and_what_is_allowed(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(["demo", *args])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fail-rate", "x"], "argument --fail-rate: x is not within 0..1"),
+        (["--orders", "many"], "argument --orders: many is not a whole number >= 1"),
+    ],
+)
+def test_a_non_number_is_refused_with_what_is_allowed(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(["demo", *args])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_unknown_stack_exits_2_naming_the_stacks_there(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli(["demo", "--stack", "staging", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "error: no stack file Pulumi.staging.yaml; stacks here: dev, prod" in captured.err
+    assert captured.out == ""
+
+
+def test_demo_json_prints_one_report_and_exits_0() -> None:
+    """A real run: one JSON object on stdout (nothing else), every order final, the
+    counts consistent with each other, every invariant true, no progress bar."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "demo", "--orders", "6", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    report = json.loads(line)
+    assert set(report) >= REQUIRED_KEYS
+    assert set(report["invariants"]) >= REQUIRED_INVARIANTS
+    assert all(report["invariants"].values()), report["invariants"]
+    assert report["orders"] == 6
+    assert report["completed"] + report["cancelled"] == 6
+    assert report["stuck"] == 0
+    assert report["events"]["OrderPlaced"] == 6
+    assert report["events"].get("OrderCompleted", 0) == report["completed"]
+    assert report["events"].get("OrderCancelled", 0) == report["cancelled"]
+    assert report["invocations"]["place-order"] == 6
+    assert report["dlq"] and not any(report["dlq"].values())
+    assert report["aws_calls"] > 0
+    assert report["aws_calls_per_order"] == round(report["aws_calls"] / 6, 1)
+    assert report["seconds"] > 0
+    assert "orders final" not in result.stderr
