@@ -541,6 +541,7 @@ class SandboxSession:
         self.seed = seed
         self.on_event = on_event
         self.clock = VirtualClock(clock_start)
+        self._clock_follows_real_time = clock_start is None
         self.scheduler = Scheduler(self.clock)
         self._timeout_scale = timeout_scale
         self._rng = random.Random(f"duplicates/{seed}")
@@ -573,6 +574,10 @@ class SandboxSession:
             started = time.perf_counter()
             deployment = sandbox.deploy(self.program, stack=self.stack, config=self._config())
             self.deploy_seconds = time.perf_counter() - started
+            # The handlers stamp events with the real time: start the run from it, not
+            # from before the deploy (unless the caller fixed the clock's start).
+            if self._clock_follows_real_time:
+                self.clock.advance_to(round(time.time(), 3))
             runtime = _CountingRuntime(
                 admin=sandbox.admin, clock=self.clock, timeout_scale=self._timeout_scale
             )
@@ -830,7 +835,11 @@ class SandboxSession:
     def replay(self, start: float, end: float, *, rules: Sequence[str] | None = None) -> str:
         """Replay the archive's events of [start, end] (epoch seconds of event time) to
         the order bus, to the rules named (short names like `history`, or full names)
-        or all of them; returns the replay's name. Run the scheduler to deliver it."""
+        or all of them; returns the replay's name. Run the scheduler to deliver it.
+
+        Event time is what the producers stamped: the handlers read the real clock, not
+        the virtual one (which runs ahead by every retry wait), so take the window from
+        the events themselves (e.g. the read model's `firstEventAt`/`lastEventAt`)."""
         archive = self.outputs.get("archiveName")
         if not archive:
             raise RuntimeError("the stack has no archive (outputs.archiveName)")

@@ -37,6 +37,10 @@ and other buses (a Lambda, Step Functions or Kinesis target raises
   the attributes RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE,
   EXHAUSTED_RETRY_CONDITION and RETRY_ATTEMPTS.
 
+S3 notifications of an EventBridge-enabled bucket (moto sends them to rules directly,
+not through `PutEvents`) are built as AWS builds them (`s3_event`) and routed the same
+way, on the account's default bus.
+
 `replay(archive, start, end, ...)` (also what `StartReplay` does) re-puts the archived
 events whose `time` is within the window, with `replay-name` set, to the destination
 bus's rules (only those in `rule_arns`, if given).
@@ -291,6 +295,7 @@ class EventBridgeDelivery:
         self._patterns: dict[tuple[str, str], CompiledPattern | InvalidEventPatternError] = {}
         self._patches = Patches()
         self._replay_ids = itertools.count(1)
+        self._s3_sequence = itertools.count(1)
 
     # -- install ------------------------------------------------------------------
 
@@ -307,6 +312,16 @@ class EventBridgeDelivery:
 
         self._patches.set(events_models.EventsBackend, "put_events", put_events)
         self._patches.set(events_models.Replay, "replay_events", replay_events)
+
+        # An EventBridge-enabled bucket's notifications: moto sends them with
+        # `Rule.send_to_targets` to every bus's rules (its own matcher, SQS/logs/bus
+        # targets only, errors swallowed), bypassing `put_events`; route them here.
+        from moto.s3 import notifications as s3_notifications
+
+        def s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+            delivery.s3_event(account_id, bucket, event_name, key)
+
+        self._patches.set(s3_notifications, "_send_event_bridge_message", s3_event)
 
     def uninstall(self) -> None:
         self._patches.restore()
@@ -346,6 +361,54 @@ class EventBridgeDelivery:
             results.append({"EventId": event_id})
             self.route(target_backend, bus, event)
         return results
+
+    def s3_event(self, account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        """What an EventBridge-enabled bucket sends for `event_name` (moto's
+        `s3:ObjectCreated:Put`, ...) on `key`: the event AWS documents (S3 user guide,
+        "EventBridge event message structure") to the DEFAULT bus of the bucket's
+        account and region. moto's own builder differs from AWS in a fixed `id`, an
+        epoch `time`, `eTag` (AWS: `etag`), `reason` and sending to every bus."""
+        from moto.events.models import events_backends
+        from moto.moto_api._internal import mock_random
+        from moto.s3.notifications import _detail_type
+
+        if key is None:  # moto notifies the deletion of a key that was not there
+            return
+        if event_name == "s3:ObjectTagging:Put" and not _s3_tags(key):
+            return  # moto's PutObject "tags" every new key, even with no tags; S3 does not
+        detail_type = _detail_type(event_name)
+        reason, deletion_type = _S3_REASONS.get(event_name, (None, None))
+        obj: dict[str, Any] = {"key": key.name}
+        if detail_type != "Object Deleted":
+            obj.update(size=key.size, etag=key.etag.replace('"', ""))
+        if key.version_id and key.version_id != "null":
+            obj["version-id"] = key.version_id
+        obj["sequencer"] = f"{next(self._s3_sequence):016X}"
+        detail: dict[str, Any] = {
+            "version": "0",
+            "bucket": {"name": bucket.name},
+            "object": obj,
+            "request-id": mock_random.get_random_hex(16).upper(),
+            "requester": account_id,
+            "source-ip-address": "1.2.3.4",  # moto's; no caller address here
+        }
+        if reason is not None:
+            detail["reason"] = reason
+        if deletion_type is not None:
+            detail["deletion-type"] = deletion_type
+        event = {
+            "version": "0",
+            "id": str(mock_random.uuid4()),
+            "detail-type": detail_type,
+            "source": "aws.s3",
+            "account": account_id,
+            "time": self.ctx.clock.iso(),
+            "region": bucket.region_name,
+            "resources": [bucket.arn],
+            "detail": detail,
+        }
+        backend, bus = self._bus(events_backends[account_id][bucket.region_name], "default")
+        self.route(backend, bus, event)
 
     def _bus(self, backend: Any, name_or_arn: str | None) -> tuple[Any, Any]:
         from moto.events.models import events_backends
@@ -823,6 +886,30 @@ class EventBridgeDelivery:
             if exc.response.get("Error", {}).get("Code") == "ResourceAlreadyExistsException":
                 return
             raise classify(exc) from exc
+
+
+# moto's S3 event name -> the event's `reason` and `deletion-type` (AWS's values).
+def _s3_tags(key: Any) -> dict[str, str]:
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[key.account_id][key.partition]
+    tags: dict[str, str] = backend.tagger.get_tag_dict_for_resource(key.arn)
+    return tags
+
+
+_S3_REASONS: dict[str, tuple[str | None, str | None]] = {
+    "s3:ObjectCreated:Put": ("PutObject", None),
+    "s3:ObjectCreated:Post": ("POST Object", None),
+    "s3:ObjectCreated:Copy": ("CopyObject", None),
+    "s3:ObjectCreated:CompleteMultipartUpload": ("CompleteMultipartUpload", None),
+    "s3:ObjectRemoved:Delete": ("DeleteObject", "Permanently Deleted"),
+    "s3:ObjectRemoved:DeleteMarkerCreated": ("DeleteObject", "Delete Marker Created"),
+    "s3:LifecycleExpiration:Delete": ("Lifecycle Expiration", "Permanently Deleted"),
+    "s3:LifecycleExpiration:DeleteMarkerCreated": (
+        "Lifecycle Expiration",
+        "Delete Marker Created",
+    ),
+}
 
 
 def _is_archive_target(arn: str) -> bool:

@@ -109,13 +109,6 @@ def test_replaying_the_archive_to_the_history_rule_rebuilds_the_read_model(e2e: 
     assert_invariants(session)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="sandbox: moto sends S3's EventBridge notifications with Rule.send_to_targets, "
-    "which the sandbox's delivery does not route (it patches PutEvents and replays only), "
-    "so import-orders is never invoked",
-)
 def test_s3_import_places_each_line_once(e2e: E2E) -> None:
     """A JSON Lines file uploaded to the import bucket places one order per line; the
     same file uploaded again places nothing twice."""
@@ -129,17 +122,20 @@ def test_s3_import_places_each_line_once(e2e: E2E) -> None:
     s3 = e2e.session.client("s3")
     bucket = e2e.session.outputs["bucket"]
 
-    def imported() -> list[str]:
+    def imported() -> list[tuple[str, str]]:
         return sorted(
-            str(o["customerId"])
+            (str(o["customerId"]), str(o["status"]))
             for o in e2e.session.orders().values()
             if o["customerId"] in customers
         )
 
+    runs = e2e.session.invocations.get("import-orders", 0)
     s3.put_object(Bucket=bucket, Key="e2e/orders.jsonl", Body=body.encode())
     e2e.run()
-    assert imported() == customers
+    assert imported() == [(c, "COMPLETED") for c in customers]
     s3.put_object(Bucket=bucket, Key="e2e/orders.jsonl", Body=body.encode())
     e2e.run()
-    assert imported() == customers
+    assert e2e.session.invocations["import-orders"] - runs == 2  # one per upload
+    assert imported() == [(c, "COMPLETED") for c in customers]
     assert e2e.session.stock()[sku] == 8
+    assert_invariants(e2e.session)
