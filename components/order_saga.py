@@ -31,19 +31,20 @@ else is a direct Lambda target (low volume, one event at a time): EventBridge re
 and Lambda's asynchronous invocation retries it, each with its own dead-letter queue.
 
 Per-customer FIFO for payments. EventBridge's SQS target sets ONE static MessageGroupId
-per target, and the event that triggers a payment (InventoryReserved) carries no
-customerId, so neither per-customer message groups nor a Kinesis stream partitioned by
-`$.detail.customerId` can be fed from the bus. The payments queue is therefore FIFO with
-one message group: every charge is processed in the order the events arrived, which
-includes each customer's charges in order (a total order is a per-customer order), at
-the price of one batch (<= 10) in flight at a time. With customerId on InventoryReserved
-(a contract change) the same consumer could read a Kinesis stream partitioned by
-customer instead and scale out per shard.
+per target, so the bus cannot feed per-customer message groups. The payments queue is
+therefore FIFO with one message group: every charge is processed in the order the
+events arrived, which includes each customer's charges in order (a total order is a
+per-customer order), at the price of one batch (<= 10) in flight at a time. Every event
+now carries customerId (InventoryReserved included), so per-customer ordering could
+move to a Kinesis stream partitioned by `$.detail.customerId` (like the activity feed)
+and scale out per shard.
 
-The activity feed (Kinesis) is partitioned by `$.detail.orderId`: every event of the
-contracts carries it (customerId only three of them), so each order's events stay in
-order on one shard; an input transformer gives it a compact event (detail-type,
-source, time, detail), which window_aggregate reads.
+The activity feed (Kinesis) is partitioned by `$.detail.customerId`: every event of the
+contracts carries it (the contracts require it of producers), so each customer's events,
+hence each order's, stay in order on one shard; the rule matches only events that have
+it (an event archived before events carried it is not fed, rather than failed). An
+input transformer gives it a compact event (detail-type, source, time, detail), which
+window_aggregate reads.
 
 Fork/join checks by events, not a Step Functions Parallel: the join result
 (AllChecksComplete) is then an event on the bus (archived, replayable, forwardable to
@@ -1037,17 +1038,20 @@ class OrderSaga(pulumi.ComponentResource):
                 ),
             )
 
-        # The activity feed: every order event, compact, by order, then windowed.
+        # The activity feed: every order event, compact, by customer, then windowed.
         self._rule(
             "activity",
-            {"source": [{"prefix": "order-saga."}], "detail": {"orderId": [{"exists": True}]}},
-            "Every order event to the activity feed (Kinesis, by order)",
+            {
+                "source": [{"prefix": "order-saga."}],
+                "detail": {"orderId": [{"exists": True}], "customerId": [{"exists": True}]},
+            },
+            "Every order event to the activity feed (Kinesis, by customer)",
         )
         activity = self.rules["activity"]
         activity.add_target(
             KinesisTarget(
                 stream_arn=self.activity_stream.arn,
-                partition_key_path="$.detail.orderId",
+                partition_key_path="$.detail.customerId",
                 input_transformer=InputTransformer(
                     paths={
                         "detailType": "$.detail-type",

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -153,7 +154,50 @@ class Event(ContractModel):
         return self.model_dump_json()
 
 
+# The customer of an order event, as a wire type: producers always emit a string (the
+# JSON schema says so); `None` exists only for events READ from before the field existed.
+OptionalCustomerId = Annotated[
+    NonEmptyStr | None,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "description": "The order's customer (the activity feed's partition key).",
+        }
+    ),
+]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """Drop `default` from a field's schema (producers never rely on it)."""
+    schema.pop("default", None)
+
+
 class OrderEvent(Event):
-    """An event about one order: `order_id` is the saga's correlation id."""
+    """An event about one order: `order_id` is the saga's correlation id, `customer_id`
+    the order's customer (the activity feed is partitioned by it).
+
+    `customer_id` is REQUIRED WHEN PRODUCING and optional when reading. Only OrderPlaced,
+    OrderEnriched and HighValueOrderFlagged carried it from their first version (they
+    narrow it to required on read too); the other types gained it later, and those
+    already in the archive must still parse when replayed (`parse_detail`, validation
+    context RECEIVED), so on read it may be None and a consumer that needs it falls back
+    to the order's record. Constructing an event (no RECEIVED context: a producer)
+    without it fails, and a test runs every producer of the repo and checks the customer
+    of each event it emits.
+    """
 
     order_id: NonEmptyStr
+    customer_id: OptionalCustomerId = Field(default=None, json_schema_extra=_no_default)
+
+    @model_validator(mode="after")
+    def _producers_set_the_customer(self, info: ValidationInfo) -> OrderEvent:
+        received = bool(info.context and info.context.get("received"))
+        if self.customer_id is None and not received:
+            raise ValueError(
+                f"{type(self).__name__} of order {self.order_id} has no customerId: every "
+                "producer must set it (take it from the incoming event or the order's "
+                "record); only events read from before it existed may lack it"
+            )
+        return self

@@ -28,6 +28,8 @@ class StockLine(ContractModel):
 
 
 class _OrderPlacedFields(OrderEvent):
+    # Required on read too (narrowing OrderEvent's): every OrderPlaced ever published,
+    # v1 included, carries its customer.
     customer_id: NonEmptyStr
     items: list[OrderLine] = Field(min_length=1)
     total_cents: Cents
@@ -160,7 +162,7 @@ class OrderEnriched(OrderEvent):
     DETAIL_TYPE = "OrderEnriched"
     SOURCE = Source.ENRICHMENT
     version: Literal["1"] = "1"
-    customer_id: NonEmptyStr
+    customer_id: NonEmptyStr  # required on read too: carried since version 1
     customer_tier: CustomerTier
     customer_name: str | None = None
     total_cents: Cents
@@ -176,7 +178,7 @@ class HighValueOrderFlagged(OrderEvent):
     DETAIL_TYPE = "HighValueOrderFlagged"
     SOURCE = Source.ROUTING
     version: Literal["1"] = "1"
-    customer_id: NonEmptyStr
+    customer_id: NonEmptyStr  # required on read too: carried since version 1
     total_cents: Cents
     currency: Currency
     threshold_cents: Cents

@@ -16,10 +16,10 @@ _ORDER: Final = "order-0001"
 _CUSTOMER: Final = "customer-0001"
 _PASSED: Final = {"passed": True, "reason": None, "quoteCents": None}
 
-# Per detail-type, the fields beyond eventId/occurredAt/version, camelCase as on the wire.
+# Per detail-type, the fields beyond eventId/occurredAt/version/orderId/customerId (every
+# sample carries the same order and customer), camelCase as on the wire.
 _FIELDS: Final[dict[str, dict[str, Any]]] = {
     "OrderPlaced": {
-        "customerId": _CUSTOMER,
         "items": [
             {"sku": "sku-red-mug", "quantity": 2, "unitPriceCents": 1250},
             {"sku": "sku-blue-pot", "quantity": 1, "unitPriceCents": 4999},
@@ -56,14 +56,12 @@ _FIELDS: Final[dict[str, dict[str, Any]]] = {
     "OrderCancelled": {"reason": "payment failed: card declined", "failedStep": "payment"},
     "OrderCompleted": {},
     "OrderEnriched": {
-        "customerId": _CUSTOMER,
         "customerTier": "gold",
         "customerName": "Ada Lovelace",
         "totalCents": 7499,
         "currency": "USD",
     },
     "HighValueOrderFlagged": {
-        "customerId": _CUSTOMER,
         "totalCents": 250000,
         "currency": "USD",
         "thresholdCents": 100000,
@@ -89,6 +87,7 @@ def sample_detail(detail_type: str, **overrides: Any) -> dict[str, Any]:
         "eventId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"order-saga/{detail_type}")),
         "occurredAt": _TIME,
         "orderId": _ORDER,
+        "customerId": _CUSTOMER,
         **_FIELDS[detail_type],
     }
     return model.model_validate({**base, **overrides}).to_detail()

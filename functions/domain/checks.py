@@ -5,7 +5,9 @@ A check that does not pass is a result (`passed: false` with a reason), never an
 the join needs every branch's answer to decide.
 
 Join records (eventkit.aggregation, one item per order, `joinId` = orderId): each check's
-outcome is "PASSED" or "FAILED" and its data {"reason", "quoteCents", "occurredAt"}.
+outcome is "PASSED" or "FAILED" and its data {"reason", "quoteCents", "occurredAt",
+"customerId"}: the join keeps the customer each CheckCompleted carried, for the
+AllChecksComplete it emits.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from contracts import (
     CheckCompleted,
     CheckName,
     CheckResult,
+    ContractError,
     OrderLine,
     OrderPlaced,
     utc_now,
@@ -92,6 +95,7 @@ def check_completed(
         event_id=derived_event_id(order.event_id, f"{CheckCompleted.DETAIL_TYPE}/{check}"),
         occurred_at=now or utc_now(),
         order_id=order.order_id,
+        customer_id=order.customer_id,
         check=check,
         result=result,
     )
@@ -106,6 +110,7 @@ def join_result(event: CheckCompleted) -> JoinResult:
             "reason": event.result.reason,
             "quoteCents": event.result.quote_cents,
             "occurredAt": event.occurred_at.isoformat(),
+            "customerId": event.customer_id,
         },
     )
 
@@ -130,6 +135,7 @@ def all_checks_complete(state: JoinState) -> AllChecksComplete:
         event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, completion_event_id(state))),
         occurred_at=max(times) if times else utc_now(),
         order_id=state.join_id,
+        customer_id=join_customer(state),
         inventory=_result(state.checks["inventory"]),
         credit=_result(state.checks["credit"]),
         shipping_quote=_result(state.checks["shippingQuote"]),
@@ -140,7 +146,24 @@ class MissingCheckResultError(ValueError):
     """The Parallel state's output lacks a branch's result. Not retryable."""
 
 
-def combine(order_id: str, results: Mapping[str, Any]) -> AllChecksComplete:
+class UnknownJoinCustomerError(ContractError):
+    """No recorded check of a join carries the order's customer (all three were published
+    before CheckCompleted carried customerId). Not retryable."""
+
+
+def join_customer(state: JoinState) -> str:
+    """The customer the join's checks carried (they all name the order's customer)."""
+    for name in sorted(state.checks):
+        customer_id = state.checks[name].data.get("customerId")
+        if customer_id:
+            return str(customer_id)
+    raise UnknownJoinCustomerError(
+        f"join {state.join_id}: no recorded check carries a customerId (published before "
+        "CheckCompleted had one), so AllChecksComplete cannot name the customer"
+    )
+
+
+def combine(order_id: str, customer_id: str, results: Mapping[str, Any]) -> AllChecksComplete:
     """The join of a Step Functions Parallel state: `results` maps each check name to the
     result its branch returned ({"passed", "reason", "quoteCents"})."""
     missing = [name for name in CHECKS if not isinstance(results.get(name), Mapping)]
@@ -153,6 +176,7 @@ def combine(order_id: str, results: Mapping[str, Any]) -> AllChecksComplete:
     return AllChecksComplete(
         event_id=derived_event_id(order_id, AllChecksComplete.DETAIL_TYPE),
         order_id=order_id,
+        customer_id=customer_id,
         inventory=CheckResult.model_validate(results["inventory"]),
         credit=CheckResult.model_validate(results["credit"]),
         shipping_quote=CheckResult.model_validate(results["shippingQuote"]),

@@ -490,6 +490,7 @@ def apply(state: OrderSaga, fact: SagaFact, *, now: datetime | None = None) -> T
             emit.append(
                 OrderCancelled(
                     order_id=state.order_id,
+                    customer_id=state.customer_id,
                     reason=clip(f"{failure.step} failed: {failure.reason}"),
                     failed_step=failure.step,
                     occurred_at=at,
@@ -497,7 +498,9 @@ def apply(state: OrderSaga, fact: SagaFact, *, now: datetime | None = None) -> T
             )
     elif all(kind in facts for _, kind, _ in PROGRESS):
         status = OrderStatus.COMPLETED
-        emit.append(OrderCompleted(order_id=state.order_id, occurred_at=at))
+        emit.append(
+            OrderCompleted(order_id=state.order_id, customer_id=state.customer_id, occurred_at=at)
+        )
     else:
         status = _progress_status(facts)
 

@@ -6,7 +6,8 @@ Entries:
   or one EventBridge event (rule -> this function). Each result is recorded in
   CHECKS_TABLE (key `joinId` = orderId, `eventkit.aggregation`'s layout) with ONE
   conditional UpdateItem (ReturnValues ALL_NEW); the delivery that completes the join
-  claims it, publishes AllChecksComplete on EVENT_BUS_NAME and marks it emitted.
+  claims it, publishes AllChecksComplete on EVENT_BUS_NAME and marks it emitted. Each
+  result keeps the customerId its CheckCompleted carried; AllChecksComplete names it.
 - `task(event, context)` (orchestration: the aggregate task after the Parallel state of
   `components.saga.parallel_checks`): the state with `$.checks.<check>` results -> the
   AllChecksComplete detail (its `allPassed` tells the state machine what to do next).
@@ -83,5 +84,5 @@ def task(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     order = order_from_state(event)
     results = event.get("checks")
     return checks.combine(
-        order.order_id, results if isinstance(results, Mapping) else {}
+        order.order_id, order.customer_id, results if isinstance(results, Mapping) else {}
     ).to_detail()

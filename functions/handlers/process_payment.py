@@ -244,6 +244,7 @@ def _decide(
         if isinstance(decision, Approved):
             event = PaymentProcessed(
                 order_id=charge.order_id,
+                customer_id=charge.customer_id,
                 payment_id=decision.payment_id,
                 amount_cents=charge.amount_cents,
                 currency=charge.currency,
@@ -251,6 +252,7 @@ def _decide(
         else:
             event = PaymentFailed(
                 order_id=charge.order_id,
+                customer_id=charge.customer_id,
                 reason=decision.reason,
                 amount_cents=charge.amount_cents,
                 currency=charge.currency,

@@ -42,7 +42,8 @@ ACCESS: dict[str, frozenset[str]] = {
     # PutItem: the VOID record of an order never charged.
     "PAYMENTS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}),
     "OUTBOX_TABLE": frozenset({"dynamodb:PutItem"}),
-    # task(): the order's saga record.
+    # task(): the order's saga record; GetItem also: the customer of an event published
+    # before events carried customerId (saga_progress.customer_of).
     "ORDERS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
 }
 
@@ -96,12 +97,15 @@ def refund(
     order_id: str,
     *,
     reason: str,
+    customer_id: str | None = None,
     record_saga: bool = False,
     order: OrderPlaced | None = None,
     facts: Sequence[SagaFact] = (),
 ) -> RefundOutcome:
     """Refund what the order was charged, once; a no-op when nothing was charged.
 
+    customer_id: the order's customer, for PaymentRefunded (default: `order`'s, else the
+        payment record's, else the order's record: `saga_progress.customer_of`).
     record_saga: record `facts` and the refund in the order's saga state in the same
         transaction (orchestration); `order` starts that state if it is missing.
     """
@@ -122,6 +126,12 @@ def refund(
                 amount = payments.refund_amount(status, int(record.get("chargedCents", 0)))
                 event = PaymentRefunded(
                     order_id=order_id,
+                    customer_id=saga_progress.customer_of(
+                        order_id,
+                        customer_id,
+                        order.customer_id if order else None,
+                        record.get("customerId"),
+                    ),
                     payment_id=str(record["paymentId"]),
                     refund_id=payments.refund_id(order_id),
                     amount_cents=amount,
@@ -190,7 +200,9 @@ def refund(
 
 
 def on_shipping_failed(event: ShippingFailed) -> dict[str, Any]:
-    return refund(event.order_id, reason=f"ShippingFailed: {event.reason}").to_result()
+    return refund(
+        event.order_id, reason=f"ShippingFailed: {event.reason}", customer_id=event.customer_id
+    ).to_result()
 
 
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:

@@ -53,7 +53,8 @@ ACCESS: dict[str, frozenset[str]] = {
     # increments (one transaction); PutItem: the tombstone when nothing was reserved.
     "INVENTORY_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}),
     "OUTBOX_TABLE": frozenset({"dynamodb:PutItem"}),
-    # task(): the order's saga record.
+    # task(): the order's saga record; GetItem also: the customer of an event published
+    # before events carried customerId (saga_progress.customer_of).
     "ORDERS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
 }
 
@@ -101,12 +102,15 @@ def release(
     order_id: str,
     *,
     reason: str,
+    customer_id: str | None = None,
     record_saga: bool = False,
     order: OrderPlaced | None = None,
     facts: Sequence[SagaFact] = (),
 ) -> ReleaseOutcome:
     """Release the order's reservation, once; a no-op when there is nothing to release.
 
+    customer_id: the order's customer, for InventoryReleased (default: `order`'s, else
+        the order's record: `saga_progress.customer_of`).
     record_saga: record `facts` and the release in the order's saga state in the same
         transaction (orchestration); `order` starts that state if it is missing.
     """
@@ -125,6 +129,9 @@ def release(
             if reservation is not None and action is ReleaseAction.RELEASE:
                 event = InventoryReleased(
                     order_id=order_id,
+                    customer_id=saga_progress.customer_of(
+                        order_id, customer_id, order.customer_id if order else None
+                    ),
                     reservation_id=reservation.reservation_id,
                     items=list(reservation.lines),
                 )
@@ -187,7 +194,7 @@ def on_failure(event: Event, record_id: str | None = None) -> dict[str, Any]:
             f"{event.DETAIL_TYPE}: narrow the rule that routes it here",
         )
     reason = f"{event.DETAIL_TYPE}: {event.reason}"
-    return release(event.order_id, reason=reason).to_result()
+    return release(event.order_id, reason=reason, customer_id=event.customer_id).to_result()
 
 
 def _on_record(record: SQSRecord) -> dict[str, Any]:

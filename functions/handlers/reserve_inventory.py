@@ -159,6 +159,7 @@ def reserve(order: OrderPlaced, *, record_saga: bool = False) -> ReservationOutc
     def attempt() -> ReservationOutcome:
         event = InventoryReserved(
             order_id=order.order_id,
+            customer_id=order.customer_id,
             reservation_id=inventory.reservation_id(order.order_id),
             items=lines,
         )
@@ -192,7 +193,10 @@ def _reject(
 ) -> ReservationOutcome:
     reason = inventory.rejection_reason(short)
     event = InventoryReservationFailed(
-        order_id=order.order_id, reason=reason, unavailable_skus=list(short)
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        reason=reason,
+        unavailable_skus=list(short),
     )
     decision = _decision_item(
         table,

@@ -96,6 +96,22 @@ def load(order_id: str, *, table: str | None = None) -> OrderSaga | None:
     return None if record is None else orders.from_record(record)
 
 
+def customer_of(order_id: str, *known: str | None) -> str:
+    """The order's customer, for the events a step emits: the first of `known` that is
+    set (the triggering event's, the saga state's order, a record of the step), else the
+    order's record (only for an event read from before events carried customerId)."""
+    for customer_id in known:
+        if customer_id:
+            return customer_id
+    state = load(order_id)
+    if state is None:
+        raise OrderNotFoundError(
+            f"no order {order_id} in the orders table and no customerId on the event: cannot "
+            "know the customer of the events to emit; it is retried, then dead-lettered"
+        )
+    return state.customer_id
+
+
 @dataclass(frozen=True)
 class SagaWrite:
     """The orders-table part of a transaction recording facts.
@@ -400,7 +416,12 @@ def progress(event: Event) -> dict[str, Any]:
     order_id = str(getattr(event, "order_id", ""))
     saga = record(order_id, [fact])
     (transition,) = saga.transitions
-    _compensate(order_id, saga.compensations, reason=f"late {event.DETAIL_TYPE}")
+    _compensate(
+        order_id,
+        saga.compensations,
+        reason=f"late {event.DETAIL_TYPE}",
+        customer_id=saga.state.customer_id,
+    )
     return {
         "orderId": order_id,
         "status": saga.state.status.value,
@@ -410,18 +431,20 @@ def progress(event: Event) -> dict[str, Any]:
     }
 
 
-def _compensate(order_id: str, compensations: frozenset[str], *, reason: str) -> None:
+def _compensate(
+    order_id: str, compensations: frozenset[str], *, reason: str, customer_id: str
+) -> None:
     """Undo a reservation / charge that showed up after the saga failed."""
     if "release_inventory" in compensations:
         from handlers.release_inventory import release  # lazy: only on this rare path
 
         logger.warning("releasing the late reservation of cancelled order %s", order_id)
-        release(order_id, reason=reason)
+        release(order_id, reason=reason, customer_id=customer_id)
     if "refund_payment" in compensations:
         from handlers.refund_payment import refund
 
         logger.warning("refunding the late charge of cancelled order %s", order_id)
-        refund(order_id, reason=reason)
+        refund(order_id, reason=reason, customer_id=customer_id)
 
 
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:

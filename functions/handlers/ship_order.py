@@ -140,6 +140,7 @@ def ship(
         if isinstance(decision, Shipped):
             event = OrderShipped(
                 order_id=order_id,
+                customer_id=customer_id,
                 shipment_id=decision.shipment_id,
                 carrier=decision.carrier,
                 tracking_number=decision.tracking_number,
@@ -151,7 +152,9 @@ def ship(
                 "trackingNumber": decision.tracking_number,
             }
         else:
-            event = ShippingFailed(order_id=order_id, reason=decision.reason)
+            event = ShippingFailed(
+                order_id=order_id, customer_id=customer_id, reason=decision.reason
+            )
             fields = {"status": ShipmentStatus.FAILED.value, "reason": decision.reason}
         record = {
             "pk": shipping.shipment_key(order_id),

@@ -129,7 +129,7 @@ def test_received_events_must_carry_their_identity() -> None:
         parse_detail("OrderShipped", detail)
     # Constructing an event (producer side) fills it.
     shipped = contracts.OrderShipped(
-        order_id="o-1", shipment_id="s-1", carrier="UPS", tracking_number="1Z"
+        order_id="o-1", customer_id="c-1", shipment_id="s-1", carrier="UPS", tracking_number="1Z"
     )
     assert shipped.event_id
     assert shipped.occurred_at.tzinfo is not None
@@ -233,3 +233,58 @@ def test_s3_object_created_parses_the_aws_shape() -> None:
         "r-1",
     )
     assert "Object Created" not in REGISTRY  # AWS's contract, not ours
+
+
+# --- the customer: on every event, set by every producer, optional only on read ---------------
+
+# The types that carried customerId from their first version: required on read too.
+ALWAYS_WITH_CUSTOMER = {"OrderPlaced", "OrderEnriched", "HighValueOrderFlagged"}
+
+
+@pytest.mark.parametrize("detail_type", sorted(SAGA_EVENTS))
+def test_every_event_carries_its_customer(detail_type: str) -> None:
+    model = REGISTRY[detail_type]
+    assert issubclass(model, contracts.OrderEvent)
+    detail = sample_detail(detail_type)
+    assert detail["customerId"] == "customer-0001"
+    event = parse_detail(detail_type, detail)
+    assert isinstance(event, contracts.OrderEvent)
+    assert event.customer_id == "customer-0001"
+    # The registry's schema: a required string (what producers emit).
+    schema = json_schemas(envelope=False)[detail_type]
+    assert "customerId" in schema["required"]
+    assert schema["properties"]["customerId"]["type"] == "string"
+    assert "default" not in schema["properties"]["customerId"]
+
+
+@pytest.mark.parametrize("detail_type", sorted(SAGA_EVENTS))
+def test_a_producer_cannot_leave_the_customer_out(detail_type: str) -> None:
+    without = sample_detail(detail_type)
+    del without["customerId"]
+    model = REGISTRY[detail_type]
+    with pytest.raises(ValidationError, match=r"customerId|customer_id"):
+        model.model_validate(without)  # no RECEIVED context: a producer building it
+    with pytest.raises(ValidationError):
+        model.model_validate(sample_detail(detail_type) | {"customerId": ""})
+
+
+@pytest.mark.parametrize("detail_type", sorted(SAGA_EVENTS - ALWAYS_WITH_CUSTOMER))
+def test_an_archived_event_without_customer_still_parses(detail_type: str) -> None:
+    """Replaying the archive: events published before they carried customerId."""
+    archived = sample_detail(detail_type)
+    del archived["customerId"]
+    event = parse_detail(detail_type, archived)
+    assert isinstance(event, contracts.OrderEvent)
+    assert event.customer_id is None
+    assert event.event_id == archived["eventId"]
+
+
+@pytest.mark.parametrize("detail_type", sorted(ALWAYS_WITH_CUSTOMER))
+def test_events_that_always_carried_the_customer_require_it_on_read(detail_type: str) -> None:
+    detail = sample_detail(detail_type)
+    del detail["customerId"]
+    with pytest.raises(ValidationError, match="customerId"):
+        parse_detail(detail_type, detail)
+    upcast = parse_detail("OrderPlaced", v1_order_placed())  # v1 carried it too
+    assert isinstance(upcast, OrderPlaced)
+    assert upcast.customer_id == "customer-0001"

@@ -27,7 +27,7 @@ def aws() -> Iterator[None]:
 
 
 def completed(n: int) -> list[OrderCompleted]:
-    return [OrderCompleted(order_id=f"o-{i}") for i in range(n)]
+    return [OrderCompleted(order_id=f"o-{i}", customer_id="c-1") for i in range(n)]
 
 
 class Sleeps(list[float]):
@@ -124,7 +124,7 @@ def test_entries_still_failing_after_max_attempts_raise_listing_them() -> None:
 @pytest.mark.usefixtures("aws")
 def test_a_non_retryable_error_fails_fast_and_the_rest_is_published() -> None:
     queue = capture_bus(BUS)
-    good = pub.entry(OrderCompleted(order_id="o-ok"), bus_name=BUS)
+    good = pub.entry(OrderCompleted(order_id="o-ok", customer_id="c-1"), bus_name=BUS)
     malformed = {**good, "Detail": "{not json"}  # moto answers MalformedDetail, as AWS does
     sleeps = Sleeps()
     publisher = Publisher(BUS, client=boto3.client("events"), sleep=sleeps)
@@ -141,7 +141,7 @@ def test_a_non_retryable_error_fails_fast_and_the_rest_is_published() -> None:
 def test_an_entry_of_256_kb_is_never_sent_and_the_others_are() -> None:
     spy = Spy()
     huge = {"Source": "s", "DetailType": "d", "Detail": json.dumps({"orderId": "x" * 300_000})}
-    small = pub.entry(OrderCompleted(order_id="o-ok"), bus_name=BUS)
+    small = pub.entry(OrderCompleted(order_id="o-ok", customer_id="c-1"), bus_name=BUS)
     with pytest.raises(PublishError, match="claim check") as caught:
         Publisher(BUS, client=spy).put_entries([huge, small])  # type: ignore[arg-type, list-item]
     assert spy.requests == [["o-ok"]]

@@ -229,15 +229,15 @@ def test_side_flows_see_every_order_whatever_the_mode() -> None:
     assert "detail" not in history
 
 
-def test_the_activity_feed_is_compact_and_partitioned_by_order() -> None:
+def test_the_activity_feed_is_compact_and_partitioned_by_customer() -> None:
     system = deploy("prod")
     rule = system.rules["activity"]
     assert rule.pattern == {
         "source": [{"prefix": "order-saga."}],
-        "detail": {"orderId": [{"exists": True}]},
+        "detail": {"orderId": [{"exists": True}], "customerId": [{"exists": True}]},
     }
     target = rule.target("kinesis")
-    assert target.inputs["kinesisTarget"] == {"partitionKeyPath": "$.detail.orderId"}
+    assert target.inputs["kinesisTarget"] == {"partitionKeyPath": "$.detail.customerId"}
     transformer = target.inputs["inputTransformer"]
     assert transformer["inputPaths"] == {
         "detailType": "$.detail-type",

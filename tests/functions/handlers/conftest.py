@@ -19,6 +19,10 @@ Fixtures:
                        Lambda functions whose code is a handler entry (in process)
     aws_calls          the (environment variable, IAM action) pairs the code called
     serializable_moto  moto with DynamoDB's isolation, for concurrency tests
+    emitted            (autouse) every event the code under test emits, to the outbox
+                       (`eventkit.outbox.outbox_row`) or the bus (`eventkit.publisher.
+                       entry`); after each test, each must carry a customerId, the same
+                       for all events of one order
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from typing import Any
 import boto3
 import pytest
 
-from contracts import OrderPlaced, sample_detail, sample_event
+from contracts import Event, OrderEvent, OrderPlaced, sample_detail, sample_event
 from eventkit import outbox
+from eventkit import publisher as publisher_module
 from eventkit.publisher import Publisher
 from tests.functions.awsenv import (
     CallRecorder,
@@ -264,6 +269,56 @@ def serializable_moto(monkeypatch: pytest.MonkeyPatch) -> None:
                 return __original(self, *args, **kwargs)
 
         monkeypatch.setattr(DynamoDBBackend, name, serialized)
+
+
+# --- every event the code under test emits ------------------------------------------------
+
+
+@dataclass
+class Emitted:
+    """The events emitted, in order: every outbox row and PutEvents entry built (also
+    those of a transaction that then failed its condition: they must be right too)."""
+
+    events: list[Event] = field(default_factory=list)
+
+    def of(self, order_id: str) -> list[Event]:
+        return [e for e in self.events if getattr(e, "order_id", None) == order_id]
+
+    def customers(self) -> dict[str, set[str | None]]:
+        """orderId -> the customerIds its emitted events carry."""
+        result: dict[str, set[str | None]] = {}
+        for event in self.events:
+            if isinstance(event, OrderEvent):
+                result.setdefault(event.order_id, set()).add(event.customer_id)
+        return result
+
+    def check_customers(self) -> None:
+        """Every emitted order event names its order's customer (one per order)."""
+        for order_id, customers in self.customers().items():
+            assert None not in customers and len(customers) == 1, (
+                f"the events emitted for order {order_id} carry customerIds {customers}: "
+                "every producer must set the order's customer"
+            )
+
+
+@pytest.fixture(autouse=True)
+def emitted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emitted]:
+    """Records every event a handler emits; after the test, checks their customerIds."""
+    recorder = Emitted()
+    row, entry = outbox.outbox_row, publisher_module.entry
+
+    def recording_row(event: Event, **kwargs: Any) -> dict[str, Any]:
+        recorder.events.append(event)
+        return row(event, **kwargs)
+
+    def recording_entry(event: Event, **kwargs: Any) -> Any:
+        recorder.events.append(event)
+        return entry(event, **kwargs)
+
+    monkeypatch.setattr(outbox, "outbox_row", recording_row)
+    monkeypatch.setattr(publisher_module, "entry", recording_entry)
+    yield recorder
+    recorder.check_customers()
 
 
 # --- recording the AWS calls of the code under test -------------------------------------
