@@ -162,3 +162,19 @@ def ms(seconds: float) -> str:
 
 def sec(seconds: float) -> str:
     return f"{seconds:,.2f} s"
+
+
+def create_events_table(client: Any, name: str) -> None:
+    """An event store's table (aggregateId, version), on demand."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "aggregateId", "KeyType": "HASH"},
+            {"AttributeName": "version", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "aggregateId", "AttributeType": "S"},
+            {"AttributeName": "version", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )

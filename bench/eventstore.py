@@ -233,23 +233,8 @@ class _DynamoDBCounter:
         return counts
 
 
-def _create_events_table(client: Any, name: str) -> None:
-    client.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "aggregateId", "KeyType": "HASH"},
-            {"AttributeName": "version", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "aggregateId", "AttributeType": "S"},
-            {"AttributeName": "version", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
 def _create_tables(client: Any, policies: list[int]) -> None:
-    _create_events_table(client, "events")
+    common.create_events_table(client, "events")
     for every in policies:
         client.create_table(
             TableName=f"snapshots-{every}",
@@ -277,7 +262,7 @@ def _append_probe(client: Any, events: list[Any], sizes: tuple[int, ...]) -> lis
     from eventkit.eventstore import MAX_EVENTS_PER_APPEND, DynamoDBEventRecorder
     from eventkit.eventstore.model import stored
 
-    _create_events_table(client, "append-probe")
+    common.create_events_table(client, "append-probe")
     recorder = DynamoDBEventRecorder("append-probe", client=client)
     records = stored(AGGREGATE, 0, events)
     version = 0

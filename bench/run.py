@@ -43,6 +43,19 @@ FULL: dict[str, dict[str, Any]] = {
         "moto_full_rounds": 3,
         "history_rounds": 3,
     },
+    "sandbox": {
+        "partition_items": 100,
+        "rounds": 5,
+        "put_loops": 20,
+        "update_loops": 20,
+        "query_loops": 2,
+        "table_sizes": (100, 2000),
+        "transaction_rounds": 5,
+        "transaction_loops": 2,
+        "demo_orders": (10, 25),
+        "plain_demo_orders": (10,),
+        "warmup_orders": 2,
+    },
 }
 QUICK: dict[str, dict[str, Any]] = {
     "pattern_matching": {"event_count": 20, "rounds": 2, "compile_rounds": 2, "compile_loops": 5},
@@ -57,18 +70,33 @@ QUICK: dict[str, dict[str, Any]] = {
         "history_rounds": 1,
         "append_probe_sizes": (0, 50),
     },
+    "sandbox": {
+        "partition_items": 10,
+        "rounds": 1,
+        "put_loops": 2,
+        "update_loops": 2,
+        "query_loops": 1,
+        "table_sizes": (10, 50),
+        "transaction_rounds": 1,
+        "transaction_loops": 1,
+        "demo_orders": (2,),
+        "plain_demo_orders": (),  # a plain demo costs ~25 s more: FULL only
+        "warmup_orders": 0,
+    },
 }
-ORDER = ("pattern_matching", "cold_start", "publisher", "eventstore")
+ORDER = ("pattern_matching", "cold_start", "publisher", "eventstore", "sandbox")
 
 
 def _runner(name: str) -> Callable[..., dict[str, Any]]:
     from bench import cold_start, eventstore, pattern_matching, publisher
+    from bench import sandbox as sandbox_bench
 
     modules = {
         "pattern_matching": pattern_matching,
         "cold_start": cold_start,
         "publisher": publisher,
         "eventstore": eventstore,
+        "sandbox": sandbox_bench,
     }
     run: Callable[..., dict[str, Any]] = modules[name].run
     return run
@@ -159,12 +187,29 @@ def render(document: dict[str, Any]) -> str:
         "cold_start": _render_cold_start,
         "publisher": _render_publisher,
         "eventstore": _render_eventstore,
+        "sandbox": _render_sandbox,
     }
     for name in ORDER:
         if name in document["benchmarks"]:
             lines += renderers[name](document["benchmarks"][name])
+            lines += _own_run(document, name)
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _own_run(document: dict[str, Any], name: str) -> list[str]:
+    """For a benchmark merged in by an `--only` run: when and under what load it ran (the
+    heading line names the first run's machine)."""
+    own = document.get("machine_per_benchmark", {}).get(name)
+    if not own or own.get("date") == document["machine"].get("date"):
+        return []
+    return [
+        "",
+        f"(This benchmark: `--only` run of {own['date']}, load average at start "
+        f"{' / '.join(own.get('loadavg_at_start', []))}; commit {own.get('git_head', '?')}"
+        + (" with uncommitted changes" if own.get("git_tree_modified") else "")
+        + ".)",
+    ]
 
 
 def _render_patterns(result: dict[str, Any]) -> list[str]:
@@ -325,6 +370,94 @@ def _render_eventstore(result: dict[str, Any]) -> list[str]:
         )
         + " as a snapshot.",
     ]
+    return lines
+
+
+def _render_sandbox(result: dict[str, Any]) -> list[str]:
+    calls, tx, demo = result["dynamodb_calls"], result["transactions"], result["demo"]
+    event_bytes, row_bytes = calls["event_item_bytes"], calls["history_row_bytes"]
+    labels = {
+        "PutItem": f"PutItem (an event item, {event_bytes:,} bytes)",
+        "UpdateItem": f"UpdateItem `ALL_NEW` (a read-model row, {row_bytes:,} bytes)",
+        "Query": f"Query ({calls['calls']['Query']['items_returned']:,} event items)",
+    }
+    lines = [
+        "### 5. Sandbox: moto plain vs `speedups()`, and the demo end to end",
+        "",
+        f"DynamoDB calls on moto (median of {calls['rounds']} interleaved rounds; "
+        "a round's sample is the mean of back-to-back calls):",
+        "",
+        "| call | plain moto | inside `speedups()` | plain / speedups |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in calls["calls"].items():
+        lines.append(
+            f"| {labels.get(name, name)} | {_ms(row['plain']['median'])} "
+            f"| {_ms(row['speedups']['median'])} | {_x(row['ratio_plain_over_speedups'])} |"
+        )
+    lines += [
+        "",
+        "Same answers in both modes (every call, every round): "
+        + ("yes" if calls["answers_equal"] else "NO")
+        + ".",
+        "",
+        f"TransactWriteItems ({tx['actions_per_transaction']} actions: Put + conditional "
+        f"Update; median of {tx['rounds']} interleaved rounds of {tx['loops']}):",
+        "",
+        "| table holds | plain moto | inside `speedups()` | plain / speedups |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in tx["sizes"].values():
+        lines.append(
+            f"| {row['table_items']:,} items | {_ms(row['plain']['median'])} "
+            f"| {_ms(row['speedups']['median'])} | {_x(row['ratio_plain_over_speedups'])} |"
+        )
+    sizes = [row["table_items"] for row in tx["sizes"].values()]
+    lines += [
+        "",
+        f"From {min(sizes):,} to {max(sizes):,} items a transaction costs "
+        f"{_x(tx['growth_plain_large_over_small'])} more on plain moto, "
+        f"{_x(tx['growth_speedups_large_over_small'])} inside `speedups()`. "
+        f"A cancelled transaction ({tx['cancelled_error']}, reasons "
+        f"{' / '.join(tx['cancelled_reasons'])}) answers and leaves the table "
+        + ("the same" if tx["cancelled_same_in_both_modes"] else "DIFFERENTLY")
+        + " in both modes.",
+        "",
+        "`run_demo(DemoOptions(orders=N))` end to end (one run each"
+        + (
+            f", after an unmeasured {demo['warmup']['orders']}-order warm-up"
+            if demo.get("warmup")
+            else ""
+        )
+        + ", in the order "
+        + ", ".join(demo["order"])
+        + "):",
+        "",
+        "| speedups | orders | wall | deploy | run | CPU (deploy + rest) | CPU per order "
+        "| AWS calls per order | completed / cancelled | invariants |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for mode, label in (("speedups", "on"), ("plain", "off")):
+        for row in demo[mode].values():
+            lines.append(
+                f"| {label} | {row['orders']} | {row['wall_seconds']:.1f} s "
+                f"| {row['deploy_seconds']:.1f} s | {row['run_seconds']:.1f} s "
+                f"| {row['cpu_seconds']:.1f} s ({row['cpu_deploy_seconds']:.1f} + "
+                f"{row['cpu_after_deploy_seconds']:.1f}) | {row['cpu_per_order']:.2f} s "
+                f"| {row['aws_calls_per_order']:.1f} | {row['completed']} / {row['cancelled']} "
+                f"| {'all true' if row['invariants_all_true'] else 'FAILED'} |"
+            )
+    for orders, ratios in demo["comparisons"].items():
+        lines += [
+            "",
+            f"Whole demo at {orders} orders, plain / speedups: "
+            f"wall {_x(ratios['ratio_wall_seconds'])}, "
+            f"deploy {_x(ratios['ratio_deploy_seconds'])}, "
+            f"run {_x(ratios['ratio_run_seconds'])}, "
+            f"CPU {_x(ratios['ratio_cpu_seconds'])} "
+            f"(after the deploy {_x(ratios['ratio_cpu_after_deploy_seconds'])}; "
+            f"per AWS call {_x(ratios['ratio_cpu_per_aws_call_ms'])}).",
+        ]
     return lines
 
 

@@ -240,18 +240,28 @@ def _wire_bytes(value: Any) -> str:
     raise TypeError(type(value).__name__)
 
 
+def _as_floats(value: Any) -> Any:
+    """Every number in `value` as a float (ConsumedCapacity's units are doubles)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_floats(v) for v in value]
+    return value
+
+
 def _dynamodb_serialized(handler: Any, original: Callable[..., Any], action_result: Any) -> Any:
     """moto's `DynamoHandler.serialized`, by `json.dumps` for the data-plane results
-    (binary values base64, as the serializer writes them); errors, other operations and
-    results with ConsumedCapacity (the serializer writes its numbers as floats) go to
-    moto's serializer."""
+    (binary values base64 and capacity units as floats, as the serializer writes them);
+    errors and other operations go to moto's serializer."""
     result = action_result.result
-    if (
-        not isinstance(result, dict)
-        or "ConsumedCapacity" in result
-        or handler._get_action() not in _DYNAMODB_DATA_PLANE
-    ):
+    if not isinstance(result, dict) or handler._get_action() not in _DYNAMODB_DATA_PLANE:
         return original(handler, action_result)
+    if "ConsumedCapacity" in result:
+        result = {**result, "ConsumedCapacity": _as_floats(result["ConsumedCapacity"])}
     try:
         body = json.dumps(result, default=_wire_bytes)
     except TypeError:

@@ -3,6 +3,8 @@ documented shape (timings are never asserted: the machine is shared and noisy)."
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from bench import cold_start, run
+from bench import sandbox as sandbox_bench
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +159,89 @@ def test_eventstore_reads_less_with_snapshots(results: dict[str, Any]) -> None:
     assert history["snapshot_fits_in_dynamodb"] is True  # 250 events: far below 400 KB
 
 
+def test_sandbox_compares_moto_with_and_without_speedups(results: dict[str, Any]) -> None:
+    result = results["benchmarks"]["sandbox"]
+    sizes = run.QUICK["sandbox"]
+    calls = result["dynamodb_calls"]
+    assert calls["partition_items"] == sizes["partition_items"]
+    assert set(calls["calls"]) == {"PutItem", "UpdateItem", "Query"}
+    for row in calls["calls"].values():
+        assert _is_summary(row["plain"])
+        assert _is_summary(row["speedups"])
+        assert row["plain"]["n"] == row["speedups"]["n"] == sizes["rounds"]
+        assert row["ratio_plain_over_speedups"] > 0
+    assert calls["calls"]["Query"]["items_returned"] == sizes["partition_items"]
+    assert "Attributes" in calls["calls"]["UpdateItem"]["answer_keys"]  # ALL_NEW
+    assert calls["answers_equal"] is True
+    assert calls["event_item_bytes"] > 500  # a nested map of realistic size
+    tx = result["transactions"]
+    rows = list(tx["sizes"].values())
+    assert [r["table_items"] for r in rows] == list(sizes["table_sizes"])
+    for row in rows:
+        assert row["table_items_after"] == row["table_items"]  # fixed keys: no growth
+        assert _is_summary(row["plain"])
+        assert _is_summary(row["speedups"])
+        assert row["plain"]["n"] == sizes["transaction_rounds"]
+        assert row["answers_equal"] is True
+    assert tx["actions_per_transaction"] == 2
+    assert tx["cancelled_error"] == "TransactionCanceledException"
+    assert tx["cancelled_reasons"] == ["None", "ConditionalCheckFailed"]
+    assert tx["cancelled_same_in_both_modes"] is True
+    assert tx["growth_plain_large_over_small"] > 0
+
+
+def test_sandbox_runs_the_demo_end_to_end(results: dict[str, Any]) -> None:
+    demo = results["benchmarks"]["sandbox"]["demo"]
+    (orders,) = run.QUICK["sandbox"]["demo_orders"]
+    assert demo["order"] == [f"{orders}/speedups"]
+    assert demo["plain"] == {}
+    assert demo["comparisons"] == {}
+    row = demo["speedups"][str(orders)]
+    assert row["orders"] == orders
+    assert row["completed"] + row["cancelled"] == orders
+    assert row["stuck"] == 0
+    assert row["invariants_all_true"] is True
+    assert all(row["invariants"].values())
+    assert row["aws_calls"] > 0
+    assert row["aws_calls_per_order"] == row["aws_calls"] / orders
+    assert row["events"] > 0
+    assert row["invocations"] > 0
+    assert row["cpu_seconds"] == pytest.approx(
+        row["cpu_deploy_seconds"] + row["cpu_after_deploy_seconds"]
+    )
+    assert row["cpu_deploy_seconds"] > 0
+    assert row["cpu_after_deploy_seconds"] > 0
+
+
+def test_the_plain_demo_replaces_speedups_for_its_run_only() -> None:
+    import sandbox.session
+
+    original = sandbox.session.speedups
+    with sandbox_bench.speedups_disabled():
+        assert sandbox.session.speedups is contextlib.nullcontext
+    assert sandbox.session.speedups is original
+
+
+def test_the_sandbox_table_shows_the_plain_demo_and_the_ratio(results: dict[str, Any]) -> None:
+    result = copy.deepcopy(results["benchmarks"]["sandbox"])
+    demo = result["demo"]
+    (key,) = demo["speedups"]
+    demo["plain"][key] = {**demo["speedups"][key], "mode": "plain"}
+    demo["order"].append(f"{key}/plain")
+    demo["comparisons"][key] = {f"ratio_{m}": 1.0 for m in sandbox_bench.DEMO_MEASURES}
+    table = "\n".join(run._render_sandbox(result))
+    assert f"| on | {key} |" in table
+    assert f"| off | {key} |" in table
+    assert f"Whole demo at {key} orders, plain / speedups: wall 1.0x" in table
+
+
 def test_the_tables_render_every_benchmark(results: dict[str, Any]) -> None:
     table = run.render(results)
-    for heading in ("### 1.", "### 2.", "### 3.", "### 4."):
+    for heading in ("### 1.", "### 2.", "### 3.", "### 4.", "### 5."):
         assert heading in table
     assert "| outbox_relay |" in table
     assert "| **total** | 156 |" in table
+    assert "Same answers in both modes (every call, every round): yes." in table
 
 
 def test_main_writes_results_and_merges_only_runs(tmp_path: Path, results: dict[str, Any]) -> None:

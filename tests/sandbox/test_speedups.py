@@ -102,6 +102,20 @@ def _data_plane_answers() -> list[dict[str, Any]]:
                 RequestItems={TABLE: [{"PutRequest": {"Item": {"pk": {"S": "w"}}}}]},
             ),
             _answer(ddb.delete_item, TableName=TABLE, Key=key, ReturnValues="ALL_OLD"),
+            _answer(
+                ddb.update_item,
+                TableName=TABLE,
+                Key={"pk": {"S": "k2"}},
+                UpdateExpression="SET v = v + :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+                ReturnValues="UPDATED_NEW",
+                ReturnConsumedCapacity="INDEXES",
+            ),
+            _answer(
+                ddb.transact_write_items,
+                TransactItems=[{"Put": {"TableName": TABLE, "Item": {"pk": {"S": "t"}}}}],
+                ReturnConsumedCapacity="TOTAL",
+            ),
             _answer(ddb.get_item, TableName="no-such-table", Key=key),
         ]
         return answers
@@ -118,6 +132,9 @@ def test_dynamodb_answers_are_the_same_with_and_without_speedups() -> None:
     assert plain[6]["Error"]["Code"] == "ConditionalCheckFailedException"
     assert plain[6]["Item"]["pk"] == {"S": "a"}
     assert plain[-1]["Error"]["Code"] == "ResourceNotFoundException"
+    # Capacity units are doubles on the wire: floats, in both modes.
+    assert isinstance(plain[0]["ConsumedCapacity"]["CapacityUnits"], float)
+    assert fast[-3]["Attributes"] == {"v": {"N": "3"}}
 
 
 def test_speedups_are_undone_on_exit() -> None:
