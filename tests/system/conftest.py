@@ -270,3 +270,16 @@ def s3_object_created(bucket: str, key: str = "orders/2026-11-27.jsonl") -> dict
             "reason": "PutObject",
         },
     }
+
+
+# The saga's own events: what saga_progress folds into each order's saga state.
+SAGA_EVENTS = [
+    "InventoryReserved",
+    "InventoryReservationFailed",
+    "PaymentProcessed",
+    "PaymentFailed",
+    "OrderShipped",
+    "ShippingFailed",
+    "PaymentRefunded",
+    "InventoryReleased",
+]

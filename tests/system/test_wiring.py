@@ -23,23 +23,13 @@ from tests.system.conftest import (
     MODES,
     PARTNER_BUS,
     QUEUE,
+    SAGA_EVENTS,
     STACKS,
     STATE_MACHINE,
     TABLE,
     System,
     deploy,
 )
-
-SAGA_EVENTS = [
-    "InventoryReserved",
-    "InventoryReservationFailed",
-    "PaymentProcessed",
-    "PaymentFailed",
-    "OrderShipped",
-    "ShippingFailed",
-    "PaymentRefunded",
-    "InventoryReleased",
-]
 
 # short rule -> (detail-types, sources, [(target id, kind, handlers)])
 CHOREOGRAPHY_ROUTES: dict[
