@@ -34,7 +34,8 @@ Per-customer FIFO for payments. EventBridge's SQS target sets ONE static Message
 per target, so the bus cannot feed per-customer message groups. The payments queue is
 therefore FIFO with one message group: every charge is processed in the order the
 events arrived, which includes each customer's charges in order (a total order is a
-per-customer order), at the price of one batch (<= 10) in flight at a time. Every event
+per-customer order), at the price of one message in flight at a time (batches of one:
+see `_declare_choreography`). Every event
 now carries customerId (InventoryReserved included), so per-customer ordering could
 move to a Kinesis stream partitioned by `$.detail.customerId` (like the activity feed)
 and scale out per shard.
@@ -935,8 +936,11 @@ class OrderSaga(pulumi.ComponentResource):
         for short, types, what in routes:
             self._rule(short, saga_pattern(types, orders), f"Choreography: {what}")
         self._through_queue("reserve", ["reserve"], "reserve-inventory")
-        # FIFO, one message group: charges in arrival order (see the module docstring).
-        self._through_queue("payments", ["pay"], "process-payment", fifo=True)
+        # FIFO, one message group: charges in arrival order (see the module docstring),
+        # one message a batch: a failure in a FIFO batch hands back every later message
+        # unprocessed, and each hand-back counts toward maxReceiveCount, so in batches
+        # one customer's transient failures could dead-letter other customers' payments.
+        self._through_queue("payments", ["pay"], "process-payment", fifo=True, batch_size=1)
         self._to_function("ship", "ship-order")
         self._to_function("release", "release-inventory")
         self._to_function("refund", "refund-payment")

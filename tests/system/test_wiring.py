@@ -20,12 +20,14 @@ from tests.system.conftest import (
     ALARM,
     ALL_OPTIONS,
     FUNCTION,
+    MAPPING,
     MODES,
     PARTNER_BUS,
     QUEUE,
     SAGA_EVENTS,
     STACKS,
     STATE_MACHINE,
+    SYSTEM,
     TABLE,
     System,
     deploy,
@@ -125,6 +127,17 @@ def test_payments_go_through_a_fifo_queue_in_one_message_group() -> None:
     assert queue.inputs["contentBasedDeduplication"] is True
     # Others are standard queues without a group.
     assert "sqsTarget" not in system.rules["reserve"].target("sqs").inputs
+    # One message a batch: in a FIFO batch a failure hands back every later message, and
+    # each hand-back counts toward maxReceiveCount (other customers' payments included).
+    batch_sizes = {
+        m.name: (m.inputs["batchSize"], m.inputs.get("functionResponseTypes"))
+        for m in system.of_type(MAPPING)
+        if m.name.startswith(f"{SYSTEM}-payments-") or m.name.startswith(f"{SYSTEM}-reserve-")
+    }
+    assert sorted(batch_sizes.values()) == [
+        (1, ["ReportBatchItemFailures"]),
+        (10, ["ReportBatchItemFailures"]),
+    ], batch_sizes
 
 
 def test_the_orchestration_saga_starts_on_the_orchestrated_orders() -> None:
