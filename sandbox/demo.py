@@ -52,7 +52,7 @@ from typing import IO, Any, Final
 
 from sandbox.session import FINAL_STATUSES, SandboxSession
 
-__all__ = ["DemoOptions", "DemoResult", "main", "plan", "render", "run_demo"]
+__all__ = ["DemoOptions", "DemoResult", "dead_letter_problem", "main", "plan", "render", "run_demo"]
 
 DEFAULT_ORDERS: Final = 25
 ORDER_INTERVAL_SECONDS: Final = 0.0
@@ -310,7 +310,11 @@ def _collect(session: SandboxSession, options: DemoOptions, refused: Sequence[st
     invariants["nothing_dead_lettered"] = not any(dlq.values())
     problems = dict(report.problems)
     if not invariants["nothing_dead_lettered"]:
-        problems["nothing_dead_lettered"] = [f"{k}: {v}" for k, v in dlq.items() if v]
+        problems["nothing_dead_lettered"] = [
+            dead_letter_problem(name, depth, session.dlq_messages(name, limit=3))
+            for name, depth in dlq.items()
+            if depth
+        ]
     if refused:
         invariants["every_order_accepted"] = False
         problems["every_order_accepted"] = list(refused[:5])
@@ -333,7 +337,31 @@ def _collect(session: SandboxSession, options: DemoOptions, refused: Sequence[st
         "duplicates_delivered": sum(session.duplicates.values()),
         "function_errors": session.invocation_errors,
     }
+    if problems:  # what breaks each false invariant, with examples
+        json_report["problems"] = problems
     return DemoResult(json_report, problems, stuck)
+
+
+def dead_letter_problem(name: str, depth: int, messages: Sequence[Mapping[str, Any]]) -> str:
+    """A DLQ's depth and what its first messages are (`SandboxSession.dlq_messages`):
+    the event and order, how often it was received before (reading it is a receive too),
+    and the error when the DLQ got one."""
+    examples = []
+    for message in messages:
+        body = message.get("body")
+        if isinstance(body, Mapping) and "detail-type" in body:
+            detail = body.get("detail")
+            order = detail.get("orderId") if isinstance(detail, Mapping) else None
+            what = f"{body['detail-type']} of order {order or '?'}"
+        else:
+            what = "a message that is not an EventBridge event"
+        attributes = message.get("attributes") or {}
+        error = attributes.get("ErrorMessage") or attributes.get("ERROR_MESSAGE")
+        receives = int(message.get("receiveCount") or 1) - 1
+        examples.append(
+            f"{what}, received {receives} times before" + (f" ({error})" if error else "")
+        )
+    return f"{name}: {depth}" + (f": {'; '.join(examples)}" if examples else "")
 
 
 # ------------------------------------------------------------------------ report

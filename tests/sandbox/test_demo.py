@@ -268,3 +268,27 @@ def test_demo_json_prints_one_report_and_exits_0() -> None:
     assert report["aws_calls_per_order"] == round(report["aws_calls"] / 6, 1)
     assert report["seconds"] > 0
     assert "orders final" not in result.stderr
+
+
+def test_a_dead_letter_problem_names_the_event_the_order_and_the_error() -> None:
+    """What the report says of a non-empty DLQ: enough to find the order and the cause."""
+    messages = [
+        {
+            "body": {"detail-type": "InventoryReserved", "detail": {"orderId": "order-1"}},
+            "attributes": {},
+            "receiveCount": 6,
+        },
+        {
+            "body": {"detail-type": "OrderPlaced", "detail": {"orderId": "order-2"}},
+            "attributes": {"ErrorMessage": "PoisonRecordError: orderId is missing"},
+            "receiveCount": 1,
+        },
+        {"body": "{not json", "attributes": {}, "receiveCount": 5},
+    ]
+    assert demo.dead_letter_problem("payments-dlq", 3, messages) == (
+        "payments-dlq: 3: InventoryReserved of order order-1, received 5 times before; "
+        "OrderPlaced of order order-2, received 0 times before "
+        "(PoisonRecordError: orderId is missing); "
+        "a message that is not an EventBridge event, received 4 times before"
+    )
+    assert demo.dead_letter_problem("reserve-dlq", 1, []) == "reserve-dlq: 1"
