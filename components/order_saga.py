@@ -920,16 +920,8 @@ class OrderSaga(pulumi.ComponentResource):
             ("refund", ("ShippingFailed",), "compensate: refund the payment"),
             (
                 "progress",
-                (
-                    "InventoryReserved",
-                    "InventoryReservationFailed",
-                    "PaymentProcessed",
-                    "PaymentFailed",
-                    "OrderShipped",
-                    "ShippingFailed",
-                    "PaymentRefunded",
-                    "InventoryReleased",
-                ),
+                # Exactly the events saga_progress folds into an order's saga state.
+                import_code_module("domain.orders").SAGA_EVENT_TYPES,
                 "record each saga event in the order's saga state",
             ),
         )

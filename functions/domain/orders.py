@@ -274,6 +274,8 @@ _FACT_FIELDS: Final[Mapping[type[Event], Callable[[Any], dict[str, Any]]]] = {
     },
     InventoryReleased: lambda e: {"kind": "released", "reference": e.reservation_id},
 }
+# The detail-types of the saga events (what the choreography's progress rule routes here).
+SAGA_EVENT_TYPES: Final[tuple[str, ...]] = tuple(t.DETAIL_TYPE for t in _FACT_FIELDS)
 
 
 def fact_from_event(event: Event) -> SagaFact:
@@ -281,10 +283,8 @@ def fact_from_event(event: Event) -> SagaFact:
     build = _FACT_FIELDS.get(type(event))
     if build is None:
         raise UnknownSagaEventError(
-            f"{event.DETAIL_TYPE} is not a saga event (the saga reads InventoryReserved, "
-            "InventoryReservationFailed, PaymentProcessed, PaymentFailed, OrderShipped, "
-            "ShippingFailed, PaymentRefunded, InventoryReleased): narrow the rule that "
-            "routes it here"
+            f"{event.DETAIL_TYPE} is not a saga event (the saga reads "
+            f"{', '.join(SAGA_EVENT_TYPES)}): narrow the rule that routes it here"
         )
     return SagaFact(
         fact_id=event.event_id,
