@@ -119,6 +119,26 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def peek(queue_url: str, sqs: Any = None) -> list[dict[str, Any]]:
+    """Every message now visible on the queue, with all its attributes, left there
+    (received, then made visible again at once). `sqs`: a client (default boto3's)."""
+    sqs = sqs or boto3.client("sqs")
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=30,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+    ).get("Messages", []):
+        messages.extend(batch)
+    for message in messages:
+        sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return messages
+
+
 def create_queue(name: str) -> str:
     attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
     return boto3.client("sqs").create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]

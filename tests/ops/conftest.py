@@ -28,6 +28,7 @@ from moto import mock_aws
 from eventkit import clients as eventkit_clients
 from ops.aws import Clients
 from ops.cli import main
+from tests.functions.awsenv import peek
 
 REGION = "us-east-1"
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
@@ -83,22 +84,7 @@ class Stack:
 
     def peek(self, queue: str) -> list[dict[str, Any]]:
         """Every message visible on the queue, left there (visible again at once)."""
-        sqs = self.client("sqs")
-        url = self.url(queue)
-        messages: list[dict[str, Any]] = []
-        while batch := sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=30,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-        ).get("Messages", []):
-            messages.extend(batch)
-        for message in messages:
-            sqs.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-        return messages
+        return peek(self.url(queue), self.client("sqs"))
 
     def bodies(self, queue: str) -> list[Any]:
         return [json.loads(m["Body"]) for m in self.peek(queue)]

@@ -10,7 +10,7 @@ import pytest
 
 from contracts import sample_event
 from handlers import dlq_processor
-from tests.functions.awsenv import CallRecorder, create_queue, drain
+from tests.functions.awsenv import CallRecorder, create_queue, drain, peek
 from tests.functions.handlers.fixtures_side import (
     Side,
     side_calls_fixture,  # noqa: F401
@@ -75,25 +75,6 @@ def fill(dlq_url: str) -> None:
     send(dlq_url, "not json at all")
 
 
-def visible(queue_url: str) -> list[dict[str, Any]]:
-    """Every message now visible on the queue (received, then made visible again)."""
-    sqs = boto3.client("sqs")
-    messages: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=30,
-        MessageAttributeNames=["All"],
-        MessageSystemAttributeNames=["All"],
-    ).get("Messages", []):
-        messages.extend(batch)
-    for message in messages:
-        sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
-    return messages
-
-
 def test_inspect_summarises_and_leaves_every_message_in_place(dlq: str) -> None:
     fill(dlq)
 
@@ -121,7 +102,7 @@ def test_inspect_summarises_and_leaves_every_message_in_place(dlq: str) -> None:
         "order-0001",
         sample_event("OrderPlaced")["detail"]["eventId"],
     )
-    assert len(visible(dlq)) == 3  # visible again at once, not after a timeout
+    assert len(peek(dlq)) == 3  # visible again at once, not after a timeout
     assert report["approximateRemaining"] == 3
 
 
@@ -131,7 +112,7 @@ def test_inspect_stops_at_max(dlq: str) -> None:
         send(dlq, rule["body"], rule["attributes"])
     report = dlq_processor.handler({"action": "inspect", "max": 4}, None)
     assert report["examined"] == 4
-    assert len(visible(dlq)) == 7
+    assert len(peek(dlq)) == 7
 
 
 def test_redrive_to_the_queue_moves_then_deletes(dlq: str) -> None:
@@ -141,8 +122,8 @@ def test_redrive_to_the_queue_moves_then_deletes(dlq: str) -> None:
     report = dlq_processor.handler({"action": "redrive", "target": "queue"}, None)
 
     assert (report["moved"], report["notMoved"], report["movedNotDeleted"]) == (3, [], [])
-    assert visible(dlq) == []
-    moved = {m["Body"]: m for m in visible(source)}
+    assert peek(dlq) == []
+    moved = {m["Body"]: m for m in peek(source)}
     bodies = [json.loads(b) if b.startswith("{") else b for b in moved]
     assert sample_event("OrderPlaced") in bodies
     # A destination record is unwrapped: the queue gets the event that failed.
@@ -166,7 +147,7 @@ def test_redrive_to_the_bus_republishes_events_and_keeps_the_rest(side: Side, dl
     placed = next(e for e in events if e["detail-type"] == "OrderPlaced")
     assert placed["detail"] == sample_event("OrderPlaced")["detail"]
     assert placed["time"] == "2025-01-15T10:30:00Z"  # event time kept
-    [left] = visible(dlq)
+    [left] = peek(dlq)
     assert left["Body"] == "not json at all"
 
 
@@ -180,7 +161,7 @@ def test_a_failed_send_deletes_nothing_and_reports_each_message(
 
     assert report["moved"] == 0
     assert len(report["notMoved"]) == 3
-    assert len(visible(dlq)) == 3
+    assert len(peek(dlq)) == 3
 
 
 def test_redrive_to_a_fifo_queue_keeps_the_group_and_is_not_deduplicated_away(
@@ -199,7 +180,7 @@ def test_redrive_to_a_fifo_queue_keeps_the_group_and_is_not_deduplicated_away(
     report = dlq_processor.handler({"action": "redrive", "target": "queue"}, None)
 
     assert report["moved"] == 1
-    [moved] = visible(source)
+    [moved] = peek(source)
     assert moved["Attributes"]["MessageGroupId"] == "order-0001"
     assert json.loads(moved["Body"]) == body
 
@@ -209,7 +190,7 @@ def test_redrive_moves_at_most_max(dlq: str) -> None:
         send(dlq, sample_event("OrderPlaced", orderId=f"order-{i}"))
     report = dlq_processor.handler({"action": "redrive", "target": "queue", "max": 5}, None)
     assert report["moved"] == 5
-    assert len(visible(dlq)) == 10
+    assert len(peek(dlq)) == 10
 
 
 @pytest.mark.parametrize(
@@ -231,7 +212,7 @@ def test_missing_settings_name_the_variable(dlq: str, monkeypatch: pytest.Monkey
     send(dlq, sample_event("OrderPlaced"))
     with pytest.raises(dlq_processor.ConfigurationError, match="REDRIVE_QUEUE_URL"):
         dlq_processor.handler({"action": "redrive", "target": "queue"}, None)
-    assert len(visible(dlq)) == 1  # nothing was touched
+    assert len(peek(dlq)) == 1  # nothing was touched
     monkeypatch.delenv("DLQ_URL")
     with pytest.raises(dlq_processor.ConfigurationError, match="DLQ_URL"):
         dlq_processor.handler({}, None)
