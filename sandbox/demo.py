@@ -1,6 +1,6 @@
 """`python -m sandbox demo`: the whole order saga at work in the sandbox, with a verdict.
 
-    python -m sandbox demo                              # 25 orders, the dev stack
+    python -m sandbox demo                              # 15 orders, the dev stack
     python -m sandbox demo --orders 200 --saga both --fail-rate 0.2 --duplicate-rate 0.3
     python -m sandbox demo --json                       # one JSON object on stdout
 
@@ -54,7 +54,7 @@ from sandbox.session import FINAL_STATUSES, SandboxSession
 
 __all__ = ["DemoOptions", "DemoResult", "dead_letter_problem", "main", "plan", "render", "run_demo"]
 
-DEFAULT_ORDERS: Final = 25
+DEFAULT_ORDERS: Final = 15
 ORDER_INTERVAL_SECONDS: Final = 0.0
 KNOWN_CUSTOMERS: Final = 20
 # Catalog: (sku, price as a share of the high-value threshold).
