@@ -208,6 +208,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorder = mocks
 
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # As the engine forms it: a child's type is qualified by its parent's whole
+        # qualified type (the mocks' own version keeps only the parent's last type);
+        # the stack itself qualifies nothing.
+        if parent and not parent.split("::")[2].startswith("pulumi:pulumi:Stack"):
+            type_ = parent.split("::")[2] + "$" + type_
+        return "::".join(["urn:pulumi:" + pulumi.get_stack(), pulumi.get_project(), type_, name])
+
     def RegisterResource(self, request: Any) -> Any:
         self.recorder.current.urn = self.make_urn(request.parent, request.type, request.name)
         self.recorder.current.parent = request.parent or None
