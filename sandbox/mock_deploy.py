@@ -42,6 +42,9 @@ class Resource:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     custom: bool
+    # The resource's own aliases as URNs (`pulumi.Alias` specs resolved against the
+    # resource); the engine also derives aliases from the parents' aliases.
+    aliases: tuple[str, ...] = ()
 
     @property
     def arn(self) -> str | None:
@@ -175,6 +178,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 inputs=dict(args.inputs),
                 outputs=outputs,
                 custom=bool(args.custom),
+                aliases=getattr(self.current, "aliases", ()),
             )
         )
         return resource_id, outputs
@@ -219,7 +223,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         self.recorder.current.urn = self.make_urn(request.parent, request.type, request.name)
         self.recorder.current.parent = request.parent or None
+        self.recorder.current.aliases = tuple(_alias_urn(request, a) for a in request.aliases)
         return super().RegisterResource(request)
+
+
+def _alias_urn(request: Any, alias: Any) -> str:
+    """An alias spec as the URN it names, the way the engine resolves a spec."""
+    if alias.urn:
+        return str(alias.urn)
+    spec = alias.spec
+    stack, project = spec.stack or pulumi.get_stack(), spec.project or pulumi.get_project()
+    parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+    qualified = spec.type or request.type
+    if parent and not parent.split("::")[2].startswith("pulumi:pulumi:Stack"):
+        qualified = parent.split("::")[2] + "$" + qualified
+    return "::".join([f"urn:pulumi:{stack}", project, qualified, spec.name or request.name])
 
 
 @dataclass
@@ -247,6 +265,32 @@ class Deployment:
         return [
             r for r in self.resources if r.parent == parent.urn and (typ is None or r.typ == typ)
         ]
+
+    def former_urns(self, resource: Resource) -> frozenset[str]:
+        """Every URN the engine would match this resource to in an earlier state: its
+        own, its aliases, and each of those under every former URN of its parent.
+
+        A refactoring replaced nothing when each URN of the old state is among the
+        former URNs of exactly one resource of the new program.
+        """
+        by_urn = {r.urn: r for r in self.resources}
+        cache: dict[str, frozenset[str]] = {}
+
+        def former(r: Resource) -> frozenset[str]:
+            if r.urn not in cache:
+                own = {r.urn, *r.aliases}
+                parent = by_urn.get(r.parent or "")
+                if parent is not None:
+                    for urn in list(own):
+                        _, project, qualified, name = urn.split("::", 3)
+                        typ = qualified.rsplit("$", 1)[-1]
+                        for old_parent in former(parent):
+                            stack_part, _, parent_qualified, _ = old_parent.split("::", 3)
+                            own.add(f"{stack_part}::{project}::{parent_qualified}${typ}::{name}")
+                cache[r.urn] = frozenset(own)
+            return cache[r.urn]
+
+        return former(resource)
 
     def descendants(self, parent: Resource) -> list[Resource]:
         out: list[Resource] = []
