@@ -31,27 +31,25 @@ redrive"): on AWS the move task is the native way to send a work queue's DLQ bac
 its source queue, but it cannot target a bus or a function, reports per task and not
 per message, and is not implemented by moto (the tests and the sandbox run on it).
 
-The message reading reuses the DLQ processor's (`handlers.dlq_processor.describe` and
-`bus_entry`), and bus puts go through `eventkit.publisher.Publisher` (FailedEntryCount
-checked, failed entries retried, never dropped silently).
+Reading, planning and moving the messages: `eventkit.dlq` (shared with the DLQ processor
+function); bus puts go through `eventkit.publisher.Publisher` (FailedEntryCount checked,
+failed entries retried, never dropped silently).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from eventkit.publisher import Publisher, PublishError
-from handlers import dlq_processor
-from handlers.dlq_processor import Described, bus_entry, describe
+from eventkit import dlq as dlqs
+from eventkit.dlq import DeadLetterQueue, DlqMessage, Outcome, Plan
+from eventkit.publisher import Publisher
 from ops.aws import Clients, describe_aws_error, error_code
 from ops.errors import EXIT_FAILED, UsageError
 from ops.outputs import NamedDlq, StackOutputs
@@ -59,13 +57,7 @@ from ops.render import counts, duration, fields, iso, table
 from ops.result import Result
 
 if TYPE_CHECKING:
-    from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
     from mypy_boto3_sqs.type_defs import MessageTypeDef
-
-MessageKind = Literal[
-    "rule-target", "lambda-destination", "lambda-dlq", "stream-failure", "message"
-]
-Action = Literal["queue", "bus", "function", "none"]
 
 DEFAULT_MAX: Final = 100
 MAX_MAX: Final = 10_000
@@ -73,12 +65,9 @@ MAX_SAMPLES: Final = 10
 # Seconds a message read by this run stays hidden from other readers: longer than a run
 # takes to handle one receive batch. Messages not moved are made visible at the end.
 VISIBILITY_TIMEOUT: Final = 300
-# The DLQ producers' diagnostics: not part of the original message, never carried over.
-DIAGNOSTIC_ATTRIBUTES: Final = dlq_processor._DIAGNOSTIC_ATTRIBUTES | {
-    "EXHAUSTED_RETRY_CONDITION",
-    "RETRY_ATTEMPTS",
-}
-STREAM_BATCH_KEYS: Final = ("DDBStreamBatchInfo", "KinesisBatchInfo")
+STREAM_REPROCESS_EXAMPLE: Final = (
+    ", e.g. for the history projection rebuild the read model from the event store"
+)
 NATIVE_MOVE_NOTE: Final = (
     "ops moves messages one by one (receive, send, delete); on AWS a work queue's DLQ "
     "can also go back to its source with SQS StartMessageMoveTask (console: Start DLQ "
@@ -90,142 +79,30 @@ AGE_METRIC_WINDOW_SECONDS: Final = 900
 # --- reading a message (pure) -------------------------------------------------------------
 
 
-def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
-    value = attributes.get(name)
-    if isinstance(value, Mapping) and value.get("StringValue"):
-        return str(value["StringValue"])
-    return None
-
-
-@dataclass(frozen=True)
-class DlqMessage:
-    """A received DLQ message and what it is."""
-
-    raw: MessageTypeDef
-    kind: MessageKind
-    described: Described
-    rule_arn: str | None = None
-    target_arn: str | None = None
-    function_arn: str | None = None
-    payload: Any = None  # a Lambda destination record's requestPayload
-    stream_batch: Mapping[str, Any] | None = None
-    sent_at: datetime | None = None
-    receive_count: int | None = None
-
-    @property
-    def message_id(self) -> str:
-        return self.raw["MessageId"]
-
-    def pointer(self) -> str:
-        """What a stream failure record points at, in words."""
-        batch = self.stream_batch or {}
-        return (
-            f"records {batch.get('startSequenceNumber')}..{batch.get('endSequenceNumber')} "
-            f"({batch.get('batchSize')} record(s)) of shard {batch.get('shardId')} of "
-            f"{batch.get('streamArn')}"
-        )
-
-    def sample(self) -> dict[str, Any]:
-        d = self.described
-        result: dict[str, Any] = {
-            "messageId": self.message_id,
-            "kind": self.kind,
-            "sentAt": iso(self.sent_at) if self.sent_at else None,
-            "receiveCount": self.receive_count,
-            "error": d.error,
-            "errorMessage": d.error_message,
-            "detailType": d.detail_type if d.event else None,
-            "source": d.source if d.event else None,
-            "orderId": d.order_id,
-            "eventId": d.event_id,
-            "ruleArn": self.rule_arn,
-            "targetArn": self.target_arn,
-            "functionArn": self.function_arn,
-        }
-        if self.stream_batch is not None:
-            result["streamBatch"] = dict(self.stream_batch)
-        return result
-
-
-def read(raw: MessageTypeDef) -> DlqMessage:
-    """Read a received message (see the module doc for the kinds)."""
-    attributes = raw.get("MessageAttributes", {})
-    system = raw.get("Attributes", {})
-    described = describe(raw.get("Body", ""), attributes)
-    try:
-        body: Any = json.loads(raw.get("Body", ""))
-    except ValueError:
-        body = None
-    sent = system.get("SentTimestamp")
-    common: dict[str, Any] = {
-        "sent_at": datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None,
-        "receive_count": int(system["ApproximateReceiveCount"])
-        if system.get("ApproximateReceiveCount")
-        else None,
+def sample(message: DlqMessage) -> dict[str, Any]:
+    """What `inspect` shows of one message."""
+    d = message.described
+    result: dict[str, Any] = {
+        "messageId": message.message_id,
+        "kind": message.kind,
+        "sentAt": iso(message.sent_at) if message.sent_at else None,
+        "receiveCount": message.receive_count,
+        "error": d.error,
+        "errorMessage": d.error_message,
+        "detailType": d.detail_type if d.event else None,
+        "source": d.source if d.event else None,
+        "orderId": d.detail_value("orderId"),
+        "eventId": d.event_id,
+        "ruleArn": message.rule_arn,
+        "targetArn": message.target_arn,
+        "functionArn": message.function_arn,
     }
-    context = body.get("requestContext") if isinstance(body, Mapping) else None
-    function_arn = context.get("functionArn") if isinstance(context, Mapping) else None
-    if isinstance(body, Mapping) and any(key in body for key in STREAM_BATCH_KEYS):
-        batch = next(body[key] for key in STREAM_BATCH_KEYS if key in body)
-        condition = context.get("condition") if isinstance(context, Mapping) else None
-        described = Described(
-            error=str(condition or described.error),
-            error_message=described.error_message,
-            event=None,
-            detail_type="<stream failure record>",
-            source="<none>",
-        )
-        return DlqMessage(
-            raw,
-            "stream-failure",
-            described,
-            function_arn=function_arn,
-            stream_batch=batch if isinstance(batch, Mapping) else {},
-            **common,
-        )
-    if described.wrapped and isinstance(body, Mapping):
-        return DlqMessage(
-            raw,
-            "lambda-destination",
-            described,
-            function_arn=str(function_arn) if function_arn else None,
-            payload=body.get("requestPayload"),
-            **common,
-        )
-    rule_arn = _attribute(attributes, "RULE_ARN")
-    target_arn = _attribute(attributes, "TARGET_ARN")
-    if rule_arn or target_arn or _attribute(attributes, "ERROR_CODE"):
-        return DlqMessage(
-            raw, "rule-target", described, rule_arn=rule_arn, target_arn=target_arn, **common
-        )
-    if _attribute(attributes, "ErrorCode") or _attribute(attributes, "RequestID"):
-        return DlqMessage(raw, "lambda-dlq", described, **common)
-    return DlqMessage(raw, "message", described, **common)
-
-
-def fingerprint(message: DlqMessage) -> str:
-    """What a message carries, independent of its envelope: the event (detail-type,
-    source, detail; EventBridge gives a re-put event a new id), else the payload or body."""
-    event = message.described.event
-    content: Any
-    if event is not None:
-        content = [event.get("detail-type"), event.get("source"), event.get("detail")]
-    elif message.kind == "lambda-destination":
-        content = message.payload
-    else:
-        content = message.raw.get("Body", "")
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    if message.stream_batch is not None:
+        result["streamBatch"] = dict(message.stream_batch)
+    return result
 
 
 # --- plans: where a message goes back -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Plan:
-    action: Action
-    target: str | None = None
-    reason: str | None = None  # why not moved (action "none")
 
 
 @dataclass(frozen=True)
@@ -241,23 +118,10 @@ class Destination:
 def plan(message: DlqMessage, where: Destination) -> Plan:  # noqa: PLR0911 (one per case)
     """Where `message` goes back (pure; see the module doc)."""
     if message.kind == "stream-failure":
-        return Plan(
-            "none",
-            reason=(
-                f"a stream failure record is a pointer, not the data: {message.pointer()}. "
-                "Fix the function, then reprocess those records while the stream still "
-                "has them (DynamoDB Streams keep 24 h; Kinesis its retention), e.g. for "
-                "the history projection rebuild the read model from the event store; "
-                "delete the record by hand once handled"
-            ),
-        )
+        return dlqs.stream_failure_plan(message, example=STREAM_REPROCESS_EXAMPLE)
     event = message.described.event
     if where.to == "bus":
-        if event is None:
-            return Plan(
-                "none", reason="carries no EventBridge event: redrive it to a queue instead"
-            )
-        return Plan("bus", where.bus)
+        return dlqs.to_queue_or_bus(message, "bus", str(where.bus))
     if where.to is not None:
         return Plan("queue", where.to)
     if where.source_queues:  # a work queue's DLQ: back to that queue
@@ -289,32 +153,14 @@ def plan(message: DlqMessage, where: Destination) -> Plan:  # noqa: PLR0911 (one
 # --- SQS helpers ----------------------------------------------------------------------------
 
 
-def _receive(clients: Clients, url: str, count: int, visibility: int) -> list[MessageTypeDef]:
-    try:
-        return clients.sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=max(1, min(10, count)),
-            VisibilityTimeout=visibility,
-            WaitTimeSeconds=0,
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-    except (ClientError, BotoCoreError) as exc:
-        raise describe_aws_error(exc, f"ReceiveMessage {url}") from exc
+class _Dlq(DeadLetterQueue):
+    """A DLQ whose receive failures are described for the operator."""
 
-
-def _release(clients: Clients, url: str, messages: Sequence[MessageTypeDef]) -> list[str]:
-    """Make messages visible again now; returns the ids it could not (visible again once
-    their visibility timeout ends)."""
-    failed: list[str] = []
-    for message in messages:
+    def receive(self, count: int) -> list[MessageTypeDef]:
         try:
-            clients.sqs.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-        except (ClientError, BotoCoreError):
-            failed.append(message["MessageId"])
-    return failed
+            return super().receive(count)
+        except (ClientError, BotoCoreError) as exc:
+            raise describe_aws_error(exc, f"ReceiveMessage {self.url}") from exc
 
 
 def _attributes(clients: Clients, url: str) -> dict[str, str]:
@@ -524,7 +370,7 @@ class Summary:
         if message.sent_at and (self.oldest is None or message.sent_at < self.oldest):
             self.oldest = message.sent_at
         if len(self.samples) < MAX_SAMPLES:
-            self.samples.append(message.sample())
+            self.samples.append(sample(message))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -553,23 +399,11 @@ def inspect(
     _check_max(limit)
     dlq = resolve_dlq(clients, outputs, ref)
     summary = Summary()
-    held: list[MessageTypeDef] = []
-    seen: set[str] = set()
-    not_released: list[str] = []
-    try:
-        while summary.examined < limit:
-            batch = _receive(clients, dlq.url, limit - summary.examined, VISIBILITY_TIMEOUT)
-            if not batch:
-                break
-            held.extend(batch)
-            fresh = [m for m in batch if m["MessageId"] not in seen]
-            if not fresh:
-                break
-            for raw in fresh:
-                seen.add(raw["MessageId"])
-                summary.add(read(raw))
-    finally:
-        not_released = _release(clients, dlq.url, held)
+    messages, not_released = dlqs.examine(
+        _Dlq(clients.sqs, dlq.url, visibility=VISIBILITY_TIMEOUT), limit
+    )
+    for message in messages:
+        summary.add(message)
     data: dict[str, Any] = {
         "dlq": {"name": dlq.name, "url": dlq.url, "kind": dlq.kind},
         **summary.as_dict(),
@@ -626,155 +460,18 @@ def inspect(
 # --- dlq redrive ----------------------------------------------------------------------------
 
 
-@dataclass
-class Outcome:
-    message: DlqMessage
-    plan: Plan
-    status: Literal["moved", "not-moved", "moved-not-deleted", "would-move", "would-not-move"]
-    reason: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "messageId": self.message.message_id,
-            "kind": self.message.kind,
-            "detailType": self.message.described.detail_type
-            if self.message.described.event
-            else None,
-            "orderId": self.message.described.order_id,
-            "action": self.plan.action,
-            "target": self.plan.target,
-            "status": self.status,
-            "reason": self.reason,
-        }
-
-
-def _send_to_queue(clients: Clients, queue_url: str, message: DlqMessage) -> None:
-    """Send `message` to a queue: a destination record's original payload, otherwise
-    the body and the original message attributes (without the DLQ diagnostics)."""
-    raw = message.raw
-    body = raw["Body"]
-    if message.kind == "lambda-destination":
-        if message.payload is None:
-            raise ValueError("a Lambda destination record without a requestPayload")
-        body = json.dumps(message.payload)
-    kwargs: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
-    attributes = {
-        name: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
-        for name, value in raw.get("MessageAttributes", {}).items()
-        if name not in DIAGNOSTIC_ATTRIBUTES
+def _outcome(outcome: Outcome) -> dict[str, Any]:
+    message = outcome.message
+    return {
+        "messageId": message.message_id,
+        "kind": message.kind,
+        "detailType": message.described.detail_type if message.described.event else None,
+        "orderId": message.described.detail_value("orderId"),
+        "action": outcome.plan.action,
+        "target": outcome.plan.target,
+        "status": outcome.status,
+        "reason": outcome.reason,
     }
-    if attributes:
-        kwargs["MessageAttributes"] = attributes
-    if queue_url.endswith(".fifo"):
-        group = raw.get("Attributes", {}).get("MessageGroupId")
-        if not group:
-            raise ValueError(
-                "the target is a FIFO queue and the message has no MessageGroupId: move it "
-                "by hand with the right group"
-            )
-        kwargs["MessageGroupId"] = group
-        # Not the original deduplication id: SQS would drop the resend within 5 minutes.
-        kwargs["MessageDeduplicationId"] = f"redrive-{raw['MessageId']}"[:128]
-    clients.sqs.send_message(**kwargs)
-
-
-def _invoke(clients: Clients, function_arn: str, message: DlqMessage) -> None:
-    response = clients.lambda_.invoke(
-        FunctionName=function_arn,
-        InvocationType="Event",
-        Payload=json.dumps(message.payload).encode(),
-    )
-    if response.get("StatusCode") != 202:
-        raise RuntimeError(f"Invoke answered {response.get('StatusCode')}, not 202 (queued)")
-
-
-def _failure(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}".strip()
-    return f"{type(exc).__name__}: {exc}"
-
-
-class _Redrive:
-    def __init__(
-        self,
-        clients: Clients,
-        dlq: NamedDlq,
-        where: Destination,
-        *,
-        dry_run: bool,
-        publisher: Publisher | None,
-    ) -> None:
-        self.clients = clients
-        self.dlq = dlq
-        self.where = where
-        self.dry_run = dry_run
-        self.publisher = publisher
-        self.outcomes: list[Outcome] = []
-        self.keep: list[MessageTypeDef] = []  # received, not deleted: made visible at the end
-        self.moved: set[str] = set()  # fingerprints of what was sent
-
-    def _delete(self, message: DlqMessage, plan: Plan) -> None:
-        self.moved.add(fingerprint(message))
-        try:
-            self.clients.sqs.delete_message(
-                QueueUrl=self.dlq.url, ReceiptHandle=message.raw["ReceiptHandle"]
-            )
-        except (ClientError, BotoCoreError) as exc:
-            # Moved, but still in the DLQ: a later redrive sends it again (consumers
-            # deduplicate on eventId); never deleted before it was moved.
-            self.outcomes.append(Outcome(message, plan, "moved-not-deleted", _failure(exc)))
-            return
-        self.outcomes.append(Outcome(message, plan, "moved"))
-
-    def _not_moved(self, message: DlqMessage, plan: Plan, reason: str) -> None:
-        self.keep.append(message.raw)
-        self.outcomes.append(
-            Outcome(message, plan, "would-not-move" if self.dry_run else "not-moved", reason)
-        )
-
-    def handle(self, batch: Sequence[DlqMessage]) -> None:
-        to_bus: list[tuple[DlqMessage, Plan, PutEventsRequestEntryTypeDef]] = []
-        for message in batch:
-            chosen = plan(message, self.where)
-            if chosen.action == "none":
-                self._not_moved(message, chosen, chosen.reason or "not movable")
-                continue
-            if self.dry_run:
-                self.keep.append(message.raw)
-                self.outcomes.append(Outcome(message, chosen, "would-move"))
-                continue
-            if chosen.action == "bus":
-                event = message.described.event
-                assert event is not None  # plan() sends only events to the bus
-                to_bus.append((message, chosen, bus_entry(event)))
-                continue
-            try:
-                if chosen.action == "queue":
-                    _send_to_queue(self.clients, str(chosen.target), message)
-                else:
-                    _invoke(self.clients, str(chosen.target), message)
-            except Exception as exc:  # any failure: reported, the message stays
-                self._not_moved(message, chosen, _failure(exc))
-                continue
-            self._delete(message, chosen)
-        if to_bus:
-            self._put(to_bus)
-
-    def _put(self, items: Sequence[tuple[DlqMessage, Plan, PutEventsRequestEntryTypeDef]]) -> None:
-        assert self.publisher is not None
-        sent: list[bool]
-        reasons: dict[int, str] = {}
-        try:
-            self.publisher.put_entries([entry for _, _, entry in items])
-            sent = [True] * len(items)
-        except PublishError as exc:
-            reasons = {f.index: f"{f.error_code}: {f.error_message}" for f in exc.failed}
-            sent = [event_id is not None for event_id in exc.event_ids]
-        for i, ((message, chosen, _), ok) in enumerate(zip(items, sent, strict=True)):
-            if ok:
-                self._delete(message, chosen)
-            else:
-                self._not_moved(message, chosen, reasons.get(i, "not published"))
 
 
 def redrive(
@@ -806,42 +503,22 @@ def redrive(
         bus = outputs.require_bus("redriving EventBridge events to the bus")
     where = Destination(target, sources, bus)
     publisher = Publisher(bus, client=clients.events, sleep=sleep) if bus else None
-    run = _Redrive(clients, dlq, where, dry_run=dry_run, publisher=publisher)
-    seen: set[str] = set()
-    not_released: list[str] = []
-    examined = 0
-    # A message like one this run already moved (same event, or same body) is most
-    # likely that one failing again (its target is still broken): it is left for the
-    # next run, so a redrive never chases its own failures. Compared by content, not by
-    # SentTimestamp: the client's clock and SQS's may disagree.
-    arrived: list[str] = []
-    try:
-        while examined < limit:
-            raws = _receive(clients, dlq.url, limit - examined, VISIBILITY_TIMEOUT)
-            if not raws:
-                break
-            fresh = [r for r in raws if r["MessageId"] not in seen]
-            run.keep.extend(r for r in raws if r["MessageId"] in seen)
-            if not fresh:
-                break
-            seen.update(r["MessageId"] for r in fresh)
-            messages = [read(r) for r in fresh]
-            again = {m.message_id for m in messages if fingerprint(m) in run.moved}
-            arrived += sorted(again)
-            run.keep.extend(m.raw for m in messages if m.message_id in again)
-            messages = [m for m in messages if m.message_id not in again]
-            examined += len(messages)
-            run.handle(messages)
-    finally:
-        not_released = _release(clients, dlq.url, run.keep)
+    run = dlqs.redrive(
+        _Dlq(clients.sqs, dlq.url, visibility=VISIBILITY_TIMEOUT),
+        limit,
+        lambda message: plan(message, where),
+        publisher=publisher,
+        lambda_client=clients.lambda_ if target is None else None,  # a record's function
+        dry_run=dry_run,
+    )
     return _redrive_result(
         clients,
         dlq=dlq,
         where=where,
         outcomes=run.outcomes,
         dry_run=dry_run,
-        not_released=not_released,
-        arrived=arrived,
+        not_released=run.not_released,
+        arrived=run.arrived,
     )
 
 
@@ -872,10 +549,10 @@ def _redrive_result(
         "examined": len(outcomes),
         "moved": status["moved"] + status["moved-not-deleted"],
         "wouldMove": status["would-move"],
-        "notMoved": [o.as_dict() for o in outcomes if o.status in ("not-moved", "would-not-move")],
-        "movedNotDeleted": [o.as_dict() for o in outcomes if o.status == "moved-not-deleted"],
+        "notMoved": [_outcome(o) for o in outcomes if o.status in ("not-moved", "would-not-move")],
+        "movedNotDeleted": [_outcome(o) for o in outcomes if o.status == "moved-not-deleted"],
         "byTarget": dict(by_target),
-        "messages": [o.as_dict() for o in outcomes],
+        "messages": [_outcome(o) for o in outcomes],
         "approximateRemaining": _remaining(clients, dlq.url),
         "notMadeVisible": list(not_released),
         "arrivedDuringRun": list(arrived),

@@ -8,7 +8,7 @@ Placing an order
     from a reuse of the id for a different order.
 
 The saga state machine
-    The order's saga state (`OrderSaga`) changes only through `apply(state, fact)`, where
+    The order's saga state (`SagaState`) changes only through `apply(state, fact)`, where
     a `SagaFact` is what a saga event says happened (`fact_from_event`), or what the
     orchestrator reports (`aborted_fact`). It is built for at-least-once, out-of-order
     delivery:
@@ -334,7 +334,7 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
-class OrderSaga:
+class SagaState:
     """An order and the state of its saga. `version` counts the stored writes."""
 
     order_id: str
@@ -375,16 +375,16 @@ class Transition:
         after the saga failed); the compensations are idempotent, so asking twice is safe.
     """
 
-    state: OrderSaga
+    state: SagaState
     duplicate: bool = False
     emit: tuple[Event, ...] = ()
     compensate: frozenset[Compensation] = field(default_factory=frozenset)
 
 
-def new_saga(order: OrderPlaced, *, client_request_id: str | None = None) -> OrderSaga:
+def new_saga(order: OrderPlaced, *, client_request_id: str | None = None) -> SagaState:
     """The saga state of a just placed order (version 1, history: OrderPlaced)."""
     placed_at = order.occurred_at.isoformat()
-    return OrderSaga(
+    return SagaState(
         order_id=order.order_id,
         customer_id=order.customer_id,
         items=tuple(order.items),
@@ -436,7 +436,7 @@ def _progress_status(facts: frozenset[str]) -> OrderStatus:
     return status
 
 
-def _with_fact_data(state: OrderSaga, fact: SagaFact) -> OrderSaga:
+def _with_fact_data(state: SagaState, fact: SagaFact) -> SagaState:
     match fact.kind:
         case "reserved":
             return replace(state, reservation_id=fact.reference or state.reservation_id)
@@ -462,7 +462,7 @@ def _with_fact_data(state: OrderSaga, fact: SagaFact) -> OrderSaga:
     return state
 
 
-def apply(state: OrderSaga, fact: SagaFact, *, now: datetime | None = None) -> Transition:
+def apply(state: SagaState, fact: SagaFact, *, now: datetime | None = None) -> Transition:
     """Apply `fact` to `state` (see the module doc). Pure: returns the new state, the
     events to emit and the compensations to trigger; the caller stores the state (at
     `state.version + 1`, conditionally on `state.version`) with the events."""
@@ -519,7 +519,7 @@ def apply(state: OrderSaga, fact: SagaFact, *, now: datetime | None = None) -> T
 
 
 def _failure_after(
-    state: OrderSaga, fact: SagaFact, facts: frozenset[str]
+    state: SagaState, fact: SagaFact, facts: frozenset[str]
 ) -> tuple[Failure | None, str | None]:
     """The saga's failure once `fact` is known, and a note for the history."""
     failure, note = state.failure, None
@@ -553,7 +553,7 @@ def _late_compensations(fact: SagaFact, facts: frozenset[str]) -> set[Compensati
 # --- storage records and views (plain Python values; the adapter adds key and types) ---
 
 
-def to_record(state: OrderSaga) -> dict[str, Any]:
+def to_record(state: SagaState) -> dict[str, Any]:
     """The state as an item's attributes (camelCase, no None values, no floats)."""
     record: dict[str, Any] = {
         "orderId": state.order_id,
@@ -607,7 +607,7 @@ def _int(value: Any) -> int:
     return int(value)
 
 
-def from_record(record: Mapping[str, Any]) -> OrderSaga:
+def from_record(record: Mapping[str, Any]) -> SagaState:
     """The state stored by `to_record` (numbers may be Decimal, as boto3 reads them)."""
     try:
         failure = (
@@ -619,7 +619,7 @@ def from_record(record: Mapping[str, Any]) -> OrderSaga:
             if record.get("failedStep")
             else None
         )
-        return OrderSaga(
+        return SagaState(
             order_id=record["orderId"],
             customer_id=record["customerId"],
             items=tuple(OrderLine.model_validate(line) for line in record["items"]),
@@ -659,7 +659,7 @@ def from_record(record: Mapping[str, Any]) -> OrderSaga:
         ) from exc
 
 
-def view(state: OrderSaga) -> dict[str, Any]:
+def view(state: SagaState) -> dict[str, Any]:
     """What the order status query answers (JSON-ready, camelCase)."""
     return {
         "orderId": state.order_id,

@@ -79,7 +79,7 @@ def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureRespons
 
 def task(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     """The aggregate task: `$.checks` (one result per branch) -> AllChecksComplete detail."""
-    from handlers.saga_progress import order_from_state  # the saga state's reader
+    from saga.sfn_state import order_from_state
 
     order = order_from_state(event)
     results = event.get("checks")

@@ -20,11 +20,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from contracts import OrderPlaced
-from domain.enrichment import Customer, customer_from_item, enrich
-from eventkit import dynamodb
+from domain.enrichment import enrich
 from eventkit.envelopes import from_eventbridge
 from eventkit.publisher import Publisher
-from eventkit.settings import ConfigurationError, env
+from eventkit.settings import ConfigurationError
+from saga.customers import load_customer
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -36,22 +36,7 @@ ACCESS: Final[dict[str, frozenset[str]]] = {
         {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     ),
 }
-CUSTOMERS_TABLE_ENV: Final = "CUSTOMERS_TABLE"
-
-__all__ = ["ACCESS", "ConfigurationError", "enrich_order", "handler", "load_customer"]
-
-_ENV_HINT: Final = (
-    f"the function's component must set it (see ACCESS in {__name__} for what the role needs on it)"
-)
-
-
-def load_customer(customer_id: str) -> Customer | None:
-    """The customer's record, or None if the customers table has none (also the credit
-    check's reader: `handlers.run_check`)."""
-    item = dynamodb.get(
-        env(CUSTOMERS_TABLE_ENV, _ENV_HINT), {"customerId": customer_id}, consistent=False
-    )
-    return None if item is None else customer_from_item(item)
+__all__ = ["ACCESS", "ConfigurationError", "enrich_order", "handler"]
 
 
 def enrich_order(order: OrderPlaced) -> dict[str, Any]:

@@ -14,7 +14,7 @@ of the OrderPlaced contract, exactly as place_order takes them (minus clientRequ
 - any other field is refused (a misspelt field must not place a different order);
 - lines are numbered from 1 as they are in the file; blank lines are skipped.
 
-Effect: each valid line is placed with `handlers.place_order.place_order` (orders table +
+Effect: each valid line is placed with `saga.placing.place_order` (orders table +
 OrderPlaced in the outbox, one transaction), with the clientRequestId
 "import-" + sha256("<bucket>/<key>/<etag>/<line number>"). place_order places one order
 per (customer, clientRequestId): a redelivered event, a retried invocation, or the same
@@ -46,17 +46,11 @@ from typing import Any, Final
 from contracts import S3ObjectCreated
 from eventkit import clients
 from eventkit.envelopes import from_eventbridge
-from handlers.place_order import (
-    ConfigurationError,
-    InvalidOrderError,
-    RequestIdReusedError,
-    parse_request,
-    place_order,
-)
-from handlers.saga_progress import env
+from eventkit.settings import ConfigurationError, env
+from saga.placing import InvalidOrderError, RequestIdReusedError, parse_request, place_order
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
-    # place_order's own needs: it runs in this function (a test keeps them equal).
+    # saga.placing's needs, as place_order's ACCESS (a test keeps them equal).
     "ORDERS_TABLE": frozenset({"dynamodb:PutItem", "dynamodb:GetItem"}),
     "OUTBOX_TABLE": frozenset({"dynamodb:PutItem"}),
     "IMPORT_BUCKET": frozenset({"s3:GetObject"}),

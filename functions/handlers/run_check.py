@@ -101,7 +101,7 @@ def run(check: CheckName, order: OrderPlaced) -> CheckResult:
     if check == "inventory":
         return checks.inventory_check(order.items, available_stock(order.items))
     if check == "credit":
-        from handlers.enrich_order import load_customer  # the customers table's reader
+        from saga.customers import load_customer
 
         return checks.credit_check(order.total_cents, load_customer(order.customer_id))
     return checks.shipping_quote(order)
@@ -150,7 +150,7 @@ def _handle(check: CheckName, event: Mapping[str, Any], context: Any) -> dict[st
 
 
 def _task(check: CheckName, event: Mapping[str, Any]) -> dict[str, Any]:
-    from handlers.saga_progress import order_from_state  # the saga state's reader
+    from saga.sfn_state import order_from_state
 
     return run(check, order_from_state(event)).model_dump(mode="json")
 

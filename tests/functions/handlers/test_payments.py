@@ -13,7 +13,7 @@ from domain import chance, payments
 from domain.payments import Charge, PaymentConfigError, ProviderConfig
 from handlers import process_payment, refund_payment, reserve_inventory
 from handlers.process_payment import PaymentDeclined, PaymentProviderUnavailable
-from handlers.saga_progress import OrderNotFoundError
+from saga.store import OrderNotFoundError
 from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import (
     CONTEXT,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from contracts import OrderPlaced
+from eventkit.settings import ConfigurationError
 from handlers import place_order
 from handlers.place_order import InvalidOrderError, RequestIdReusedError
-from handlers.saga_progress import ConfigurationError
 from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import CONTEXT, SagaWorld
 

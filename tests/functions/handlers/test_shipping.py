@@ -9,8 +9,8 @@ import pytest
 
 from domain.shipping import CarrierConfig, ShippingConfigError
 from handlers import process_payment, reserve_inventory, ship_order
-from handlers.saga_progress import OrderNotFoundError
 from handlers.ship_order import ShippingUnavailable
+from saga.store import OrderNotFoundError
 from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import (
     CONTEXT,
