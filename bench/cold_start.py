@@ -34,7 +34,7 @@ from typing import Any
 
 from bench import common
 
-PROJECT_PACKAGES = frozenset({"handlers", "eventkit", "contracts", "domain"})
+PROJECT_PACKAGES = frozenset({"handlers", "eventkit", "contracts", "domain", "saga"})
 HEAVY_LIBRARIES = ("pydantic", "boto3", "botocore", "aws_lambda_powertools")
 # Reference imports, each in its own fresh interpreter. eventkit.publisher is what the
 # outbox relay's path needs besides the outbox module (it imports no contracts).
