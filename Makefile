@@ -12,7 +12,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt functions/requirements
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m sandbox demo
+	PYTHONPATH=functions $(PY) -m order_saga demo
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -1,5 +1,5 @@
-"""Benchmark 5: the sandbox: moto with and without `sandbox.session.speedups()`, and the
-whole demo end to end.
+"""Benchmark 5: the sandbox: moto with and without `sandbox.speedups.speedups()`, and
+the whole demo end to end.
 
 `speedups()` (on while a `SandboxSession` runs) patches moto and botocore for speed
 without changing any answer (its docstring lists what). Three parts:
@@ -19,7 +19,7 @@ without changing any answer (its docstring lists what). Three parts:
   rolls back item by item instead. The pair overwrites fixed keys, so a table's size
   stays put. A cancelled transaction (a failed condition) is also run in both modes:
   same error, same cancellation reasons, same table afterwards.
-* `demo`: `sandbox.demo.run_demo(DemoOptions(orders=N))` (deploy the stack into moto,
+* `demo`: `order_saga.sandbox.demo.run_demo(DemoOptions(orders=N))` (deploy the stack into moto,
   seed, place N orders in a burst, run until quiet, check the invariants) for each N of
   `demo_orders`, and for each N of `plain_demo_orders` the same demo with `speedups`
   replaced by a no-op (`sandbox.session.speedups` patched for that run: the session
@@ -27,7 +27,7 @@ without changing any answer (its docstring lists what). Three parts:
   `warmup_orders` (the process's first demo also pays imports and first-use setup),
   then one run each (a run is 0.5-1 minute), in the order: sped-up N, plain N (for the
   N compared), then the other sizes. Wall seconds, CPU seconds (`time.process_time`,
-  every thread of the process), split at the end of the deploy (a `SandboxSession`
+  every thread of the process), split at the end of the deploy (an `OrderSagaSession`
   subclass notes the CPU clock when `start()` returns); AWS calls made by the
   handlers, outcomes and the invariants. Order ids are uuid4s,
   so which orders fail transiently (and the work done) differs between runs: compare
@@ -162,7 +162,7 @@ def _answer(call: Callable[[], Any]) -> dict[str, Any]:
 
 
 def _mode(name: str) -> contextlib.AbstractContextManager[Any]:
-    from sandbox.session import speedups
+    from sandbox.speedups import speedups
 
     return speedups() if name == "speedups" else contextlib.nullcontext()
 
@@ -391,24 +391,24 @@ def speedups_disabled() -> Iterator[None]:
 
 
 def _one_demo(orders: int, mode: str) -> dict[str, Any]:
-    import sandbox.demo
-    from sandbox.session import SandboxSession
+    from order_saga.sandbox import demo
+    from order_saga.sandbox.session import OrderSagaSession
 
     marks: dict[str, float] = {}
 
-    class _NotingSession(SandboxSession):
-        def start(self) -> SandboxSession:
+    class _NotingSession(OrderSagaSession):
+        def start(self) -> OrderSagaSession:
             started = super().start()
             marks.setdefault("deployed_cpu", time.process_time())
             return started
 
-    options = sandbox.demo.DemoOptions(orders=orders)
+    options = demo.DemoOptions(orders=orders)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(mock.patch.object(sandbox.demo, "SandboxSession", _NotingSession))
+        stack.enter_context(mock.patch.object(demo, "OrderSagaSession", _NotingSession))
         if mode == "plain":
             stack.enter_context(speedups_disabled())
         cpu_start = time.process_time()
-        wall, result = common.timed(lambda: sandbox.demo.run_demo(options))
+        wall, result = common.timed(lambda: demo.run_demo(options))
         cpu = time.process_time() - cpu_start
     report = result.report
     deploy_cpu = marks["deployed_cpu"] - cpu_start

@@ -5,12 +5,12 @@ batching windows, EventBridge and Lambda retry backoffs, stream retries, Step
 Functions `Retry` intervals and `Wait` states) is an item scheduled on a
 `VirtualClock`. Time only moves inside `Scheduler.run_until_quiet`: it runs every item
 that is due, and when nothing is due it jumps the clock to the next due item, until
-nothing is left. A saga whose payment step retries with `IntervalSeconds: 30` costs
+nothing is left. A state machine whose step retries with `IntervalSeconds: 30` costs
 no real seconds.
 
     clock = VirtualClock()
     scheduler = Scheduler(clock)
-    scheduler.call_later(30, "sqs-poll orders", poll)
+    scheduler.call_later(30, "sqs-poll jobs", poll)
     report = scheduler.run_until_quiet()     # runs `poll` at virtual t+30 at once
 
 Determinism: items run in (due time, scheduling order); the same inputs give the same

@@ -34,3 +34,15 @@ def _as_config_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value)
+
+
+def project_name(root: Path) -> str:
+    """The project's `name` in `root`'s Pulumi.yaml."""
+    path = root / "Pulumi.yaml"
+    if not path.is_file():
+        raise StackFileError(f"no Pulumi.yaml in {root}: not a Pulumi project directory")
+    data = yaml.safe_load(path.read_text()) or {}
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name:
+        raise StackFileError(f"{path}: 'name' must be the project's name")
+    return name

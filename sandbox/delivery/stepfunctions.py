@@ -5,7 +5,7 @@ interpreter whose `Retry` intervals (`retrier_decl.py`: `time.sleep(interval)`) 
 `Wait` states (`wait_function.py`: `env.program_state_event.wait(seconds)`) are real
 sleeps (shared notes/moto.md). `StepFunctionsClock.install()` replaces both with
 *virtual waits*: the execution's thread registers a wake-up item on the scheduler and
-parks until `run_until_quiet` reaches that virtual time, so a saga step that retries
+parks until `run_until_quiet` reaches that virtual time, so a task that retries
 with `IntervalSeconds: 30` costs no real seconds. `Wait` with `Timestamp` /
 `TimestampPath` counts from the virtual now.
 

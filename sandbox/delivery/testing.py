@@ -1,6 +1,6 @@
 """Test doubles for the delivery part: a Python-callable `Invoker` and mapping records.
 
-    invoker = FakeInvoker({"orders-fn": handle_orders})    # name -> callable(event)
+    invoker = FakeInvoker({"jobs-fn": handle_jobs})        # name -> callable(event)
     delivery = Delivery(scheduler, invoker, FakeRecords([mapping(...)]))
 
 A callable's return value is the invocation's payload; an exception it raises is the

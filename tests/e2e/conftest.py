@@ -1,4 +1,4 @@
-"""End-to-end tests of the whole order saga through `sandbox.session.SandboxSession`.
+"""End-to-end tests of the whole order saga through `OrderSagaSession` (the app's driver).
 
 Each test deploys the SAME program (`__main__.py`) into the in-process moto, acts as a
 client (place orders, put events, send messages) and asserts what a user would see:
@@ -24,10 +24,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from components.order_saga_wiring import import_code_module
+from domain import history
+from eventkit import eventstore
+from order_saga.sandbox.session import OrderSagaSession
 from sandbox.clock import RunReport
 from sandbox.lambda_runtime import InvocationResult
-from sandbox.session import SandboxSession
 
 SAGA_MODES: Final = ("choreography", "orchestration")
 # The dev stack's random provider failures, off: every outcome is chosen by the test.
@@ -122,7 +123,7 @@ class InvocationLog:
     pollers, Step Functions tasks), wrapping the runtime's `_invoke` as the session's
     own counting does."""
 
-    def __init__(self, session: SandboxSession) -> None:
+    def __init__(self, session: OrderSagaSession) -> None:
         self.invocations: list[Invocation] = []
         self._lock = threading.Lock()
         runtime = session.runtime
@@ -150,7 +151,7 @@ class InvocationLog:
 class E2E:
     """A started session with its logs."""
 
-    session: SandboxSession
+    session: OrderSagaSession
     bus: EventLog
     calls: InvocationLog
     _skus: Iterator[int] = field(default_factory=lambda: iter(range(1, 1_000_000)))
@@ -195,17 +196,15 @@ def e2e_session(
     if saga_mode is not None:
         overrides["sagaMode"] = saga_mode
     bus = EventLog()
-    session = SandboxSession("dev", config=overrides, duplicate_rate=duplicate_rate, on_event=bus)
+    session = OrderSagaSession("dev", config=overrides, duplicate_rate=duplicate_rate, on_event=bus)
     with session:
         assert session.outputs["sagaMode"] == (saga_mode or "both")
         yield E2E(session, bus, InvocationLog(session))
 
 
-def read_model_fold(session: SandboxSession, order_id: str) -> tuple[dict[str, Any], int]:
+def read_model_fold(session: OrderSagaSession, order_id: str) -> tuple[dict[str, Any], int]:
     """The fold of the order's events in the event store (`domain.history.apply`) and
     the version of its last event: what its read model row must be."""
-    history = import_code_module("domain.history")
-    eventstore = import_code_module("eventkit.eventstore")
     items = session.stored_events().get(order_id) or []
     assert items, f"order {order_id} has no events in the event store"
     state: Any = history.initial_state()
@@ -214,7 +213,7 @@ def read_model_fold(session: SandboxSession, order_id: str) -> tuple[dict[str, A
     return json.loads(json.dumps(state)), int(items[-1]["version"])
 
 
-def assert_read_model_is_fold(session: SandboxSession, order_id: str) -> None:
+def assert_read_model_is_fold(session: OrderSagaSession, order_id: str) -> None:
     """The order's read model row equals the fold of its stored events."""
     row = dict(session.read_model().get(order_id) or {})
     assert row, f"order {order_id} has no read model row"
@@ -224,16 +223,16 @@ def assert_read_model_is_fold(session: SandboxSession, order_id: str) -> None:
     assert row == state
 
 
-def assert_invariants(session: SandboxSession) -> None:
+def assert_invariants(session: OrderSagaSession) -> None:
     report = session.invariants()
     assert report.ok, report.problems
 
 
-def nonempty_dlqs(session: SandboxSession) -> dict[str, int]:
+def nonempty_dlqs(session: OrderSagaSession) -> dict[str, int]:
     return {name: depth for name, depth in session.dlq_depths().items() if depth}
 
 
-def max_receive_count(session: SandboxSession, queue: str) -> int:
+def max_receive_count(session: OrderSagaSession, queue: str) -> int:
     """The maxReceiveCount of a work queue's redrive policy."""
     attributes = session.client("sqs").get_queue_attributes(
         QueueUrl=session.queue_url(queue), AttributeNames=["RedrivePolicy"]

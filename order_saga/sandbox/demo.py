@@ -1,10 +1,10 @@
-"""`python -m sandbox demo`: the whole order saga at work in the sandbox, with a verdict.
+"""`python -m order_saga demo`: the whole order saga at work in the sandbox, with a verdict.
 
-    python -m sandbox demo                              # 15 orders, the dev stack
-    python -m sandbox demo --orders 200 --saga both --fail-rate 0.2 --duplicate-rate 0.3
-    python -m sandbox demo --json                       # one JSON object on stdout
+    python -m order_saga demo                              # 15 orders, the dev stack
+    python -m order_saga demo --orders 200 --saga both --fail-rate 0.2 --duplicate-rate 0.3
+    python -m order_saga demo --json                       # one JSON object on stdout
 
-What it does, with a `SandboxSession` (the program deployed into moto, the handlers run
+What it does, with an `OrderSagaSession` (the program deployed into moto, the handlers run
 with their roles, events delivered with AWS's semantics on a virtual clock):
 
 1. deploys the stack (`--stack`, default dev), with `--saga` as its `sagaMode` and, with
@@ -26,7 +26,7 @@ with their roles, events delivered with AWS's semantics on a virtual clock):
    delivery that every handler must absorb;
 5. runs until quiet and reports: orders completed / cancelled / stuck, events by
    detail-type, invocations by function, DLQ depths, the handlers' AWS calls, and the
-   invariants (`SandboxSession.invariants`, plus `nothing_dead_lettered`: no event or
+   invariants (`OrderSagaSession.invariants`, plus `nothing_dead_lettered`: no event or
    message ended in a DLQ, i.e. every failed delivery was retried to success).
 
 The exit status is 1 when an invariant is false (0 otherwise; 2 for a bad stack or
@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from sandbox.session import FINAL_STATUSES, SandboxSession
+from order_saga.sandbox.session import FINAL_STATUSES, OrderSagaSession
 
 __all__ = ["DemoOptions", "DemoResult", "dead_letter_problem", "main", "plan", "render", "run_demo"]
 
@@ -183,7 +183,7 @@ class Progress:
 
     WIDTH: Final = 30
 
-    def __init__(self, stream: IO[str], total: int, session: SandboxSession) -> None:
+    def __init__(self, stream: IO[str], total: int, session: OrderSagaSession) -> None:
         self.stream = stream
         self.total = max(total, 1)
         self.session = session
@@ -243,7 +243,7 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
             err.flush()
 
     say(f"deploying stack {options.stack} into the sandbox ...")
-    session = SandboxSession(
+    session = OrderSagaSession(
         options.stack,
         config=options.config(),
         duplicate_rate=options.duplicate_rate,
@@ -292,7 +292,7 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
     return result
 
 
-def _collect(session: SandboxSession, options: DemoOptions, refused: Sequence[str]) -> DemoResult:
+def _collect(session: OrderSagaSession, options: DemoOptions, refused: Sequence[str]) -> DemoResult:
     orders = session.orders()
     placed = list(session.placed)
     statuses = Counter(str((orders.get(o) or {}).get("status", "MISSING")) for o in placed)

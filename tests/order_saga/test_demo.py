@@ -1,11 +1,12 @@
-"""`python -m sandbox demo` (`sandbox.demo`): the seeded plan, the options as stack
-config, the progress bar, the report and its exit status, the command line's checks,
-and one real run with `--json` in a subprocess (~25 s: a deploy and six orders)."""
+"""`python -m order_saga demo` (`order_saga.sandbox.demo`): the seeded plan, the options
+as stack config, the progress bar, the report and its exit status, the command line's
+checks, and one real run with `--json` in a subprocess (~25 s: a deploy and six orders)."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -15,9 +16,9 @@ from typing import Any, cast
 
 import pytest
 
-from sandbox import demo
-from sandbox.__main__ import main as cli
-from sandbox.session import SandboxSession
+from order_saga.__main__ import main as cli
+from order_saga.sandbox import demo
+from order_saga.sandbox.session import OrderSagaSession
 
 ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD = 100_000
@@ -121,13 +122,13 @@ class _Terminal(io.StringIO):
         return True
 
 
-def _progress_session(final: int, placed: int, events: int) -> SandboxSession:
+def _progress_session(final: int, placed: int, events: int) -> OrderSagaSession:
     fake = SimpleNamespace(
         outcomes={f"o{k}": "COMPLETED" for k in range(final)},
         placed=[f"o{k}" for k in range(placed)],
         events=Counter({"OrderPlaced": events}),
     )
-    return cast(SandboxSession, fake)
+    return cast(OrderSagaSession, fake)
 
 
 def test_progress_writes_a_final_line_and_redraws_in_place_on_a_terminal() -> None:
@@ -230,8 +231,9 @@ def test_demo_json_prints_one_report_and_exits_0() -> None:
     """A real run: one JSON object on stdout (nothing else), every order final, the
     counts consistent with each other, every invariant true, no progress bar."""
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "demo", "--orders", "6", "--json"],
+        [sys.executable, "-m", "order_saga", "demo", "--orders", "6", "--json"],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": "functions"},
         capture_output=True,
         text=True,
         timeout=300,

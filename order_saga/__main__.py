@@ -1,0 +1,42 @@
+"""`python -m order_saga`: the order-saga application's command line.
+
+demo [--stack dev] ...       deploy into the sandbox, place orders, run the saga, report
+                             and verify (see `order_saga.sandbox.demo`; `demo --help`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from components.config import ConfigError
+from sandbox.stack_files import StackFileError
+
+
+def main(argv: list[str] | None = None) -> int:
+    from order_saga.sandbox import demo
+
+    parser = argparse.ArgumentParser(
+        prog="python -m order_saga",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "demo",
+        help="deploy, place orders through both sagas, report and check the invariants",
+        description=demo.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_arguments(run)
+    parsed = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    try:
+        return demo.main(demo.options_from(parsed))
+    except (ConfigError, StackFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
