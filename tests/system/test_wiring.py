@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from components.event_rule import MAX_TARGETS_PER_RULE
-from components.order_saga import (
+from components.saga import TRANSIENT_LAMBDA_ERRORS
+from order_saga.system import (
     CHOREOGRAPHY_DIGITS,
     CHOREOGRAPHY_RULES,
     ORCHESTRATION_DIGITS,
     PAYMENT_TRANSIENT_ERRORS,
 )
-from components.saga import TRANSIENT_LAMBDA_ERRORS
 from tests.system.conftest import (
     ALARM,
     ALL_OPTIONS,
