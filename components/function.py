@@ -1,6 +1,6 @@
 """A Python Lambda function with its own log group, least-privilege role, tracing and alarms.
 
-`Function` deploys one handler from the `functions/` code root. It owns:
+`Function` deploys one handler from a code folder (`code_dir`). It owns:
 
 - a log group `/aws/lambda/<function name>` with a retention (the function is created
   with an explicit name and logs to that group, so nothing is left to auto-creation
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 Architecture = Literal["arm64", "x86_64"]
 ARCHITECTURES: tuple[str, ...] = ("arm64", "x86_64")
-DEFAULT_CODE_DIR = Path(__file__).resolve().parent.parent / "functions"
 # The retention values CloudWatch Logs accepts (PutRetentionPolicy), in days.
 LOG_RETENTION_DAYS: tuple[int, ...] = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
@@ -129,13 +128,13 @@ class DeadLetterQueueLike(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class FunctionArgs:
-    """Arguments of a `Function`. `handler` and `timeout_seconds` are required.
+    """Arguments of a `Function`. `handler`, `timeout_seconds` and `code_dir` are required.
 
-    - `handler`: "module.path.function" under `code_dir`, e.g. "handlers.place_order.handler".
+    - `handler`: "module.path.function" under `code_dir`, e.g. "handlers.notify.handler".
     - `timeout_seconds`: 1..900, no default: a timeout is a decision about the work.
+    - `code_dir`: the folder deployed as the code asset (the Lambda task root), no
+      default; `tests`, `__pycache__` and `*.pyc` are left out.
     - `memory_mb`: 256 (default), 128..10240 MB.
-    - `code_dir`: the code asset root, default `<repo>/functions`; `tests`, `__pycache__`
-      and `*.pyc` are left out.
     - `architecture`: "arm64" (default) or "x86_64".
     - `runtime`: "python3.12" (default); older runtimes are refused.
     - `environment`: extra variables, merged last over POWERTOOLS_SERVICE_NAME and
@@ -158,8 +157,8 @@ class FunctionArgs:
 
     handler: str
     timeout_seconds: int
+    code_dir: str | Path
     memory_mb: int = 256
-    code_dir: str | Path = DEFAULT_CODE_DIR
     architecture: Architecture = "arm64"
     runtime: str = "python3.12"
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -263,7 +262,7 @@ class FunctionArgs:
         if not _HANDLER.fullmatch(self.handler):
             raise ValueError(
                 f"handler: {self.handler!r} must be 'module.path.function', "
-                "e.g. 'handlers.place_order.handler'"
+                "e.g. 'handlers.notify.handler'"
             )
         code_dir = Path(self.code_dir)
         if not code_dir.is_dir():

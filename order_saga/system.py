@@ -113,7 +113,9 @@ from order_saga.catalogue import (
     CODE_DIR,
     DLQ_PROCESSOR_HANDLER,
     DLQ_PROCESSOR_TIMEOUT_SECONDS,
+    LAYER_CACHE_DIR,
     RELAY_HANDLER,
+    REQUIREMENTS_FILE,
     FunctionSpec,
     function_specs,
 )
@@ -208,9 +210,9 @@ class OrderSagaArgs:
     """Arguments of `OrderSaga`.
 
     config: the stack's validated config.
-    code_dir: the Lambda code root (default `<repo>/functions`).
-    layer: the dependency layer's args (default: `functions/requirements.txt` for the
-        config's lambdaArchitecture, cached under `.build/layers`).
+    code_dir: the Lambda code root (default `catalogue.CODE_DIR`, `<project>/functions`).
+    layer: the dependency layer's args (default: `catalogue.REQUIREMENTS_FILE` for the
+        config's lambdaArchitecture, cached in `catalogue.LAYER_CACHE_DIR`).
     """
 
     config: OrderSagaConfig
@@ -267,7 +269,12 @@ class OrderSaga(pulumi.ComponentResource):
         self._declare_storage()
         self.layer = DependencyLayer(
             f"{name}-deps",
-            args.layer or DependencyLayerArgs(architecture=config.lambda_architecture),
+            args.layer
+            or DependencyLayerArgs(
+                requirements_file=REQUIREMENTS_FILE,
+                architecture=config.lambda_architecture,
+                cache_dir=LAYER_CACHE_DIR,
+            ),
             self._child,
         )
         self._bindings = self._shared_bindings()
