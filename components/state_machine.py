@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import metric_alarm
-from components.function import scoped_name
+from components.function import LOG_RETENTION_DAYS, scoped_name
 from components.iam import Statement, grant_policy, service_role
 
 STATE_TYPES: Final = frozenset(
@@ -29,10 +29,6 @@ STATE_TYPES: Final = frozenset(
 _TERMINAL_TYPES: Final = frozenset({"Succeed", "Fail"})
 MAX_STATE_NAME = 80
 MAX_NAME = 80  # a state machine's name
-# CloudWatch Logs' accepted retention periods, in days.
-LOG_RETENTION_DAYS: Final = frozenset(
-    (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192)
-).union((2557, 2922, 3288, 3653))
 # What AWS documents for vended log delivery from Step Functions: none of these
 # can be scoped to a log group (see ACTIONS_WITHOUT_RESOURCE_SCOPE in iam.py).
 LOG_DELIVERY_ACTIONS: Final = (
@@ -272,7 +268,7 @@ def _validate_args(args: StateMachineArgs) -> None:
     if args.log_level != "OFF" and args.log_retention_days not in LOG_RETENTION_DAYS:
         raise ValueError(
             "StateMachineArgs.log_retention_days must be a CloudWatch Logs retention period "
-            f"({', '.join(map(str, sorted(LOG_RETENTION_DAYS)))}), got {args.log_retention_days}"
+            f"({', '.join(map(str, LOG_RETENTION_DAYS))}), got {args.log_retention_days}"
         )
     if isinstance(args.task_function_arns, str):
         raise ValueError("StateMachineArgs.task_function_arns must be a list of ARNs, not a str")
