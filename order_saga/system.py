@@ -350,6 +350,7 @@ class OrderSaga(pulumi.ComponentResource):
         self.bus = EventBus(
             f"{name}-orders",
             EventBusArgs(
+                description=f"{name}-orders: events of the order saga",
                 archive_retention_days=config.archive_retention_days,
                 schemas=json_schemas(),
                 partner_account_ids=config.partner_account_ids,
