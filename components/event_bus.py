@@ -27,6 +27,7 @@ import pulumi_aws as aws
 
 from components.event_pattern import InvalidEventPatternError, Pattern, validate_pattern
 from components.iam import Condition, Principal, Statement, policy_document
+from components.tags import Tags, check_tags, tag_input
 
 PUT_EVENTS_ACTIONS: Final = ("events:PutEvents",)
 # EventBridge archive retention: a number of days; 0 means "keep forever".
@@ -123,6 +124,7 @@ class EventBusArgs:
       kms:Decrypt (EventBridge guide, "eb-encryption-key-policy"); this component
       cannot grant that.
     - `description`: None (default) = "<name>: events"; the bus's description.
+    - `tags`: None (default); tags of the bus, the registry and each schema.
     """
 
     archive: bool = True
@@ -134,8 +136,10 @@ class EventBusArgs:
     allowed_sources: Sequence[str] = ()
     kms_key_identifier: pulumi.Input[str] | None = None
     description: str | None = None
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("EventBusArgs", self.tags)
         self._check_archive()
         self._check_partners()
         _schema_contents(self.schemas)
@@ -271,6 +275,7 @@ class EventBus(pulumi.ComponentResource):
             f"{name}-bus",
             description=args.description or f"{name}: events",
             kms_key_identifier=args.kms_key_identifier,
+            tags=tag_input(args.tags),
             opts=child,
         )
         self.name = self.bus.name
@@ -309,6 +314,7 @@ class EventBus(pulumi.ComponentResource):
             self.registry = aws.schemas.Registry(
                 f"{name}-schemas",
                 description=f"Contracts of the events on {name}",
+                tags=tag_input(args.tags),
                 opts=child,
             )
             for schema, content in contents.items():
@@ -319,6 +325,7 @@ class EventBus(pulumi.ComponentResource):
                     type=SCHEMA_TYPE,
                     content=content,
                     description=f"Event {schema} on {name}",
+                    tags=tag_input(args.tags),
                     opts=child,
                 )
 

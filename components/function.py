@@ -28,6 +28,7 @@ import pulumi_aws as aws
 from components.alarms import metric_alarm
 from components.iam import Statement, grant_policy, service_role
 from components.queue import DeadLetterQueue, DeadLetterQueueArgs
+from components.tags import Tags, check_tags, tag_input
 
 if TYPE_CHECKING:
     from components.layer import DependencyLayer
@@ -152,6 +153,8 @@ class FunctionArgs:
     - `description`: None (default) = the handler.
     - `alarms`: True (default): Errors >= 1 and Throttles >= 1 per minute.
     - `alarm_actions`: SNS topic ARNs the alarms notify; default none.
+    - `tags`: None (default); tags of the function, its log group, role, alarms and
+      created on-failure queue.
     Tracing is always Active.
     """
 
@@ -173,9 +176,11 @@ class FunctionArgs:
     description: str | None = None
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
     def __post_init__(self) -> None:
         self._validate()
+        check_tags("FunctionArgs", self.tags)
 
     def _validate(self) -> None:  # noqa: PLR0912 (one check per rule reads best)
         if isinstance(self.timeout_seconds, bool) or not isinstance(self.timeout_seconds, int):
@@ -367,6 +372,7 @@ class Function(pulumi.ComponentResource):
             f"{name}-logs",
             name=f"/aws/lambda/{function_name}",
             retention_in_days=args.log_retention_days,
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         log_streams = self.log_group.arn.apply(lambda arn: f"{arn}:*")
@@ -387,6 +393,7 @@ class Function(pulumi.ComponentResource):
             ],
             parent=self,
             description=f"Execution role of the {name} function",
+            tags=args.tags,
         )
         environment: dict[str, pulumi.Input[str]] = {
             "POWERTOOLS_SERVICE_NAME": name,
@@ -415,6 +422,7 @@ class Function(pulumi.ComponentResource):
                 system_log_level="WARN",
             ),
             layers=[args.layer.arn] if args.layer is not None else None,
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group]),
         )
         self.arn = self.function.arn
@@ -442,7 +450,9 @@ class Function(pulumi.ComponentResource):
         if args.async_on_failure is True:
             dlq = DeadLetterQueue(
                 f"{name}-async-dlq",
-                DeadLetterQueueArgs(alarms=args.alarms, alarm_actions=args.alarm_actions),
+                DeadLetterQueueArgs(
+                    alarms=args.alarms, alarm_actions=args.alarm_actions, tags=args.tags
+                ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
         else:
@@ -477,6 +487,7 @@ class Function(pulumi.ComponentResource):
                 alarm_actions=self.args.alarm_actions,
                 description=f"{name}: {what} (>= 1 in a minute)",
                 parent=self,
+                tags=self.args.tags,
             )
         )
 

@@ -31,6 +31,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.function import scoped_name
+from components.tags import Tags, check_tags
 
 Architecture = Literal["arm64", "x86_64"]
 ARCHITECTURES: tuple[str, ...] = ("arm64", "x86_64")
@@ -205,6 +206,8 @@ class DependencyLayerArgs:
     - `python_version`: "3.12" (default); "3.12" or newer.
     - `cache_dir`: where built zips are kept; default `.build/layers` under the
       working directory (the Pulumi project's folder when run by the CLI).
+    - `tags`: None (default); checked and kept for uniformity: a layer version takes
+      no tags.
     """
 
     requirements_file: Path
@@ -212,8 +215,10 @@ class DependencyLayerArgs:
     python_version: str = "3.12"
     cache_dir: Path = DEFAULT_CACHE_DIR
     runner: PipRunner | None = field(default=None, repr=False)
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("DependencyLayerArgs", self.tags)
         _check_architecture(self.architecture)
         _check_python_version(self.python_version)
         if not Path(self.requirements_file).is_file():

@@ -53,6 +53,7 @@ from components.event_source import (
 from components.function import DeadLetterQueueLike, Function, FunctionArgs
 from components.iam import Statement
 from components.table import Table
+from components.tags import Tags, check_tags
 
 # The outbox row layout of eventkit.outbox: key, key prefix and TTL attribute.
 OUTBOX_KEY: Final = "pk"
@@ -105,6 +106,8 @@ class OutboxRelayArgs:
     alarms: the iterator-age alarm and the created queue's alarm (default True; the
         function's own alarms are set in `function`).
     alarm_actions: SNS topic ARNs the alarms notify (default none).
+    tags: passed to the function (under its own `function.tags`) and the stream mapping
+        (default none).
     """
 
     table: Table
@@ -121,6 +124,7 @@ class OutboxRelayArgs:
     iterator_age_alarm_seconds: int = 300
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
 
 class OutboxRelay(pulumi.ComponentResource):
@@ -145,7 +149,9 @@ class OutboxRelay(pulumi.ComponentResource):
         # The handler must publish to this bus and mark rows of this table, whatever
         # the caller's environment says.
         function_args = dataclasses.replace(
-            base, environment={**base.environment, BUS_ENV: args.bus.name, TABLE_ENV: table.name}
+            base,
+            environment={**base.environment, BUS_ENV: args.bus.name, TABLE_ENV: table.name},
+            tags={**(args.tags or {}), **(base.tags or {})} or None,
         )
         super().__init__("order-saga:outbox_relay:OutboxRelay", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -171,6 +177,7 @@ class OutboxRelay(pulumi.ComponentResource):
                 alarms=args.alarms,
                 alarm_actions=args.alarm_actions,
                 iterator_age_alarm_seconds=args.iterator_age_alarm_seconds,
+                tags=args.tags,
             ),
             opts=child,
         )
@@ -184,6 +191,7 @@ class OutboxRelay(pulumi.ComponentResource):
 
 def _validate(args: OutboxRelayArgs) -> DynamoDbStreamSource:
     """Check the args; return the stream source (its own checks name the bad arg)."""
+    check_tags("OutboxRelayArgs", args.tags)
     table = args.table
     if not isinstance(table, Table):
         raise ValueError(f"OutboxRelayArgs.table: expected a Table, got {type(table).__name__}")

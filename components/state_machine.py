@@ -22,6 +22,7 @@ import pulumi_aws as aws
 from components.alarms import metric_alarm
 from components.function import LOG_RETENTION_DAYS, scoped_name
 from components.iam import Statement, grant_policy, service_role
+from components.tags import Tags, check_tags, tag_input
 
 STATE_TYPES: Final = frozenset(
     {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
@@ -82,6 +83,7 @@ class StateMachineArgs:
     alarms: alarm on failed and on timed-out executions, each >= 1 per minute (default
         True).
     alarm_actions: SNS topic ARNs the alarms notify (default none).
+    tags: tags of the state machine, its role, log group and alarms (default none).
     """
 
     definition: Mapping[str, Any]
@@ -94,6 +96,7 @@ class StateMachineArgs:
     tracing: bool = True
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
 
 class StateMachine(pulumi.ComponentResource):
@@ -135,6 +138,7 @@ class StateMachine(pulumi.ComponentResource):
                 name=f"/aws/vendedlogs/states/{physical}",
                 retention_in_days=args.log_retention_days,
                 kms_key_id=args.log_kms_key_arn,
+                tags=tag_input(args.tags),
                 opts=child,
             )
 
@@ -173,6 +177,7 @@ class StateMachine(pulumi.ComponentResource):
             parent=self,
             description=f"Execution role of the {name} state machine",
             source_arn=source_arn,
+            tags=args.tags,
         )
         # The policy is kept as a handle so that the state machine waits for it: AWS
         # refuses a logging configuration the role cannot yet deliver to.
@@ -204,6 +209,7 @@ class StateMachine(pulumi.ComponentResource):
             tracing_configuration=aws.sfn.StateMachineTracingConfigurationArgs(
                 enabled=args.tracing
             ),
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.role_policy] if self.role_policy else []
             ),
@@ -227,6 +233,7 @@ class StateMachine(pulumi.ComponentResource):
                     alarm_actions=args.alarm_actions,
                     description=f"An execution of the {name} state machine {what}",
                     parent=self,
+                    tags=args.tags,
                 )
 
         self.register_outputs(
@@ -250,6 +257,7 @@ class StateMachine(pulumi.ComponentResource):
 
 
 def _validate_args(args: StateMachineArgs) -> None:
+    check_tags("StateMachineArgs", args.tags)
     if args.type not in ("STANDARD", "EXPRESS"):
         raise ValueError(
             f"StateMachineArgs.type must be 'STANDARD' or 'EXPRESS', got {args.type!r}"
