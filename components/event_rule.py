@@ -122,7 +122,7 @@ class InputTransformer:
             if not isinstance(path, str) or not path.startswith("$"):
                 raise ValueError(
                     f"InputTransformer.paths[{key!r}]: {path!r} is not a JSON path; it must "
-                    "start with '$', e.g. '$.detail.orderId'"
+                    "start with '$', e.g. '$.detail.id'"
                 )
             if len(path) > MAX_INPUT_PATH_LENGTH:
                 raise ValueError(
@@ -256,7 +256,7 @@ class KinesisTarget(_Target):
     """Put each event into a Kinesis stream, partitioned by `partition_key_path`.
 
     `partition_key_path`: a JSON path into the event starting with `$.`
-    (e.g. `$.detail.orderId`: an order's events stay in order on one shard).
+    (e.g. `$.detail.accountId`: one account's events stay in order on one shard).
     `kms_key_arn`: the stream's customer-managed key, if any (default None): the role
     then also gets `kms:GenerateDataKey` on it. The role (`{rule}-{target}-role`) is
     allowed `kinesis:PutRecord` on `stream_arn` only.
@@ -274,7 +274,7 @@ class KinesisTarget(_Target):
         if not path.startswith("$.") or len(path) > MAX_INPUT_PATH_LENGTH:
             raise ValueError(
                 f"KinesisTarget.partition_key_path: {path!r} must be a JSON path starting "
-                f"with '$.' (e.g. '$.detail.orderId'), at most {MAX_INPUT_PATH_LENGTH} "
+                f"with '$.' (e.g. '$.detail.id'), at most {MAX_INPUT_PATH_LENGTH} "
                 "characters"
             )
 

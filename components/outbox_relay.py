@@ -12,8 +12,8 @@ it cannot produce the event's *detail*:
 - the row stores `detail` as the event's JSON text, published byte for byte (the
   contracts serialize it; the relay must not re-encode it). A pipe input template
   inserts a string attribute (`<$.dynamodb.NewImage.detail.S>`) as a JSON *string*,
-  so consumers would get `"detail": "{\\"orderId\\": ...}"` and no rule could match on
-  detail fields (e.g. the high-value routing on `detail.amount`);
+  so consumers would get `"detail": "{\\"id\\": ...}"` and no rule could match on
+  detail fields (e.g. a rule on `detail.amount`);
 - storing `detail` as a DynamoDB map instead does not help: the stream carries it in
   DynamoDB's typed JSON (`{"M": {"amount": {"N": "1500"}}}`) and input templates
   cannot strip the type descriptors (numbers would arrive as strings), short of naming

@@ -73,8 +73,8 @@ class StateMachineArgs:
     log_level: "ERROR" (default), "ALL", "FATAL" or "OFF". Logs go to a log group of
         its own, `/aws/vendedlogs/states/<state machine name>`. "OFF" is refused for EXPRESS, whose
         executions leave no history anywhere else.
-    include_execution_data: log states' input and output (default False: orders carry
-        customer data; error events are logged either way).
+    include_execution_data: log states' input and output (default False: inputs may carry
+        personal data; error events are logged either way).
     log_retention_days: how long logs are kept, in days (default 14; a CloudWatch
         retention period: 1, 3, 5, 7, 14, 30, 60, 90, ...).
     log_kms_key_arn: a KMS key to encrypt the log group with (default None: CloudWatch

@@ -442,7 +442,7 @@ def state_table(
     stream: bool | StreamViewType = False,
     **overrides: Any,
 ) -> TableArgs:
-    """A state table (orders, inventory, payments, read models) keyed by `hash_key`.
+    """A state table (entities, read models) keyed by `hash_key`.
 
     `hash_key` is a name (type S) or a KeyAttribute; default "pk". `stream`: False
     (default) = no stream, True = NEW_AND_OLD_IMAGES, or a stream view type.
