@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from order_saga.catalogue import CODE_DIR
+# Self-contained: importing order_saga here would need the code root on the path first.
+CODE_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 
 def import_code_module(name: str, code_dir: Path = CODE_DIR) -> ModuleType:
