@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import Condition, Principal, Statement, key_policy_document, policy_document
+from components.tags import Tags, check_tags, tag_input
 
 Comparison = Literal[
     "GreaterThanOrEqualToThreshold",
@@ -60,6 +61,7 @@ def metric_alarm(
     description: str,
     parent: pulumi.Resource,
     treat_missing_data: TreatMissingData = "notBreaching",
+    tags: Tags = None,
 ) -> aws.cloudwatch.MetricAlarm:
     """One CloudWatch alarm named `name` (the Pulumi logical name), a child of `parent`.
 
@@ -69,7 +71,7 @@ def metric_alarm(
     consecutive periods. `statistic` defaults to Maximum. `alarm_actions` (SNS topic
     ARNs, default none) are notified on ALARM and on OK. Missing data is treated as
     not breaching by default (`treat_missing_data`): depth and age metrics publish
-    nothing while a resource is idle.
+    nothing while a resource is idle. `tags` (default none) are the alarm's tags.
     """
     if comparison not in COMPARISONS:
         raise ValueError(
@@ -115,6 +117,7 @@ def metric_alarm(
         actions_enabled=True,
         alarm_actions=actions,
         ok_actions=actions,
+        tags=tag_input(tags),
         opts=pulumi.ResourceOptions(parent=parent),
     )
 
@@ -130,12 +133,15 @@ class AlertsArgs:
       encrypt messages; else the ID, ARN or alias of your own key, whose policy must
       allow `cloudwatch.amazonaws.com` `kms:GenerateDataKey` and `kms:Decrypt`. The
       AWS-managed `alias/aws/sns` is refused: CloudWatch cannot use it.
+    - `tags`: None (default); tags of the key and the topic.
     """
 
     email: str | None = None
     kms_master_key_id: str | None = None
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("AlertsArgs", self.tags)
         if self.email is not None and not _EMAIL.fullmatch(self.email):
             raise ValueError(
                 f"AlertsArgs.email: {self.email!r} is not an email address; "
@@ -196,6 +202,7 @@ class Alerts(pulumi.ComponentResource):
                     ],
                     account_id=account,
                 ),
+                tags=tag_input(args.tags),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             key_id = self.key.arn
@@ -205,6 +212,7 @@ class Alerts(pulumi.ComponentResource):
         self.topic = aws.sns.Topic(
             f"{name}-topic",
             kms_master_key_id=key_id,
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.topic_arn = self.topic.arn

@@ -4,8 +4,8 @@ The bus is encrypted at rest (an AWS-owned key by default, or your customer-mana
 key), archives what it receives for a finite time so events can be replayed, and
 publishes the contracts of its events to a schema registry (`{name}-schemas`, JSON
 Schema draft 4) so that consumers can discover them and generate code bindings. The
-contracts are given once, as the pydantic models the handlers use (or as ready JSON
-schemas): one source of truth for handlers, tests and the registry.
+contracts are given as data (detail-type -> draft 4 document), produced from the
+same source the handlers validate with.
 
 Other accounts may put events only when they are named (`partner_account_ids`) or
 belong to a named AWS Organization (`organization_id`, a `*` principal pinned by
@@ -19,16 +19,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pulumi
 import pulumi_aws as aws
-from pydantic import BaseModel
 
 from components.event_pattern import InvalidEventPatternError, Pattern, validate_pattern
 from components.iam import Condition, Principal, Statement, policy_document
+from components.tags import Tags, check_tags, tag_input
 
 PUT_EVENTS_ACTIONS: Final = ("events:PutEvents",)
 # EventBridge archive retention: a number of days; 0 means "keep forever".
@@ -41,118 +40,36 @@ MAX_SCHEMA_NAME = 385
 # PutEvents `Source` is at most 256 characters.
 MAX_SOURCE_LENGTH = 256
 SCHEMA_TYPE: Final = "JSONSchemaDraft4"
-DRAFT4: Final = "http://json-schema.org/draft-04/schema#"
 
 _ACCOUNT_ID = re.compile(r"\d{12}")
 _ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}")
 _SCHEMA_NAME_START = re.compile(r"[A-Za-z_.@-]")
 
-ModelTypes = Sequence[type[BaseModel]]
 JsonSchemas = Mapping[str, Mapping[str, Any]]
 
 
 # ------------------------------------------------------------------ schemas
 
 
-def _to_draft4(node: Any) -> Any:
-    """Rewrite the draft 2020-12 keywords pydantic emits into their draft 4 forms."""
-    if isinstance(node, list):
-        return [_to_draft4(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "const":
-            out["enum"] = [value]
-        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
-            # Draft 4: the bound goes in minimum/maximum, the exclusive flag is a boolean.
-            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
-            out[key] = True
-        elif key == "prefixItems":
-            out["items"] = _to_draft4(value)
-        elif key in ("examples", "readOnly", "writeOnly", "deprecated"):
-            continue  # draft 6+ annotations, unknown to draft 4
-        elif key == "$defs":
-            out["definitions"] = _to_draft4(value)
-        else:
-            out[key] = _to_draft4(value)
-    return out
-
-
-def schema_name(model: type[BaseModel]) -> str:
-    """The registry name of a model's schema: its `DETAIL_TYPE`, else its class name."""
-    detail_type = getattr(model, "DETAIL_TYPE", None)
-    return detail_type if isinstance(detail_type, str) else model.__name__
-
-
-def model_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON Schema (draft 4) of the whole EventBridge event whose `detail` is `model`.
-
-    The envelope is what the registry's discovered schemas describe and what code
-    bindings are generated from; `detail-type` is pinned to the model's schema name and
-    `source` to its `SOURCE` class attribute when it has one.
-    """
-    detail = _to_draft4(
-        model.model_json_schema(mode="serialization", ref_template="#/definitions/{model}")
-    )
-    definitions: dict[str, Any] = detail.pop("definitions", {})
-    definitions[model.__name__] = detail
-    name = schema_name(model)
-    source: dict[str, Any] = {"type": "string"}
-    declared = getattr(model, "SOURCE", None)
-    if isinstance(declared, Enum):
-        declared = declared.value
-    if isinstance(declared, str):
-        source["enum"] = [declared]
-    return {
-        "$schema": DRAFT4,
-        "title": name,
-        "description": (model.__doc__ or name).strip().splitlines()[0],
-        "type": "object",
-        "required": ["detail-type", "source", "detail"],
-        "properties": {
-            "version": {"type": "string"},
-            "id": {"type": "string"},
-            "account": {"type": "string"},
-            "region": {"type": "string"},
-            "time": {"type": "string", "format": "date-time"},
-            "resources": {"type": "array", "items": {"type": "string"}},
-            "source": source,
-            "detail-type": {"type": "string", "enum": [name]},
-            "detail": {"$ref": f"#/definitions/{model.__name__}"},
-        },
-        "definitions": definitions,
-    }
-
-
-def _schema_entries(schemas: ModelTypes | JsonSchemas) -> list[tuple[Any, Any]]:
-    """(name, schema dict) pairs, from models or a mapping, in the order given."""
-    entries: list[tuple[Any, Any]] = []
-    if isinstance(schemas, Mapping):
-        for key, value in schemas.items():
-            if not isinstance(value, Mapping):
-                raise ValueError(
-                    f"EventBusArgs.schemas[{key!r}]: a JSON schema must be a dict, got "
-                    f"{type(value).__name__}"
-                )
-            entries.append((key, dict(value)))
-    elif isinstance(schemas, str | bytes):
+def _schema_entries(schemas: Any) -> list[tuple[Any, Mapping[str, Any]]]:
+    """(detail-type, document) pairs in the order given; each document a JSON object."""
+    if not isinstance(schemas, Mapping):
         raise ValueError(
-            "EventBusArgs.schemas: give pydantic model classes or a mapping of "
-            "name -> JSON schema, not a string"
+            "EventBusArgs.schemas: give a mapping of detail-type -> JSON Schema (draft 4) "
+            f"document, got {type(schemas).__name__}"
         )
-    else:
-        for model in schemas:
-            if not (isinstance(model, type) and issubclass(model, BaseModel)):
-                raise ValueError(
-                    f"EventBusArgs.schemas: {model!r} is not a pydantic model class; give "
-                    "model classes or a mapping of name -> JSON schema"
-                )
-            entries.append((schema_name(model), model_schema(model)))
+    entries: list[tuple[Any, Mapping[str, Any]]] = []
+    for key, value in schemas.items():
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"EventBusArgs.schemas[{key!r}]: the schema of {key!r} must be a JSON object "
+                f"(a dict), got {type(value).__name__}"
+            )
+        entries.append((key, value))
     return entries
 
 
-def _schema_contents(schemas: ModelTypes | JsonSchemas) -> dict[str, str]:
+def _schema_contents(schemas: JsonSchemas) -> dict[str, str]:
     """name -> schema JSON, checked; raises ValueError naming the offending schema."""
     contents: dict[str, str] = {}
     for key, schema in _schema_entries(schemas):
@@ -165,11 +82,6 @@ def _schema_contents(schemas: ModelTypes | JsonSchemas) -> dict[str, str]:
             raise ValueError(
                 f"EventBusArgs.schemas: schema name {key!r} must start with a letter, "
                 "'_', '.', '@' or '-'"
-            )
-        if key in contents:
-            raise ValueError(
-                f"EventBusArgs.schemas: two schemas are named {key!r}; each contract needs "
-                "its own name (a model's DETAIL_TYPE, else its class name)"
             )
         try:
             text = json.dumps(schema, sort_keys=True, allow_nan=False)
@@ -196,10 +108,10 @@ class EventBusArgs:
       refused: events carry customer data and an archive must expire.
     - `archive_pattern`: None (default) = archive every event; else an event pattern
       (dict or `Pattern`, validated) choosing what to archive. Needs `archive=True`.
-    - `schemas`: () (default) = no registry; else the event contracts, as pydantic model
-      classes (schema name = the model's `DETAIL_TYPE`, else its class name; content =
-      `model_schema(model)`) or a mapping name -> JSON Schema (draft 4) dict. They go to
-      a registry `{name}-schemas`, one `{name}-schema-<schema name>` each.
+    - `schemas`: {} (default) = no registry; else the event contracts as data, a
+      mapping detail-type -> JSON Schema document in draft 4 (the registry's
+      `JSONSchemaDraft4`), published as given: a registry `{name}-schemas`, one
+      `{name}-schema-<detail-type>` each.
     - `partner_account_ids`: () (default); 12-digit AWS account IDs allowed to
       `events:PutEvents` on this bus.
     - `organization_id`: None (default); an AWS Organization (`o-...`) whose accounts
@@ -211,18 +123,23 @@ class EventBusArgs:
       policy must allow `events.amazonaws.com` kms:DescribeKey, kms:GenerateDataKey and
       kms:Decrypt (EventBridge guide, "eb-encryption-key-policy"); this component
       cannot grant that.
+    - `description`: None (default) = "<name>: events"; the bus's description.
+    - `tags`: None (default); tags of the bus, the registry and each schema.
     """
 
     archive: bool = True
     archive_retention_days: int = 30
     archive_pattern: Mapping[str, Any] | Pattern | None = None
-    schemas: ModelTypes | JsonSchemas = ()
+    schemas: JsonSchemas = field(default_factory=dict)
     partner_account_ids: Sequence[str] = ()
     organization_id: str | None = None
     allowed_sources: Sequence[str] = ()
     kms_key_identifier: pulumi.Input[str] | None = None
+    description: str | None = None
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("EventBusArgs", self.tags)
         self._check_archive()
         self._check_partners()
         _schema_contents(self.schemas)
@@ -356,8 +273,9 @@ class EventBus(pulumi.ComponentResource):
 
         self.bus = aws.cloudwatch.EventBus(
             f"{name}-bus",
-            description=f"{name}: events of the order saga",
+            description=args.description or f"{name}: events",
             kms_key_identifier=args.kms_key_identifier,
+            tags=tag_input(args.tags),
             opts=child,
         )
         self.name = self.bus.name
@@ -396,6 +314,7 @@ class EventBus(pulumi.ComponentResource):
             self.registry = aws.schemas.Registry(
                 f"{name}-schemas",
                 description=f"Contracts of the events on {name}",
+                tags=tag_input(args.tags),
                 opts=child,
             )
             for schema, content in contents.items():
@@ -406,6 +325,7 @@ class EventBus(pulumi.ComponentResource):
                     type=SCHEMA_TYPE,
                     content=content,
                     description=f"Event {schema} on {name}",
+                    tags=tag_input(args.tags),
                     opts=child,
                 )
 

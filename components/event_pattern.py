@@ -240,8 +240,8 @@ def _object(fields: Mapping[str, Any]) -> dict[str, Any]:
 class Pattern:
     """A typed EventBridge event pattern, validated when built.
 
-    `Pattern(source="orders", detail_type="OrderPlaced", detail={"amount": numeric(">=", 1000)})`
-    gives `{"source": ["orders"], "detail-type": ["OrderPlaced"], "detail": {...}}`.
+    `Pattern(source="billing", detail_type="InvoiceIssued", detail={"amount": numeric(">=", 1000)})`
+    gives `{"source": ["billing"], "detail-type": ["InvoiceIssued"], "detail": {...}}`.
     A field's value may be a scalar, a `Matcher`, a list of those, or a mapping of
     nested fields; a keyword left at None is not in the pattern (match JSON null with
     `[None]`). Other top-level fields (and a top-level `any_of`) go in positional

@@ -37,6 +37,7 @@ from components.event_bus import EventBus
 from components.event_pattern import InvalidEventPatternError, Pattern, validate_pattern
 from components.iam import Statement, service_role
 from components.queue import DeadLetterQueue, DeadLetterQueueArgs, Queue, QueueSender
+from components.tags import Tags, check_tags, tag_input
 
 EVENTS_SERVICE: Final = "events.amazonaws.com"
 # EventBridge limits (PutTargets / PutRule API reference, quotas page).
@@ -121,7 +122,7 @@ class InputTransformer:
             if not isinstance(path, str) or not path.startswith("$"):
                 raise ValueError(
                     f"InputTransformer.paths[{key!r}]: {path!r} is not a JSON path; it must "
-                    "start with '$', e.g. '$.detail.orderId'"
+                    "start with '$', e.g. '$.detail.id'"
                 )
             if len(path) > MAX_INPUT_PATH_LENGTH:
                 raise ValueError(
@@ -255,7 +256,7 @@ class KinesisTarget(_Target):
     """Put each event into a Kinesis stream, partitioned by `partition_key_path`.
 
     `partition_key_path`: a JSON path into the event starting with `$.`
-    (e.g. `$.detail.orderId`: an order's events stay in order on one shard).
+    (e.g. `$.detail.accountId`: one account's events stay in order on one shard).
     `kms_key_arn`: the stream's customer-managed key, if any (default None): the role
     then also gets `kms:GenerateDataKey` on it. The role (`{rule}-{target}-role`) is
     allowed `kinesis:PutRecord` on `stream_arn` only.
@@ -273,7 +274,7 @@ class KinesisTarget(_Target):
         if not path.startswith("$.") or len(path) > MAX_INPUT_PATH_LENGTH:
             raise ValueError(
                 f"KinesisTarget.partition_key_path: {path!r} must be a JSON path starting "
-                f"with '$.' (e.g. '$.detail.orderId'), at most {MAX_INPUT_PATH_LENGTH} "
+                f"with '$.' (e.g. '$.detail.id'), at most {MAX_INPUT_PATH_LENGTH} "
                 "characters"
             )
 
@@ -322,6 +323,8 @@ class EventRuleArgs:
     - `alarms`: True (default): an alarm on events this rule failed to put in a DLQ
       (`{name}-dlq-failure-alarm`) and the alarm of each DLQ it creates.
       `alarm_actions`: SNS topic ARNs to notify (default none).
+    - `tags`: None (default); tags of the rule, its alarm and the DLQs and roles its
+      targets create.
     """
 
     bus: EventBus | pulumi.Input[str]
@@ -330,8 +333,10 @@ class EventRuleArgs:
     enabled: bool = True
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("EventRuleArgs", self.tags)
         if self.description is not None and len(self.description) > MAX_DESCRIPTION_LENGTH:
             raise ValueError(
                 f"EventRuleArgs.description: {len(self.description)} characters; at most "
@@ -395,6 +400,7 @@ class EventRule(pulumi.ComponentResource):
         self._component_name = name
         self._alarms = args.alarms
         self._alarm_actions = tuple(args.alarm_actions)
+        self._tags = args.tags
         self.pattern = pattern
         self.bus_name = args.bus.name if isinstance(args.bus, EventBus) else args.bus
         self.targets = {}
@@ -409,6 +415,7 @@ class EventRule(pulumi.ComponentResource):
             event_pattern=json.dumps(pattern, separators=(",", ":")),
             description=args.description,
             state="ENABLED" if args.enabled else "DISABLED",
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.arn = self.rule.arn
@@ -434,6 +441,7 @@ class EventRule(pulumi.ComponentResource):
                     "those events are lost (check the DLQ's policy, key and existence)"
                 ),
                 parent=self,
+                tags=args.tags,
             )
 
         self.register_outputs({"arn": self.arn, "name": self.name})
@@ -482,6 +490,7 @@ class EventRule(pulumi.ComponentResource):
                 senders=[self.as_sender()],
                 alarms=self._alarms,
                 alarm_actions=self._alarm_actions,
+                tags=self._tags,
             ),
             opts=child,
         )
@@ -513,6 +522,7 @@ class EventRule(pulumi.ComponentResource):
                 statements=statements,
                 parent=self,
                 description=f"EventBridge rule {rule}: {what}",
+                tags=self._tags,
             )
             self.roles[target_name] = role
             settings["role_arn"] = role.arn

@@ -29,6 +29,7 @@ from components.function import DeadLetterQueueLike
 from components.iam import Statement, grant_policy
 from components.queue import DeadLetterQueue, DeadLetterQueueArgs
 from components.table import STREAM_READ_ACTIONS
+from components.tags import Tags, check_tags, tag_input
 
 StartingPosition = Literal["TRIM_HORIZON", "LATEST"]
 STARTING_POSITIONS: tuple[str, ...] = ("TRIM_HORIZON", "LATEST")
@@ -326,6 +327,8 @@ class EventSourceMappingArgs:
       function is `iterator_age_alarm_seconds`, default 300 s, behind the stream; a
       Kinesis Stream has its own lag alarm), and the alarm of a created on-failure queue.
     - `alarm_actions`: SNS topic ARNs the alarms notify; default none.
+    - `tags`: None (default); tags of the mapping, its alarm and a created on-failure
+      queue.
     """
 
     function: ConsumerLike
@@ -334,8 +337,10 @@ class EventSourceMappingArgs:
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
     iterator_age_alarm_seconds: int = 300
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("EventSourceMappingArgs", self.tags)
         if not isinstance(self.source, SqsSource | DynamoDbStreamSource | KinesisSource):
             raise ValueError(
                 f"source: {type(self.source).__name__} is not a source; use SqsSource, "
@@ -445,6 +450,7 @@ class EventSourceMapping(pulumi.ComponentResource):
             f"{name}-mapping",
             **common,
             **extra,
+            tags=tag_input(args.tags),
             # Lambda checks the role can read the source when the mapping is created.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy]),
         )
@@ -465,6 +471,7 @@ class EventSourceMapping(pulumi.ComponentResource):
                         f">= {args.iterator_age_alarm_seconds}s behind its stream"
                     ),
                     parent=self,
+                    tags=args.tags,
                 )
             )
         self.register_outputs({"uuid": self.mapping.uuid})
@@ -472,6 +479,10 @@ class EventSourceMapping(pulumi.ComponentResource):
     def _failure_queue(self, name: str) -> DeadLetterQueueLike:
         return DeadLetterQueue(
             f"{name}-failures",
-            DeadLetterQueueArgs(alarms=self.args.alarms, alarm_actions=self.args.alarm_actions),
+            DeadLetterQueueArgs(
+                alarms=self.args.alarms,
+                alarm_actions=self.args.alarm_actions,
+                tags=self.args.tags,
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )

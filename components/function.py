@@ -1,6 +1,6 @@
 """A Python Lambda function with its own log group, least-privilege role, tracing and alarms.
 
-`Function` deploys one handler from the `functions/` code root. It owns:
+`Function` deploys one handler from a code folder (`code_dir`). It owns:
 
 - a log group `/aws/lambda/<function name>` with a retention (the function is created
   with an explicit name and logs to that group, so nothing is left to auto-creation
@@ -28,13 +28,13 @@ import pulumi_aws as aws
 from components.alarms import metric_alarm
 from components.iam import Statement, grant_policy, service_role
 from components.queue import DeadLetterQueue, DeadLetterQueueArgs
+from components.tags import Tags, check_tags, tag_input
 
 if TYPE_CHECKING:
     from components.layer import DependencyLayer
 
 Architecture = Literal["arm64", "x86_64"]
 ARCHITECTURES: tuple[str, ...] = ("arm64", "x86_64")
-DEFAULT_CODE_DIR = Path(__file__).resolve().parent.parent / "functions"
 # The retention values CloudWatch Logs accepts (PutRetentionPolicy), in days.
 LOG_RETENTION_DAYS: tuple[int, ...] = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
@@ -129,13 +129,13 @@ class DeadLetterQueueLike(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class FunctionArgs:
-    """Arguments of a `Function`. `handler` and `timeout_seconds` are required.
+    """Arguments of a `Function`. `handler`, `timeout_seconds` and `code_dir` are required.
 
-    - `handler`: "module.path.function" under `code_dir`, e.g. "handlers.place_order.handler".
+    - `handler`: "module.path.function" under `code_dir`, e.g. "handlers.notify.handler".
     - `timeout_seconds`: 1..900, no default: a timeout is a decision about the work.
+    - `code_dir`: the folder deployed as the code asset (the Lambda task root), no
+      default; `tests`, `__pycache__` and `*.pyc` are left out.
     - `memory_mb`: 256 (default), 128..10240 MB.
-    - `code_dir`: the code asset root, default `<repo>/functions`; `tests`, `__pycache__`
-      and `*.pyc` are left out.
     - `architecture`: "arm64" (default) or "x86_64".
     - `runtime`: "python3.12" (default); older runtimes are refused.
     - `environment`: extra variables, merged last over POWERTOOLS_SERVICE_NAME and
@@ -153,13 +153,15 @@ class FunctionArgs:
     - `description`: None (default) = the handler.
     - `alarms`: True (default): Errors >= 1 and Throttles >= 1 per minute.
     - `alarm_actions`: SNS topic ARNs the alarms notify; default none.
+    - `tags`: None (default); tags of the function, its log group, role, alarms and
+      created on-failure queue.
     Tracing is always Active.
     """
 
     handler: str
     timeout_seconds: int
+    code_dir: str | Path
     memory_mb: int = 256
-    code_dir: str | Path = DEFAULT_CODE_DIR
     architecture: Architecture = "arm64"
     runtime: str = "python3.12"
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -174,9 +176,11 @@ class FunctionArgs:
     description: str | None = None
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
     def __post_init__(self) -> None:
         self._validate()
+        check_tags("FunctionArgs", self.tags)
 
     def _validate(self) -> None:  # noqa: PLR0912 (one check per rule reads best)
         if isinstance(self.timeout_seconds, bool) or not isinstance(self.timeout_seconds, int):
@@ -263,7 +267,7 @@ class FunctionArgs:
         if not _HANDLER.fullmatch(self.handler):
             raise ValueError(
                 f"handler: {self.handler!r} must be 'module.path.function', "
-                "e.g. 'handlers.place_order.handler'"
+                "e.g. 'handlers.notify.handler'"
             )
         code_dir = Path(self.code_dir)
         if not code_dir.is_dir():
@@ -368,6 +372,7 @@ class Function(pulumi.ComponentResource):
             f"{name}-logs",
             name=f"/aws/lambda/{function_name}",
             retention_in_days=args.log_retention_days,
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         log_streams = self.log_group.arn.apply(lambda arn: f"{arn}:*")
@@ -388,6 +393,7 @@ class Function(pulumi.ComponentResource):
             ],
             parent=self,
             description=f"Execution role of the {name} function",
+            tags=args.tags,
         )
         environment: dict[str, pulumi.Input[str]] = {
             "POWERTOOLS_SERVICE_NAME": name,
@@ -416,6 +422,7 @@ class Function(pulumi.ComponentResource):
                 system_log_level="WARN",
             ),
             layers=[args.layer.arn] if args.layer is not None else None,
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group]),
         )
         self.arn = self.function.arn
@@ -443,7 +450,9 @@ class Function(pulumi.ComponentResource):
         if args.async_on_failure is True:
             dlq = DeadLetterQueue(
                 f"{name}-async-dlq",
-                DeadLetterQueueArgs(alarms=args.alarms, alarm_actions=args.alarm_actions),
+                DeadLetterQueueArgs(
+                    alarms=args.alarms, alarm_actions=args.alarm_actions, tags=args.tags
+                ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
         else:
@@ -478,6 +487,7 @@ class Function(pulumi.ComponentResource):
                 alarm_actions=self.args.alarm_actions,
                 description=f"{name}: {what} (>= 1 in a minute)",
                 parent=self,
+                tags=self.args.tags,
             )
         )
 

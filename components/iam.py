@@ -18,6 +18,8 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 
+from components.tags import Tags, tag_input
+
 # Actions that AWS does not let you scope to a resource: the only ones allowed on "*".
 ACTIONS_WITHOUT_RESOURCE_SCOPE = frozenset(
     {
@@ -285,8 +287,10 @@ def service_role(
     parent: pulumi.Resource,
     description: str,
     source_arn: pulumi.Input[str] | None = None,
+    tags: Tags = None,
 ) -> aws.iam.Role:
-    """A role that only `service` can assume, with exactly `statements` inline.
+    """A role that only `service` can assume, with exactly `statements` inline, tagged
+    with `tags` (default none).
 
     The inline policy is a separate child (`{name}-policy`) so that grants added later
     (`grant_policy`) are further children, never edits of one growing document.
@@ -298,6 +302,7 @@ def service_role(
         assume_role_policy=service_assume_role_policy(
             service, source_account=account, source_arn=source_arn
         ),
+        tags=tag_input(tags),
         opts=pulumi.ResourceOptions(parent=parent),
     )
     if statements:

@@ -3,7 +3,7 @@
 `build_layer` runs pip for the target platform (manylinux wheels for the function's
 architecture and Python version, binary only, so nothing compiles for the build
 machine by accident) and zips the result under `python/`, the path Lambda adds to
-`sys.path`. The zip is cached under `.build/layers/<sha256>/layer.zip`, keyed by the
+`sys.path`. The zip is cached under `<cache_dir>/<sha256>/layer.zip`, keyed by the
 requirements file's bytes, the architecture and the Python version, so repeated
 previews do not rebuild. A build happens in a temporary directory that is renamed into
 place only when complete: a crash never leaves a half-built cache entry.
@@ -31,12 +31,12 @@ import pulumi
 import pulumi_aws as aws
 
 from components.function import scoped_name
+from components.tags import Tags, check_tags
 
 Architecture = Literal["arm64", "x86_64"]
 ARCHITECTURES: tuple[str, ...] = ("arm64", "x86_64")
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REQUIREMENTS = REPO_ROOT / "functions" / "requirements.txt"
-DEFAULT_CACHE_DIR = REPO_ROOT / ".build" / "layers"
+# Relative: under the directory the program runs in (a Pulumi project's own folder).
+DEFAULT_CACHE_DIR = Path(".build") / "layers"
 # Bump when the build recipe changes, so old cache entries are not reused.
 BUILD_RECIPE = "1"
 # Lambda's limit for a layer uploaded directly (not through S3): 50 MB zipped.
@@ -201,19 +201,24 @@ def build_layer(
 class DependencyLayerArgs:
     """Arguments of a `DependencyLayer`.
 
-    - `requirements_file`: default `functions/requirements.txt`.
+    - `requirements_file`: the pip requirements file of the layer, no default.
     - `architecture`: "arm64" (default) or "x86_64"; must match the functions using it.
     - `python_version`: "3.12" (default); "3.12" or newer.
-    - `cache_dir`: where built zips are kept; default `<repo>/.build/layers` (gitignored).
+    - `cache_dir`: where built zips are kept; default `.build/layers` under the
+      working directory (the Pulumi project's folder when run by the CLI).
+    - `tags`: None (default); checked and kept for uniformity: a layer version takes
+      no tags.
     """
 
-    requirements_file: Path = DEFAULT_REQUIREMENTS
+    requirements_file: Path
     architecture: Architecture = "arm64"
     python_version: str = "3.12"
     cache_dir: Path = DEFAULT_CACHE_DIR
     runner: PipRunner | None = field(default=None, repr=False)
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("DependencyLayerArgs", self.tags)
         _check_architecture(self.architecture)
         _check_python_version(self.python_version)
         if not Path(self.requirements_file).is_file():
@@ -239,10 +244,9 @@ class DependencyLayer(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        args: DependencyLayerArgs | None = None,
+        args: DependencyLayerArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        args = args or DependencyLayerArgs()
         super().__init__("order-saga:layer:DependencyLayer", name, None, opts)
         self.architecture: str = args.architecture
         self.python_version: str = args.python_version

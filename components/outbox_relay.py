@@ -12,8 +12,8 @@ it cannot produce the event's *detail*:
 - the row stores `detail` as the event's JSON text, published byte for byte (the
   contracts serialize it; the relay must not re-encode it). A pipe input template
   inserts a string attribute (`<$.dynamodb.NewImage.detail.S>`) as a JSON *string*,
-  so consumers would get `"detail": "{\\"orderId\\": ...}"` and no rule could match on
-  detail fields (e.g. the high-value routing on `detail.amount`);
+  so consumers would get `"detail": "{\\"id\\": ...}"` and no rule could match on
+  detail fields (e.g. a rule on `detail.amount`);
 - storing `detail` as a DynamoDB map instead does not help: the stream carries it in
   DynamoDB's typed JSON (`{"M": {"amount": {"N": "1500"}}}`) and input templates
   cannot strip the type descriptors (numbers would arrive as strings), short of naming
@@ -30,7 +30,7 @@ queue with an alarm. For stream sources that queue receives a pointer to the fai
 records (shard and sequence numbers), not the rows; the rows stay in the table with
 `published = false`, which is what a redrive republishes from.
 
-The handler contract (`handler`, default `handlers.outbox_relay.handler`): it reads
+The handler contract (`function.handler`, the caller's own module): it reads
 `EVENT_BUS_NAME` and `OUTBOX_TABLE` from its environment (set here), calls
 `eventkit.outbox.relay(event["Records"], ...)` and returns `.batch_response()`.
 """
@@ -53,9 +53,8 @@ from components.event_source import (
 from components.function import DeadLetterQueueLike, Function, FunctionArgs
 from components.iam import Statement
 from components.table import Table
+from components.tags import Tags, check_tags
 
-DEFAULT_HANDLER: Final = "handlers.outbox_relay.handler"
-DEFAULT_TIMEOUT_SECONDS: Final = 60
 # The outbox row layout of eventkit.outbox: key, key prefix and TTL attribute.
 OUTBOX_KEY: Final = "pk"
 OUTBOX_KEY_PREFIX: Final = "outbox#"
@@ -86,9 +85,9 @@ class OutboxRelayArgs:
     table: the outbox Table (`table.outbox_table()`): key `pk` alone, a NEW_IMAGE (or
         NEW_AND_OLD_IMAGES) stream, TTL on `expiresAt`.
     bus: the EventBus the rows are published to.
-    function: the relay's FunctionArgs (default None: handler
-        `handlers.outbox_relay.handler`, 60 s timeout, the Function defaults);
-        EVENT_BUS_NAME and OUTBOX_TABLE are always set to `bus` and `table`.
+    function: the relay's FunctionArgs (required: its handler, code folder and limits;
+        60 s is a good timeout); EVENT_BUS_NAME and OUTBOX_TABLE are always set to
+        `bus` and `table`.
     starting_position: "TRIM_HORIZON" (default: rows written before the mapping existed
         are relayed too) or "LATEST".
     batch_size: stream records per invocation (default 100, 1..10000).
@@ -104,14 +103,16 @@ class OutboxRelayArgs:
         age (default None: a `<name>-stream-failures` DeadLetterQueue with its alarm).
     iterator_age_alarm_seconds: alarm when the oldest unrelayed row is this old, in
         seconds (default 300).
-    alarms: the function's alarms (Errors, Throttles), the iterator-age alarm and the
-        created queue's alarm (default True).
+    alarms: the iterator-age alarm and the created queue's alarm (default True; the
+        function's own alarms are set in `function`).
     alarm_actions: SNS topic ARNs the alarms notify (default none).
+    tags: passed to the function (under its own `function.tags`) and the stream mapping
+        (default none).
     """
 
     table: Table
     bus: EventBusLike
-    function: FunctionArgs | None = None
+    function: FunctionArgs
     starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     batch_size: int = 100
     maximum_batching_window_seconds: int = 0
@@ -123,6 +124,7 @@ class OutboxRelayArgs:
     iterator_age_alarm_seconds: int = 300
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
 
 class OutboxRelay(pulumi.ComponentResource):
@@ -143,16 +145,13 @@ class OutboxRelay(pulumi.ComponentResource):
     ) -> None:
         source = _validate(args)
         table = args.table
-        base = args.function or FunctionArgs(
-            handler=DEFAULT_HANDLER,
-            timeout_seconds=DEFAULT_TIMEOUT_SECONDS,
-            alarms=args.alarms,
-            alarm_actions=args.alarm_actions,
-        )
+        base = args.function
         # The handler must publish to this bus and mark rows of this table, whatever
         # the caller's environment says.
         function_args = dataclasses.replace(
-            base, environment={**base.environment, BUS_ENV: args.bus.name, TABLE_ENV: table.name}
+            base,
+            environment={**base.environment, BUS_ENV: args.bus.name, TABLE_ENV: table.name},
+            tags={**(args.tags or {}), **(base.tags or {})} or None,
         )
         super().__init__("order-saga:outbox_relay:OutboxRelay", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -178,6 +177,7 @@ class OutboxRelay(pulumi.ComponentResource):
                 alarms=args.alarms,
                 alarm_actions=args.alarm_actions,
                 iterator_age_alarm_seconds=args.iterator_age_alarm_seconds,
+                tags=args.tags,
             ),
             opts=child,
         )
@@ -191,6 +191,7 @@ class OutboxRelay(pulumi.ComponentResource):
 
 def _validate(args: OutboxRelayArgs) -> DynamoDbStreamSource:
     """Check the args; return the stream source (its own checks name the bad arg)."""
+    check_tags("OutboxRelayArgs", args.tags)
     table = args.table
     if not isinstance(table, Table):
         raise ValueError(f"OutboxRelayArgs.table: expected a Table, got {type(table).__name__}")
@@ -216,10 +217,9 @@ def _validate(args: OutboxRelayArgs) -> DynamoDbStreamSource:
             "OutboxRelayArgs.iterator_age_alarm_seconds: "
             f"{args.iterator_age_alarm_seconds!r} is outside 1..{MAX_RECORD_AGE_SECONDS} seconds"
         )
-    if args.function is not None and not isinstance(args.function, FunctionArgs):
+    if not isinstance(args.function, FunctionArgs):
         raise ValueError(
-            "OutboxRelayArgs.function: expected FunctionArgs or None, "
-            f"got {type(args.function).__name__}"
+            f"OutboxRelayArgs.function: expected FunctionArgs, got {type(args.function).__name__}"
         )
     try:
         return DynamoDbStreamSource(

@@ -32,6 +32,7 @@ import pulumi_aws as aws
 
 from components.alarms import metric_alarm
 from components.iam import Condition, Principal, Statement, policy_document
+from components.tags import Tags, check_tags, tag_input
 
 # SQS quotas (seconds unless named otherwise).
 MIN_RETENTION_SECONDS = 60
@@ -179,6 +180,7 @@ class DeadLetterQueueArgs:
     - `kms_master_key_id`: None (default) = SSE-SQS; else a KMS key ARN (see module doc).
     - `alarm_threshold`: 1 (default) = alarm as soon as one message is visible.
     - `alarms`: True (default); `alarm_actions`: SNS topic ARNs to notify (default none).
+    - `tags`: None (default); passed to every taggable child and child component.
     """
 
     fifo: bool = False
@@ -188,8 +190,10 @@ class DeadLetterQueueArgs:
     alarm_threshold: int = 1
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("DeadLetterQueueArgs", self.tags)
         _check_seconds(
             "DeadLetterQueueArgs",
             "retention_seconds",
@@ -244,6 +248,7 @@ class DeadLetterQueue(pulumi.ComponentResource):
             # Long polling for whoever inspects or drains it (redrive tools, processors).
             receive_wait_time_seconds=MAX_RECEIVE_WAIT_SECONDS,
             **_encryption(args.kms_master_key_id),
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.arn = self.queue.arn
@@ -271,6 +276,7 @@ class DeadLetterQueue(pulumi.ComponentResource):
                     "something failed to process them"
                 ),
                 parent=self,
+                tags=args.tags,
             )
 
         self.register_outputs({"arn": self.arn, "url": self.url, "name": self.name})
@@ -306,6 +312,7 @@ class QueueArgs:
       retention period old (time left to act before messages expire unprocessed);
       else that age in seconds (60 .. retention - 1).
     - `alarms`: True (default); `alarm_actions`: SNS topic ARNs to notify (default none).
+    - `tags`: None (default); passed to every taggable child and child component.
     """
 
     visibility_timeout_seconds: int
@@ -322,9 +329,11 @@ class QueueArgs:
     age_alarm_seconds: int | None = None
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
     def __post_init__(self) -> None:
         owner = "QueueArgs"
+        check_tags(owner, self.tags)
         _check_seconds(
             owner,
             "visibility_timeout_seconds",
@@ -437,6 +446,7 @@ class Queue(pulumi.ComponentResource):
                 kms_master_key_id=args.kms_master_key_id,
                 alarms=args.alarms,
                 alarm_actions=args.alarm_actions,
+                tags=args.tags,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -465,6 +475,7 @@ class Queue(pulumi.ComponentResource):
             ),
             **fifo_settings,
             **_encryption(args.kms_master_key_id),
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.arn = self.queue.arn
@@ -508,6 +519,7 @@ class Queue(pulumi.ComponentResource):
                     f"or too slow, and messages expire after {args.message_retention_seconds} s"
                 ),
                 parent=self,
+                tags=args.tags,
             )
 
         self.register_outputs(

@@ -8,9 +8,9 @@ interpreter) without a deployment.
 A saga (`saga_definition`) runs its steps in order. Each step is a Lambda task that
 retries only *transient* errors with capped exponential backoff and full jitter: the
 Lambda service's own faults and throttling (`TRANSIENT_LAMBDA_ERRORS`), plus the
-handler's own transient errors named in `SagaStep.transient_errors` (e.g. a payment
+handler's own transient errors named in `SagaStep.transient_errors` (e.g. a
 provider that did not answer, an optimistic-concurrency conflict). A business failure
-(the handler raising e.g. `PaymentDeclined`) is never retried: retrying cannot change a
+(the handler raising e.g. `BookingRejected`) is never retried: retrying cannot change a
 decision, it only repeats it. Any error left after the retries is caught (`$.error`)
 and runs the compensations, in reverse order, then ends in a Fail state with Error
 `SagaFailed`.
@@ -24,12 +24,12 @@ compensation can undo that; compensations must therefore be idempotent and accep
 `compensate_own_failure=False` a failed step is trusted to have done nothing and only
 the earlier steps are undone (except after `States.Timeout`, see below).
 
-The states of a saga with steps reserve, pay, ship (reserve and pay with compensations):
+The states of a saga with steps flight, hotel, car (flight and hotel with compensations):
 
-    reserve -> pay -> ship -> SagaSucceeded
-    error in reserve:  CompensateReserve -> Compensated
-    error in pay:      CompensatePay -> CompensateReserve -> Compensated
-    error in ship:     CompensatePay -> CompensateReserve -> Compensated
+    flight -> hotel -> car -> SagaSucceeded
+    error in flight:  CompensateFlight -> Compensated
+    error in hotel:   CompensateHotel -> CompensateFlight -> Compensated
+    error in car:     CompensateHotel -> CompensateFlight -> Compensated
     Compensated (a Choice): CompensationFailed if a compensation gave up, else SagaFailed
 
 One compensation chain is shared: a failing step enters it at its own compensation (or,
@@ -205,7 +205,7 @@ class SagaStep:
     retry: the step's retrier (default `RetryPolicy()`: transient Lambda errors, 3
         retries from 1 s, backoff 2.0, capped at 30 s, full jitter).
     transient_errors: error names the step's HANDLER raises for a transient condition
-        (its exception class names, e.g. "PaymentProviderUnavailable",
+        (its exception class names, e.g. "ProviderUnavailable",
         "ConcurrentUpdateError"); default none. They are added to `retry`'s errors, so
         the step retries them with the same backoff; anything else the handler raises
         is a business failure and is not retried. `States.*` names are refused here
@@ -242,7 +242,7 @@ class SagaStep:
         if self.result_path == "$":
             raise ValueError(
                 f"SagaStep {self.name!r}: result_path '$' would replace the saga's state "
-                "(the order and earlier results); use a path like '$.results.<name>'"
+                "(its input and earlier results); use a path like '$.results.<name>'"
             )
         _check_lambda_arn(f"SagaStep {self.name!r}: task", self.task)
         if self.compensation is not None:
@@ -314,7 +314,7 @@ def saga_definition(
         is used as is, e.g. to keep handler messages out of the execution's status.
     on_failure: None (default) or a Lambda ARN run once the compensations are done,
         before the execution fails (state `RecordFailure`, result at `$.outcome`): it
-        records the saga's final state (e.g. `handlers.saga_progress.record_outcome`).
+        records the saga's final state (e.g. a function that stores the outcome).
     on_success: None (default) or a Lambda ARN run after the last step (state
         `RecordSuccess`, result at `$.outcome`).
     hook_retry: the hooks' retrier (default `COMPENSATION_RETRY`: every error, 5 retries;
@@ -563,10 +563,10 @@ def parallel_checks(
 ) -> dict[str, Any]:
     """The ASL definition of a fork/join: one Parallel state, then an aggregate task.
 
-    branches: branch name -> Lambda ARN, e.g. {"inventory": ..., "credit": ...}. Each
+    branches: branch name -> Lambda ARN, e.g. {"address": ..., "credit": ...}. Each
         branch gets the state input; the Parallel state gathers their results into
         one object keyed by branch name at `result_path` (default `$.checks`), so the
-        aggregate reads `$.checks.inventory` rather than positions in an array.
+        aggregate reads `$.checks.address` rather than positions in an array.
     aggregate: the Lambda ARN that combines them; its result goes to
         `aggregate_result_path` (default `$`: it becomes the execution's output).
     name / aggregate_name: the state names (defaults "Checks", "Aggregate").

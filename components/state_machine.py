@@ -20,8 +20,9 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import metric_alarm
-from components.function import scoped_name
+from components.function import LOG_RETENTION_DAYS, scoped_name
 from components.iam import Statement, grant_policy, service_role
+from components.tags import Tags, check_tags, tag_input
 
 STATE_TYPES: Final = frozenset(
     {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
@@ -29,10 +30,6 @@ STATE_TYPES: Final = frozenset(
 _TERMINAL_TYPES: Final = frozenset({"Succeed", "Fail"})
 MAX_STATE_NAME = 80
 MAX_NAME = 80  # a state machine's name
-# CloudWatch Logs' accepted retention periods, in days.
-LOG_RETENTION_DAYS: Final = frozenset(
-    (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192)
-).union((2557, 2922, 3288, 3653))
 # What AWS documents for vended log delivery from Step Functions: none of these
 # can be scoped to a log group (see ACTIONS_WITHOUT_RESOURCE_SCOPE in iam.py).
 LOG_DELIVERY_ACTIONS: Final = (
@@ -76,8 +73,8 @@ class StateMachineArgs:
     log_level: "ERROR" (default), "ALL", "FATAL" or "OFF". Logs go to a log group of
         its own, `/aws/vendedlogs/states/<state machine name>`. "OFF" is refused for EXPRESS, whose
         executions leave no history anywhere else.
-    include_execution_data: log states' input and output (default False: orders carry
-        customer data; error events are logged either way).
+    include_execution_data: log states' input and output (default False: inputs may carry
+        personal data; error events are logged either way).
     log_retention_days: how long logs are kept, in days (default 14; a CloudWatch
         retention period: 1, 3, 5, 7, 14, 30, 60, 90, ...).
     log_kms_key_arn: a KMS key to encrypt the log group with (default None: CloudWatch
@@ -86,6 +83,7 @@ class StateMachineArgs:
     alarms: alarm on failed and on timed-out executions, each >= 1 per minute (default
         True).
     alarm_actions: SNS topic ARNs the alarms notify (default none).
+    tags: tags of the state machine, its role, log group and alarms (default none).
     """
 
     definition: Mapping[str, Any]
@@ -98,6 +96,7 @@ class StateMachineArgs:
     tracing: bool = True
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
 
 class StateMachine(pulumi.ComponentResource):
@@ -139,6 +138,7 @@ class StateMachine(pulumi.ComponentResource):
                 name=f"/aws/vendedlogs/states/{physical}",
                 retention_in_days=args.log_retention_days,
                 kms_key_id=args.log_kms_key_arn,
+                tags=tag_input(args.tags),
                 opts=child,
             )
 
@@ -177,6 +177,7 @@ class StateMachine(pulumi.ComponentResource):
             parent=self,
             description=f"Execution role of the {name} state machine",
             source_arn=source_arn,
+            tags=args.tags,
         )
         # The policy is kept as a handle so that the state machine waits for it: AWS
         # refuses a logging configuration the role cannot yet deliver to.
@@ -208,6 +209,7 @@ class StateMachine(pulumi.ComponentResource):
             tracing_configuration=aws.sfn.StateMachineTracingConfigurationArgs(
                 enabled=args.tracing
             ),
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.role_policy] if self.role_policy else []
             ),
@@ -231,6 +233,7 @@ class StateMachine(pulumi.ComponentResource):
                     alarm_actions=args.alarm_actions,
                     description=f"An execution of the {name} state machine {what}",
                     parent=self,
+                    tags=args.tags,
                 )
 
         self.register_outputs(
@@ -254,6 +257,7 @@ class StateMachine(pulumi.ComponentResource):
 
 
 def _validate_args(args: StateMachineArgs) -> None:
+    check_tags("StateMachineArgs", args.tags)
     if args.type not in ("STANDARD", "EXPRESS"):
         raise ValueError(
             f"StateMachineArgs.type must be 'STANDARD' or 'EXPRESS', got {args.type!r}"
@@ -272,7 +276,7 @@ def _validate_args(args: StateMachineArgs) -> None:
     if args.log_level != "OFF" and args.log_retention_days not in LOG_RETENTION_DAYS:
         raise ValueError(
             "StateMachineArgs.log_retention_days must be a CloudWatch Logs retention period "
-            f"({', '.join(map(str, sorted(LOG_RETENTION_DAYS)))}), got {args.log_retention_days}"
+            f"({', '.join(map(str, LOG_RETENTION_DAYS))}), got {args.log_retention_days}"
         )
     if isinstance(args.task_function_arns, str):
         raise ValueError("StateMachineArgs.task_function_arns must be a list of ARNs, not a str")

@@ -22,6 +22,7 @@ import pulumi_aws as aws
 
 from components.alarms import metric_alarm
 from components.iam import Statement
+from components.tags import Tags, check_tags, tag_input
 
 StreamMode = Literal["ON_DEMAND", "PROVISIONED"]
 STREAM_MODES: tuple[str, ...] = ("ON_DEMAND", "PROVISIONED")
@@ -63,6 +64,7 @@ class StreamArgs:
     - `iterator_age_alarm_ms`: 60_000 (default, 1 minute): alarm when the Maximum
       `GetRecords.IteratorAgeMilliseconds` reaches it; must be below the retention.
     - `alarms`: True (default); `alarm_actions`: SNS topic ARNs to notify (default none).
+    - `tags`: None (default); passed to every taggable child and child component.
     """
 
     mode: StreamMode = "ON_DEMAND"
@@ -72,8 +74,10 @@ class StreamArgs:
     iterator_age_alarm_ms: int = 60_000
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
+    tags: Tags = None
 
     def __post_init__(self) -> None:
+        check_tags("StreamArgs", self.tags)
         if self.mode not in STREAM_MODES:
             raise ValueError(
                 f"StreamArgs.mode: {self.mode!r} is not allowed; use ON_DEMAND or PROVISIONED"
@@ -146,6 +150,7 @@ class Stream(pulumi.ComponentResource):
             retention_period=args.retention_hours,
             stream_mode_details=aws.kinesis.StreamStreamModeDetailsArgs(stream_mode=args.mode),
             shard_count=args.shard_count,
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.arn = self.stream.arn
@@ -166,6 +171,7 @@ class Stream(pulumi.ComponentResource):
                     f"records expire after {args.retention_hours} h"
                 ),
                 parent=self,
+                tags=args.tags,
             )
 
         self.register_outputs({"arn": self.arn, "name": self.name})

@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.iam import Statement
+from components.tags import Tags, check_tags, tag_input
 
 AttributeType = Literal["S", "N", "B"]
 StreamViewType = Literal["NEW_IMAGE", "NEW_AND_OLD_IMAGES", "KEYS_ONLY", "OLD_IMAGE"]
@@ -137,6 +138,7 @@ class TableArgs:
       statements then include the KMS actions on it.
     - `deletion_protection`: False (default); turn it on for tables holding history.
     - `global_secondary_indexes`: () (default).
+    - `tags`: None (default); the table's tags.
     """
 
     hash_key: KeyAttribute
@@ -150,9 +152,11 @@ class TableArgs:
     kms_key_arn: pulumi.Input[str] | None = None
     deletion_protection: bool = False
     global_secondary_indexes: Sequence[GlobalSecondaryIndex] = ()
+    tags: Tags = None
 
     def __post_init__(self) -> None:
         self._validate()
+        check_tags("TableArgs", self.tags)
 
     def _validate(self) -> None:  # noqa: PLR0912 (one check per rule reads best)
         if not isinstance(self.hash_key, KeyAttribute):
@@ -311,6 +315,7 @@ class Table(pulumi.ComponentResource):
                 for gsi in args.global_secondary_indexes
             ]
             or None,
+            tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.arn = self.table.arn
@@ -437,7 +442,7 @@ def state_table(
     stream: bool | StreamViewType = False,
     **overrides: Any,
 ) -> TableArgs:
-    """A state table (orders, inventory, payments, read models) keyed by `hash_key`.
+    """A state table (entities, read models) keyed by `hash_key`.
 
     `hash_key` is a name (type S) or a KeyAttribute; default "pk". `stream`: False
     (default) = no stream, True = NEW_AND_OLD_IMAGES, or a stream view type.

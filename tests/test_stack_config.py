@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError, parse_config
-from components.order_saga_config import NAMESPACE, OrderSagaConfig
+from order_saga.config import NAMESPACE, OrderSagaConfig
 from sandbox.mock_deploy import run_program_file
 from sandbox.stack_files import stack_config
 

@@ -4,12 +4,11 @@ and the arguments it refuses."""
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field
 
-from components.event_bus import EventBus, EventBusArgs, model_schema
+from components.event_bus import EventBus, EventBusArgs
 from components.event_pattern import InvalidEventPatternError, Pattern, prefix
 from components.iam import PolicyViolation, Statement, find_violations, policy_document
 from sandbox.mock_deploy import Deployment, RecordingMocks, deploy
@@ -24,26 +23,15 @@ BUS_ARN = "arn:aws:events:us-east-1:123456789012:event-bus/orders-bus"
 ORG = "o-a1b2c3d4e5"
 
 
-class Line(BaseModel):
-    sku: str
-    quantity: int = Field(gt=0)
-
-
-class OrderPlaced(BaseModel):
-    """A customer placed an order."""
-
-    DETAIL_TYPE: ClassVar[str] = "OrderPlaced"
-    SOURCE: ClassVar[str] = "orders"
-    version: Literal["2"] = "2"
-    order_id: str
-    lines: list[Line]
-
-
-class PaymentFailed(BaseModel):
-    """No DETAIL_TYPE: the class name is the schema name."""
-
-    order_id: str
-    reason: str
+DRAFT4 = "http://json-schema.org/draft-04/schema#"
+PLACED = {
+    "$schema": DRAFT4,
+    "title": "Placed",
+    "type": "object",
+    "required": ["detail-type", "detail"],
+    "properties": {"detail": {"$ref": "#/definitions/Placed"}},
+    "definitions": {"Placed": {"type": "object", "properties": {"id": {"type": "string"}}}},
+}
 
 
 def run(args: EventBusArgs | None = None, name: str = "orders") -> tuple[Deployment, EventBus]:
@@ -211,47 +199,19 @@ def test_policy_document_refuses_allow_to_any_principal_without_org_or_account()
 # ------------------------------------------------------------------ schemas
 
 
-def test_models_become_draft4_schemas_named_by_detail_type_else_class_name() -> None:
-    deployment, bus = run(EventBusArgs(schemas=[OrderPlaced, PaymentFailed]))
+def test_each_document_is_published_as_given_named_by_its_detail_type() -> None:
+    failed = {"$schema": DRAFT4, "type": "object"}
+    deployment, bus = run(EventBusArgs(schemas={"Placed": PLACED, "Failed": failed}))
     registry = deployment.named("orders-schemas", REGISTRY)
     assert registry.parent == deployment.named("orders", COMPONENT).urn
-    assert set(bus.schemas) == {"OrderPlaced", "PaymentFailed"}
-
-    placed = deployment.named("orders-schema-OrderPlaced", SCHEMA)
-    assert placed.inputs["name"] == "OrderPlaced"
-    assert placed.inputs["registryName"] == "orders-schemas"
-    assert placed.inputs["type"] == "JSONSchemaDraft4"
-    content = json.loads(placed.inputs["content"])
-    assert content == json.loads(json.dumps(model_schema(OrderPlaced)))
-    assert content["$schema"] == "http://json-schema.org/draft-04/schema#"
-    assert content["properties"]["detail-type"] == {"type": "string", "enum": ["OrderPlaced"]}
-    assert content["properties"]["source"] == {"type": "string", "enum": ["orders"]}
-    assert content["properties"]["detail"] == {"$ref": "#/definitions/OrderPlaced"}
-    detail = content["definitions"]["OrderPlaced"]
-    assert detail["required"] == ["order_id", "lines"]
-    # Draft 4 forms of what pydantic emits as draft 2020-12.
-    assert detail["properties"]["version"]["enum"] == ["2"]
-    assert "const" not in detail["properties"]["version"]
-    assert detail["properties"]["lines"]["items"] == {"$ref": "#/definitions/Line"}
-    assert content["definitions"]["Line"]["properties"]["quantity"] == {
-        "exclusiveMinimum": True,
-        "minimum": 0,
-        "title": "Quantity",
-        "type": "integer",
-    }
-    assert "$defs" not in json.dumps(content)
-
-    failed = deployment.named("orders-schema-PaymentFailed", SCHEMA)
-    assert failed.inputs["name"] == "PaymentFailed"
-    assert json.loads(failed.inputs["content"])["properties"]["source"] == {"type": "string"}
-
-
-def test_json_schemas_mapping_is_published_as_given() -> None:
-    schema = {"$schema": "http://json-schema.org/draft-04/schema#", "type": "object"}
-    deployment, _ = run(EventBusArgs(schemas={"OrderShipped": schema}))
-    created = deployment.named("orders-schema-OrderShipped", SCHEMA)
-    assert json.loads(created.inputs["content"]) == schema
-    assert created.inputs["name"] == "OrderShipped"
+    assert set(bus.schemas) == {"Placed", "Failed"}
+    for detail_type, document in (("Placed", PLACED), ("Failed", failed)):
+        created = deployment.named(f"orders-schema-{detail_type}", SCHEMA)
+        assert created.parent == deployment.named("orders", COMPONENT).urn
+        assert created.inputs["name"] == detail_type
+        assert created.inputs["registryName"] == "orders-schemas"
+        assert created.inputs["type"] == "JSONSchemaDraft4"
+        assert json.loads(created.inputs["content"]) == document
 
 
 # ------------------------------------------------------------------ refused args
@@ -303,12 +263,18 @@ def test_json_schemas_mapping_is_published_as_given() -> None:
             r"allowed_sources: 'partner.\*' has a wildcard",
         ),
         (
-            {"schemas": [OrderPlaced, OrderPlaced]},
-            r"EventBusArgs.schemas: two schemas are named 'OrderPlaced'",
+            {"schemas": [PLACED]},
+            r"EventBusArgs.schemas: give a mapping of detail-type -> JSON Schema \(draft 4\) "
+            r"document, got list",
         ),
         (
-            {"schemas": [dict]},
-            r"EventBusArgs.schemas: <class 'dict'> is not a pydantic model class",
+            {"schemas": {"Placed": ["not", "an", "object"]}},
+            r"EventBusArgs.schemas\['Placed'\]: the schema of 'Placed' must be a JSON object "
+            r"\(a dict\), got list",
+        ),
+        (
+            {"schemas": {"Placed": {"bad": float("nan")}}},
+            r"EventBusArgs.schemas\['Placed'\]: not JSON",
         ),
         (
             {"schemas": {"1Order": {"type": "object"}}},
@@ -316,7 +282,7 @@ def test_json_schemas_mapping_is_published_as_given() -> None:
         ),
         (
             {"schemas": {"Order": "not a schema"}},
-            r"EventBusArgs.schemas\['Order'\]: a JSON schema must be a dict, got str",
+            r"EventBusArgs.schemas\['Order'\]: the schema of 'Order' must be a JSON object",
         ),
         ({"kms_key_identifier": " "}, r"kms_key_identifier: ' ' is not a key"),
     ],
@@ -338,8 +304,8 @@ def test_nothing_is_declared_when_args_are_refused() -> None:
     mocks = RecordingMocks()
 
     def program() -> None:
-        EventBus("orders", EventBusArgs(schemas=[PaymentFailed, PaymentFailed]))
+        EventBus("orders", EventBusArgs(schemas={"Placed": PLACED, "Failed": "{}"}))  # type: ignore[dict-item]
 
-    with pytest.raises(ValueError, match="two schemas are named 'PaymentFailed'"):
+    with pytest.raises(ValueError, match="the schema of 'Failed' must be a JSON object"):
         deploy(program, mocks=mocks)
     assert mocks.registrations == []

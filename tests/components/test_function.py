@@ -408,6 +408,11 @@ def test_missing_timeout_is_a_clear_type_error(code_dir: Path) -> None:
         FunctionArgs(handler="handlers.place_order.handler", code_dir=code_dir)  # type: ignore[call-arg]
 
 
+def test_the_code_folder_is_an_argument(code_dir: Path) -> None:
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'code_dir'"):
+        FunctionArgs(handler="handlers.place_order.handler", timeout_seconds=30)  # type: ignore[call-arg]
+
+
 class WrongLayer:
     def __init__(self, architecture: str, runtime: str) -> None:
         self.architecture = architecture

@@ -179,7 +179,12 @@ def test_layer_version_resource(arm64_build: tuple[Path, Path, CountingRunner]) 
 
     def program() -> None:
         layers.append(
-            DependencyLayer("deps", DependencyLayerArgs(cache_dir=cache, runner=refuse_to_run))
+            DependencyLayer(
+                "deps",
+                DependencyLayerArgs(
+                    requirements_file=REQUIREMENTS, cache_dir=cache, runner=refuse_to_run
+                ),
+            )
         )
 
     d = deploy(program)
@@ -212,7 +217,20 @@ def test_refuses_bad_args_before_building(kwargs: dict[str, object], message: st
     recorder = RecordingMocks()
     with pytest.raises(ValueError, match=re.escape(message)):
         deploy(
-            lambda: DependencyLayer("deps", DependencyLayerArgs(runner=refuse_to_run, **kwargs)),  # type: ignore[arg-type]
+            lambda: DependencyLayer(
+                "deps",
+                DependencyLayerArgs(  # type: ignore[arg-type]
+                    **{"requirements_file": REQUIREMENTS, "runner": refuse_to_run, **kwargs}
+                ),
+            ),
             mocks=recorder,
         )
     assert recorder.registrations == []
+
+
+def test_the_requirements_file_is_an_argument_and_the_cache_is_under_the_working_dir() -> None:
+    with pytest.raises(TypeError, match="'requirements_file'"):
+        DependencyLayerArgs()  # type: ignore[call-arg]
+    args = DependencyLayerArgs(requirements_file=REQUIREMENTS)
+    assert args.cache_dir == Path(".build") / "layers"
+    assert not args.cache_dir.is_absolute()

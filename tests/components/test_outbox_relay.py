@@ -322,3 +322,8 @@ def test_bad_tables_and_settings_are_refused_before_any_relay_resource(
     with pytest.raises(ValueError, match=message):
         deploy(program, mocks=mocks)
     assert not [r for r in mocks.registrations if r.name.startswith("relay")]
+
+
+def test_the_relay_function_is_an_argument() -> None:
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'function'"):
+        OutboxRelayArgs(table=None, bus=None)  # type: ignore[call-arg, arg-type]

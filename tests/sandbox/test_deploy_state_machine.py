@@ -18,6 +18,7 @@ from components.outbox_relay import OutboxRelay, OutboxRelayArgs
 from components.saga import SagaStep, function_arns, saga_definition
 from components.state_machine import StateMachine, StateMachineArgs
 from components.table import Table, outbox_table
+from order_saga.catalogue import CODE_DIR, RELAY_HANDLER
 from sandbox.moto_deploy import DeployError, Sandbox
 
 DEFINITION = {
@@ -107,7 +108,12 @@ def test_a_saga_over_the_real_handlers_and_an_outbox_relay(sandbox: Sandbox) -> 
     def handler(name: str) -> Function:
         return Function(
             name.replace("_", "-"),
-            FunctionArgs(handler=f"handlers.{name}.handler", timeout_seconds=10, alarms=False),
+            FunctionArgs(
+                handler=f"handlers.{name}.handler",
+                timeout_seconds=10,
+                code_dir=CODE_DIR,
+                alarms=False,
+            ),
         )
 
     def program() -> None:
@@ -124,7 +130,11 @@ def test_a_saga_over_the_real_handlers_and_an_outbox_relay(sandbox: Sandbox) -> 
             ),
         )
         bus = EventBus("orders", EventBusArgs(archive=False))
-        OutboxRelay("relay", OutboxRelayArgs(table=Table("outbox", outbox_table()), bus=bus))
+        relay = FunctionArgs(handler=RELAY_HANDLER, timeout_seconds=60, code_dir=CODE_DIR)
+        OutboxRelay(
+            "relay",
+            OutboxRelayArgs(table=Table("outbox", outbox_table()), bus=bus, function=relay),
+        )
         pulumi.export("machineArn", machine.arn)
         pulumi.export("reserveArn", reserve.arn)
 

@@ -10,15 +10,10 @@ from typing import Any
 
 import pytest
 
-from components.order_saga import (
-    DLQ_PROCESSOR_HANDLER,
-    OrderSaga,
-    OrderSagaArgs,
-    function_specs,
-)
-from components.order_saga_config import OrderSagaConfig
-from components.order_saga_wiring import (
-    CODE_DIR,
+from order_saga.catalogue import CODE_DIR, DLQ_PROCESSOR_HANDLER, function_specs
+from order_saga.config import OrderSagaConfig
+from order_saga.system import OrderSaga, OrderSagaArgs
+from order_saga.wiring import (
     AccessError,
     Binding,
     UnmappedResourceError,

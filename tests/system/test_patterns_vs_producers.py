@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 
 from components.event_pattern import matches
-from components.order_saga import (
+from components.outbox_relay import INSERT_FILTER
+from contracts import REGISTRY
+from order_saga.catalogue import EMITS
+from order_saga.system import (
     CHOREOGRAPHY_DIGITS,
     CHOREOGRAPHY_RULES,
-    EMITS,
     EXTERNAL_OUTPUTS,
     OBSERVER_RULES,
     ORCHESTRATION_DIGITS,
 )
-from components.outbox_relay import INSERT_FILTER
-from contracts import REGISTRY
 from tests.system.conftest import (
     ALL_OPTIONS,
     MODES,

@@ -12,9 +12,10 @@ import pulumi
 import pytest
 
 from components.config import ConfigError, parse_config
-from components.order_saga import EMULATED_SERVICES, function_specs
-from components.order_saga_config import NAMESPACE, OrderSagaConfig
 from ops.outputs import DLQ_KINDS, parse
+from order_saga.catalogue import function_specs
+from order_saga.config import NAMESPACE, OrderSagaConfig
+from order_saga.system import EMULATED_SERVICES
 from sandbox.mock_deploy import RecordingMocks
 from sandbox.mock_deploy import deploy as mock_deploy
 from tests.system.conftest import (

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from components.event_rule import MAX_TARGETS_PER_RULE
-from components.order_saga import (
+from components.saga import TRANSIENT_LAMBDA_ERRORS
+from contracts import json_schemas
+from order_saga.system import (
     CHOREOGRAPHY_DIGITS,
     CHOREOGRAPHY_RULES,
     ORCHESTRATION_DIGITS,
     PAYMENT_TRANSIENT_ERRORS,
 )
-from components.saga import TRANSIENT_LAMBDA_ERRORS
 from tests.system.conftest import (
     ALARM,
     ALL_OPTIONS,
@@ -339,7 +340,12 @@ def test_the_bus_archives_and_publishes_the_contracts(stack: str) -> None:
     system = deploy(stack)
     (archive,) = system.of_type("aws:cloudwatch/eventArchive:EventArchive")
     assert archive.inputs["retentionDays"] == (7 if stack == "dev" else 365)
-    schemas = {s.inputs["name"] for s in system.of_type("aws:schemas/schema:Schema")}
+    # Exactly the contracts' draft 4 documents, one per detail-type.
+    schemas = {
+        s.inputs["name"]: json.loads(s.inputs["content"])
+        for s in system.of_type("aws:schemas/schema:Schema")
+    }
+    assert schemas == json.loads(json.dumps(json_schemas()))
     assert len(schemas) == 15 and "OrderPlaced" in schemas
 
 

@@ -22,19 +22,16 @@ computed is refused with a message saying so.
 from __future__ import annotations
 
 import ast
-import importlib
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Literal
 
 import pulumi
 
 from components.iam import Statement
+from order_saga.catalogue import CODE_DIR
 
-CODE_DIR = Path(__file__).resolve().parent.parent / "functions"
 ACCESS_NAME = "ACCESS"
 
 Kind = Literal["table", "queue", "bus", "bucket", "stream"]
@@ -66,19 +63,6 @@ class AccessError(ValueError):
 
 class UnmappedResourceError(AccessError):
     """A handler names an environment variable the system provides no resource for."""
-
-
-def import_code_module(name: str, code_dir: Path = CODE_DIR) -> ModuleType:
-    """Import a module of the Lambda code root (e.g. the pure `contracts` package).
-
-    Only for code without side effects (the contracts: pydantic models); handlers are
-    read with `read_access`, never imported by the program.
-    """
-    root = str(code_dir)
-    if root not in sys.path:
-        # Append, so the program's own packages win over same-named code modules.
-        sys.path.append(root)
-    return importlib.import_module(name)
 
 
 def handler_module(handler: str) -> str:

@@ -1,11 +1,11 @@
 """The order-saga reference system: every component and handler wired into one program.
 
 `OrderSaga` is what `__main__.py` declares for a stack, from its typed config
-(`components.order_saga_config.OrderSagaConfig`). The picture is in README.md
+(`order_saga.config.OrderSagaConfig`). The picture is in README.md
 ("Architecture"); the decisions worth knowing:
 
 Handlers -> resources (the key mechanism). Each function's environment and role come
-from its handler module's `ACCESS` (read with `ast`, see `components.order_saga_wiring`):
+from its handler module's `ACCESS` (read with `ast`, see `order_saga.wiring`):
 every variable is bound to the component that provides it (`ORDERS_TABLE` -> the orders
 table, `EVENT_BUS_NAME` -> the bus, ...), set to its name or URL, and granted exactly the
 listed actions on exactly that resource. A variable the system cannot bind stops the
@@ -91,18 +91,6 @@ from components.event_source import (
 )
 from components.function import Function, FunctionArgs, scoped_name
 from components.layer import DependencyLayer, DependencyLayerArgs
-from components.order_saga_config import OrderSagaConfig
-from components.order_saga_wiring import (
-    CODE_DIR,
-    Binding,
-    check_bindings,
-    handler_module,
-    import_code_module,
-    read_access,
-    restrict,
-    wire,
-)
-from components.outbox_relay import DEFAULT_HANDLER as RELAY_HANDLER
 from components.outbox_relay import OutboxRelay, OutboxRelayArgs
 from components.queue import DeadLetterQueue, DeadLetterQueueArgs, Queue, QueueArgs, QueueSender
 from components.saga import SagaStep, function_arns, saga_definition
@@ -118,8 +106,28 @@ from components.table import (
     snapshot_table,
     state_table,
 )
-
-SagaMode = Literal["choreography", "orchestration", "both"]
+from contracts import REGISTRY, json_schemas, model_for
+from domain.enrichment import high_value_pattern
+from domain.orders import SAGA_EVENT_TYPES
+from order_saga.catalogue import (
+    CODE_DIR,
+    DLQ_PROCESSOR_HANDLER,
+    DLQ_PROCESSOR_TIMEOUT_SECONDS,
+    LAYER_CACHE_DIR,
+    RELAY_HANDLER,
+    REQUIREMENTS_FILE,
+    FunctionSpec,
+    function_specs,
+)
+from order_saga.config import OrderSagaConfig, SagaMode
+from order_saga.wiring import (
+    Binding,
+    check_bindings,
+    handler_module,
+    read_access,
+    restrict,
+    wire,
+)
 
 # Content-based routing of `both`: the last hex digit of the orderId (a uuid4).
 CHOREOGRAPHY_DIGITS: Final = "01234567"
@@ -143,40 +151,6 @@ EXTERNAL_OUTPUTS: Final[frozenset[str]] = frozenset(
 CHOREOGRAPHY_RULES: Final = ("reserve", "pay", "ship", "release", "refund", "progress")
 ORCHESTRATION_RULES: Final = ("orchestrate",)
 OBSERVER_RULES: Final = frozenset({"history", "activity", "forward"})
-
-# The event types each handler entry emits (to the outbox or the bus), as its docstring
-# says; a saga step recorded in the order's saga state may also end the saga.
-EMITS: Final[Mapping[str, tuple[str, ...]]] = {
-    "handlers.place_order.handler": ("OrderPlaced",),
-    "handlers.import_orders.handler": ("OrderPlaced",),
-    "handlers.reserve_inventory.handler": ("InventoryReserved", "InventoryReservationFailed"),
-    "handlers.reserve_inventory.task": (
-        "InventoryReserved",
-        "InventoryReservationFailed",
-        "OrderCancelled",
-    ),
-    "handlers.process_payment.handler": ("PaymentProcessed", "PaymentFailed"),
-    "handlers.process_payment.task": ("PaymentProcessed", "PaymentFailed", "OrderCancelled"),
-    "handlers.ship_order.handler": ("OrderShipped", "ShippingFailed"),
-    "handlers.ship_order.task": ("OrderShipped", "ShippingFailed", "OrderCompleted"),
-    "handlers.release_inventory.handler": ("InventoryReleased",),
-    "handlers.release_inventory.task": ("InventoryReleased", "OrderCancelled"),
-    "handlers.refund_payment.handler": ("PaymentRefunded",),
-    "handlers.refund_payment.task": ("PaymentRefunded", "OrderCancelled"),
-    "handlers.saga_progress.handler": (
-        "OrderCompleted",
-        "OrderCancelled",
-        "InventoryReleased",  # a late reservation of a cancelled order, released
-        "PaymentRefunded",  # a late charge of a cancelled order, refunded
-    ),
-    "handlers.saga_progress.record_outcome": ("OrderCancelled",),
-    "handlers.enrich_order.handler": ("OrderEnriched",),
-    "handlers.high_value_review.handler": ("HighValueOrderFlagged",),
-    "handlers.run_check.inventory_handler": ("CheckCompleted",),
-    "handlers.run_check.credit_handler": ("CheckCompleted",),
-    "handlers.run_check.shipping_quote_handler": ("CheckCompleted",),
-    "handlers.aggregate_checks.handler": ("AllChecksComplete",),
-}
 
 # Errors the saga tasks raise for a transient condition (their exception class names):
 # the state machine retries them like the Lambda service's own faults.
@@ -209,184 +183,6 @@ MAX_BUCKET_PREFIX = 37
 REPORT_QUEUE_RETENTION_SECONDS = 1_209_600
 
 
-@dataclass(frozen=True, kw_only=True)
-class FunctionSpec:
-    """One function of the system.
-
-    name: the component name suffix (`<system>-<name>`) and the key in outputs.
-    handler: `handlers.<module>.<entry>`; its module's ACCESS is wired.
-    timeout_seconds / memory_mb: the function's limits.
-    access: None (default) = the module's whole ACCESS; else the variables this entry
-        needs (e.g. one check of `handlers.run_check`).
-    settings: groups of non-resource settings set in its environment ("payments",
-        "shipping", "review", "history", "windows"); DEFAULT_CURRENCY is always set.
-    async_target: invoked asynchronously by an EventBridge rule: its failed events go
-        to an on-failure queue (default False).
-    reserved: the stack's reservedConcurrency applies (default True; operator tools
-        are not reserved capacity).
-    """
-
-    name: str
-    handler: str
-    timeout_seconds: int
-    memory_mb: int = 256
-    access: tuple[str, ...] | None = None
-    settings: tuple[str, ...] = ()
-    async_target: bool = False
-    reserved: bool = True
-
-
-_PUBLISH: Final = ("EVENT_BUS_NAME", "IDEMPOTENCY_TABLE")
-
-CORE_FUNCTIONS: Final = (
-    FunctionSpec(name="place-order", handler="handlers.place_order.handler", timeout_seconds=10),
-    FunctionSpec(name="order-status", handler="handlers.order_status.handler", timeout_seconds=10),
-)
-CHOREOGRAPHY_FUNCTIONS: Final = (
-    FunctionSpec(
-        name="reserve-inventory", handler="handlers.reserve_inventory.handler", timeout_seconds=30
-    ),
-    FunctionSpec(
-        name="process-payment",
-        handler="handlers.process_payment.handler",
-        timeout_seconds=30,
-        settings=("payments",),
-    ),
-    FunctionSpec(
-        name="ship-order",
-        handler="handlers.ship_order.handler",
-        timeout_seconds=30,
-        settings=("shipping",),
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="release-inventory",
-        handler="handlers.release_inventory.handler",
-        timeout_seconds=30,
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="refund-payment",
-        handler="handlers.refund_payment.handler",
-        timeout_seconds=30,
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="saga-progress", handler="handlers.saga_progress.handler", timeout_seconds=30
-    ),
-)
-ORCHESTRATION_FUNCTIONS: Final = (
-    FunctionSpec(
-        name="reserve-inventory-task", handler="handlers.reserve_inventory.task", timeout_seconds=30
-    ),
-    FunctionSpec(
-        name="process-payment-task",
-        handler="handlers.process_payment.task",
-        timeout_seconds=30,
-        settings=("payments",),
-    ),
-    FunctionSpec(
-        name="ship-order-task",
-        handler="handlers.ship_order.task",
-        timeout_seconds=30,
-        settings=("shipping",),
-    ),
-    FunctionSpec(
-        name="release-inventory-task", handler="handlers.release_inventory.task", timeout_seconds=30
-    ),
-    FunctionSpec(
-        name="refund-payment-task", handler="handlers.refund_payment.task", timeout_seconds=30
-    ),
-    FunctionSpec(
-        name="record-outcome", handler="handlers.saga_progress.record_outcome", timeout_seconds=30
-    ),
-)
-SIDE_FLOW_FUNCTIONS: Final = (
-    FunctionSpec(
-        name="enrich-order",
-        handler="handlers.enrich_order.handler",
-        timeout_seconds=30,
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="high-value-review",
-        handler="handlers.high_value_review.handler",
-        timeout_seconds=30,
-        settings=("review",),
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="check-inventory",
-        handler="handlers.run_check.inventory_handler",
-        timeout_seconds=30,
-        access=("INVENTORY_TABLE", *_PUBLISH),
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="check-credit",
-        handler="handlers.run_check.credit_handler",
-        timeout_seconds=30,
-        access=("CUSTOMERS_TABLE", *_PUBLISH),
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="check-shipping-quote",
-        handler="handlers.run_check.shipping_quote_handler",
-        timeout_seconds=30,
-        access=_PUBLISH,
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="aggregate-checks", handler="handlers.aggregate_checks.handler", timeout_seconds=30
-    ),
-    FunctionSpec(
-        name="record-history",
-        handler="handlers.record_history.handler",
-        timeout_seconds=30,
-        settings=("history",),
-        async_target=True,
-    ),
-    FunctionSpec(
-        name="project-order-history",
-        handler="handlers.project_order_history.handler",
-        timeout_seconds=60,
-    ),
-    FunctionSpec(
-        name="snapshot-aggregates",
-        handler="handlers.snapshot_aggregates.handler",
-        timeout_seconds=60,
-        settings=("history",),
-    ),
-    FunctionSpec(
-        name="window-aggregate",
-        handler="handlers.window_aggregate.handler",
-        timeout_seconds=60,
-        settings=("windows",),
-    ),
-    FunctionSpec(
-        # A file is placed by one invocation, about 50 orders a second (its docstring).
-        name="import-orders",
-        handler="handlers.import_orders.handler",
-        timeout_seconds=300,
-        memory_mb=512,
-        async_target=True,
-    ),
-)
-DLQ_PROCESSOR_HANDLER: Final = "handlers.dlq_processor.handler"
-# Its receive/redrive of up to 1000 messages, one call each.
-DLQ_PROCESSOR_TIMEOUT_SECONDS: Final = 300
-
-
-def function_specs(mode: SagaMode) -> tuple[FunctionSpec, ...]:
-    """The functions of a saga mode (the DLQ processors come with their queues)."""
-    specs = [*CORE_FUNCTIONS]
-    if mode in ("choreography", "both"):
-        specs += CHOREOGRAPHY_FUNCTIONS
-    if mode in ("orchestration", "both"):
-        specs += ORCHESTRATION_FUNCTIONS
-    return (*specs, *SIDE_FLOW_FUNCTIONS)
-
-
 def order_filter(mode: SagaMode, saga: Literal["choreography", "orchestration"]) -> list[Any]:
     """The `detail.orderId` matcher sending an order to `saga` ([] = every order)."""
     if mode != "both":
@@ -398,8 +194,7 @@ def order_filter(mode: SagaMode, saga: Literal["choreography", "orchestration"])
 def saga_pattern(detail_types: Sequence[str], orders: Sequence[Any] = ()) -> dict[str, Any]:
     """Events of `detail_types` (from their producers' sources), of the orders `orders`
     selects (a `detail.orderId` matcher list; empty = every order)."""
-    contracts = import_code_module("contracts")
-    sources = sorted({contracts.model_for(t).SOURCE for t in detail_types})
+    sources = sorted({model_for(t).SOURCE for t in detail_types})
     pattern: dict[str, Any] = {"source": sources, "detail-type": list(detail_types)}
     if orders:
         pattern["detail"] = {"orderId": list(orders)}
@@ -407,7 +202,7 @@ def saga_pattern(detail_types: Sequence[str], orders: Sequence[Any] = ()) -> dic
 
 
 def _contract_types() -> list[str]:
-    return list(import_code_module("contracts").REGISTRY)
+    return list(REGISTRY)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,9 +210,9 @@ class OrderSagaArgs:
     """Arguments of `OrderSaga`.
 
     config: the stack's validated config.
-    code_dir: the Lambda code root (default `<repo>/functions`).
-    layer: the dependency layer's args (default: `functions/requirements.txt` for the
-        config's lambdaArchitecture, cached under `.build/layers`).
+    code_dir: the Lambda code root (default `catalogue.CODE_DIR`, `<project>/functions`).
+    layer: the dependency layer's args (default: `catalogue.REQUIREMENTS_FILE` for the
+        config's lambdaArchitecture, cached in `catalogue.LAYER_CACHE_DIR`).
     """
 
     config: OrderSagaConfig
@@ -474,7 +269,12 @@ class OrderSaga(pulumi.ComponentResource):
         self._declare_storage()
         self.layer = DependencyLayer(
             f"{name}-deps",
-            args.layer or DependencyLayerArgs(architecture=config.lambda_architecture),
+            args.layer
+            or DependencyLayerArgs(
+                requirements_file=REQUIREMENTS_FILE,
+                architecture=config.lambda_architecture,
+                cache_dir=LAYER_CACHE_DIR,
+            ),
             self._child,
         )
         self._bindings = self._shared_bindings()
@@ -550,8 +350,9 @@ class OrderSaga(pulumi.ComponentResource):
         self.bus = EventBus(
             f"{name}-orders",
             EventBusArgs(
+                description=f"{name}-orders: events of the order saga",
                 archive_retention_days=config.archive_retention_days,
-                schemas=import_code_module("contracts").json_schemas(),
+                schemas=json_schemas(),
                 partner_account_ids=config.partner_account_ids,
                 organization_id=config.partner_organization_id,
             ),
@@ -921,7 +722,7 @@ class OrderSaga(pulumi.ComponentResource):
             (
                 "progress",
                 # Exactly the events saga_progress folds into an order's saga state.
-                import_code_module("domain.orders").SAGA_EVENT_TYPES,
+                SAGA_EVENT_TYPES,
                 "record each saga event in the order's saga state",
             ),
         )
@@ -991,9 +792,7 @@ class OrderSaga(pulumi.ComponentResource):
 
     def _declare_side_flows(self) -> None:
         config = self.config
-        high_value = import_code_module("domain.enrichment").high_value_pattern(
-            config.high_value_threshold_cents
-        )
+        high_value = high_value_pattern(config.high_value_threshold_cents)
         self._rule("enrich", saga_pattern(("OrderPlaced",)), "Enrich each placed order")
         self._to_function("enrich", "enrich-order")
         self._rule(

@@ -20,14 +20,12 @@ from pydantic import (
 )
 
 from components.config import load_config
+from components.function import LOG_RETENTION_DAYS
+from contracts import REGISTRY
 
 NAMESPACE = "order-saga"
 
-# CloudWatch Logs accepts only these retention periods (days).
-LOG_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
-    1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)  # fmt: skip
+SagaMode = Literal["choreography", "orchestration", "both"]
 
 
 def _matching(regex: str, what: str) -> AfterValidator:
@@ -72,14 +70,6 @@ Prefix = Annotated[
 Seed = Annotated[str, _matching(r"[A-Za-z0-9_.\-]{1,64}", "1..64 letters, digits, '_', '.' or '-'")]
 
 
-def _known_detail_types() -> frozenset[str]:
-    """The detail-types of the event contracts (functions/contracts), read lazily."""
-    from components.order_saga_wiring import import_code_module
-
-    registry = import_code_module("contracts").REGISTRY
-    return frozenset(registry)
-
-
 def _log_retention(days: int) -> int:
     if days not in LOG_RETENTION_DAYS:
         allowed = ", ".join(map(str, LOG_RETENTION_DAYS))
@@ -92,7 +82,7 @@ class OrderSagaConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    saga_mode: Literal["choreography", "orchestration", "both"] = Field("both", alias="sagaMode")
+    saga_mode: SagaMode = Field("both", alias="sagaMode")
     # EventBridge numeric matching takes numbers up to 5e9: the threshold in cents too.
     high_value_threshold: float = Field(1000.0, alias="highValueThreshold", gt=0, le=50_000_000)
     default_currency: Currency = Field("USD", alias="defaultCurrency")
@@ -150,7 +140,7 @@ class OrderSagaConfig(BaseModel):
                 f"is empty, but forwardToBusArn is set ({bus}): list the detail-types to "
                 'forward there (e.g. ["OrderCompleted"]), or unset forwardToBusArn'
             )
-        known = _known_detail_types()
+        known = frozenset(REGISTRY)
         unknown = [t for t in value if t not in known]
         if unknown:
             raise ValueError(
