@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test lint
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt functions/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt functions/requirements.txt \
+		pyproject.toml components/pyproject.toml eventcraft/pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 demo: $(VENV)/.installed
-	PYTHONPATH=functions $(PY) -m order_saga demo
+	$(PY) -m order_saga demo
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

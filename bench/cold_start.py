@@ -7,7 +7,7 @@ Lambda task root):
   the runtime's own start (the process's whole wall time is recorded too);
 * `importtime_runs` more processes run the same import under `python -X importtime`;
   the tree is parsed and the "heaviest imports" are the library modules imported
-  directly by project code (handlers, eventkit, contracts, domain), by median
+  directly by project code (handlers, eventcraft, contracts, domain), by median
   cumulative time, with the project module that pulled each in;
 * a static (AST) check flags module-level imports that the importing module never uses
   at run time (unused, or used only in annotations, which `from __future__ import
@@ -34,15 +34,15 @@ from typing import Any
 
 from bench import common
 
-PROJECT_PACKAGES = frozenset({"handlers", "eventkit", "contracts", "domain", "saga"})
+PROJECT_PACKAGES = frozenset({"handlers", "eventcraft", "contracts", "domain", "saga"})
 HEAVY_LIBRARIES = ("pydantic", "boto3", "botocore", "aws_lambda_powertools")
-# Reference imports, each in its own fresh interpreter. eventkit.publisher is what the
+# Reference imports, each in its own fresh interpreter. eventcraft.publisher is what the
 # outbox relay's path needs besides the outbox module (it imports no contracts).
 REFERENCES = {
     "interpreter (pass)": "",
     "pydantic": "pydantic",
     "boto3": "boto3",
-    "eventkit.publisher": "eventkit.publisher",
+    "eventcraft.publisher": "eventcraft.publisher",
 }
 # Imported by pydantic lazily, so -X importtime nests them under the project module
 # that first touched a pydantic name: counted as pydantic.
@@ -215,7 +215,7 @@ def module_level_imports(path: Path) -> list[ImportedName]:
                 if source == "__future__":
                     continue
                 for alias in stmt.names:
-                    # `from eventkit import outbox` loads the submodule eventkit.outbox.
+                    # `from eventcraft import outbox` loads the submodule eventcraft.outbox.
                     submodule = f"{source}.{alias.name}"
                     target = submodule if _path_of(submodule) else source
                     found.append(

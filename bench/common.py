@@ -12,7 +12,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,14 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
 SHARED = ROOT.parent / "shared"
 CONFORMANCE_CASES = SHARED / "conformance" / "eventbridge-patterns" / "cases"
-
-
-def setup_paths() -> None:
-    """Make the repo root (components, bench) and functions/ (the Lambda code root)
-    importable, as pytest's `pythonpath` does."""
-    for path in (str(ROOT), str(FUNCTIONS)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
 
 
 def moto_environment() -> None:

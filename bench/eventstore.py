@@ -1,6 +1,6 @@
 """Benchmark 4: rebuilding an event-sourced aggregate, with and without snapshots.
 
-One aggregate with `events` (default 10,000) events in `eventkit.eventstore`, rebuilt
+One aggregate with `events` (default 10,000) events in `eventcraft.eventstore`, rebuilt
 with `EventStore.rehydrate(..., write_snapshot=False)`:
 * no snapshot: every event is read and folded;
 * snapshots every 50 / 100 / 500 events (`SnapshotPolicy(every=N)`): the rebuild reads
@@ -73,7 +73,7 @@ def initial_state() -> dict[str, Any]:
 
 def new_events(count: int) -> list[Any]:
     """`count` deterministic NewEvents (ids and times fixed; ~200-byte payloads)."""
-    from eventkit.eventstore import NewEvent
+    from eventcraft.eventstore import NewEvent
 
     result = []
     for n in range(count):
@@ -97,7 +97,7 @@ def new_events(count: int) -> list[Any]:
 
 
 def _append_all(store: Any, events: list[Any]) -> None:
-    from eventkit.eventstore import MAX_EVENTS_PER_APPEND
+    from eventcraft.eventstore import MAX_EVENTS_PER_APPEND
 
     version = 0
     for start in range(0, len(events), MAX_EVENTS_PER_APPEND):
@@ -108,7 +108,7 @@ def _append_all(store: Any, events: list[Any]) -> None:
 
 def _snapshots(store: Any, head: int, policies: list[int]) -> dict[int, tuple[int, Any]]:
     """Per `every`: (version, state) of the worst-case snapshot, folded from the store."""
-    from eventkit.eventstore import fold
+    from eventcraft.eventstore import fold
 
     wanted = {every: max(head - (every - 1), 0) for every in policies}
     result: dict[int, tuple[int, Any]] = {}
@@ -125,7 +125,7 @@ def _variants(
     make_snapshots: Callable[[int], Any], recorder: Any, policies: list[int], head: int
 ) -> dict[str, Any]:
     """name -> EventStore: "none" and "every-N" with their snapshot seeded."""
-    from eventkit.eventstore import EventStore, Snapshot, SnapshotPolicy
+    from eventcraft.eventstore import EventStore, Snapshot, SnapshotPolicy
 
     stores: dict[str, Any] = {"none": EventStore(recorder)}
     points = _snapshots(stores["none"], head, policies)
@@ -183,7 +183,7 @@ def _rounds(
 
 
 def _memory(events: list[Any], policies: list[int], rounds: int) -> dict[str, Any]:
-    from eventkit.eventstore import EventStore, InMemoryEventRecorder, InMemorySnapshotRecorder
+    from eventcraft.eventstore import EventStore, InMemoryEventRecorder, InMemorySnapshotRecorder
 
     recorder = InMemoryEventRecorder()
     _append_all(EventStore(recorder), events)
@@ -246,7 +246,7 @@ def _create_tables(client: Any, policies: list[int]) -> None:
 
 def _batch_seed(client: Any, table: str, records: list[Any]) -> None:
     """Write stored events as the recorder's items, 25 per BatchWriteItem."""
-    from eventkit.eventstore import event_item
+    from eventcraft.eventstore import event_item
 
     for start in range(0, len(records), 25):
         requests = [{"PutRequest": {"Item": event_item(r)}} for r in records[start : start + 25]]
@@ -259,8 +259,8 @@ def _append_probe(client: Any, events: list[Any], sizes: tuple[int, ...]) -> lis
     """Seconds of ONE 99-event append (`DynamoDBEventRecorder.append`, a
     TransactWriteItems) when the table already holds `size` items: moto 5.2.5
     deep-copies the whole table once per action of a transaction."""
-    from eventkit.eventstore import MAX_EVENTS_PER_APPEND, DynamoDBEventRecorder
-    from eventkit.eventstore.model import stored
+    from eventcraft.eventstore import MAX_EVENTS_PER_APPEND, DynamoDBEventRecorder
+    from eventcraft.eventstore.model import stored
 
     common.create_events_table(client, "append-probe")
     recorder = DynamoDBEventRecorder("append-probe", client=client)
@@ -291,8 +291,8 @@ def _moto(
     from botocore.config import Config
     from moto import mock_aws
 
-    from eventkit.eventstore import DynamoDBEventRecorder, DynamoDBSnapshotRecorder
-    from eventkit.eventstore.model import stored
+    from eventcraft.eventstore import DynamoDBEventRecorder, DynamoDBSnapshotRecorder
+    from eventcraft.eventstore.model import stored
 
     with mock_aws():
         client = boto3.session.Session().client(
@@ -320,7 +320,7 @@ def _moto(
 def _history_reducer(events: list[Any], rounds: int) -> dict[str, Any]:
     """domain.history.apply over the same history, in memory, no snapshot."""
     from domain.history import apply, initial_state
-    from eventkit.eventstore import EventStore, InMemoryEventRecorder
+    from eventcraft.eventstore import EventStore, InMemoryEventRecorder
 
     recorder = InMemoryEventRecorder()
     store = EventStore(recorder)
@@ -353,7 +353,6 @@ def run(
     append_probe_sizes: tuple[int, ...] = (0, 1000),
 ) -> dict[str, Any]:
     """The whole benchmark; sizes are parameters so the smoke test can run it tiny."""
-    common.setup_paths()
     common.moto_environment()
     history = new_events(events)
     return {

@@ -1,7 +1,7 @@
 """Benchmark 1: EventBridge pattern matching, the project's matcher vs moto's.
 
 Matchers:
-* project: `components.event_pattern.compile_pattern(p).matches(event)` (validated and
+* project: `pulumi_eventcraft.event_pattern.compile_pattern(p).matches(event)` (validated and
   compiled once, cached by the pattern's JSON text);
 * moto: `moto.events.models.EventPattern.load(text).matches_event(event)`, what moto
   5.2.5 runs for every rule of a bus on each PutEvents entry.
@@ -152,7 +152,7 @@ def _moto_pattern_class() -> Any:
 
 
 def _matching(rounds: int, event_list: list[dict[str, Any]]) -> dict[str, Any]:
-    from components import event_pattern as ep
+    from pulumi_eventcraft import event_pattern as ep
 
     moto_pattern = _moto_pattern_class()
     patterns = rules()
@@ -205,7 +205,7 @@ def _matching(rounds: int, event_list: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _compiling(rounds: int, loops: int) -> dict[str, Any]:
-    from components import event_pattern as ep
+    from pulumi_eventcraft import event_pattern as ep
 
     moto_pattern = _moto_pattern_class()
     texts = [json.dumps(p) for p in rules().values()]
@@ -284,7 +284,7 @@ def conformance_cases(folder: Path = common.CONFORMANCE_CASES) -> list[dict[str,
 
 
 def _project_outcome(pattern: str, event: dict[str, Any]) -> str:
-    from components.event_pattern import InvalidEventPatternError, compile_pattern
+    from pulumi_eventcraft.event_pattern import InvalidEventPatternError, compile_pattern
 
     try:
         compiled = compile_pattern(pattern)
@@ -344,7 +344,6 @@ def run(
     conformance_folder: Path = common.CONFORMANCE_CASES,
 ) -> dict[str, Any]:
     """The whole benchmark; sizes are parameters so the smoke test can run it tiny."""
-    common.setup_paths()
     event_list = events(event_count)
     return {
         "matching": _matching(rounds, event_list),

@@ -1,8 +1,8 @@
-"""Benchmark 3: publishing throughput against moto, eventkit's Publisher vs a naive loop.
+"""Benchmark 3: publishing throughput against moto, eventcraft's Publisher vs a naive loop.
 
 Both put the same `count` PutEvents entries (contract events of the saga, built with
-`eventkit.publisher.entry` from the contracts' samples) on the same moto event bus,
-through the same boto3 client (botocore "standard" retries, as `eventkit.clients`):
+`eventcraft.publisher.entry` from the contracts' samples) on the same moto event bus,
+through the same boto3 client (botocore "standard" retries, as `eventcraft.clients`):
 * publisher: `Publisher(bus, client=...).put_entries(entries)`: requests of at most 10
   entries and < 256 KB, per-entry failure handling;
 * naive: `client.put_events(Entries=[entry])` once per entry, ignoring the result.
@@ -31,7 +31,7 @@ def entries(count: int, *, bus: str = BUS) -> list[dict[str, Any]]:
     """`count` PutEvents entries of contract events (deterministic mix of the saga)."""
     from bench.pattern_matching import events
     from contracts.registry import model_for
-    from eventkit.publisher import entry
+    from eventcraft.publisher import entry
 
     result: list[dict[str, Any]] = []
     for envelope in events(count):
@@ -44,7 +44,7 @@ def _client() -> Any:
     import boto3
     from botocore.config import Config
 
-    # As eventkit.clients creates it; a session of its own.
+    # As eventcraft.clients creates it; a session of its own.
     return boto3.session.Session().client("events", config=Config(retries={"mode": "standard"}))
 
 
@@ -67,7 +67,7 @@ def _create_bus(client: Any, with_rules: bool) -> None:
 
 def size_aware_requests(count: int, detail_bytes: int = LARGE_DETAIL_BYTES) -> dict[str, Any]:
     """Requests the Publisher makes for `count` entries of about `detail_bytes` each."""
-    from eventkit.publisher import MAX_REQUEST_BYTES, entry_size, request_chunks
+    from eventcraft.publisher import MAX_REQUEST_BYTES, entry_size, request_chunks
 
     big = {
         "Source": "order-saga.orders",
@@ -90,7 +90,7 @@ def size_aware_requests(count: int, detail_bytes: int = LARGE_DETAIL_BYTES) -> d
 def _measure(items: list[Any], repeats: int, with_rules: bool) -> dict[str, Any]:
     from moto import mock_aws
 
-    from eventkit.publisher import Publisher
+    from eventcraft.publisher import Publisher
 
     count = len(items)
     publisher_s: list[float] = []
@@ -150,7 +150,6 @@ def _rule_names() -> list[str]:
 def run(*, count: int = 1000, repeats: int = 5) -> dict[str, Any]:
     """The whole benchmark, on a bus with the saga's rules and on a bare bus (the client
     and request overhead alone); sizes are parameters so the smoke test can run it tiny."""
-    common.setup_paths()
     common.moto_environment()
     items = entries(count)
     return {

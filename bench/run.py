@@ -108,7 +108,6 @@ def run_all(
     """Run `names` with `sizes` (default FULL); returns the results document."""
     from bench import common
 
-    common.setup_paths()
     chosen = sizes if sizes is not None else FULL
     document: dict[str, Any] = {
         "machine": common.machine(),

@@ -1,4 +1,4 @@
-"""Benchmark 5: the sandbox: moto with and without `sandbox.speedups.speedups()`, and
+"""Benchmark 5: the sandbox: moto with and without `eventcraft_sandbox.speedups.speedups()`, and
 the whole demo end to end.
 
 `speedups()` (on while a `SandboxSession` runs) patches moto and botocore for speed
@@ -22,7 +22,7 @@ without changing any answer (its docstring lists what). Three parts:
 * `demo`: `order_saga.sandbox.demo.run_demo(DemoOptions(orders=N))` (deploy the stack into moto,
   seed, place N orders in a burst, run until quiet, check the invariants) for each N of
   `demo_orders`, and for each N of `plain_demo_orders` the same demo with `speedups`
-  replaced by a no-op (`sandbox.session.speedups` patched for that run: the session
+  replaced by a no-op (`eventcraft_sandbox.session.speedups` patched for that run: the session
   looks the name up when it starts). First an unmeasured warm-up demo of
   `warmup_orders` (the process's first demo also pays imports and first-use setup),
   then one run each (a run is 0.5-1 minute), in the order: sped-up N, plain N (for the
@@ -145,7 +145,7 @@ def _client() -> Any:
     import boto3
     from botocore.config import Config
 
-    # As eventkit.clients creates it; a session of its own.
+    # As eventcraft.clients creates it; a session of its own.
     return boto3.session.Session().client("dynamodb", config=Config(retries={"mode": "standard"}))
 
 
@@ -162,7 +162,7 @@ def _answer(call: Callable[[], Any]) -> dict[str, Any]:
 
 
 def _mode(name: str) -> contextlib.AbstractContextManager[Any]:
-    from sandbox.speedups import speedups
+    from eventcraft_sandbox.speedups import speedups
 
     return speedups() if name == "speedups" else contextlib.nullcontext()
 
@@ -383,10 +383,10 @@ def transactions(table_sizes: tuple[int, ...], rounds: int, loops: int) -> dict[
 
 @contextlib.contextmanager
 def speedups_disabled() -> Iterator[None]:
-    """`sandbox.session.speedups` as a no-op for the sessions started inside."""
-    import sandbox.session
+    """`eventcraft_sandbox.session.speedups` as a no-op for the sessions started inside."""
+    import eventcraft_sandbox.session
 
-    with mock.patch.object(sandbox.session, "speedups", contextlib.nullcontext):
+    with mock.patch.object(eventcraft_sandbox.session, "speedups", contextlib.nullcontext):
         yield
 
 
@@ -493,7 +493,6 @@ def run(
     warmup_orders: int = 2,
 ) -> dict[str, Any]:
     """The whole benchmark; sizes are parameters so the smoke test can run it tiny."""
-    common.setup_paths()
     common.moto_environment()
     return {
         "dynamodb_calls": dynamodb_calls(

@@ -31,8 +31,8 @@ redrive"): on AWS the move task is the native way to send a work queue's DLQ bac
 its source queue, but it cannot target a bus or a function, reports per task and not
 per message, and is not implemented by moto (the tests and the sandbox run on it).
 
-Reading, planning and moving the messages: `eventkit.dlq` (shared with the DLQ processor
-function); bus puts go through `eventkit.publisher.Publisher` (FailedEntryCount checked,
+Reading, planning and moving the messages: `eventcraft.dlq` (shared with the DLQ processor
+function); bus puts go through `eventcraft.publisher.Publisher` (FailedEntryCount checked,
 failed entries retried, never dropped silently).
 """
 
@@ -47,9 +47,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from eventkit import dlq as dlqs
-from eventkit.dlq import DeadLetterQueue, DlqMessage, Outcome, Plan
-from eventkit.publisher import Publisher
+from eventcraft import dlq as dlqs
+from eventcraft.dlq import DeadLetterQueue, DlqMessage, Outcome, Plan
+from eventcraft.publisher import Publisher
 from ops.aws import Clients, describe_aws_error, error_code
 from ops.errors import EXIT_FAILED, UsageError
 from ops.outputs import NamedDlq, StackOutputs

@@ -5,7 +5,7 @@ model of the detail-type, after upcasting an older version) BEFORE anything is s
 detail that breaks the contract is refused with the fields named (exit code 2). A
 detail without `eventId` / `occurredAt` gets them as a producer would (a new UUID, now):
 they are the consumers' idempotency key and the event time. The entry goes out through
-`eventkit.publisher.Publisher`, which checks PutEvents' FailedEntryCount and retries
+`eventcraft.publisher.Publisher`, which checks PutEvents' FailedEntryCount and retries
 failed entries: an entry EventBridge refuses fails the command (exit code 1), never
 silently. The detail is sent as given (plus the filled fields), so an older version
 can be put to test upcasting consumers.
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from contracts import REGISTRY, ContractError, model_for, new_event_id, parse_detail, sample_detail
-from eventkit.publisher import Publisher, PublishError
+from eventcraft.publisher import Publisher, PublishError
 from ops.aws import Clients
 from ops.errors import OpsError, UsageError
 from ops.outputs import StackOutputs

@@ -6,7 +6,7 @@ skipped with a note):
   `order_status` answers it (`domain.orders.view`): status, amounts, failure, the
   saga's applied facts;
 - the event store (`tables.events`, aggregate id = order id): every event recorded for
-  the order, in order (`eventkit.eventstore.DynamoDBEventRecorder.read`);
+  the order, in order (`eventcraft.eventstore.DynamoDBEventRecorder.read`);
 - the read model (`tables.history`, key `orderId`): the projected view and the version
   it has folded in, compared with the event store (a projection behind the store is
   reported as lag);
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from domain import orders
-from eventkit.eventstore import DynamoDBEventRecorder, DynamoDBReadModel
+from eventcraft.eventstore import DynamoDBEventRecorder, DynamoDBReadModel
 from handlers.project_order_history import KEY_ATTRIBUTE as HISTORY_KEY
 from ops.aws import Clients, describe_aws_error, error_code
 from ops.errors import EXIT_FAILED, UsageError

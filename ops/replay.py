@@ -12,7 +12,7 @@ archive's own rule skips them, so a replay is never archived again.
 (`EventLastReplayedTime`).
 
 Emulators: moto ignores the window and FilterArns (it replays the whole archive to
-every rule, synchronously); the sandbox (`sandbox.delivery.eventbridge`) honours both.
+every rule, synchronously); the sandbox (`eventcraft_sandbox.delivery.eventbridge`) honours both.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from components.config import ConfigError
-from sandbox.stack_files import StackFileError
+from eventcraft_sandbox.stack_files import StackFileError
+from pulumi_eventcraft.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:

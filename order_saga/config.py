@@ -19,9 +19,9 @@ from pydantic import (
     model_validator,
 )
 
-from components.config import load_config
-from components.function import LOG_RETENTION_DAYS
 from contracts import REGISTRY
+from pulumi_eventcraft.config import load_config
+from pulumi_eventcraft.function import LOG_RETENTION_DAYS
 
 NAMESPACE = "order-saga"
 

@@ -50,7 +50,7 @@ window_aggregate reads.
 Fork/join checks by events, not a Step Functions Parallel: the join result
 (AllChecksComplete) is then an event on the bus (archived, replayable, forwardable to
 partners), each check fails and retries alone with its own DLQ, and the join's exactly-
-once completion (eventkit.aggregation) is exercised; `aggregate_checks.task` with a
+once completion (eventcraft.aggregation) is exercised; `aggregate_checks.task` with a
 Parallel state would return the result inside one execution and publish nothing.
 
 A local AWS emulator (config `awsEndpoint`): an explicit `aws.Provider` whose endpoints
@@ -69,43 +69,6 @@ from typing import Any, Final, Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alerts, AlertsArgs, metric_alarm
-from components.event_bus import EventBus, EventBusArgs
-from components.event_rule import (
-    EventBusTarget,
-    EventRule,
-    EventRuleArgs,
-    InputTransformer,
-    KinesisTarget,
-    LambdaTarget,
-    SqsTarget,
-    StateMachineTarget,
-)
-from components.event_source import (
-    DynamoDbStreamSource,
-    EventSourceMapping,
-    EventSourceMappingArgs,
-    KinesisSource,
-    SqsSource,
-    dynamodb_insert_only,
-)
-from components.function import Function, FunctionArgs, scoped_name
-from components.layer import DependencyLayer, DependencyLayerArgs
-from components.outbox_relay import OutboxRelay, OutboxRelayArgs
-from components.queue import DeadLetterQueue, DeadLetterQueueArgs, Queue, QueueArgs, QueueSender
-from components.saga import SagaStep, function_arns, saga_definition
-from components.state_machine import StateMachine, StateMachineArgs
-from components.stream import Stream, StreamArgs
-from components.table import (
-    KeyAttribute,
-    Table,
-    TableArgs,
-    event_store_table,
-    idempotency_table,
-    outbox_table,
-    snapshot_table,
-    state_table,
-)
 from contracts import REGISTRY, json_schemas, model_for
 from domain.enrichment import high_value_pattern
 from domain.orders import SAGA_EVENT_TYPES
@@ -127,6 +90,49 @@ from order_saga.wiring import (
     read_access,
     restrict,
     wire,
+)
+from pulumi_eventcraft.alarms import Alerts, AlertsArgs, metric_alarm
+from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
+from pulumi_eventcraft.event_rule import (
+    EventBusTarget,
+    EventRule,
+    EventRuleArgs,
+    InputTransformer,
+    KinesisTarget,
+    LambdaTarget,
+    SqsTarget,
+    StateMachineTarget,
+)
+from pulumi_eventcraft.event_source import (
+    DynamoDbStreamSource,
+    EventSourceMapping,
+    EventSourceMappingArgs,
+    KinesisSource,
+    SqsSource,
+    dynamodb_insert_only,
+)
+from pulumi_eventcraft.function import Function, FunctionArgs, scoped_name
+from pulumi_eventcraft.layer import DependencyLayer, DependencyLayerArgs
+from pulumi_eventcraft.outbox_relay import OutboxRelay, OutboxRelayArgs
+from pulumi_eventcraft.queue import (
+    DeadLetterQueue,
+    DeadLetterQueueArgs,
+    Queue,
+    QueueArgs,
+    QueueSender,
+)
+from pulumi_eventcraft.saga import SagaStep, function_arns, saga_definition
+from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
+from pulumi_eventcraft.stream import Stream, StreamArgs
+from pulumi_eventcraft.table import (
+    KeyAttribute,
+    Table,
+    TableArgs,
+    event_store_table,
+    idempotency_table,
+    outbox_table,
+    snapshot_table,
+    state_table,
 )
 
 # Content-based routing of `both`: the last hex digit of the orderId (a uuid4).
@@ -330,9 +336,9 @@ class OrderSaga(pulumi.ComponentResource):
             # the read model: one row per orderId
             "history": state_table("orderId", deletion_protection=protect),
             "customers": state_table("customerId", deletion_protection=protect),
-            # the fork/join's joins (eventkit.aggregation): joinId, TTL expiresAt
+            # the fork/join's joins (eventcraft.aggregation): joinId, TTL expiresAt
             "checks": state_table("joinId", ttl_attribute="expiresAt", deletion_protection=protect),
-            # event-time windows (eventkit.windows): windowKey + windowStart (ms)
+            # event-time windows (eventcraft.windows): windowKey + windowStart (ms)
             "windows": TableArgs(
                 hash_key=KeyAttribute("windowKey", "S"),
                 range_key=KeyAttribute("windowStart", "N"),

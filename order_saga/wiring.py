@@ -29,8 +29,8 @@ from typing import Literal
 
 import pulumi
 
-from components.iam import Statement
 from order_saga.catalogue import CODE_DIR
+from pulumi_eventcraft.iam import Statement
 
 ACCESS_NAME = "ACCESS"
 

@@ -6,13 +6,6 @@ the rules live in `rules.py`, which tests import.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# The rules reuse components/ (components.iam), so the repository root must be importable
-# however Pulumi starts the pack (its working directory is this folder).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from pulumi_policy import EnforcementLevel, PolicyPack
 
 from policy.rules import policies

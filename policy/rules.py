@@ -13,7 +13,7 @@ because a value is unknown. Three adapters build views:
   computed ones (ARNs, URLs, rendered JSON) of resources still to be created are
   unknown. `property_dependencies` says which resources an unknown property comes
   from, so references still resolve (a redrive policy to its DLQ, an alarm to its queue).
-- `view_from_mock` (`sandbox.mock_deploy.Resource`): `props` are the recorded inputs,
+- `view_from_mock` (`eventcraft_sandbox.mock_deploy.Resource`): `props` are the recorded inputs,
   `outputs` what the mocks computed; every value is known, references resolve by value.
 
 A view keeps both `props` (the configuration rules check) and `outputs` (identifiers:
@@ -60,7 +60,7 @@ from pulumi_policy.proxy import (
     UnknownValueError,
 )
 
-from components.iam import PRINCIPAL_RESTRICTING_KEYS, find_violations
+from pulumi_eventcraft.iam import PRINCIPAL_RESTRICTING_KEYS, find_violations
 
 QUEUE = "aws:sqs/queue:Queue"
 REDRIVE_POLICY = "aws:sqs/redrivePolicy:RedrivePolicy"
@@ -227,7 +227,7 @@ def plain(value: Any) -> Any:
 
 
 class MockResourceLike(Protocol):
-    """What `view_from_mock` reads of `sandbox.mock_deploy.Resource`."""
+    """What `view_from_mock` reads of `eventcraft_sandbox.mock_deploy.Resource`."""
 
     @property
     def typ(self) -> str: ...
@@ -506,7 +506,7 @@ def check_queues_have_dlq(views: Sequence[PolicyView]) -> Findings:
             "has no dead-letter queue (no redrivePolicy) and is not the dead-letter queue "
             "of any queue, rule target, event source mapping or Lambda destination; give it "
             'redrive_policy={"deadLetterTargetArn": <DLQ ARN>, "maxReceiveCount": <n>} '
-            "(components.queue.Queue does)",
+            "(pulumi_eventcraft.queue.Queue does)",
         )
     return findings
 
@@ -523,7 +523,7 @@ def check_rule_targets(views: Sequence[PolicyView]) -> Findings:
                 target,
                 "has no deadLetterConfig: events it fails to deliver are dropped; set "
                 "dead_letter_config={'arn': <standard SQS queue ARN>} "
-                "(components.event_rule.EventRule.add_target does)",
+                "(pulumi_eventcraft.event_rule.EventRule.add_target does)",
             )
         retry = target.get("retryPolicy")
         if retry is UNKNOWN:
@@ -582,7 +582,7 @@ def check_encryption(views: Sequence[PolicyView]) -> Findings:
                 "serverSideEncryption is not enabled (only DynamoDB's AWS-owned key, which "
                 "you cannot audit or control); set server_side_encryption={'enabled': True} "
                 "for the AWS-managed key, or with kms_key_arn for your own key "
-                "(components.table.Table does)",
+                "(pulumi_eventcraft.table.Table does)",
             )
     for stream in _of_type(views, STREAM):
         kind = stream.get("encryptionType")
@@ -592,7 +592,7 @@ def check_encryption(views: Sequence[PolicyView]) -> Findings:
             findings.violation(
                 stream,
                 "is not encrypted at rest; set encryption_type='KMS' and kms_key_id "
-                "('alias/aws/kinesis' or a key ARN; components.stream.Stream does)",
+                "('alias/aws/kinesis' or a key ARN; pulumi_eventcraft.stream.Stream does)",
             )
     for topic in _of_type(views, TOPIC):
         if not _key_set(topic, "kmsMasterKeyId"):
@@ -600,7 +600,7 @@ def check_encryption(views: Sequence[PolicyView]) -> Findings:
                 topic,
                 "is not encrypted at rest; set kms_master_key_id to a KMS key (a "
                 "customer-managed one if CloudWatch alarms publish to it, as "
-                "components.alarms.Alerts creates)",
+                "pulumi_eventcraft.alarms.Alerts creates)",
             )
     return findings
 
@@ -666,7 +666,7 @@ def _key_policy_for_iam_check(document: Mapping[str, Any]) -> dict[str, Any]:
 def check_least_privilege(views: Sequence[PolicyView]) -> Findings:
     """Rule 4: no wildcard actions, no '*' resources AWS does not require, no *FullAccess.
 
-    Applies `components.iam.find_violations` to every policy document of every resource
+    Applies `pulumi_eventcraft.iam.find_violations` to every policy document of every resource
     (its public-principal finding is rule 5's, which also accepts aws:SourceArn).
     """
     findings = Findings()
@@ -689,7 +689,7 @@ def check_least_privilege(views: Sequence[PolicyView]) -> Findings:
                 findings.violation(
                     view,
                     f"attaches {arn}, which grants wildcard actions; grant the named actions "
-                    "on the resources' ARNs instead (components.iam.Statement)",
+                    "on the resources' ARNs instead (pulumi_eventcraft.iam.Statement)",
                 )
     return findings
 
@@ -825,7 +825,7 @@ def check_stream_mappings(views: Sequence[PolicyView]) -> Findings:
                 mapping,
                 "has no on-failure destination: records that exhaust their retries are "
                 "dropped; set destination_config.on_failure.destination_arn to a standard "
-                "SQS queue (components.event_source.EventSourceMapping does)",
+                "SQS queue (pulumi_eventcraft.event_source.EventSourceMapping does)",
             )
     return findings
 
@@ -865,7 +865,8 @@ def check_state_machines(views: Sequence[PolicyView]) -> Findings:
                 machine,
                 "does not log executions (loggingConfiguration level is OFF or unset); set "
                 "logging_configuration with level 'ERROR' (or 'ALL'/'FATAL') and "
-                "log_destination '<log group ARN>:*' (components.state_machine.StateMachine does)",
+                "log_destination '<log group ARN>:*' "
+                "(pulumi_eventcraft.state_machine.StateMachine does)",
             )
         elif not _key_set(machine, "loggingConfiguration.logDestination"):
             findings.violation(
@@ -948,7 +949,7 @@ def check_dlq_alarms(views: Sequence[PolicyView]) -> Findings:
             "is a dead-letter queue without a CloudWatch alarm: failed messages would pile "
             f"up unnoticed; add an aws.cloudwatch.MetricAlarm on {DLQ_METRIC_NAMESPACE} "
             f"{DLQ_METRIC} with dimensions {{'QueueName': '{name}'}} "
-            "(components.queue.DeadLetterQueue creates one)",
+            "(pulumi_eventcraft.queue.DeadLetterQueue creates one)",
         )
     return findings
 
@@ -964,7 +965,7 @@ def check_lambda_tracing(views: Sequence[PolicyView]) -> Findings:
             findings.violation(
                 function,
                 f"X-Ray tracing is {mode or 'unset'!s}, not Active; set "
-                "tracing_config={'mode': 'Active'} (components.function.Function does)",
+                "tracing_config={'mode': 'Active'} (pulumi_eventcraft.function.Function does)",
             )
     return findings
 
@@ -1010,7 +1011,7 @@ def check_lambda_log_retention(views: Sequence[PolicyView]) -> Findings:
                 function,
                 f"has no log group: Lambda creates {name} on first use and keeps its logs "
                 f"forever; declare an aws.cloudwatch.LogGroup named '{name}' with "
-                "retention_in_days (components.function.Function does)",
+                "retention_in_days (pulumi_eventcraft.function.Function does)",
             )
             continue
         retention = group.get("retentionInDays")
@@ -1047,7 +1048,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "least-privilege-iam",
         "Policy documents name their actions and scope resources to ARNs "
-        "(components.iam.find_violations); no *FullAccess managed policies.",
+        "(pulumi_eventcraft.iam.find_violations); no *FullAccess managed policies.",
         "resource",
         check_least_privilege,
     ),

@@ -1,4 +1,4 @@
-"""Test-wide settings. Tests deploy under mocks with `sandbox.mock_deploy.deploy`."""
+"""Test-wide settings. Tests deploy under mocks with `eventcraft_sandbox.mock_deploy.deploy`."""
 
 from __future__ import annotations
 

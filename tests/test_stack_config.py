@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from components.config import ConfigError, parse_config
+from eventcraft_sandbox.mock_deploy import run_program_file
+from eventcraft_sandbox.stack_files import stack_config
 from order_saga.config import NAMESPACE, OrderSagaConfig
-from sandbox.mock_deploy import run_program_file
-from sandbox.stack_files import stack_config
+from pulumi_eventcraft.config import ConfigError, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "__main__.py"
@@ -106,7 +106,7 @@ def test_every_problem_is_reported_in_one_message() -> None:
 
 
 def test_the_program_stops_before_declaring_anything_on_bad_config() -> None:
-    config = {**stack_config("dev"), "order-saga:sagaMode": "chaos"}
+    config = {**stack_config("dev", ROOT), "order-saga:sagaMode": "chaos"}
     with pytest.raises(ConfigError, match=r"order-saga:sagaMode = 'chaos'"):
         run_program_file(PROGRAM, stack="dev", config=config)
 
@@ -114,7 +114,9 @@ def test_the_program_stops_before_declaring_anything_on_bad_config() -> None:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_committed_stack_files_are_valid(stack: str) -> None:
     values = {
-        k.split(":", 1)[1]: v for k, v in stack_config(stack).items() if k.startswith("order-saga:")
+        k.split(":", 1)[1]: v
+        for k, v in stack_config(stack, ROOT).items()
+        if k.startswith("order-saga:")
     }
     parse(**values)  # raises on any bad key
 
@@ -123,7 +125,7 @@ def test_prod_is_stricter_than_dev() -> None:
     def load(stack: str) -> OrderSagaConfig:
         values = {
             k.split(":", 1)[1]: v
-            for k, v in stack_config(stack).items()
+            for k, v in stack_config(stack, ROOT).items()
             if k.startswith("order-saga:")
         }
         return parse(**values)

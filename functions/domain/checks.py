@@ -4,7 +4,7 @@ Pure: no boto3. The handlers read stock and customers, call these, and record / 
 A check that does not pass is a result (`passed: false` with a reason), never an error:
 the join needs every branch's answer to decide.
 
-Join records (eventkit.aggregation, one item per order, `joinId` = orderId): each check's
+Join records (eventcraft.aggregation, one item per order, `joinId` = orderId): each check's
 outcome is "PASSED" or "FAILED" and its data {"reason", "quoteCents", "occurredAt",
 "customerId"}: the join keeps the customer each CheckCompleted carried, for the
 AllChecksComplete it emits.
@@ -29,10 +29,10 @@ from contracts import (
     utc_now,
 )
 from domain.enrichment import Customer, derived_event_id
-from eventkit.aggregation import (
+from eventcraft.aggregation import (
     CheckResult as JoinResult,
 )
-from eventkit.aggregation import (
+from eventcraft.aggregation import (
     JoinState,
     completion_event_id,
 )

@@ -5,7 +5,7 @@ Pure: no boto3. The same reducer folds the event store's events into the aggrega
 (what `project_order_history` keeps up to date), so a projected row equals a full
 rebuild from the store, by construction and by test.
 
-Stored events (eventkit.eventstore, aggregate id = order id): `type` = detail-type,
+Stored events (eventcraft.eventstore, aggregate id = order id): `type` = detail-type,
 `data` = the detail as its producer published it (upcast to the current version),
 `schemaVersion` = the contract's version, `eventId` = the producer's eventId,
 `occurredAt` = its event time.
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from contracts import OrderEvent, version_of
-from eventkit.eventstore import NewEvent, SnapshotPolicy, StoredEvent, stored_event_from_image
+from eventcraft.eventstore import NewEvent, SnapshotPolicy, StoredEvent, stored_event_from_image
 
 # The shape of the state; bump when it changes, so older snapshots are rebuilt.
 STATE_SCHEMA_VERSION: Final = 1

@@ -1,6 +1,6 @@
 """Order activity in event-time windows: what is counted, and how a late event is reported.
 
-Pure: no boto3. `eventkit.windows` does the windowing (tumbling windows, watermark,
+Pure: no boto3. `eventcraft.windows` does the windowing (tumbling windows, watermark,
 allowed lateness, exactly-once counting per event id); this module says what an order
 event contributes and what a rejected late event looks like.
 
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from contracts import Event
-from eventkit.windows import TumblingWindows, WindowEvent
+from eventcraft.windows import TumblingWindows, WindowEvent
 
 WINDOW_SECONDS_ENV: Final = "WINDOW_SECONDS"
 ALLOWED_LATENESS_ENV: Final = "ALLOWED_LATENESS_SECONDS"

@@ -4,12 +4,12 @@ Entries:
 - `handler(event, context)` (choreography): CheckCompleted events, as an SQS batch
   (rule -> queue -> this function, ReportBatchItemFailures on: the recommended wiring)
   or one EventBridge event (rule -> this function). Each result is recorded in
-  CHECKS_TABLE (key `joinId` = orderId, `eventkit.aggregation`'s layout) with ONE
+  CHECKS_TABLE (key `joinId` = orderId, `eventcraft.aggregation`'s layout) with ONE
   conditional UpdateItem (ReturnValues ALL_NEW); the delivery that completes the join
   claims it, publishes AllChecksComplete on EVENT_BUS_NAME and marks it emitted. Each
   result keeps the customerId its CheckCompleted carried; AllChecksComplete names it.
 - `task(event, context)` (orchestration: the aggregate task after the Parallel state of
-  `components.saga.parallel_checks`): the state with `$.checks.<check>` results -> the
+  `pulumi_eventcraft.saga.parallel_checks`): the state with `$.checks.<check>` results -> the
   AllChecksComplete detail (its `allPassed` tells the state machine what to do next).
 
 Idempotency: the join's conditional writes (not Powertools). A redelivered result is a
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from contracts import CHECKS, CheckCompleted
 from domain import checks
-from eventkit import envelopes
-from eventkit.aggregation import Aggregator, JoinState
-from eventkit.publisher import Publisher
-from eventkit.settings import env
+from eventcraft import envelopes
+from eventcraft.aggregation import Aggregator, JoinState
+from eventcraft.publisher import Publisher
+from eventcraft.settings import env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse

@@ -12,7 +12,7 @@ Entry: `handler(event, context)`, invoked by an operator (console, CLI, a runboo
   delivers it again: consumers are idempotent on eventId, so the targets that had
   succeeded ignore it).
 
-What each message is, and moving it: `eventkit.dlq` (a stream failure record is a
+What each message is, and moving it: `eventcraft.dlq` (a stream failure record is a
 pointer, never moved; a Lambda destination record goes to a queue as its original
 payload). Never loses a message: a message is deleted from the DLQ only after the send
 to its target succeeded; any other is reported and made visible again at once.
@@ -30,10 +30,10 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eventkit import clients
-from eventkit import dlq as dlqs
-from eventkit.publisher import Publisher
-from eventkit.settings import env
+from eventcraft import clients
+from eventcraft import dlq as dlqs
+from eventcraft.publisher import Publisher
+from eventcraft.settings import env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     "DLQ_URL": frozenset(

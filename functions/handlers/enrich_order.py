@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from contracts import OrderPlaced
 from domain.enrichment import enrich
-from eventkit.envelopes import from_eventbridge
-from eventkit.publisher import Publisher
-from eventkit.settings import ConfigurationError
+from eventcraft.envelopes import from_eventbridge
+from eventcraft.publisher import Publisher
+from eventcraft.settings import ConfigurationError
 from saga.customers import load_customer
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _publisher() -> Publisher:
 def _idempotency() -> tuple[IdempotencyConfig, Callable[..., dict[str, Any]]]:
     """`enrich_order` made idempotent on the OrderPlaced's eventId, built on first use
     (Powertools is imported and the table name read then, not at cold start)."""
-    from eventkit import idempotency
+    from eventcraft import idempotency
 
     config = idempotency.config(idempotency.CONTRACT_EVENT_ID)
     once = idempotency.idempotent_function(

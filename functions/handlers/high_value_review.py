@@ -30,9 +30,9 @@ from typing import Any, Final
 
 from contracts import OrderPlaced
 from domain.enrichment import BelowThresholdError, flag, review_item
-from eventkit import outbox
-from eventkit.envelopes import from_eventbridge
-from eventkit.settings import ConfigurationError, env
+from eventcraft import outbox
+from eventcraft.envelopes import from_eventbridge
+from eventcraft.settings import ConfigurationError, env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     "REVIEWS_TABLE": frozenset({"dynamodb:PutItem"}),

@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from contracts import S3ObjectCreated
-from eventkit import clients
-from eventkit.envelopes import from_eventbridge
-from eventkit.settings import ConfigurationError, env
+from eventcraft import clients
+from eventcraft.envelopes import from_eventbridge
+from eventcraft.settings import ConfigurationError, env
 from saga.placing import InvalidOrderError, RequestIdReusedError, parse_request, place_order
 
 ACCESS: Final[dict[str, frozenset[str]]] = {

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from domain import orders
-from eventkit import dynamodb
-from eventkit.settings import env
+from eventcraft import dynamodb
+from eventcraft.settings import env
 
 ACCESS: dict[str, frozenset[str]] = {
     "ORDERS_TABLE": frozenset({"dynamodb:GetItem"}),

@@ -1,6 +1,6 @@
 """Outbox relay: the outbox table's stream -> PutEvents on the bus -> row marked published.
 
-Deployed by `components.outbox_relay.OutboxRelay` behind a DynamoDB stream event source
+Deployed by `pulumi_eventcraft.outbox_relay.OutboxRelay` behind a DynamoDB stream event source
 mapping (INSERT records of outbox rows only, ReportBatchItemFailures on). Only the
 records that failed are reported, so the stream retries from the first of them; an
 event published twice (a retried batch) is harmless because every consumer is
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventkit import outbox
-from eventkit.publisher import Publisher
-from eventkit.settings import env
+from eventcraft import outbox
+from eventcraft.publisher import Publisher
+from eventcraft.settings import env
 
 # What this handler touches: the system wires env vars and grants from this.
 ACCESS: dict[str, frozenset[str]] = {

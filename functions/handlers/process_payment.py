@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from contracts import InventoryReserved
 from domain.payments import Charge, PaymentProviderUnavailable
-from eventkit import envelopes
+from eventcraft import envelopes
 from saga import store
 from saga.payment_step import charge_of, pay
 from saga.sfn_state import order_from_state

@@ -6,7 +6,7 @@ MODIFY/REMOVE are skipped.
 Effect: each order's row in HISTORY_TABLE (key `orderId` S; the view's fields as
 attributes, `version` = the last event folded in; see domain.history) is advanced by the
 batch's new events: one GetItem and one conditional PutItem per order per batch
-(eventkit.eventstore.Projector), never a re-read of the whole history. A gap (an event
+(eventcraft.eventstore.Projector), never a re-read of the whole history. A gap (an event
 the row has not seen before the batch's first one) is filled from the store with a
 Query of exactly the missing versions.
 
@@ -29,13 +29,13 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from domain.history import apply, for_each_order, initial_state
-from eventkit.eventstore import (
+from eventcraft.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBReadModel,
     EventStore,
     Projector,
 )
-from eventkit.settings import env
+from eventcraft.settings import env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     "HISTORY_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),

@@ -34,15 +34,15 @@ from domain.history import (
     snapshot_policy,
     to_new_event,
 )
-from eventkit.envelopes import PoisonRecordError, from_eventbridge
-from eventkit.eventstore import (
+from eventcraft.envelopes import PoisonRecordError, from_eventbridge
+from eventcraft.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBSnapshotRecorder,
     EventStore,
     NewEvent,
     Snapshot,
 )
-from eventkit.settings import env
+from eventcraft.settings import env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     # PutItem: the first event; ConditionCheckItem + PutItem: a later one (transaction);

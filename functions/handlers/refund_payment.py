@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from contracts import ShippingFailed
-from eventkit import envelopes
+from eventcraft import envelopes
 from saga.compensation import compensation_task
 from saga.payment_step import refund
 

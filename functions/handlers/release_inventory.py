@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from contracts import Event, PaymentFailed, ShippingFailed
-from eventkit import envelopes
+from eventcraft import envelopes
 from saga.compensation import compensation_task
 from saga.inventory_step import release
 
@@ -58,7 +58,7 @@ def _on_record(record: SQSRecord) -> dict[str, Any]:
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
     """PaymentFailed / ShippingFailed as an EventBridge event, or an SQS batch of them."""
     if "Records" in event:
-        from eventkit import batch  # lazy: Powertools batch only for SQS deliveries
+        from eventcraft import batch  # lazy: Powertools batch only for SQS deliveries
 
         return batch.process_batch(event, context, _on_record, kind="sqs")
     return on_failure(envelopes.from_eventbridge(event), event.get("id"))

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from contracts import OrderPlaced
-from eventkit import envelopes
+from eventcraft import envelopes
 from saga.inventory_step import reserve
 from saga.sfn_state import order_from_state
 

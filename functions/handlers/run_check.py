@@ -7,7 +7,7 @@ in a setting, so no function can run the wrong check; ENTRIES maps entry -> chec
   (`aggregate_checks` joins them);
 - `inventory_task`, `credit_task`, `shipping_quote_task` (orchestration: the branches
   "inventory", "credit", "shippingQuote" of the Step Functions Parallel state of
-  `components.saga.parallel_checks`): the saga state (carrying the OrderPlaced) -> the
+  `pulumi_eventcraft.saga.parallel_checks`): the saga state (carrying the OrderPlaced) -> the
   check's result {"passed", "reason", "quoteCents"}.
 A check that does not pass is a result, not an error: the join decides.
 
@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any, Final
 from contracts import CheckName, CheckResult, OrderLine, OrderPlaced
 from domain import checks
 from domain.inventory import stock_key
-from eventkit import clients
-from eventkit.envelopes import from_eventbridge
-from eventkit.publisher import Publisher
-from eventkit.settings import env
+from eventcraft import clients
+from eventcraft.envelopes import from_eventbridge
+from eventcraft.publisher import Publisher
+from eventcraft.settings import env
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -125,7 +125,7 @@ def _idempotency(check: CheckName) -> tuple[IdempotencyConfig, Callable[..., dic
     check is in the key: one check's result must never answer another check's
     duplicate). Built on first use: Powertools is imported and the table name read then,
     not at cold start."""
-    from eventkit import idempotency
+    from eventcraft import idempotency
 
     function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
     config = idempotency.config(idempotency.CONTRACT_EVENT_ID)

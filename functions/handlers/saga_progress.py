@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from contracts import Event
 from domain import orders
-from eventkit import envelopes
+from eventcraft import envelopes
 from saga import store
 from saga.compensation import compensate_late
 from saga.sfn_state import aborted_from_state, order_from_state

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from contracts import PaymentProcessed
-from eventkit import envelopes
+from eventcraft import envelopes
 from saga import store
 from saga.sfn_state import order_from_state
 from saga.shipping_step import ship

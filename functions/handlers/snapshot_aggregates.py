@@ -31,14 +31,14 @@ from domain.history import (
     snapshot_due,
     snapshot_policy,
 )
-from eventkit.eventstore import (
+from eventcraft.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBSnapshotRecorder,
     EventStore,
     SnapshotPolicy,
     StoredEvent,
 )
-from eventkit.settings import env
+from eventcraft.settings import env
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     "EVENTS_TABLE": frozenset({"dynamodb:Query"}),

@@ -5,7 +5,7 @@ Entry: `handler(event, context)`, a Kinesis event source mapping on the activity
 ReportBatchItemFailures on).
 Effect: each event is counted once, by eventId, in the window of its EVENT time
 (`domain.windows`: key = detail-type[#currency], count and total amount) in WINDOWS_TABLE
-(`eventkit.windows` layout: windowKey S + windowStart N). Windows are WINDOW_SECONDS long;
+(`eventcraft.windows` layout: windowKey S + windowStart N). Windows are WINDOW_SECONDS long;
 an event up to ALLOWED_LATENESS_SECONDS behind the latest event time seen still updates
 its window (a late update); a later one is not counted but reported: one
 LateEventRejected message on LATE_EVENTS_QUEUE_URL (body `domain.windows.
@@ -13,7 +13,7 @@ late_event_rejected`, attributes ERROR_CODE / ERROR_MESSAGE, so `dlq_processor` 
 inspect the queue), never silently dropped.
 
 Idempotency: the window update is conditional on the event id not being in the window's
-set yet (eventkit.windows), so a redelivered record (Kinesis retries whole batches from
+set yet (eventcraft.windows), so a redelivered record (Kinesis retries whole batches from
 the failed record) changes nothing. A late report may be sent again when its batch is
 retried (at least once; its eventId identifies it).
 
@@ -40,10 +40,10 @@ from domain.windows import (
     tumbling_windows,
     window_event,
 )
-from eventkit import clients
-from eventkit.envelopes import PoisonRecordError, from_kinesis, sequence_number
-from eventkit.settings import env
-from eventkit.windows import DynamoDBWindowStore, TumblingWindows, WindowAggregator
+from eventcraft import clients
+from eventcraft.envelopes import PoisonRecordError, from_kinesis, sequence_number
+from eventcraft.settings import env
+from eventcraft.windows import DynamoDBWindowStore, TumblingWindows, WindowAggregator
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
     # GetItem: the latest event time seen; UpdateItem: windows and that watermark.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Final
 
 from domain.enrichment import Customer, customer_from_item
-from eventkit import dynamodb
-from eventkit.settings import env
+from eventcraft import dynamodb
+from eventcraft.settings import env
 
 CUSTOMERS_TABLE_ENV: Final = "CUSTOMERS_TABLE"
 

@@ -42,8 +42,8 @@ from contracts import (
 from domain import inventory
 from domain.inventory import ReleaseAction, Reservation, ReservationStatus
 from domain.orders import SagaFact, clip, fact_from_event
-from eventkit import dynamodb, outbox
-from eventkit.settings import env
+from eventcraft import dynamodb, outbox
+from eventcraft.settings import env
 from saga import store
 from saga.store import SagaConflictError
 

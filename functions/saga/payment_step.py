@@ -49,8 +49,8 @@ from domain.payments import (
     ProviderConfig,
     RefundAction,
 )
-from eventkit import clients, dynamodb, outbox
-from eventkit.settings import env
+from eventcraft import clients, dynamodb, outbox
+from eventcraft.settings import env
 from saga import store
 from saga.store import SagaConflictError
 

@@ -26,8 +26,8 @@ from pydantic import ValidationError
 from contracts import utc_now
 from domain import orders
 from domain.orders import PlaceOrderRequest
-from eventkit import dynamodb, outbox
-from eventkit.settings import env
+from eventcraft import dynamodb, outbox
+from eventcraft.settings import env
 from saga.store import ORDERS_TABLE_ENV, OUTBOX_TABLE_ENV
 
 MAX_ATTEMPTS: Final = 3

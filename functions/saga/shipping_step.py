@@ -23,8 +23,8 @@ from contracts import Event, OrderPlaced, OrderShipped, ShippingFailed, parse_de
 from domain import shipping
 from domain.orders import fact_from_event
 from domain.shipping import CarrierConfig, ShipmentStatus, Shipped
-from eventkit import dynamodb, outbox
-from eventkit.settings import env
+from eventcraft import dynamodb, outbox
+from eventcraft.settings import env
 from saga import store
 
 SHIPMENTS_TABLE_ENV: Final = "SHIPMENTS_TABLE"

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from contracts import Event, OrderPlaced
 from domain import orders
 from domain.orders import SagaFact, SagaState, Transition
-from eventkit import clients, dynamodb, outbox
-from eventkit.settings import env
+from eventcraft import clients, dynamodb, outbox
+from eventcraft.settings import env
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef

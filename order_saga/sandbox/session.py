@@ -33,8 +33,8 @@ from typing import Any, ClassVar, Final
 import contracts
 from domain import history
 from domain.inventory import stock_item
-from eventkit import eventstore
-from sandbox.session import InvocationFailedError, Item, SandboxSession, plain
+from eventcraft import eventstore
+from eventcraft_sandbox.session import InvocationFailedError, Item, SandboxSession, plain
 
 __all__ = [
     "FINAL_STATUSES",

@@ -214,12 +214,12 @@ def test_sandbox_runs_the_demo_end_to_end(results: dict[str, Any]) -> None:
 
 
 def test_the_plain_demo_replaces_speedups_for_its_run_only() -> None:
-    import sandbox.session
+    import eventcraft_sandbox.session
 
-    original = sandbox.session.speedups
+    original = eventcraft_sandbox.session.speedups
     with sandbox_bench.speedups_disabled():
-        assert sandbox.session.speedups is contextlib.nullcontext
-    assert sandbox.session.speedups is original
+        assert eventcraft_sandbox.session.speedups is contextlib.nullcontext
+    assert eventcraft_sandbox.session.speedups is original
 
 
 def test_the_sandbox_table_shows_the_plain_demo_and_the_ratio(results: dict[str, Any]) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.alarms import Alerts, AlertsArgs, metric_alarm
-from components.iam import PolicyViolation, Principal, Statement, key_policy_document
-from sandbox.mock_deploy import ACCOUNT_ID, Deployment, deploy
+from eventcraft_sandbox.mock_deploy import ACCOUNT_ID, Deployment, deploy
+from pulumi_eventcraft.alarms import Alerts, AlertsArgs, metric_alarm
+from pulumi_eventcraft.iam import PolicyViolation, Principal, Statement, key_policy_document
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"

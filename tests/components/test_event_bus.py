@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from components.event_bus import EventBus, EventBusArgs
-from components.event_pattern import InvalidEventPatternError, Pattern, prefix
-from components.iam import PolicyViolation, Statement, find_violations, policy_document
-from sandbox.mock_deploy import Deployment, RecordingMocks, deploy
+from eventcraft_sandbox.mock_deploy import Deployment, RecordingMocks, deploy
+from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
+from pulumi_eventcraft.event_pattern import InvalidEventPatternError, Pattern, prefix
+from pulumi_eventcraft.iam import PolicyViolation, Statement, find_violations, policy_document
 
 BUS = "aws:cloudwatch/eventBus:EventBus"
 ARCHIVE = "aws:cloudwatch/eventArchive:EventArchive"

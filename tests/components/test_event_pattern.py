@@ -1,4 +1,4 @@
-"""Unit tests for components.event_pattern: what the builder emits, what the validator
+"""Unit tests for pulumi_eventcraft.event_pattern: what the builder emits, what the validator
 says, and how the matcher treats EventBridge's edge cases."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components.event_pattern import (
+from pulumi_eventcraft.event_pattern import (
     DEFAULT_MAX_PATTERN_LENGTH,
     MAX_PATTERN_LENGTH,
     InvalidEventPatternError,

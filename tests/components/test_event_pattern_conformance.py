@@ -15,7 +15,11 @@ from typing import Any
 import json5
 import pytest
 
-from components.event_pattern import InvalidEventPatternError, compile_pattern, validate_pattern
+from pulumi_eventcraft.event_pattern import (
+    InvalidEventPatternError,
+    compile_pattern,
+    validate_pattern,
+)
 
 CASES = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
 CASES = CASES / "eventbridge-patterns" / "cases"

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from components.event_bus import EventBus
-from components.event_pattern import InvalidEventPatternError, Pattern, numeric
-from components.event_rule import (
+from eventcraft_sandbox.mock_deploy import ACCOUNT_ID, Deployment, RecordingMocks, deploy
+from pulumi_eventcraft.event_bus import EventBus
+from pulumi_eventcraft.event_pattern import InvalidEventPatternError, Pattern, numeric
+from pulumi_eventcraft.event_rule import (
     EventBusTarget,
     EventRule,
     EventRuleArgs,
@@ -23,9 +24,14 @@ from components.event_rule import (
     SqsTarget,
     StateMachineTarget,
 )
-from components.iam import find_violations
-from components.queue import QUEUE_ACTIONS, DeadLetterQueue, DeadLetterQueueArgs, Queue, QueueArgs
-from sandbox.mock_deploy import ACCOUNT_ID, Deployment, RecordingMocks, deploy
+from pulumi_eventcraft.iam import find_violations
+from pulumi_eventcraft.queue import (
+    QUEUE_ACTIONS,
+    DeadLetterQueue,
+    DeadLetterQueueArgs,
+    Queue,
+    QueueArgs,
+)
 
 RULE = "aws:cloudwatch/eventRule:EventRule"
 TARGET = "aws:cloudwatch/eventTarget:EventTarget"

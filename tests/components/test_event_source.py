@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.event_source import (
+from eventcraft_sandbox.mock_deploy import Deployment, RecordingMocks, Resource, deploy
+from pulumi_eventcraft.event_source import (
     DynamoDbStreamSource,
     EventSourceMapping,
     EventSourceMappingArgs,
@@ -17,11 +18,10 @@ from components.event_source import (
     SqsSource,
     dynamodb_insert_only,
 )
-from components.function import Function, FunctionArgs
-from components.queue import DeadLetterQueue, Queue, QueueArgs
-from components.stream import Stream, StreamArgs
-from components.table import Table, event_store_table, state_table
-from sandbox.mock_deploy import Deployment, RecordingMocks, Resource, deploy
+from pulumi_eventcraft.function import Function, FunctionArgs
+from pulumi_eventcraft.queue import DeadLetterQueue, Queue, QueueArgs
+from pulumi_eventcraft.stream import Stream, StreamArgs
+from pulumi_eventcraft.table import Table, event_store_table, state_table
 
 ESM = "aws:lambda/eventSourceMapping:EventSourceMapping"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -381,7 +381,7 @@ def test_refuses_a_table_without_stream_and_fifo_failure_queues() -> None:
         deploy(no_stream)
 
     def fifo_failures() -> None:
-        from components.queue import DeadLetterQueueArgs
+        from pulumi_eventcraft.queue import DeadLetterQueueArgs
 
         DynamoDbStreamSource(
             stream=STREAM_ARN, on_failure=DeadLetterQueue("f", DeadLetterQueueArgs(fifo=True))

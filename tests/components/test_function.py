@@ -11,12 +11,12 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.function import Function, FunctionArgs, code_archive
-from components.iam import Statement, policy_document
-from components.layer import DependencyLayer, DependencyLayerArgs
-from components.state_machine import StateMachine, StateMachineArgs
-from components.table import Table, event_store_table
-from sandbox.mock_deploy import Deployment, RecordingMocks, Resource, deploy
+from eventcraft_sandbox.mock_deploy import Deployment, RecordingMocks, Resource, deploy
+from pulumi_eventcraft.function import Function, FunctionArgs, code_archive
+from pulumi_eventcraft.iam import Statement, policy_document
+from pulumi_eventcraft.layer import DependencyLayer, DependencyLayerArgs
+from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
+from pulumi_eventcraft.table import Table, event_store_table
 
 FN = "aws:lambda/function:Function"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -35,18 +35,18 @@ def code_dir(tmp_path: Path) -> Path:
     (root / "handlers").mkdir(parents=True)
     (root / "handlers" / "__init__.py").write_text("")
     (root / "handlers" / "place_order.py").write_text(
-        "from eventkit import wrap\n\ndef handler(event, context):\n    return wrap(event)\n"
+        "from eventcraft import wrap\n\ndef handler(event, context):\n    return wrap(event)\n"
     )
-    (root / "handlers" / "relay.py").write_text("from eventkit import make\n\nhandler = make()\n")
+    (root / "handlers" / "relay.py").write_text("from eventcraft import make\n\nhandler = make()\n")
     (root / "handlers" / "broken.py").write_text("def handler(event, context)\n    pass\n")
-    (root / "eventkit").mkdir()
-    (root / "eventkit" / "__init__.py").write_text("def wrap(e): return e\n")
+    (root / "eventcraft").mkdir()
+    (root / "eventcraft" / "__init__.py").write_text("def wrap(e): return e\n")
     (root / "requirements.txt").write_text("pydantic\n")
     (root / "tests").mkdir()
     (root / "tests" / "test_handlers.py").write_text("def test(): pass\n")
     (root / "handlers" / "__pycache__").mkdir()
     (root / "handlers" / "__pycache__" / "place_order.cpython-312.pyc").write_bytes(b"\0")
-    (root / "eventkit" / "stale.pyc").write_bytes(b"\0")
+    (root / "eventcraft" / "stale.pyc").write_bytes(b"\0")
     (root / ".pytest_cache").mkdir()
     (root / ".pytest_cache" / "README.md").write_text("cache")
     return root
@@ -66,7 +66,7 @@ def doc(resource: Resource, key: str = "policy") -> dict[str, Any]:
 
 
 class FakeDlq:
-    """A standard on-failure queue, as components.queue.DeadLetterQueue presents itself."""
+    """A standard on-failure queue, as pulumi_eventcraft.queue.DeadLetterQueue presents itself."""
 
     fifo = False
 
@@ -142,7 +142,7 @@ def test_code_asset_leaves_out_tests_caches_and_bytecode(code_dir: Path) -> None
     d = deploy_function(args(code_dir))
     code = d.named("place-order-function", FN).inputs["code"]
     assert sorted(code.assets) == [
-        "eventkit/__init__.py",
+        "eventcraft/__init__.py",
         "handlers/__init__.py",
         "handlers/broken.py",
         "handlers/place_order.py",

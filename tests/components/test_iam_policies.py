@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from components.event_source import (
+from eventcraft_sandbox.mock_deploy import Deployment, deploy
+from pulumi_eventcraft.event_source import (
     DynamoDbStreamSource,
     EventSourceMapping,
     EventSourceMappingArgs,
@@ -24,14 +25,13 @@ from components.event_source import (
     SqsSource,
     dynamodb_insert_only,
 )
-from components.function import Function, FunctionArgs
-from components.iam import Statement, find_violations
-from components.layer import DependencyLayer, DependencyLayerArgs
-from components.queue import Queue, QueueArgs
-from components.state_machine import StateMachine, StateMachineArgs
-from components.stream import Stream, StreamArgs
-from components.table import Table, event_store_table, idempotency_table, outbox_table
-from sandbox.mock_deploy import Deployment, deploy
+from pulumi_eventcraft.function import Function, FunctionArgs
+from pulumi_eventcraft.iam import Statement, find_violations
+from pulumi_eventcraft.layer import DependencyLayer, DependencyLayerArgs
+from pulumi_eventcraft.queue import Queue, QueueArgs
+from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
+from pulumi_eventcraft.stream import Stream, StreamArgs
+from pulumi_eventcraft.table import Table, event_store_table, idempotency_table, outbox_table
 
 ACCOUNT = "123456789012"
 TOPIC = f"arn:aws:sns:us-east-1:{ACCOUNT}:alerts"
@@ -80,7 +80,7 @@ def as_list(value: Any) -> list[Any]:
 def event_bus_or_fake() -> Any:
     """The real EventBus once components/event_bus.py exists, else a stand-in."""
     try:
-        module = importlib.import_module("components.event_bus")
+        module = importlib.import_module("pulumi_eventcraft.event_bus")
     except ModuleNotFoundError:
         return FakeBus()
     return module.EventBus("orders-bus", module.EventBusArgs())

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components.layer import (
+from eventcraft_sandbox.mock_deploy import RecordingMocks, deploy
+from pulumi_eventcraft.layer import (
     DependencyLayer,
     DependencyLayerArgs,
     LayerBuildError,
@@ -19,7 +20,6 @@ from components.layer import (
     layer_hash,
     pip_command,
 )
-from sandbox.mock_deploy import RecordingMocks, deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "functions" / "requirements.txt"

@@ -10,10 +10,11 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.event_bus import EventBus, EventBusArgs
-from components.function import FunctionArgs
-from components.iam import find_violations
-from components.outbox_relay import (
+from eventcraft_sandbox.mock_deploy import Deployment, RecordingMocks, deploy
+from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
+from pulumi_eventcraft.function import FunctionArgs
+from pulumi_eventcraft.iam import find_violations
+from pulumi_eventcraft.outbox_relay import (
     INSERT_FILTER,
     OUTBOX_KEY,
     OUTBOX_KEY_PREFIX,
@@ -21,9 +22,8 @@ from components.outbox_relay import (
     OutboxRelay,
     OutboxRelayArgs,
 )
-from components.queue import DeadLetterQueue
-from components.table import Table, outbox_table, state_table
-from sandbox.mock_deploy import Deployment, RecordingMocks, deploy
+from pulumi_eventcraft.queue import DeadLetterQueue
+from pulumi_eventcraft.table import Table, outbox_table, state_table
 
 ACCOUNT = "123456789012"
 FUNCTION = "aws:lambda/function:Function"
@@ -244,7 +244,7 @@ def test_alarms_off_for_the_mapping_and_its_queue(code_dir: Path) -> None:
 
 
 def test_the_row_layout_matches_eventkit_outbox() -> None:
-    from eventkit import outbox
+    from eventcraft import outbox
 
     assert (OUTBOX_KEY, OUTBOX_KEY_PREFIX, OUTBOX_TTL_ATTRIBUTE) == (
         outbox.PK,

@@ -9,8 +9,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.iam import policy_document
-from components.queue import (
+from eventcraft_sandbox.mock_deploy import ACCOUNT_ID, Deployment, RecordingMocks, deploy
+from pulumi_eventcraft.iam import policy_document
+from pulumi_eventcraft.queue import (
     QUEUE_ACTIONS,
     DeadLetterQueue,
     DeadLetterQueueArgs,
@@ -18,7 +19,6 @@ from components.queue import (
     QueueArgs,
     QueueSender,
 )
-from sandbox.mock_deploy import ACCOUNT_ID, Deployment, RecordingMocks, deploy
 
 QUEUE = "aws:sqs/queue:Queue"
 POLICY = "aws:sqs/queuePolicy:QueuePolicy"

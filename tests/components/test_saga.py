@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.saga import (
+from pulumi_eventcraft.saga import (
     COMPENSATION_RETRY,
     TRANSIENT_LAMBDA_ERRORS,
     RetryPolicy,
@@ -16,7 +16,7 @@ from components.saga import (
     parallel_checks,
     saga_definition,
 )
-from components.state_machine import validate_definition
+from pulumi_eventcraft.state_machine import validate_definition
 
 
 def fn(name: str) -> str:

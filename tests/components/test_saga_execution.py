@@ -27,15 +27,15 @@ from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-from components.saga import (
+from eventcraft_sandbox.mock_deploy import deploy
+from pulumi_eventcraft.saga import (
     RetryPolicy,
     SagaStep,
     function_arns,
     parallel_checks,
     saga_definition,
 )
-from components.state_machine import StateMachine, StateMachineArgs
-from sandbox.mock_deploy import deploy
+from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
 
 Handler = Callable[[dict[str, Any]], Any]
 FINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}

@@ -10,16 +10,16 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.iam import find_violations, grant_policy
-from components.saga import SagaStep, function_arns, saga_definition
-from components.state_machine import (
+from eventcraft_sandbox.mock_deploy import Deployment, RecordingMocks, Resource, deploy
+from pulumi_eventcraft.iam import find_violations, grant_policy
+from pulumi_eventcraft.saga import SagaStep, function_arns, saga_definition
+from pulumi_eventcraft.state_machine import (
     DefinitionError,
     StateMachine,
     StateMachineArgs,
     lambda_task_arns,
     validate_definition,
 )
-from sandbox.mock_deploy import Deployment, RecordingMocks, Resource, deploy
 
 SFN = "aws:sfn/stateMachine:StateMachine"
 COMPONENT = "order-saga:state_machine:StateMachine"

@@ -8,9 +8,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.iam import policy_document
-from components.stream import Stream, StreamArgs
-from sandbox.mock_deploy import ACCOUNT_ID, Deployment, deploy
+from eventcraft_sandbox.mock_deploy import ACCOUNT_ID, Deployment, deploy
+from pulumi_eventcraft.iam import policy_document
+from pulumi_eventcraft.stream import Stream, StreamArgs
 
 STREAM = "aws:kinesis/stream:Stream"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"

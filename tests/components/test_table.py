@@ -9,8 +9,9 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.iam import policy_document
-from components.table import (
+from eventcraft_sandbox.mock_deploy import Deployment, RecordingMocks, deploy
+from pulumi_eventcraft.iam import policy_document
+from pulumi_eventcraft.table import (
     GlobalSecondaryIndex,
     KeyAttribute,
     Table,
@@ -21,7 +22,6 @@ from components.table import (
     snapshot_table,
     state_table,
 )
-from sandbox.mock_deploy import Deployment, RecordingMocks, deploy
 
 TABLE = "aws:dynamodb/table:Table"
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table"

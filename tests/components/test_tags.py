@@ -12,9 +12,10 @@ from typing import Any
 import pulumi_aws as aws
 import pytest
 
-from components.alarms import Alerts, AlertsArgs
-from components.event_bus import EventBus, EventBusArgs
-from components.event_rule import (
+from eventcraft_sandbox.mock_deploy import Deployment, Resource, deploy
+from pulumi_eventcraft.alarms import Alerts, AlertsArgs
+from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
+from pulumi_eventcraft.event_rule import (
     EventRule,
     EventRuleArgs,
     KinesisTarget,
@@ -22,21 +23,20 @@ from components.event_rule import (
     SqsTarget,
     StateMachineTarget,
 )
-from components.event_source import (
+from pulumi_eventcraft.event_source import (
     DynamoDbStreamSource,
     EventSourceMapping,
     EventSourceMappingArgs,
     SqsSource,
 )
-from components.function import Function, FunctionArgs
-from components.layer import DependencyLayer, DependencyLayerArgs
-from components.outbox_relay import OutboxRelay, OutboxRelayArgs
-from components.queue import DeadLetterQueue, DeadLetterQueueArgs, Queue, QueueArgs
-from components.state_machine import StateMachine, StateMachineArgs
-from components.stream import Stream, StreamArgs
-from components.table import Table, event_store_table, outbox_table
-from components.tags import Tags, check_tags
-from sandbox.mock_deploy import Deployment, Resource, deploy
+from pulumi_eventcraft.function import Function, FunctionArgs
+from pulumi_eventcraft.layer import DependencyLayer, DependencyLayerArgs
+from pulumi_eventcraft.outbox_relay import OutboxRelay, OutboxRelayArgs
+from pulumi_eventcraft.queue import DeadLetterQueue, DeadLetterQueueArgs, Queue, QueueArgs
+from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
+from pulumi_eventcraft.stream import Stream, StreamArgs
+from pulumi_eventcraft.table import Table, event_store_table, outbox_table
+from pulumi_eventcraft.tags import Tags, check_tags
 
 TAGS = {"team": "platform", "cost-center": "4711"}
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:other"

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from domain import history
-from eventkit import eventstore
+from eventcraft import eventstore
+from eventcraft_sandbox.clock import RunReport
+from eventcraft_sandbox.lambda_runtime import InvocationResult
 from order_saga.sandbox.session import OrderSagaSession
-from sandbox.clock import RunReport
-from sandbox.lambda_runtime import InvocationResult
 
 SAGA_MODES: Final = ("choreography", "orchestration")
 # The dev stack's random provider failures, off: every outcome is chosen by the test.

@@ -26,7 +26,7 @@ from typing import Any, Final, Self
 import boto3
 from moto import mock_aws
 
-from eventkit import clients
+from eventcraft import clients
 
 REGION = "us-east-1"
 
@@ -34,7 +34,7 @@ REGION = "us-east-1"
 @contextmanager
 def mocked(config: Any = None) -> Iterator[None]:
     """moto for the block (`config`: moto's, e.g. to run state machines); no cached
-    eventkit client outlives it."""
+    eventcraft client outlives it."""
     with mock_aws(config=config):
         clients.reset()
         try:
@@ -295,7 +295,7 @@ RESOURCE_ENV_SUFFIXES: Final = ("_TABLE", "_URL", "_BUCKET", "_BUS_NAME")
 @dataclass
 class CallRecorder:
     """(environment variable naming the resource, IAM action) of each call made through
-    eventkit's clients, once `attach`ed. A table, queue or bucket is named by the one
+    eventcraft's clients, once `attach`ed. A table, queue or bucket is named by the one
     environment variable that holds its name (or URL); TransactWriteItems counts as its
     per-item actions and BatchGetItem per table, as IAM does; PutEvents as EVENT_BUS_NAME's.
     """
@@ -304,7 +304,7 @@ class CallRecorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def attach(self, *services: str) -> Self:
-        """Record the calls of eventkit's clients of `services` from now on (test setup
+        """Record the calls of eventcraft's clients of `services` from now on (test setup
         uses plain boto3 clients, which are not recorded)."""
         for service in services:
             clients.client(service).meta.events.register(

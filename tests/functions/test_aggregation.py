@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from eventkit.aggregation import (
+from eventcraft.aggregation import (
     ALL_CHECKS_COMPLETE,
     Aggregator,
     CheckResult,

@@ -11,8 +11,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from contracts import OrderPlaced, sample_event
-from eventkit import batch, envelopes, idempotency, outbox
-from eventkit.idempotency import idempotent_function
+from eventcraft import batch, envelopes, idempotency, outbox
+from eventcraft.idempotency import idempotent_function
 from tests.functions.awsenv import (
     FakeContext,
     create_queue,

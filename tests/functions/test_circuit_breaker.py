@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from eventkit.circuit_breaker import (
+from eventcraft.circuit_breaker import (
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
@@ -214,9 +214,9 @@ def test_the_breaker_survives_between_invocations_of_a_warm_container(clock: Fak
 
 
 def test_refused_records_are_reported_as_batch_item_failures(clock: FakeClock) -> None:
-    """With eventkit.batch: the open circuit fails the remaining records fast; SQS keeps
+    """With eventcraft.batch: the open circuit fails the remaining records fast; SQS keeps
     every failed record and redelivers it after the visibility timeout."""
-    from eventkit import batch
+    from eventcraft import batch
 
     dependency = Dependency()
     payments = circuit_breaker("payments", failure_threshold=2, clock=clock)

@@ -20,8 +20,8 @@ from contracts import (
     sample_event,
 )
 from contracts.base import utc_now
-from eventkit import envelopes
-from eventkit.envelopes import PoisonRecordError
+from eventcraft import envelopes
+from eventcraft.envelopes import PoisonRecordError
 
 
 def sqs_record(body: str, message_id: str = "m-1") -> dict[str, Any]:

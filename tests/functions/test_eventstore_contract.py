@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from eventkit.eventstore import (
+from eventcraft.eventstore import (
     ConcurrencyError,
     DynamoDBEventRecorder,
     DynamoDBReadModel,
@@ -29,7 +29,7 @@ from eventkit.eventstore import (
     event_item,
     fold,
 )
-from eventkit.eventstore.model import stored
+from eventcraft.eventstore.model import stored
 from tests.functions.awsenv import DynamoDB, moto_dynamodb, run_threads, stream_records
 
 # -- a small aggregate: an order whose lines add up --------------------------------------
@@ -457,7 +457,7 @@ class TestDynamoDBEventStore(EventStoreContract):
             yield DynamoDBEnv(ddb)
 
     def test_the_projection_runs_from_the_events_table_stream(self, env: Env) -> None:
-        from eventkit.eventstore import stored_events_from_stream
+        from eventcraft.eventstore import stored_events_from_stream
 
         assert isinstance(env, DynamoDBEnv)
         store, projector = env.store(), self.projector(env)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from eventkit.eventstore import (
+from eventcraft.eventstore import (
     MAX_EVENTS_PER_APPEND,
     AppendTooLargeError,
     ConcurrencyError,
@@ -23,7 +23,7 @@ from eventkit.eventstore import (
     stored_event_from_image,
     stored_events_from_stream,
 )
-from eventkit.eventstore.dynamodb import _concurrency_error, event_item
+from eventcraft.eventstore.dynamodb import _concurrency_error, event_item
 from tests.functions.test_eventstore_contract import INITIAL, expected_state, line, order_reducer
 
 

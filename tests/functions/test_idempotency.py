@@ -1,4 +1,4 @@
-"""Idempotency on DynamoDB (moto): Powertools' algorithm through eventkit.idempotency.
+"""Idempotency on DynamoDB (moto): Powertools' algorithm through eventcraft.idempotency.
 
 Powertools' DynamoDB layer needs from moto: PutItem with a ConditionExpression combining
 attribute_not_exists / comparisons / AND / OR and ReturnValuesOnConditionCheckFailure
@@ -18,8 +18,8 @@ import boto3
 import pytest
 
 from contracts import OrderPlaced, sample_detail, sample_event
-from eventkit import idempotency
-from eventkit.idempotency import (
+from eventcraft import idempotency
+from eventcraft.idempotency import (
     IdempotencyAlreadyInProgressError,
     IdempotencyKeyError,
     IdempotencySetupError,

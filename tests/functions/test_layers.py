@@ -1,5 +1,5 @@
 """The handler modules are entry points: none imports another (shared code lives in the
-application layer, `saga`, or the handler library, `eventkit`)."""
+application layer, `saga`, or the handler library, `eventcraft`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def handler_imports(path: Path) -> list[str]:
 def test_no_handler_imports_another_handler(path: Path) -> None:
     assert handler_imports(path) == [], (
         f"handlers/{path.name} imports {handler_imports(path)}: move the shared code into "
-        "an application module (functions/saga) or the handler library (eventkit)"
+        "an application module (functions/saga) or the handler library (eventcraft)"
     )
 
 

@@ -12,9 +12,9 @@ import boto3
 import pytest
 
 from contracts import OrderPlaced, sample_detail
-from eventkit import outbox
-from eventkit.outbox import ConditionFailedError
-from eventkit.publisher import Publisher
+from eventcraft import outbox
+from eventcraft.outbox import ConditionFailedError
+from eventcraft.publisher import Publisher
 from tests.functions.awsenv import (
     EventsSpy,
     capture_bus,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from contracts import OrderPlaced, sample_detail
-from eventkit import outbox
+from eventcraft import outbox
 from tests.functions.awsenv import capture_bus, create_table, drain, mocked, scan, stream_records
 
 OUTBOX, BUS = "outbox", "saga-bus"

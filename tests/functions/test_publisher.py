@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from contracts import OrderCompleted
-from eventkit import publisher as pub
-from eventkit.publisher import Publisher, PublishError
+from eventcraft import publisher as pub
+from eventcraft.publisher import Publisher, PublishError
 from tests.functions.awsenv import EventsSpy as Spy
 from tests.functions.awsenv import capture_bus, drain, mocked, order_id
 

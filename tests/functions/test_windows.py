@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from eventkit.windows import (
+from eventcraft.windows import (
     DynamoDBWindowStore,
     InMemoryWindowStore,
     Lateness,

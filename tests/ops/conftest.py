@@ -25,7 +25,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from eventkit import clients as eventkit_clients
+from eventcraft import clients as eventkit_clients
 from ops.aws import Clients
 from ops.cli import main
 from tests.functions.awsenv import peek

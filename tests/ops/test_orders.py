@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeSerializer
 
 from contracts import OrderEvent, parse_detail, sample_detail
 from domain import history, orders
-from eventkit.eventstore import DynamoDBEventRecorder, DynamoDBReadModel, fold
+from eventcraft.eventstore import DynamoDBEventRecorder, DynamoDBReadModel, fold
 from tests.ops.conftest import Stack
 
 ORDER = "order-1"

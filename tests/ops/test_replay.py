@@ -4,7 +4,7 @@ moto's StartReplay ignores the time window and FilterArns (it replays the whole 
 to every rule of the bus, synchronously; shared notes/moto.md): so these tests assert
 the request ops SENDS (captured with a botocore event hook, the call still reaching
 moto), and the watch loop against stubbed DescribeReplay answers. The sandbox honours
-the window (`sandbox.delivery.eventbridge`).
+the window (`eventcraft_sandbox.delivery.eventbridge`).
 """
 
 from __future__ import annotations

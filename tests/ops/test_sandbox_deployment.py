@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from contracts import sample_event
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.lambda_runtime import LambdaRuntime
+from eventcraft_sandbox.moto_deploy import Sandbox
 from ops.aws import Clients
 from ops.cli import main
 from ops.outputs import DLQ_KINDS, parse
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.lambda_runtime import LambdaRuntime
-from sandbox.moto_deploy import Sandbox
 from tests.conftest import ROOT
 from tests.ops.conftest import Run
 

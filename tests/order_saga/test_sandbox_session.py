@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError
+from eventcraft_sandbox.moto_deploy import Sandbox
+from eventcraft_sandbox.session import to_item
 from order_saga.sandbox.session import InvariantReport, OrderSagaSession
-from sandbox.moto_deploy import Sandbox
-from sandbox.session import to_item
+from pulumi_eventcraft.config import ConfigError
 from tests.sandbox.test_session import _patched_attributes
 
 INVARIANTS = (

@@ -33,21 +33,8 @@ from pulumi_policy.deserialize import serialize_properties
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE
 
-from components.alarms import Alerts
-from components.event_bus import EventBus, EventBusArgs
-from components.event_rule import EventRule, EventRuleArgs, LambdaTarget, SqsTarget
-from components.event_source import (
-    DynamoDbStreamSource,
-    EventSourceMapping,
-    EventSourceMappingArgs,
-    KinesisSource,
-    SqsSource,
-)
-from components.function import Function, FunctionArgs
-from components.queue import DeadLetterQueue, Queue, QueueArgs
-from components.state_machine import StateMachine, StateMachineArgs
-from components.stream import Stream
-from components.table import Table, event_store_table
+from eventcraft_sandbox.mock_deploy import ACCOUNT_ID, Deployment, deploy
+from eventcraft_sandbox.summary import deploy_stack
 from policy.rules import (
     RULES,
     Findings,
@@ -59,8 +46,21 @@ from policy.rules import (
     queue_roles,
     view_from_mock,
 )
-from sandbox.mock_deploy import ACCOUNT_ID, Deployment, deploy
-from sandbox.summary import deploy_stack
+from pulumi_eventcraft.alarms import Alerts
+from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
+from pulumi_eventcraft.event_rule import EventRule, EventRuleArgs, LambdaTarget, SqsTarget
+from pulumi_eventcraft.event_source import (
+    DynamoDbStreamSource,
+    EventSourceMapping,
+    EventSourceMappingArgs,
+    KinesisSource,
+    SqsSource,
+)
+from pulumi_eventcraft.function import Function, FunctionArgs
+from pulumi_eventcraft.queue import DeadLetterQueue, Queue, QueueArgs
+from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
+from pulumi_eventcraft.stream import Stream
+from pulumi_eventcraft.table import Table, event_store_table
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE = {rule.name: rule for rule in RULES}
@@ -171,7 +171,7 @@ def components(code_dir: Path) -> Deployment:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_both_stacks_break_no_rule(stack: str) -> None:
-    results = check_all(views(deploy_stack(stack)))
+    results = check_all(views(deploy_stack(ROOT, stack)))
     assert {name: f.messages for name, f in results.items() if f.messages} == {}
     assert {name: f.unchecked for name, f in results.items() if f.unchecked} == {}
 
@@ -230,7 +230,7 @@ NO_DLQ = (
     "aws:sqs/queue:Queue '{}': has no dead-letter queue (no redrivePolicy) and is not the "
     "dead-letter queue of any queue, rule target, event source mapping or Lambda "
     'destination; give it redrive_policy={{"deadLetterTargetArn": <DLQ ARN>, '
-    '"maxReceiveCount": <n>}} (components.queue.Queue does)'
+    '"maxReceiveCount": <n>}} (pulumi_eventcraft.queue.Queue does)'
 )
 
 
@@ -352,7 +352,7 @@ def test_a_rule_target_without_dlq_or_retry_policy() -> None:
     assert run_rule("rule-targets-have-dlq-and-retry", program) == [
         "aws:cloudwatch/eventTarget:EventTarget 'to-queue': has no deadLetterConfig: events it "
         "fails to deliver are dropped; set dead_letter_config={'arn': <standard SQS queue "
-        "ARN>} (components.event_rule.EventRule.add_target does)",
+        "ARN>} (pulumi_eventcraft.event_rule.EventRule.add_target does)",
         "aws:cloudwatch/eventTarget:EventTarget 'to-queue': has no explicit retryPolicy "
         "(EventBridge's default retries 185 times over 24 hours, hiding a broken target for a "
         "day); set retry_policy with maximum_retry_attempts and maximum_event_age_in_seconds",
@@ -401,26 +401,26 @@ def _table(**extra: Any) -> None:
             "aws:dynamodb/table:Table 'orders': serverSideEncryption is not enabled (only "
             "DynamoDB's AWS-owned key, which you cannot audit or control); set "
             "server_side_encryption={'enabled': True} for the AWS-managed key, or with "
-            "kms_key_arn for your own key (components.table.Table does)",
+            "kms_key_arn for your own key (pulumi_eventcraft.table.Table does)",
         ),
         (
             lambda: _table(server_side_encryption={"enabled": False}),
             "aws:dynamodb/table:Table 'orders': serverSideEncryption is not enabled (only "
             "DynamoDB's AWS-owned key, which you cannot audit or control); set "
             "server_side_encryption={'enabled': True} for the AWS-managed key, or with "
-            "kms_key_arn for your own key (components.table.Table does)",
+            "kms_key_arn for your own key (pulumi_eventcraft.table.Table does)",
         ),
         (
             lambda: aws.kinesis.Stream("clicks", shard_count=1, encryption_type="NONE"),
             "aws:kinesis/stream:Stream 'clicks': is not encrypted at rest; set "
             "encryption_type='KMS' and kms_key_id ('alias/aws/kinesis' or a key ARN; "
-            "components.stream.Stream does)",
+            "pulumi_eventcraft.stream.Stream does)",
         ),
         (
             lambda: aws.sns.Topic("alerts"),
             "aws:sns/topic:Topic 'alerts': is not encrypted at rest; set kms_master_key_id to "
             "a KMS key (a customer-managed one if CloudWatch alarms publish to it, as "
-            "components.alarms.Alerts creates)",
+            "pulumi_eventcraft.alarms.Alerts creates)",
         ),
     ],
     ids=["queue", "table", "table-disabled", "stream", "topic"],
@@ -501,7 +501,7 @@ def test_inline_policies_and_full_access_attachments_are_checked() -> None:
         "'dynamodb:Get*'; name each action",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment 'worker-sqs': attaches "
         "arn:aws:iam::aws:policy/AmazonSQSFullAccess, which grants wildcard actions; grant the "
-        "named actions on the resources' ARNs instead (components.iam.Statement)",
+        "named actions on the resources' ARNs instead (pulumi_eventcraft.iam.Statement)",
     ]
 
 
@@ -721,7 +721,7 @@ def test_a_stream_mapping_with_lambdas_defaults() -> None:
         "is retried until it expires, blocking its shard; set it to 60..604800 (e.g. 3600)",
         f"{MAPPING}: has no on-failure destination: records that exhaust their retries are "
         "dropped; set destination_config.on_failure.destination_arn to a standard SQS queue "
-        "(components.event_source.EventSourceMapping does)",
+        "(pulumi_eventcraft.event_source.EventSourceMapping does)",
     ]
     assert run_rule("mappings-report-batch-item-failures", program) == [
         f"{MAPPING}: functionResponseTypes lacks 'ReportBatchItemFailures': one failing record "
@@ -764,7 +764,7 @@ def test_a_state_machine_without_logging_or_tracing() -> None:
         "aws:sfn/stateMachine:StateMachine 'bare': does not log executions "
         "(loggingConfiguration level is OFF or unset); set logging_configuration with level "
         "'ERROR' (or 'ALL'/'FATAL') and log_destination '<log group ARN>:*' "
-        "(components.state_machine.StateMachine does)",
+        "(pulumi_eventcraft.state_machine.StateMachine does)",
         "aws:sfn/stateMachine:StateMachine 'bare': X-Ray tracing is off; set "
         "tracing_configuration={'enabled': True}",
     ]
@@ -817,7 +817,7 @@ def test_a_dlq_without_an_alarm() -> None:
         "aws:sqs/queue:Queue 'dlq': is a dead-letter queue without a CloudWatch alarm: failed "
         "messages would pile up unnoticed; add an aws.cloudwatch.MetricAlarm on AWS/SQS "
         "ApproximateNumberOfMessagesVisible with dimensions {'QueueName': 'dlq'} "
-        "(components.queue.DeadLetterQueue creates one)"
+        "(pulumi_eventcraft.queue.DeadLetterQueue creates one)"
     ]
 
 
@@ -867,13 +867,13 @@ def _function(**extra: Any) -> None:
 def test_a_function_without_tracing_or_log_group() -> None:
     assert run_rule("lambda-tracing-active", _function) == [
         "aws:lambda/function:Function 'bare': X-Ray tracing is unset, not Active; set "
-        "tracing_config={'mode': 'Active'} (components.function.Function does)"
+        "tracing_config={'mode': 'Active'} (pulumi_eventcraft.function.Function does)"
     ]
     assert run_rule("lambda-log-retention", _function) == [
         "aws:lambda/function:Function 'bare': has no log group: Lambda creates "
         "/aws/lambda/bare on first use and keeps its logs forever; declare an "
         "aws.cloudwatch.LogGroup named '/aws/lambda/bare' with retention_in_days "
-        "(components.function.Function does)"
+        "(pulumi_eventcraft.function.Function does)"
     ]
 
 
@@ -889,7 +889,7 @@ def test_a_log_group_without_retention() -> None:
     ]
     assert run_rule("lambda-tracing-active", program) == [
         "aws:lambda/function:Function 'bare': X-Ray tracing is PassThrough, not Active; set "
-        "tracing_config={'mode': 'Active'} (components.function.Function does)"
+        "tracing_config={'mode': 'Active'} (pulumi_eventcraft.function.Function does)"
     ]
 
 
@@ -903,7 +903,7 @@ def test_a_function_whose_state_names_the_default_group() -> None:
         "aws:lambda/function:Function 'bare': has no log group: Lambda creates "
         "/aws/lambda/bare on first use and keeps its logs forever; declare an "
         "aws.cloudwatch.LogGroup named '/aws/lambda/bare' with retention_in_days "
-        "(components.function.Function does)"
+        "(pulumi_eventcraft.function.Function does)"
     ]
     # A group of another stack is that stack's to judge.
     assert run_rule("lambda-log-retention", _logging_to("/shared/app")) == []
@@ -1033,7 +1033,7 @@ def test_the_sdk_reports_a_violation_as_mandatory() -> None:
             f"{rule.description}\naws:cloudwatch/eventTarget:EventTarget 'to-queue': has no "
             "deadLetterConfig: events it fails to deliver are dropped; set "
             "dead_letter_config={'arn': <standard SQS queue ARN>} "
-            "(components.event_rule.EventRule.add_target does)",
+            "(pulumi_eventcraft.event_rule.EventRule.add_target does)",
         )
     ]
 

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from sandbox.clock import (
+from eventcraft_sandbox.clock import (
     BackgroundState,
     MotoTimePatch,
     NotQuietError,

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.delivery.common import DeliveryFailure
-from sandbox.delivery.testing import FakeInvoker, FakeRecords, World
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.delivery.common import DeliveryFailure
+from eventcraft_sandbox.delivery.testing import FakeInvoker, FakeRecords, World
 
 T0 = 1_800_000_000.0
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
@@ -543,7 +543,7 @@ def scenario() -> list[tuple[float, str, str, str, str, str]]:
             }
 
         invoker.register("worker", work)
-        from sandbox.delivery.testing import FakeMapping
+        from eventcraft_sandbox.delivery.testing import FakeMapping
 
         records.event_source_mappings.append(
             FakeMapping(

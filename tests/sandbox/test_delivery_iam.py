@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.delivery.testing import FakeInvoker, FakeMapping, FakeRecords, code_zip, trust
-from sandbox.moto_deploy import Sandbox
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.delivery.testing import (
+    FakeInvoker,
+    FakeMapping,
+    FakeRecords,
+    code_zip,
+    trust,
+)
+from eventcraft_sandbox.moto_deploy import Sandbox
 
 T0 = 1_800_000_000.0
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.delivery.testing import FakeInvoker, FakeRecords, World
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.delivery.testing import FakeInvoker, FakeRecords, World
 
 T0 = 1_800_000_000.0
 
@@ -92,10 +92,10 @@ def test_a_failed_event_also_goes_to_the_functions_dead_letter_queue(world: Worl
 
 
 def test_invoke_with_invocation_type_event_is_retried_by_the_delivery(world: World) -> None:
-    runtime_module = pytest.importorskip("sandbox.lambda_runtime")
+    runtime_module = pytest.importorskip("eventcraft_sandbox.lambda_runtime")
     runtime_cls = getattr(runtime_module, "LambdaRuntime", None)
     if runtime_cls is None:
-        pytest.skip("sandbox.lambda_runtime.LambdaRuntime is not there yet")
+        pytest.skip("eventcraft_sandbox.lambda_runtime.LambdaRuntime is not there yet")
     caller = (
         "import json\n"
         "import boto3\n"

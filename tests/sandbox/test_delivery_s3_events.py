@@ -13,9 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.delivery.testing import FakeInvoker, FakeRecords, World
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.delivery.testing import FakeInvoker, FakeRecords, World
 
 T0 = 1_800_000_000.0
 BUCKET = "orders-imports-abc"

@@ -11,18 +11,18 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.event_source import (
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.moto_deploy import Sandbox
+from pulumi_eventcraft.event_source import (
     DynamoDbStreamSource,
     EventSourceMapping,
     EventSourceMappingArgs,
     SqsSource,
 )
-from components.function import Function, FunctionArgs
-from components.queue import Queue, QueueArgs
-from components.table import KeyAttribute, Table, TableArgs
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.moto_deploy import Sandbox
+from pulumi_eventcraft.function import Function, FunctionArgs
+from pulumi_eventcraft.queue import Queue, QueueArgs
+from pulumi_eventcraft.table import KeyAttribute, Table, TableArgs
 
 CONSUMER = """
 def handler(event, context):
@@ -57,10 +57,10 @@ def code_dir(tmp_path: Path) -> Path:
 def test_a_deployed_queue_consumer_and_stream_relay_are_delivered_with_their_roles(
     sandbox: Sandbox, code_dir: Path
 ) -> None:
-    runtime_module = pytest.importorskip("sandbox.lambda_runtime")
+    runtime_module = pytest.importorskip("eventcraft_sandbox.lambda_runtime")
     runtime_cls: Any = getattr(runtime_module, "LambdaRuntime", None)
     if runtime_cls is None:
-        pytest.skip("sandbox.lambda_runtime.LambdaRuntime is not there yet")
+        pytest.skip("eventcraft_sandbox.lambda_runtime.LambdaRuntime is not there yet")
 
     def program() -> None:
         def function(name: str) -> Function:

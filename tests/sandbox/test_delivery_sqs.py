@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.delivery.testing import FakeInvoker, FakeMapping, FakeRecords, World
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.delivery.testing import FakeInvoker, FakeMapping, FakeRecords, World
 
 T0 = 1_800_000_000.0
 
@@ -275,10 +275,10 @@ def test_a_delayed_message_is_delivered_when_its_delay_ends(world: World, harnes
 
 
 def test_the_real_lambda_runtime_runs_the_consumer(world: World, harness: Harness) -> None:
-    runtime_module = pytest.importorskip("sandbox.lambda_runtime")
+    runtime_module = pytest.importorskip("eventcraft_sandbox.lambda_runtime")
     runtime_cls = getattr(runtime_module, "LambdaRuntime", None)
     if runtime_cls is None:
-        pytest.skip("sandbox.lambda_runtime.LambdaRuntime is not there yet")
+        pytest.skip("eventcraft_sandbox.lambda_runtime.LambdaRuntime is not there yet")
     source = (
         "def handler(event, context):\n"
         "    failures = [\n"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.delivery.testing import (
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.delivery.testing import (
     FakeInvoker,
     FakeMapping,
     FakeRecords,
@@ -227,10 +227,10 @@ def test_an_eventbridge_rule_starts_the_saga(saga: tuple[Saga, Delivery]) -> Non
 
 
 def test_the_real_lambda_runtime_runs_the_saga_tasks() -> None:
-    runtime_module = pytest.importorskip("sandbox.lambda_runtime")
+    runtime_module = pytest.importorskip("eventcraft_sandbox.lambda_runtime")
     runtime_cls = getattr(runtime_module, "LambdaRuntime", None)
     if runtime_cls is None:
-        pytest.skip("sandbox.lambda_runtime.LambdaRuntime is not there yet")
+        pytest.skip("eventcraft_sandbox.lambda_runtime.LambdaRuntime is not there yet")
     source = (
         "import os\n"
         "ATTEMPTS = {}\n"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from sandbox.clock import Scheduler, VirtualClock
-from sandbox.delivery import Delivery
-from sandbox.delivery.testing import FakeInvoker, FakeMapping, FakeRecords, World
+from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.delivery.testing import FakeInvoker, FakeMapping, FakeRecords, World
 
 T0 = 1_800_000_000.0
 

@@ -10,8 +10,8 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.alarms import Alerts, AlertsArgs
-from sandbox.moto_deploy import Sandbox
+from eventcraft_sandbox.moto_deploy import Sandbox
+from pulumi_eventcraft.alarms import Alerts, AlertsArgs
 
 TRUST_PIPES = json.dumps(
     {

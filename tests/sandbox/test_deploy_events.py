@@ -12,8 +12,9 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.event_bus import EventBus, EventBusArgs
-from components.event_rule import (
+from eventcraft_sandbox.moto_deploy import DeployError, Sandbox
+from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
+from pulumi_eventcraft.event_rule import (
     EventRule,
     EventRuleArgs,
     InputTransformer,
@@ -23,9 +24,8 @@ from components.event_rule import (
     SqsTarget,
     StateMachineTarget,
 )
-from components.function import Function, FunctionArgs
-from components.queue import Queue, QueueArgs
-from sandbox.moto_deploy import DeployError, Sandbox
+from pulumi_eventcraft.function import Function, FunctionArgs
+from pulumi_eventcraft.queue import Queue, QueueArgs
 
 ORDER_PLACED_SCHEMA = {
     "$schema": "http://json-schema.org/draft-04/schema#",

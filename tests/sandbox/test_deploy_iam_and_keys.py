@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from sandbox.moto_deploy import DeployError, Sandbox
+from eventcraft_sandbox.moto_deploy import DeployError, Sandbox
 
 TRUST_LAMBDA = json.dumps(
     {

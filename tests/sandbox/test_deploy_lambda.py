@@ -13,17 +13,17 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.event_source import (
+from eventcraft_sandbox.deployers.archive import zip_bytes
+from eventcraft_sandbox.moto_deploy import DeployError, Sandbox
+from pulumi_eventcraft.event_source import (
     DynamoDbStreamSource,
     EventSourceMapping,
     EventSourceMappingArgs,
     SqsSource,
 )
-from components.function import Function, FunctionArgs
-from components.queue import Queue, QueueArgs
-from components.table import KeyAttribute, Table, TableArgs
-from sandbox.deployers.archive import zip_bytes
-from sandbox.moto_deploy import DeployError, Sandbox
+from pulumi_eventcraft.function import Function, FunctionArgs
+from pulumi_eventcraft.queue import Queue, QueueArgs
+from pulumi_eventcraft.table import KeyAttribute, Table, TableArgs
 
 
 @pytest.fixture

@@ -12,14 +12,14 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.event_bus import EventBus, EventBusArgs
-from components.function import Function, FunctionArgs
-from components.outbox_relay import OutboxRelay, OutboxRelayArgs
-from components.saga import SagaStep, function_arns, saga_definition
-from components.state_machine import StateMachine, StateMachineArgs
-from components.table import Table, outbox_table
+from eventcraft_sandbox.moto_deploy import DeployError, Sandbox
 from order_saga.catalogue import CODE_DIR, RELAY_HANDLER
-from sandbox.moto_deploy import DeployError, Sandbox
+from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
+from pulumi_eventcraft.function import Function, FunctionArgs
+from pulumi_eventcraft.outbox_relay import OutboxRelay, OutboxRelayArgs
+from pulumi_eventcraft.saga import SagaStep, function_arns, saga_definition
+from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
+from pulumi_eventcraft.table import Table, outbox_table
 
 DEFINITION = {
     "StartAt": "Stamp",

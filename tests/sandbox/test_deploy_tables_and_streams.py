@@ -8,9 +8,9 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.stream import Stream, StreamArgs
-from components.table import GlobalSecondaryIndex, KeyAttribute, Table, TableArgs
-from sandbox.moto_deploy import Sandbox
+from eventcraft_sandbox.moto_deploy import Sandbox
+from pulumi_eventcraft.stream import Stream, StreamArgs
+from pulumi_eventcraft.table import GlobalSecondaryIndex, KeyAttribute, Table, TableArgs
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 
-import eventkit.clients as host_clients
-from sandbox.lambda_runtime import (
+import eventcraft.clients as host_clients
+from eventcraft_sandbox.lambda_runtime import (
     MOTO_LOCK,
     PINNED_MOTO,
     InternalInvocationError,
@@ -224,7 +224,7 @@ def test_moto_never_invokes_a_function_by_itself(account: Account, runtime: Lamb
 # ------------------------------------------------------------------ isolation
 
 SHARED_MODULE_HANDLER = """
-    from eventkit import clients
+    from eventcraft import clients
 
     def handler(event, context):
         clients.CALLS.append(event["n"])
@@ -239,8 +239,8 @@ def test_functions_using_the_same_module_names_never_share_globals(
         account.function(
             f"fn-{who}",
             {
-                "eventkit/__init__.py": "",
-                "eventkit/clients.py": f"WHO = {who!r}\nCALLS = []\n",
+                "eventcraft/__init__.py": "",
+                "eventcraft/clients.py": f"WHO = {who!r}\nCALLS = []\n",
                 "handlers/__init__.py": "",
                 "handlers/entry.py": SHARED_MODULE_HANDLER,
             },
@@ -250,8 +250,8 @@ def test_functions_using_the_same_module_names_never_share_globals(
     assert runtime.invoke("fn-a", {"n": 1}).payload == {"who": "a", "calls": [1]}
     assert runtime.invoke("fn-b", {"n": 2}).payload == {"who": "b", "calls": [2]}
     assert runtime.invoke("fn-a", {"n": 3}).payload == {"who": "a", "calls": [1, 3]}
-    # The host's own eventkit (functions/ on the test path) was set aside and put back.
-    assert sys.modules["eventkit.clients"] is host_clients
+    # The host's own eventcraft (functions/ on the test path) was set aside and put back.
+    assert sys.modules["eventcraft.clients"] is host_clients
     assert not hasattr(host_clients, "WHO")
     assert "handlers.entry" not in sys.modules
 

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from sandbox.mock_deploy import (
+from eventcraft_sandbox.mock_deploy import (
     ACCOUNT_ID,
     REGION,
     RecordingMocks,

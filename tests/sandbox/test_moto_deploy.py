@@ -14,15 +14,15 @@ import pulumi_aws as aws
 import pytest
 from botocore.exceptions import ClientError
 
-from components.queue import Queue, QueueArgs
-from sandbox.moto_deploy import (
+from eventcraft_sandbox.moto_deploy import (
     DeployError,
     MotoMocks,
     Sandbox,
     UnknownResourceTypeError,
     deploy_into_moto,
 )
-from sandbox.stack_files import stack_config
+from eventcraft_sandbox.stack_files import stack_config
+from pulumi_eventcraft.queue import Queue, QueueArgs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -258,7 +258,7 @@ def test_the_mocks_can_be_given_other_deployers(sandbox: Sandbox) -> None:
     mocks = MotoMocks(sandbox, deployers={})
     assert mocks.deployers == {}
     with pytest.raises(UnknownResourceTypeError, match="aws:sqs/queue:Queue"):
-        from sandbox.mock_deploy import deploy
+        from eventcraft_sandbox.mock_deploy import deploy
 
         deploy(lambda: aws.sqs.Queue("q"), mocks=mocks, preview=False)
 
@@ -269,7 +269,7 @@ def test_the_mocks_can_be_given_other_deployers(sandbox: Sandbox) -> None:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_real_program_deploys_into_moto(stack: str) -> None:
     with deploy_into_moto(ROOT / "__main__.py", stack=stack) as deployment:
-        config = stack_config(stack)
+        config = stack_config(stack, ROOT)
         assert deployment.outputs["sagaMode"] == config["order-saga:sagaMode"]
         assert deployment.sandbox is not None
         # Every custom resource was created in moto and has its provider id.

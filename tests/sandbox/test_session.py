@@ -1,4 +1,4 @@
-"""`sandbox.session` on its own: `speedups()` (restored on exit; the item-by-item
+"""`eventcraft_sandbox.session` on its own: `speedups()` (restored on exit; the item-by-item
 rollback of TransactWriteItems; the cached ASL parse), `_CachedReads` and
 `_AwsCallCounter`. A deployed session (the order saga's driver) is tested in
 tests/order_saga/test_sandbox_session.py.
@@ -23,8 +23,8 @@ from moto.core.botocore_stubber import BotocoreStubber
 from moto.dynamodb import models as dynamodb_models
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
-from sandbox.session import _AwsCallCounter, _CachedReads
-from sandbox.speedups import speedups
+from eventcraft_sandbox.session import _AwsCallCounter, _CachedReads
+from eventcraft_sandbox.speedups import speedups
 
 REGION = "us-east-1"
 

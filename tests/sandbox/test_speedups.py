@@ -1,4 +1,4 @@
-"""`sandbox.speedups.speedups()` changes how fast moto answers, never what it answers."""
+"""`eventcraft_sandbox.speedups.speedups()` changes how fast moto answers, never what it answers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.dynamodb.responses import DynamoHandler
 
-from sandbox.speedups import speedups
+from eventcraft_sandbox.speedups import speedups
 
 TABLE = "speedups"
 

@@ -1,5 +1,5 @@
-"""`python -m sandbox test-event-pattern`: sandbox.test_event_pattern.main, which
-mirrors `aws events test-event-pattern`."""
+"""`python -m eventcraft_sandbox test-event-pattern`
+(eventcraft_sandbox.test_event_pattern.main) mirrors `aws events test-event-pattern`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.test_event_pattern import REQUIRED_EVENT_FIELDS, main
+from eventcraft_sandbox.test_event_pattern import REQUIRED_EVENT_FIELDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,7 +152,10 @@ def test_patterns_up_to_the_api_maximum_are_accepted(capsys: pytest.CaptureFixtu
 
 
 def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
-    script = "import sys; from sandbox.test_event_pattern import main; sys.exit(main(sys.argv[1:]))"
+    script = (
+        "import sys; from eventcraft_sandbox.test_event_pattern import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
     return subprocess.run(
         [sys.executable, "-c", script, *args],
         cwd=ROOT,

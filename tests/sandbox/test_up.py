@@ -1,4 +1,4 @@
-"""`python -m sandbox up` deploys a stack's program into the sandbox (an in-process
+"""`python -m eventcraft_sandbox up` deploys a stack's program into the sandbox (an in-process
 moto) and prints what it created, like `pulumi up`."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.__main__ import main
+from eventcraft_sandbox.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sandbox", *args],
+        [sys.executable, "-m", "eventcraft_sandbox", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

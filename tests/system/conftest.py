@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts import sample_event
-from sandbox.mock_deploy import Deployment, Resource, run_program_file
-from sandbox.stack_files import stack_config
+from eventcraft_sandbox.mock_deploy import Deployment, Resource, run_program_file
+from eventcraft_sandbox.stack_files import stack_config
 from tests.conftest import ROOT
 
 PROGRAM = ROOT / "__main__.py"
@@ -63,7 +63,7 @@ ALL_OPTIONS: dict[str, str] = {
 
 def config_for(stack: str, **overrides: str) -> dict[str, str]:
     """The stack file's config with `order-saga:` keys overridden (camelCase names)."""
-    config = stack_config(stack)
+    config = stack_config(stack, ROOT)
     config.update({f"order-saga:{key}": value for key, value in overrides.items()})
     return config
 
@@ -76,7 +76,7 @@ def _deploy(stack: str, overrides: tuple[tuple[str, str], ...]) -> Deployment:
 def deploy(stack: str, mode: str | None = None, **overrides: str) -> System:
     """`__main__.py` for `stack` under the recording mocks (cached per arguments)."""
     # The stack file's own mode is explicit too, so equal configs share one deployment.
-    overrides["sagaMode"] = mode or stack_config(stack).get("order-saga:sagaMode", "both")
+    overrides["sagaMode"] = mode or stack_config(stack, ROOT).get("order-saga:sagaMode", "both")
     return System(_deploy(stack, tuple(sorted(overrides.items()))))
 
 
@@ -187,7 +187,7 @@ class System:
 
     def matching(self, event: Mapping[str, Any], *, bus: bool = True) -> set[str]:
         """Short names of the rules (on the system's bus, or the default one) matching."""
-        from components.event_pattern import matches
+        from pulumi_eventcraft.event_pattern import matches
 
         rules = self.bus_rules() if bus else self.rules
         return {short for short, rule in rules.items() if matches(rule.pattern, dict(event))}

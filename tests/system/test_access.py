@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from eventcraft_sandbox.mock_deploy import RecordingMocks
+from eventcraft_sandbox.mock_deploy import deploy as mock_deploy
 from order_saga.catalogue import CODE_DIR, DLQ_PROCESSOR_HANDLER, function_specs
 from order_saga.config import OrderSagaConfig
 from order_saga.system import OrderSaga, OrderSagaArgs
@@ -22,8 +24,6 @@ from order_saga.wiring import (
     restrict,
     wire,
 )
-from sandbox.mock_deploy import RecordingMocks
-from sandbox.mock_deploy import deploy as mock_deploy
 from tests.system.conftest import FUNCTION, MODES, STACKS, System, deploy
 
 HANDLER_MODULES = sorted(

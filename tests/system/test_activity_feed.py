@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from components.event_pattern import matches
 from contracts import REGISTRY, sample_event
-from sandbox.mock_deploy import Deployment, Resource, run_program_file
-from sandbox.stack_files import stack_config
+from eventcraft_sandbox.mock_deploy import Deployment, Resource, run_program_file
+from eventcraft_sandbox.stack_files import stack_config
+from pulumi_eventcraft.event_pattern import matches
 from tests.conftest import ROOT
 
 RULE = "aws:cloudwatch/eventRule:EventRule"
@@ -22,7 +22,7 @@ TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 
 @functools.cache
 def deployment() -> Deployment:
-    return run_program_file(ROOT / "__main__.py", stack="dev", config=stack_config("dev"))
+    return run_program_file(ROOT / "__main__.py", stack="dev", config=stack_config("dev", ROOT))
 
 
 def activity_rule() -> Resource:

@@ -8,7 +8,7 @@ import json
 import pytest
 from moto.s3.models import s3_backends
 
-from sandbox.moto_deploy import deploy_into_moto
+from eventcraft_sandbox.moto_deploy import deploy_into_moto
 from tests.system.conftest import PROGRAM
 
 

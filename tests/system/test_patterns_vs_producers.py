@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 
-from components.event_pattern import matches
-from components.outbox_relay import INSERT_FILTER
 from contracts import REGISTRY
 from order_saga.catalogue import EMITS
 from order_saga.system import (
@@ -21,6 +19,8 @@ from order_saga.system import (
     OBSERVER_RULES,
     ORCHESTRATION_DIGITS,
 )
+from pulumi_eventcraft.event_pattern import matches
+from pulumi_eventcraft.outbox_relay import INSERT_FILTER
 from tests.system.conftest import (
     ALL_OPTIONS,
     MODES,

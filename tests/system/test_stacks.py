@@ -11,13 +11,13 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.config import ConfigError, parse_config
+from eventcraft_sandbox.mock_deploy import RecordingMocks
+from eventcraft_sandbox.mock_deploy import deploy as mock_deploy
 from ops.outputs import DLQ_KINDS, parse
 from order_saga.catalogue import function_specs
 from order_saga.config import NAMESPACE, OrderSagaConfig
 from order_saga.system import EMULATED_SERVICES
-from sandbox.mock_deploy import RecordingMocks
-from sandbox.mock_deploy import deploy as mock_deploy
+from pulumi_eventcraft.config import ConfigError, parse_config
 from tests.system.conftest import (
     FUNCTION,
     MODES,

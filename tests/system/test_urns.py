@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from sandbox.mock_deploy import deploy, run_program_file
+from eventcraft_sandbox.mock_deploy import deploy, run_program_file
 from tests.system.conftest import PROGRAM, config_for
 
 RECORDED = Path(__file__).parent / "urns"

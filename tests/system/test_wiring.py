@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-from components.event_rule import MAX_TARGETS_PER_RULE
-from components.saga import TRANSIENT_LAMBDA_ERRORS
 from contracts import json_schemas
 from order_saga.system import (
     CHOREOGRAPHY_DIGITS,
@@ -17,6 +15,8 @@ from order_saga.system import (
     ORCHESTRATION_DIGITS,
     PAYMENT_TRANSIENT_ERRORS,
 )
+from pulumi_eventcraft.event_rule import MAX_TARGETS_PER_RULE
+from pulumi_eventcraft.saga import TRANSIENT_LAMBDA_ERRORS
 from tests.system.conftest import (
     ALARM,
     ALL_OPTIONS,

@@ -20,7 +20,7 @@ Fixtures:
     aws_calls          the (environment variable, IAM action) pairs the code called
     serializable_moto  moto with DynamoDB's isolation, for concurrency tests
     emitted            (autouse) every event the code under test emits, to the outbox
-                       (`eventkit.outbox.outbox_row`) or the bus (`eventkit.publisher.
+                       (`eventcraft.outbox.outbox_row`) or the bus (`eventcraft.publisher.
                        entry`); after each test, each must carry a customerId, the same
                        for all events of one order
 """
@@ -42,9 +42,9 @@ import boto3
 import pytest
 
 from contracts import Event, OrderEvent, OrderPlaced, sample_detail, sample_event
-from eventkit import outbox
-from eventkit import publisher as publisher_module
-from eventkit.publisher import Publisher
+from eventcraft import outbox
+from eventcraft import publisher as publisher_module
+from eventcraft.publisher import Publisher
 from tests.functions.awsenv import (
     CallRecorder,
     FakeContext,
@@ -326,7 +326,7 @@ def emitted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emitted]:
 
 @pytest.fixture
 def aws_calls(aws: SagaWorld) -> CallRecorder:
-    """Records the calls made through eventkit.clients (the handlers' clients) from now
+    """Records the calls made through eventcraft.clients (the handlers' clients) from now
     on. Test setup uses plain boto3 clients, which are not recorded."""
     return CallRecorder().attach("dynamodb", "events")
 

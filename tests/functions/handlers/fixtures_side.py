@@ -9,13 +9,13 @@ check its ACCESS).
 Table layouts, as the handlers use them (every table PAY_PER_REQUEST):
     customers      customerId S                      enrich_order, credit check
     reviews        pk S ("review#<orderId>")         high_value_review
-    outbox         pk S, stream NEW_IMAGE             eventkit.outbox (TTL expiresAt)
+    outbox         pk S, stream NEW_IMAGE             eventcraft.outbox (TTL expiresAt)
     idempotency    id S                               Powertools (TTL expiration)
     order-events   aggregateId S + version N, stream NEW_IMAGE    event store
     order-snapshots aggregateId S                     event store snapshots
     order-history  orderId S                          read model of the history
-    order-checks   joinId S                           fork/join (eventkit.aggregation)
-    order-windows  windowKey S + windowStart N        eventkit.windows
+    order-checks   joinId S                           fork/join (eventcraft.aggregation)
+    order-windows  windowKey S + windowStart N        eventcraft.windows
 """
 
 from __future__ import annotations
@@ -134,6 +134,6 @@ def side_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Side]:
 
 @pytest.fixture(name="side_calls")
 def side_calls_fixture(side: Side) -> CallRecorder:
-    """Records the calls made through eventkit.clients (the handlers' clients) from now
+    """Records the calls made through eventcraft.clients (the handlers' clients) from now
     on; test setup uses plain boto3 clients, which are not recorded."""
     return CallRecorder().attach("dynamodb", "events", "sqs", "s3")

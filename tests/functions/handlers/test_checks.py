@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
-from components.saga import parallel_checks
 from contracts import CHECKS, AllChecksComplete, CheckCompleted, parse_detail, sample_event
 from domain.inventory import stock_item
-from eventkit.aggregation import CompletionPendingError
+from eventcraft.aggregation import CompletionPendingError
 from handlers import aggregate_checks, run_check
+from pulumi_eventcraft.saga import parallel_checks
 from tests.functions.awsenv import (
     CallRecorder,
     FakeContext,
@@ -305,7 +305,7 @@ def test_the_fork_join_state_machine_runs_the_branches_and_joins_them(
     customer: str,
     all_passed: bool,
 ) -> None:
-    """components.saga.parallel_checks executed by moto's Step Functions interpreter,
+    """pulumi_eventcraft.saga.parallel_checks executed by moto's Step Functions interpreter,
     each branch and the aggregate running this repository's task entries."""
     clear_handler_caches()
     orchestrator.world.seed_stock()

@@ -6,7 +6,7 @@ import pytest
 
 from contracts import OrderEnriched, parse_detail, sample_event
 from domain.enrichment import derived_event_id
-from eventkit.envelopes import PoisonRecordError
+from eventcraft.envelopes import PoisonRecordError
 from handlers import enrich_order
 from tests.functions.awsenv import CallRecorder, FakeContext, scan
 from tests.functions.handlers.fixtures_side import (

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from components.event_pattern import matches
 from contracts import HighValueOrderFlagged, OrderPlaced, parse_detail, sample_event
 from domain.enrichment import BelowThresholdError, flag, high_value_pattern
-from eventkit import outbox
-from eventkit.publisher import Publisher
+from eventcraft import outbox
+from eventcraft.publisher import Publisher
 from handlers import high_value_review
+from pulumi_eventcraft.event_pattern import matches
 from tests.functions.awsenv import CallRecorder, scan, stream_records
 from tests.functions.handlers.fixtures_side import (
     BUS,

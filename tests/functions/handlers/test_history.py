@@ -10,8 +10,8 @@ import pytest
 
 from contracts import sample_event
 from domain.history import apply, initial_state
-from eventkit import clients
-from eventkit.eventstore import (
+from eventcraft import clients
+from eventcraft.eventstore import (
     DynamoDBEventRecorder,
     DynamoDBSnapshotRecorder,
     EventStore,

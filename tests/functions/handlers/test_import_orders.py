@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from contracts import parse_detail
-from eventkit import outbox
-from eventkit.publisher import Publisher
+from eventcraft import outbox
+from eventcraft.publisher import Publisher
 from handlers import dlq_processor, import_orders
 from tests.functions.awsenv import (
     CallRecorder,

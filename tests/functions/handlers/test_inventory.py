@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from contracts import OrderPlacedV1, sample_detail
-from eventkit.envelopes import PoisonRecordError
+from eventcraft.envelopes import PoisonRecordError
 from handlers import release_inventory, reserve_inventory
 from handlers.reserve_inventory import InventoryUnavailable
 from tests.functions.awsenv import CallRecorder

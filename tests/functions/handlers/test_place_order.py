@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from contracts import OrderPlaced
-from eventkit.settings import ConfigurationError
+from eventcraft.settings import ConfigurationError
 from handlers import place_order
 from handlers.place_order import InvalidOrderError, RequestIdReusedError
 from tests.functions.awsenv import CallRecorder

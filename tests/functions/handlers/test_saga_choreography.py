@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from components.saga import TRANSIENT_LAMBDA_ERRORS, RetryPolicy, SagaStep, saga_definition
 from contracts import (
     Event,
     InventoryReleased,
@@ -41,6 +40,7 @@ from handlers import (
     saga_progress,
     ship_order,
 )
+from pulumi_eventcraft.saga import TRANSIENT_LAMBDA_ERRORS, RetryPolicy, SagaStep, saga_definition
 from tests.functions.awsenv import CallRecorder
 from tests.functions.handlers.conftest import (
     CONTEXT,
@@ -447,7 +447,7 @@ def test_saga_progress_access(aws: SagaWorld, aws_calls: CallRecorder) -> None:
     }
 
 
-# --- the same saga, orchestrated (components.saga ASL, moto's interpreter) -------------
+# --- the same saga, orchestrated (pulumi_eventcraft.saga ASL, moto's interpreter) -------------
 
 
 def orchestrated_saga(

@@ -1,4 +1,0 @@
-"""eventkit: the generic library the handlers share (envelopes, idempotency, publisher,
-outbox, batch, event store, DLQ tools, settings, dynamodb...). Import the module you need, e.g.
-`from eventkit import publisher`: this package imports nothing itself, so a handler loads
-only what it uses (cold start)."""

@@ -1,0 +1,272 @@
+"""Asynchronous Lambda invocation: Lambda's internal event queue, its retries and
+destinations.
+
+What EventBridge (and any `Invoke` with `InvocationType=Event`) hands to Lambda is
+queued here and run on the scheduler. A function error is retried
+`MaximumRetryAttempts` times (2 by default; FunctionEventInvokeConfig), one minute
+before the second attempt and two minutes before the third, as AWS documents, unless
+the event is older than `MaximumEventAgeInSeconds` (6 hours by default). Then the
+invocation record goes to the OnFailure destination (and the event to the function's
+dead-letter queue, if it has one: moto drops a function's `DeadLetterConfig`, so the
+sandbox lists those in `LambdaAsync.dead_letter_targets`); a success goes to the
+OnSuccess destination. The record has AWS's shape:
+
+    {"version": "1.0", "timestamp": "...Z",
+     "requestContext": {"requestId", "functionArn": "...:$LATEST",
+                        "condition": "RetriesExhausted" | "EventAgeExceeded" | "Success",
+                        "approximateInvokeCount": 3},
+     "requestPayload": <the event>,
+     "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                         "functionError": "Unhandled"},
+     "responsePayload": {"errorType", "errorMessage"} | <the return value>}
+
+Destinations are sent with the function's execution role (as Lambda does): a role
+without `sqs:SendMessage` on its OnFailure queue loses the record, visibly, in the log.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from eventcraft_sandbox.delivery.common import Arn, DeliveryContext, short_name
+from eventcraft_sandbox.lambda_runtime import InvocationResult
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_AGE",
+    "DEFAULT_RETRIES",
+    "RETRY_DELAYS",
+    "AsyncInvocation",
+    "LambdaAsync",
+]
+
+DEFAULT_RETRIES = 2
+DEFAULT_MAX_EVENT_AGE = 21_600
+# Seconds before the 2nd and the 3rd attempt (AWS: "one minute", "two minutes").
+RETRY_DELAYS = (60.0, 120.0)
+
+
+@dataclass
+class AsyncInvocation:
+    """One queued asynchronous invocation."""
+
+    request_id: str
+    function_arn: str
+    payload: Any
+    enqueued_at: float
+    source: str
+    attempts: int = 0
+    last: InvocationResult | None = None
+
+
+@dataclass(frozen=True)
+class _AsyncConfig:
+    retries: int
+    max_age: int
+    on_success: str | None
+    on_failure: str | None
+    dead_letter: str | None
+
+
+class LambdaAsync:
+    """Lambda's asynchronous invocation queue (see the module docstring).
+
+    `submit(function, payload)` queues an event and returns its request id.
+    """
+
+    def __init__(self, ctx: DeliveryContext) -> None:
+        self.ctx = ctx
+        self._ids = itertools.count(1)
+        self.invocations: list[AsyncInvocation] = []
+        # moto does not keep a function's DeadLetterConfig: function ARN -> target ARN
+        # for the functions that have one (the sandbox fills it from the deployment).
+        self.dead_letter_targets: dict[str, str] = {}
+
+    def submit(self, function: str, payload: Any, *, source: str = "") -> str:
+        """Queue an asynchronous invocation of `function` (name or ARN)."""
+        function_arn = self._function_arn(function)
+        request_id = f"async-{next(self._ids):06d}"
+        invocation = AsyncInvocation(
+            request_id, function_arn, payload, self.ctx.clock.now(), source
+        )
+        self.invocations.append(invocation)
+        self.ctx.scheduler.call_soon(
+            f"lambda-async {short_name(function_arn)}", lambda: self._attempt(invocation)
+        )
+        return request_id
+
+    def _function_arn(self, function: str) -> str:
+        if function.startswith("arn:"):
+            parts = function.split(":")
+            # Drop a qualifier: arn:aws:lambda:region:acct:function:name[:qualifier]
+            return ":".join(parts[:7])
+        try:
+            configuration = self.ctx.admin("lambda").get_function_configuration(
+                FunctionName=function
+            )
+        except ClientError:
+            return function
+        return str(configuration["FunctionArn"])
+
+    def _config(self, function_arn: str) -> _AsyncConfig:
+        client = self.ctx.admin("lambda", Arn.parse(function_arn).region)
+        retries, max_age = DEFAULT_RETRIES, DEFAULT_MAX_EVENT_AGE
+        on_success = on_failure = dead_letter = None
+        try:
+            config = client.get_function_event_invoke_config(FunctionName=function_arn)
+        except ClientError:
+            config = {}
+        if config.get("MaximumRetryAttempts") is not None:
+            retries = int(config["MaximumRetryAttempts"])
+        if config.get("MaximumEventAgeInSeconds") is not None:
+            max_age = int(config["MaximumEventAgeInSeconds"])
+        destinations = config.get("DestinationConfig") or {}
+        on_success = (destinations.get("OnSuccess") or {}).get("Destination") or None
+        on_failure = (destinations.get("OnFailure") or {}).get("Destination") or None
+        try:
+            function = client.get_function_configuration(FunctionName=function_arn)
+            dead_letter = (function.get("DeadLetterConfig") or {}).get("TargetArn") or None
+        except ClientError:
+            pass
+        dead_letter = dead_letter or self.dead_letter_targets.get(function_arn)
+        return _AsyncConfig(retries, max_age, on_success, on_failure, dead_letter)
+
+    def _attempt(self, invocation: AsyncInvocation) -> None:
+        config = self._config(invocation.function_arn)
+        name = short_name(invocation.function_arn)
+        age = self.ctx.clock.now() - invocation.enqueued_at
+        if invocation.attempts > 0 and age > config.max_age:
+            self._fail(invocation, config, "EventAgeExceeded")
+            return
+        invocation.attempts += 1
+        try:
+            result = self.ctx.invoke(invocation.function_arn, invocation.payload, asynchronous=True)
+        except Exception as exc:  # e.g. the function was deleted after the event was queued
+            result = InvocationResult(None, type(exc).__name__, str(exc), 0.0, "")
+        invocation.last = result
+        if result.error_type is None:
+            self.ctx.record(
+                "lambda.async", invocation.source, name, "ok", f"attempt {invocation.attempts}"
+            )
+            if config.on_success:
+                self.ctx.send_destination(
+                    config.on_success,
+                    self._record(invocation, "Success"),
+                    role_arn=self.ctx.function_role(invocation.function_arn),
+                    function_arn=invocation.function_arn,
+                    success=True,
+                    submit_async=self._submit_record,
+                )
+            return
+        detail = f"attempt {invocation.attempts}: {result.error_type}: {result.error_message}"
+        retries_done = invocation.attempts - 1
+        if retries_done >= config.retries:
+            self.ctx.record("lambda.async", invocation.source, name, "failed", detail)
+            self._fail(invocation, config, "RetriesExhausted")
+            return
+        delay = RETRY_DELAYS[min(retries_done, len(RETRY_DELAYS) - 1)]
+        if age + delay > config.max_age:
+            self.ctx.record("lambda.async", invocation.source, name, "failed", detail)
+            self.ctx.scheduler.call_at(
+                invocation.enqueued_at + config.max_age,
+                f"lambda-async-expire {name}",
+                lambda: self._fail(invocation, config, "EventAgeExceeded"),
+            )
+            return
+        self.ctx.record("lambda.async", invocation.source, name, "retry", detail)
+        self.ctx.scheduler.call_later(
+            delay, f"lambda-async-retry {name}", lambda: self._attempt(invocation)
+        )
+
+    def _fail(self, invocation: AsyncInvocation, config: _AsyncConfig, condition: str) -> None:
+        role = self.ctx.function_role(invocation.function_arn)
+        if config.on_failure:
+            self.ctx.send_destination(
+                config.on_failure,
+                self._record(invocation, condition),
+                role_arn=role,
+                function_arn=invocation.function_arn,
+                success=False,
+                submit_async=self._submit_record,
+            )
+        if config.dead_letter:
+            self._dead_letter(invocation, config.dead_letter, role)
+        if not config.on_failure and not config.dead_letter:
+            self.ctx.record(
+                "lambda.async",
+                invocation.source,
+                short_name(invocation.function_arn),
+                "dropped",
+                condition,
+            )
+
+    def _dead_letter(self, invocation: AsyncInvocation, target: str, role: str | None) -> None:
+        import json
+
+        last = invocation.last
+        attributes = {
+            "RequestID": {"DataType": "String", "StringValue": invocation.request_id},
+            "ErrorCode": {"DataType": "Number", "StringValue": "200"},
+            "ErrorMessage": {
+                "DataType": "String",
+                "StringValue": (last.error_message if last and last.error_message else "")
+                or "Unhandled",
+            },
+        }
+        try:
+            arn = Arn.parse(target)
+            body = json.dumps(invocation.payload)
+            if arn.service == "sqs":
+                self.ctx.role_client(
+                    role, "sqs", arn.region, source_arn=invocation.function_arn
+                ).send_message(
+                    QueueUrl=self.ctx.queue_url(target),
+                    MessageBody=body,
+                    MessageAttributes=attributes,
+                )
+            else:
+                self.ctx.role_client(
+                    role, "sns", arn.region, source_arn=invocation.function_arn
+                ).publish(TopicArn=target, Message=body, MessageAttributes=attributes)
+        except Exception as exc:  # a lost DLQ message is logged (AWS counts it)
+            self.ctx.record(
+                "lambda.dlq", short_name(invocation.function_arn), target, "failed", str(exc)
+            )
+            return
+        self.ctx.record("lambda.dlq", short_name(invocation.function_arn), target, "ok")
+
+    def _submit_record(self, destination: str, record: Any) -> object:
+        return self.submit(destination, record, source="destination")
+
+    def _record(self, invocation: AsyncInvocation, condition: str) -> dict[str, Any]:
+        last = invocation.last
+        response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+        payload: Any
+        if condition == "Success" and last is not None:
+            payload = last.payload
+        else:
+            if last is not None and last.error_type is not None:
+                response["functionError"] = "Unhandled"
+            payload = (
+                {"errorType": last.error_type, "errorMessage": last.error_message}
+                if last is not None and last.error_type is not None
+                else None
+            )
+        record: dict[str, Any] = {
+            "version": "1.0",
+            "timestamp": self.ctx.clock.iso_millis(),
+            "requestContext": {
+                "requestId": invocation.request_id,
+                "functionArn": f"{invocation.function_arn}:$LATEST",
+                "condition": condition,
+                "approximateInvokeCount": invocation.attempts,
+            },
+            "requestPayload": invocation.payload,
+            "responseContext": response,
+        }
+        if payload is not None or condition == "Success":
+            record["responsePayload"] = payload
+        return record

@@ -1,0 +1,321 @@
+"""Step Functions on the virtual clock.
+
+moto runs each execution of a state machine in daemon threads with a vendored ASL
+interpreter whose `Retry` intervals (`retrier_decl.py`: `time.sleep(interval)`) and
+`Wait` states (`wait_function.py`: `env.program_state_event.wait(seconds)`) are real
+sleeps (shared notes/moto.md). `StepFunctionsClock.install()` replaces both with
+*virtual waits*: the execution's thread registers a wake-up item on the scheduler and
+parks until `run_until_quiet` reaches that virtual time, so a task that retries
+with `IntervalSeconds: 30` costs no real seconds. `Wait` with `Timestamp` /
+`TimestampPath` counts from the virtual now.
+
+It is also the scheduler's `BackgroundWork` for executions: it counts the executions
+in flight (moto's `ExecutionWorker.start` .. the end of its thread) and, per execution,
+the states being evaluated (every state but Parallel and Map, which only wait for
+their branches) and the threads parked in a virtual wait or a task-token wait
+(`.waitForTaskToken`). An execution with a state running (a Lambda task, a Choice),
+or with nothing parked, is busy: the scheduler does not move virtual time until it
+parks or ends, so an execution's retry at t+30 happens after everything it and the
+rest of the sandbox do at t. Between two states nothing is counted for an instant;
+the scheduler's quiet period (no history event for `settle_seconds`) covers it.
+
+Synchronous executions (`StartSyncExecution`, EXPRESS) run inside the caller's
+request, which may be the scheduler's own thread: their waits are not virtual waits
+but take no time at all (the clock does not move).
+
+Approximations: a task's `TimeoutSeconds` / `HeartbeatSeconds` and an execution's
+`TimeoutSeconds` stay real-time limits (generous next to in-process handlers);
+`.sync` service integrations poll in real time.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventcraft_sandbox.clock import BackgroundState, Patches, Scheduler
+
+__all__ = ["StepFunctionsClock"]
+
+_local = threading.local()
+
+
+@dataclass
+class _Sleeper:
+    execution: str
+    event: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+
+
+def _execution_arn(env: Any) -> str:
+    try:
+        return str(env.states.context_object.context_object_data["Execution"]["Id"])
+    except (AttributeError, KeyError, TypeError):
+        return "unknown-execution"
+
+
+class _VirtualTime:
+    """Stands in for the `time` module inside moto's retrier: `sleep` is virtual."""
+
+    def __init__(self, owner: StepFunctionsClock) -> None:
+        self._owner = owner
+
+    def sleep(self, seconds: float) -> None:
+        env = getattr(_local, "env", None)
+        self._owner.sleep(seconds, env)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class StepFunctionsClock:
+    """Virtual waits for moto's Step Functions executions (see the module docstring)."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.clock = scheduler.clock
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, bool] = {}  # execution ARN -> synchronous?
+        # Per execution: states being evaluated (not Parallel / Map, which only wait
+        # for their branches) and threads parked in a virtual or task-token wait.
+        self._running: Counter[str] = Counter()
+        self._parked: Counter[str] = Counter()
+        self._activity = 0
+        self._patches = Patches()
+        self.waits: list[tuple[str, float]] = []  # (execution, seconds), for reports
+
+    # -- BackgroundWork ---------------------------------------------------------------
+
+    def state(self) -> BackgroundState:
+        with self._lock:
+            running = [arn for arn, sync in self._in_flight.items() if not sync]
+            if not running:
+                return BackgroundState("idle")
+            busy = [arn for arn in running if self._running[arn] > 0 or self._parked[arn] <= 0]
+            if busy:
+                return BackgroundState("busy", "executions running: " + ", ".join(_names(busy)))
+            return BackgroundState("parked", "executions waiting: " + ", ".join(_names(running)))
+
+    def activity(self) -> int:
+        return self._activity
+
+    def in_flight(self) -> list[str]:
+        """ARNs of the executions whose threads are still running."""
+        with self._lock:
+            return list(self._in_flight)
+
+    def _changed(self) -> None:
+        self._activity += 1
+        self.scheduler.notify()
+
+    # -- install ----------------------------------------------------------------------
+
+    def install(self) -> None:
+        self._patch_executions()
+        self._patch_waits()
+        self.scheduler.add_background(self)
+
+    def _patch_executions(self) -> None:
+        """Count executions in flight, and their progress (history events)."""
+        from moto.stepfunctions.parser.asl.component.state import state as state_module
+        from moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map import (
+            StateMap,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_parallel.state_parallel import (  # noqa: E501
+            StateParallel,
+        )
+        from moto.stepfunctions.parser.asl.eval.event import event_manager
+        from moto.stepfunctions.parser.backend import execution_worker
+
+        owner = self
+        worker_cls = execution_worker.ExecutionWorker
+        original_state_body = state_module.CommonStateField._eval_body
+        original_start = worker_cls.start
+        original_logic = worker_cls._execution_logic
+        original_add_event = event_manager.EventManager.add_event
+
+        def start(worker: Any) -> None:
+            arn = str(worker._evaluation_details.execution_details.arn)
+            sync = isinstance(worker, execution_worker.SyncExecutionWorker)
+            with owner._lock:
+                owner._in_flight[arn] = sync
+            owner._changed()
+            try:
+                original_start(worker)
+            except BaseException:
+                owner._finished(arn)
+                raise
+
+        def execution_logic(worker: Any) -> None:
+            arn = str(worker._evaluation_details.execution_details.arn)
+            try:
+                original_logic(worker)
+            finally:
+                owner._finished(arn)
+
+        def add_event(manager: Any, *args: Any, **kwargs: Any) -> Any:
+            owner._activity += 1
+            return original_add_event(manager, *args, **kwargs)
+
+        def state_body(state: Any, env: Any) -> None:
+            # A Parallel or Map state only waits for its branches, which count themselves.
+            counted = not isinstance(state, StateParallel | StateMap)
+            arn = _execution_arn(env)
+            stack = _counted_stack()
+            stack.append(counted)
+            if counted:
+                owner._adjust(arn, running=1)
+            try:
+                original_state_body(state, env)
+            finally:
+                stack.pop()
+                if counted:
+                    owner._adjust(arn, running=-1)
+
+        self._patches.set(state_module.CommonStateField, "_eval_body", state_body)
+        self._patches.set(worker_cls, "start", start)
+        self._patches.set(worker_cls, "_execution_logic", execution_logic)
+        self._patches.set(event_manager.EventManager, "add_event", add_event)
+
+    def _patch_waits(self) -> None:
+        """Retry intervals, Wait states and task-token waits on the virtual clock."""
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_callback as callback,
+        )
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
+            timestamp,
+            wait_function,
+        )
+
+        owner = self
+        original_retry = retrier_decl.RetrierDecl._eval_body
+        original_timestamp = timestamp.Timestamp._get_wait_seconds
+        original_token = callback.StateTaskServiceCallback._eval_wait_for_task_token
+
+        def retry_body(retrier: Any, env: Any) -> None:
+            previous = getattr(_local, "env", None)
+            _local.env = env
+            try:
+                original_retry(retrier, env)
+            finally:
+                _local.env = previous
+
+        def wait_interval(function: Any, env: Any, wait_seconds: int) -> None:
+            owner.sleep(wait_seconds, env)
+
+        def timestamp_seconds(function: Any, env: Any) -> int:
+            # moto counts from the real now; count from the virtual one instead.
+            function.string.eval(env=env)
+            text = env.stack.pop()
+            moment = function._from_timestamp_string(timestamp=text)
+            if moment is None:
+                return int(original_timestamp(function, env))  # raises moto's failure
+            seconds = (moment - owner.clock.utcnow()).total_seconds()
+            return max(0, math.ceil(seconds))
+
+        def wait_for_token(task: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+            # Inside the Task's evaluation (counted as running): parked while it waits.
+            arn = _execution_arn(env)
+            owner._adjust(arn, running=-1, parked=1)
+            try:
+                return original_token(task, env, *args, **kwargs)
+            finally:
+                owner._adjust(arn, running=1, parked=-1)
+
+        self._patches.set(retrier_decl, "time", _VirtualTime(self))
+        self._patches.set(retrier_decl.RetrierDecl, "_eval_body", retry_body)
+        self._patches.set(wait_function.WaitFunction, "_wait_interval", wait_interval)
+        self._patches.set(timestamp.Timestamp, "_get_wait_seconds", timestamp_seconds)
+        self._patches.set(
+            callback.StateTaskServiceCallback, "_eval_wait_for_task_token", wait_for_token
+        )
+
+    def uninstall(self) -> None:
+        self.scheduler.remove_background(self)
+        self._patches.restore()
+
+    # -- waits --------------------------------------------------------------------------
+
+    def _finished(self, arn: str) -> None:
+        with self._lock:
+            self._in_flight.pop(arn, None)
+            self._running.pop(arn, None)
+            self._parked.pop(arn, None)
+        self._changed()
+
+    def _adjust(self, arn: str, *, running: int = 0, parked: int = 0) -> None:
+        with self._lock:
+            self._running[arn] += running
+            self._parked[arn] += parked
+        self._changed()
+
+    def sleep(self, seconds: float, env: Any) -> None:
+        """Wait `seconds` of virtual time in an execution's thread (`env`: its ASL
+        environment; the wait ends early if the execution stops)."""
+        if seconds <= 0:
+            return
+        arn = _execution_arn(env) if env is not None else "unknown-execution"
+        with self._lock:
+            synchronous = self._in_flight.get(arn, False)
+        self.waits.append((arn, float(seconds)))
+        if synchronous:
+            return
+        # The waiting state (a Wait, or a Task between retries) stops counting as
+        # running while parked, unless it is a Parallel / Map retrying (never counted).
+        stack = _counted_stack()
+        releases = 1 if stack and stack[-1] else 0
+        sleeper = _Sleeper(arn)
+        self._adjust(arn, running=-releases, parked=1)
+
+        def wake() -> None:
+            with self._lock:
+                if sleeper.done:
+                    return
+                sleeper.done = True
+                self._running[arn] += releases
+                self._parked[arn] -= 1
+            # Running again from here, in the scheduler's thread, before it settles.
+            self._changed()
+            sleeper.event.set()
+
+        self.scheduler.call_later(seconds, f"stepfunctions-wait {_name(arn)}", wake)
+        while not sleeper.event.wait(0.05):
+            if env is not None and not _running(env):
+                with self._lock:
+                    if sleeper.done:
+                        break
+                    sleeper.done = True
+                    self._running[arn] += releases
+                    self._parked[arn] -= 1
+                self._changed()
+                return
+
+
+def _counted_stack() -> list[bool]:
+    """This thread's states being evaluated: whether each counts as running."""
+    stack: list[bool] | None = getattr(_local, "states", None)
+    if stack is None:
+        stack = []
+        _local.states = stack
+    return stack
+
+
+def _running(env: Any) -> bool:
+    try:
+        return bool(env.is_running())
+    except Exception:  # a torn-down environment is not running
+        return False
+
+
+def _name(arn: str) -> str:
+    parts = arn.split(":")
+    return ":".join(parts[-2:]) if len(parts) >= 2 else arn
+
+
+def _names(arns: list[str]) -> list[str]:
+    return [_name(a) for a in arns]

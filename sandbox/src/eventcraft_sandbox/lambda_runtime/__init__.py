@@ -1,0 +1,162 @@
+"""The sandbox's Lambda runtime: functions deployed in moto, run in-process like Lambda.
+
+    runtime = LambdaRuntime(timeout_scale=1.0)      # or LambdaRuntime(admin=sandbox.admin)
+    with runtime:                                   # install(): moto invokes through it
+        result = runtime.invoke("app-dev-worker", {"jobId": "j-1"})
+        result.error_type                           # None, "QuotaExceeded", "Sandbox.Timedout"
+
+`InvocationResult` and `Invoker` are the interface to the delivery part of the
+sandbox (event source pollers, rule targets, async retries): it calls `invoke`, the
+runtime runs the code.
+
+How a function runs (what Lambda does, and how it is done in one process):
+
+- Lookup: the function (name, ARN, `name:qualifier` or qualified ARN) is read from
+  moto's Lambda backend: code zip, handler, runtime, role, environment, timeout,
+  memory, layers. Only python runtimes and zip packages run.
+- Containers: the zip is extracted once per code hash into a private temp dir; a
+  "container" is one execution environment of one function version: its own module
+  namespace (the top-level names its zip provides, e.g. `handlers`, `eventcraft`), its
+  own boto3 default session, its own role credentials and log stream. During an
+  invocation its modules are swapped into `sys.modules` (the host's or another
+  container's modules of the same names are set aside) and swapped out afterwards,
+  so module-level state (caches, clients, circuit breakers) survives between
+  invocations of the same container and is never seen by another function.
+  Third-party packages (pydantic, Powertools, boto3) come from the venv, shared as a
+  layer would provide them; a layer's own pure-python modules are isolated like the
+  zip's. A top-level import that neither the zip, a layer, the stdlib nor the venv
+  provides fails with ModuleNotFoundError, as in Lambda (even if the repository has
+  it on the host's `sys.path`). Containers are reused warm; a busy one (a function
+  invoking itself) gets a sibling, as Lambda scales out.
+- Environment: `os.environ` is replaced for the call by Lambda's variables
+  (AWS_LAMBDA_FUNCTION_NAME, AWS_REGION, _HANDLER, LAMBDA_TASK_ROOT, ...), the
+  function's own, and the credentials of its role, then restored. Nothing of the
+  host's AWS configuration leaks in (MOTO_* settings and PATH/HOME/TMPDIR are kept).
+- Credentials: the function's role is assumed as the Lambda service assumes it
+  (moto's STS, after checking that the role's trust policy lets
+  lambda.amazonaws.com assume it). With IAM enforced in moto, a call the role does
+  not allow fails with AccessDenied. moto checks most services against the resource
+  "*", which would deny every resource-scoped policy; `install()` therefore also
+  resolves the resources of DynamoDB, DynamoDB Streams, EventBridge, Kinesis, Step
+  Functions, Lambda, SNS and CloudWatch Logs requests (see `request_permissions`),
+  as AWS does (a TransactWriteItems Put needs dynamodb:PutItem on its table), uses
+  AWS's action names (lambda:InvokeFunction, not moto's lambda:Invoke) and answers a
+  denial on a JSON service with AccessDeniedException naming the resource.
+- Timeouts: the handler runs in a worker thread; the caller waits up to the
+  function's timeout (times `timeout_scale`). Past it the result is
+  "Sandbox.Timedout" ("Task timed out after N.00 seconds"), the side effects made so
+  far stay, the thread is not killed but frozen (any further AWS call from it is
+  refused, as a frozen Lambda sandbox makes none) and its container is discarded:
+  the next invocation is a cold start, as after a timeout in Lambda.
+- Errors: an unhandled exception gives `error_type` = the exception's class name
+  (what Step Functions' Retry/Catch match) and `error_message` = str(exc). Init
+  errors are Lambda's: Runtime.ImportModuleError, Runtime.HandlerNotFound,
+  Runtime.UserCodeSyntaxError, Runtime.MalformedHandlerName; an unserialisable
+  result is Runtime.MarshalError.
+- Logs: print(), sys.stderr, the `logging` module and Powertools' Logger are
+  captured per invocation (never into another one, never to the host's stdout),
+  framed like Lambda's (START / END / REPORT lines) and also written to the
+  function's CloudWatch log group in moto when that group exists.
+
+moto integration (`install()` / `uninstall()`, or `with runtime:`):
+- `moto.awslambda.models.LambdaFunction._invoke_lambda` is replaced, so the Invoke
+  API (boto3 `lambda.invoke`) and Step Functions Lambda tasks run here. An errored
+  invocation reaches Step Functions with its error type, so Catch/Retry on
+  ["QuotaExceeded"] match. InvocationType=Event through the API is handed to
+  `event_dispatcher` when set (the delivery part's async queue), else run inline.
+- moto invoking a function by itself (its own event source mappings, SNS
+  subscriptions, S3/log notifications) raises `InternalInvocationError`: the sandbox
+  delivers those events itself.
+- Step Functions tasks call AWS with the state machine's role (assumed as
+  states.amazonaws.com) instead of moto's fixed fake key, which IAM enforcement
+  rejects.
+- `MOTO_LOCK` serialises every request moto handles (moto's backends are not
+  thread-safe); it is held only for each AWS call, never while user code runs.
+The hooked moto internals are checked against moto 5.2.5 (`check_moto_hooks`):
+`install()` raises `MotoHookError` naming what changed.
+
+Known limits: `os.environ`, `sys.modules` and `sys.path` are process-wide, so one
+handler runs at a time (others wait; a nested synchronous Invoke from a handler runs
+inside it); a handler that waits for another invocation to run concurrently (polls
+a Step Functions execution it started) stalls until its own timeout. Code outside a
+handler that reads the environment during an invocation sees the function's.
+Threads a handler starts are not part of the invocation (their output is not
+captured, their Invoke calls wait for it to end). Process-wide state of shared
+libraries is shared between functions: `logging` loggers by name, Powertools
+Metrics/Tracer class state. Modules the host already imported (e.g. `components`)
+are not hidden from a handler; only fresh imports are checked.
+
+The package, by seam:
+- `interface`: `InvocationResult`, `Invoker`, `Clock`, the errors;
+- `moto_hooks`: `MOTO_LOCK`, the hook checks, the patch registry, the hooks themselves;
+- `iam`: each request's resources and AWS's action names for moto's IAM checks;
+- `credentials`: role trust and AssumeRole as a service;
+- `function_spec`: a function version as moto holds it;
+- `containers`: code/layer extraction, the import guard, the process-wide swap;
+- `log_capture`: stdout/stderr and `logging` routed to the running invocation;
+- `invocation`: handler loading, the worker thread, marshalling, the outcome;
+- `runtime`: `LambdaRuntime`, which ties them together.
+"""
+
+from eventcraft_sandbox.lambda_context import LambdaContext
+from eventcraft_sandbox.lambda_runtime.function_spec import FunctionSpec, LayerCode
+from eventcraft_sandbox.lambda_runtime.iam import (
+    IAM_ACTIONS,
+    Permission,
+    aws_action,
+    install_iam_resources,
+    request_permissions,
+    uninstall_iam_resources,
+)
+from eventcraft_sandbox.lambda_runtime.interface import (
+    AdminIdentity,
+    Clock,
+    EventDispatcher,
+    FunctionNotFoundError,
+    InternalInvocationError,
+    InvocationFrozenError,
+    InvocationResult,
+    Invoker,
+    LambdaRuntimeError,
+    MotoHookError,
+    RoleNotAssumableError,
+)
+from eventcraft_sandbox.lambda_runtime.moto_hooks import (
+    MOTO_LOCK,
+    PINNED_MOTO,
+    MotoLock,
+    check_moto_hooks,
+    install_moto_lock,
+    uninstall_moto_lock,
+)
+from eventcraft_sandbox.lambda_runtime.runtime import LambdaRuntime
+
+__all__ = [
+    "IAM_ACTIONS",
+    "MOTO_LOCK",
+    "PINNED_MOTO",
+    "AdminIdentity",
+    "Clock",
+    "EventDispatcher",
+    "FunctionNotFoundError",
+    "FunctionSpec",
+    "InternalInvocationError",
+    "InvocationFrozenError",
+    "InvocationResult",
+    "Invoker",
+    "LambdaContext",
+    "LambdaRuntime",
+    "LambdaRuntimeError",
+    "LayerCode",
+    "MotoHookError",
+    "MotoLock",
+    "Permission",
+    "RoleNotAssumableError",
+    "aws_action",
+    "check_moto_hooks",
+    "install_iam_resources",
+    "install_moto_lock",
+    "request_permissions",
+    "uninstall_iam_resources",
+    "uninstall_moto_lock",
+]

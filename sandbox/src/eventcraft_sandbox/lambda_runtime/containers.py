@@ -1,0 +1,235 @@
+"""Execution environments: code and layers extracted, the import guard, and
+the swap of `sys.modules`, `sys.path`, `os.environ`, stdout/stderr and boto3's
+default session in and out of the process around an invocation."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.abc
+import importlib.machinery
+import io
+import os
+import shutil
+import site
+import sys
+import sysconfig
+import tempfile
+import threading
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from eventcraft_sandbox.lambda_runtime.function_spec import FunctionSpec
+from eventcraft_sandbox.lambda_runtime.interface import LambdaRuntimeError
+from eventcraft_sandbox.lambda_runtime.log_capture import demux
+from eventcraft_sandbox.lambda_runtime.thread_state import STATE
+
+if TYPE_CHECKING:
+    from eventcraft_sandbox.lambda_runtime.invocation import Invocation
+
+
+# ------------------------------------------------------------------ import guard
+
+
+class _ImportGuard(importlib.abc.MetaPathFinder):
+    """On an invocation's thread, top-level imports resolve only where Lambda would
+    find them: the code, the stdlib, the venv (the dependency layer), the layers."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        invocation = STATE.invocation
+        if invocation is None or path is not None or "." in fullname:
+            return None
+        if (
+            importlib.machinery.BuiltinImporter.find_spec(fullname) is not None
+            or importlib.machinery.FrozenImporter.find_spec(fullname) is not None
+        ):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, invocation.container.visible_path)
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
+        return spec
+
+
+IMPORT_GUARD = _ImportGuard()
+
+
+@functools.cache
+def runtime_paths() -> tuple[str, ...]:
+    """The host's `sys.path` entries a Lambda runtime also has: stdlib and venv."""
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    roots = {Path(p).resolve() for n, p in sysconfig.get_paths().items() if n in names}
+    roots |= {Path(p).resolve() for p in site.getsitepackages()}
+    roots.add(Path(sys.base_prefix).resolve() / "lib")
+    kept = []
+    for entry in sys.path:
+        if not entry:
+            continue
+        resolved = Path(entry).resolve()
+        if any(resolved == root or root in resolved.parents for root in roots):
+            kept.append(entry)
+    return tuple(dict.fromkeys(kept))
+
+
+# -------------------------------------------------------------------- containers
+
+
+def extract(code: bytes, target: Path) -> None:
+    """Unzip `code` into `target` (created whole: a partial dir is never left there)."""
+    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=target.parent))
+    try:
+        with zipfile.ZipFile(io.BytesIO(code)) as archive:
+            for member in archive.infolist():
+                destination = (staging / member.filename).resolve()
+                if staging.resolve() not in destination.parents and destination != staging:
+                    raise LambdaRuntimeError(f"zip entry {member.filename!r} escapes the code dir")
+            archive.extractall(staging)  # members checked above
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def top_level_names(directory: Path) -> set[str]:
+    """The importable top-level names a code or layer directory provides."""
+    names: set[str] = set()
+    if not directory.is_dir():
+        return names
+    for entry in directory.iterdir():
+        if entry.name.startswith((".", "__pycache__")) or entry.name.endswith(
+            (".dist-info", ".egg-info")
+        ):
+            continue
+        if entry.is_dir():
+            if entry.name.isidentifier() and any(entry.rglob("*.py")):
+                names.add(entry.name)
+        elif entry.suffix in (".py", ".so", ".pyd"):
+            stem = entry.name.split(".", 1)[0]
+            if stem.isidentifier():
+                names.add(stem)
+    return names
+
+
+def layer_python_dirs(root: Path) -> list[Path]:
+    """Where Lambda puts a layer on the path: /opt/python and its site-packages."""
+    python = root / "python"
+    dirs = [python] if python.is_dir() else []
+    dirs += sorted(python.glob("lib/python3.*/site-packages"))
+    return dirs
+
+
+class Container:
+    """One execution environment of one function version."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        code_dir: Path,
+        layer_dirs: list[Path],
+        own_names: frozenset[str],
+        credentials: dict[str, str],
+    ) -> None:
+        self.spec = spec
+        self.code_dir = code_dir
+        self.layer_dirs = layer_dirs
+        self.own_names = own_names
+        self.credentials = credentials
+        self.visible_path = [str(code_dir), *runtime_paths(), *map(str, layer_dirs)]
+        self.modules: dict[str, ModuleType] = {}
+        self.boto3_session: Any = None
+        self.handler: Callable[[Any, Any], Any] | None = None
+        self.busy = False
+        self.invocations = 0
+        now = datetime.now(UTC)
+        self.log_stream = f"{now:%Y/%m/%d}/[{spec.version}]{uuid.uuid4().hex}"
+        self.log_stream_created = False
+
+
+@dataclass
+class _Swap:
+    """What one invocation set aside in the process, to put back afterwards."""
+
+    invocation: Invocation
+    modules: dict[str, ModuleType]
+    path: list[str]
+    environ: dict[str, str]
+    stdout: Any
+    stderr: Any
+    boto3_session: Any
+
+
+_SWAPS: list[_Swap] = []  # innermost last; guarded by the one-invocation-at-a-time rule
+RUN_LOCK = threading.Lock()  # one invocation chain at a time (process-wide state)
+
+
+def _own(name: str, own_names: frozenset[str]) -> bool:
+    return name.partition(".")[0] in own_names
+
+
+def swap_in(invocation: Invocation, environ: Mapping[str, str]) -> None:
+    import boto3
+
+    container = invocation.container
+    own = container.own_names
+    set_aside = {n: m for n, m in list(sys.modules.items()) if _own(n, own)}
+    for name in set_aside:
+        sys.modules.pop(name, None)
+    sys.modules.update(container.modules)
+    swap = _Swap(
+        invocation=invocation,
+        modules=set_aside,
+        path=list(sys.path),
+        environ=dict(os.environ),
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+        boto3_session=boto3.DEFAULT_SESSION,
+    )
+    _SWAPS.append(swap)
+    sys.path[:0] = [str(container.code_dir)]
+    sys.path.extend(str(d) for d in container.layer_dirs)
+    os.environ.clear()
+    os.environ.update(environ)
+    sys.stdout, sys.stderr = demux(sys.stdout), demux(sys.stderr)
+    # botocore caches resolved credentials in a session: each container has its own
+    # default session, created from its own environment on first use.
+    boto3.DEFAULT_SESSION = container.boto3_session
+
+
+def _undo_swap(swap: _Swap) -> None:
+    import boto3
+
+    container = swap.invocation.container
+    own = container.own_names
+    current = {n: m for n, m in list(sys.modules.items()) if _own(n, own)}
+    for name in current:
+        sys.modules.pop(name, None)
+    container.modules = current
+    container.boto3_session = boto3.DEFAULT_SESSION
+    sys.modules.update(swap.modules)
+    sys.path[:] = swap.path
+    os.environ.clear()
+    os.environ.update(swap.environ)
+    sys.stdout, sys.stderr = swap.stdout, swap.stderr
+    boto3.DEFAULT_SESSION = swap.boto3_session
+
+
+def swap_out(invocation: Invocation) -> None:
+    """Undo `invocation`'s swap, and first any nested one still in place (an outer
+    invocation that timed out while an inner one ran: the inner one is frozen too)."""
+    if not any(s.invocation is invocation for s in _SWAPS):
+        return
+    while _SWAPS:
+        swap = _SWAPS.pop()
+        if swap.invocation is not invocation:
+            swap.invocation.frozen = True
+            swap.invocation.discard = True
+        _undo_swap(swap)
+        if swap.invocation is invocation:
+            return

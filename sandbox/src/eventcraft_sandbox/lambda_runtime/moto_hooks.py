@@ -1,0 +1,435 @@
+"""What the runtime replaces inside moto, and the lock around moto.
+
+`MOTO_LOCK` serialises every request moto handles; `check_moto_hooks` compares the
+installed moto with the internals hooked here (`PINNED_MOTO`); the patch registry
+counts what is installed; the hooks run Invoke API calls and Step Functions tasks
+through the installed `LambdaRuntime`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.abc
+import importlib.machinery
+import inspect
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from eventcraft_sandbox.lambda_runtime.function_spec import FunctionSpec
+from eventcraft_sandbox.lambda_runtime.interface import (
+    InternalInvocationError,
+    InvocationFrozenError,
+    LambdaRuntimeError,
+    MotoHookError,
+)
+from eventcraft_sandbox.lambda_runtime.thread_state import STATE
+
+if TYPE_CHECKING:
+    from eventcraft_sandbox.lambda_runtime.runtime import LambdaRuntime
+
+log = logging.getLogger(__name__)
+
+
+# The moto version whose internals this module hooks (see `check_moto_hooks`).
+PINNED_MOTO = "5.2.5"
+
+# ------------------------------------------------------------------ the moto lock
+
+
+class MotoLock:
+    """A re-entrant lock that a thread can set aside completely and take back.
+
+    `released()` lets the owning thread give the lock up for a block however deeply
+    it holds it (a Lambda invocation that arrives inside a moto request must not
+    hold it while user code runs: the code's own AWS calls come from another thread).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return
+            while self._owner is not None:
+                self._cond.wait()
+            self._owner, self._depth = me, 1
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("MOTO_LOCK released by a thread that does not hold it")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify()
+
+    def held(self) -> bool:
+        """Whether the calling thread holds the lock."""
+        with self._cond:
+            return self._owner == threading.get_ident()
+
+    def __enter__(self) -> MotoLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """The block runs without the lock (if this thread held it), then takes it back."""
+        me = threading.get_ident()
+        with self._cond:
+            depth = self._depth if self._owner == me else 0
+            if depth:
+                self._owner, self._depth = None, 0
+                self._cond.notify()
+        try:
+            yield
+        finally:
+            if depth:
+                with self._cond:
+                    while self._owner is not None:
+                        self._cond.wait()
+                    self._owner, self._depth = me, depth
+
+
+MOTO_LOCK = MotoLock()
+"""Held while moto handles a request (every boto3 call into moto, from any thread)."""
+
+# ----------------------------------------------------------- moto hook contracts
+
+
+@dataclass(frozen=True)
+class _Hook:
+    module: str
+    qualname: str
+    parameters: tuple[str, ...]
+
+    def resolve(self) -> Any:
+        obj: Any = importlib.import_module(self.module)
+        for part in self.qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+_SFN_STATE_TASK = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
+_SFN_STATE_MAP = "moto.stepfunctions.parser.asl.component.state.exec.state_map"
+# Every module of moto's Step Functions interpreter that builds its AWS clients with
+# `boto_client_for` (imported by name, so each keeps its own reference).
+SFN_CLIENT_MODULES = (
+    "moto.stepfunctions.parser.asl.utils.boto_client",
+    f"{_SFN_STATE_TASK}.lambda_eval_utils",
+    *(
+        f"{_SFN_STATE_TASK}.service.state_task_service_{name}"
+        for name in (
+            "unsupported", "glue", "events", "ecs", "sqs", "sfn", "dynamodb", "batch",
+            "sns", "aws_sdk",
+        )
+    ),
+    f"{_SFN_STATE_MAP}.result_writer.resource_eval.resource_eval_s3",
+    f"{_SFN_STATE_MAP}.item_reader.eval.resource_eval_s3",
+)  # fmt: skip
+
+
+_HOOKS = (
+    _Hook("moto.awslambda.models", "LambdaFunction._invoke_lambda", ("self", "event")),
+    _Hook(
+        "moto.awslambda.models",
+        "LambdaFunction.invoke",
+        ("self", "body", "request_headers", "response_headers"),
+    ),
+    _Hook("moto.awslambda.responses", "LambdaResponse.invoke", ("self",)),
+    _Hook("moto.awslambda.responses", "LambdaResponse.invoke_async", ("self",)),
+    _Hook("moto.core.botocore_stubber", "BotocoreStubber.process_request", ("self", "request")),
+    _Hook(
+        "moto.core.authorization",
+        "ActionAuthenticatorMixin._authenticate_and_authorize_normal_action",
+        ("self", "resource"),
+    ),
+    _Hook(
+        "moto.core.authorization",
+        "ActionAuthenticatorMixin._authenticate_and_authorize_action",
+        ("self", "iam_request_cls", "resource"),
+    ),
+    _Hook(
+        "moto.iam.access_control",
+        "IAMRequestBase.__init__",
+        ("self", "account_id", "method", "path", "data", "body", "headers", "action"),
+    ),
+    _Hook(
+        "moto.sts.models",
+        "STSBackend.assume_role",
+        (
+            "self",
+            "region_name",
+            "role_session_name",
+            "role_arn",
+            "policy",
+            "duration",
+            "external_id",
+        ),
+    ),
+    *(
+        _Hook(module, "boto_client_for", ("region", "service", "state_credentials"))
+        for module in SFN_CLIENT_MODULES
+    ),
+)
+
+
+def check_moto_hooks() -> list[str]:
+    """What differs between the installed moto and the internals this module hooks.
+
+    Empty when everything the runtime replaces or relies on has the signature it was
+    written against (moto `PINNED_MOTO`); otherwise one line per difference, each
+    naming the installed moto version.
+    """
+    import moto
+
+    problems = []
+    for hook in _HOOKS:
+        name = f"{hook.module}.{hook.qualname}"
+        try:
+            obj = hook.resolve()
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"moto {moto.__version__}: {name} is gone ({exc})")
+            continue
+        parameters = tuple(inspect.signature(obj).parameters)
+        if parameters != hook.parameters:
+            problems.append(
+                f"moto {moto.__version__}: {name}{inspect.signature(obj)} no longer takes "
+                f"({', '.join(hook.parameters)}) as in moto {PINNED_MOTO}"
+            )
+    return problems
+
+
+def require_moto_hooks() -> None:
+    problems = check_moto_hooks()
+    if problems:
+        raise MotoHookError(
+            f"the sandbox's Lambda runtime hooks moto {PINNED_MOTO} internals that the "
+            "installed moto changed:\n  "
+            + "\n  ".join(problems)
+            + "\nRe-read moto's source and update sandbox/lambda_runtime/ (or pin moto)."
+        )
+
+
+class Patches:
+    """Attribute replacements, undone in reverse order."""
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def set(self, owner: Any, name: str, value: Any) -> None:
+        # A class's own __dict__ entry keeps staticmethod/classmethod wrappers intact.
+        old = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        self._undo.append((owner, name, old))
+        setattr(owner, name, value)
+
+    def undo(self) -> None:
+        while self._undo:
+            owner, name, old = self._undo.pop()
+            setattr(owner, name, old)
+
+
+INSTALL_GUARD = threading.RLock()
+
+
+class Registry:
+    """What is installed in this process (guarded by `INSTALL_GUARD`)."""
+
+    lock_refs = 0
+    iam_refs = 0
+    runtime: LambdaRuntime | None = None
+
+
+# ------------------------------------------------------ MOTO_LOCK installation
+
+_lock_patches = Patches()
+
+
+def install_moto_lock() -> None:
+    """Serialise moto's request handling with `MOTO_LOCK` (counted: pair with uninstall).
+
+    Wraps `BotocoreStubber.process_request`, the one entry of every in-process request
+    (botocore's before-send hook and the `responses` mock both end there). A request
+    from an invocation that already timed out is refused there.
+    """
+    with INSTALL_GUARD:
+        if Registry.lock_refs == 0:
+            require_moto_hooks()
+            from moto.core.botocore_stubber import BotocoreStubber
+
+            original = BotocoreStubber.process_request
+
+            def process_request(self: Any, request: Any) -> Any:
+                invocation = STATE.invocation
+                if invocation is not None and invocation.frozen:
+                    raise InvocationFrozenError(
+                        f"{invocation.spec.name} (request {invocation.request_id}) timed out: "
+                        "its execution environment is frozen and makes no more AWS calls"
+                    )
+                with MOTO_LOCK:
+                    return original(self, request)
+
+            functools.update_wrapper(process_request, original)
+            _lock_patches.set(BotocoreStubber, "process_request", process_request)
+        Registry.lock_refs += 1
+
+
+def uninstall_moto_lock() -> None:
+    with INSTALL_GUARD:
+        if Registry.lock_refs == 0:
+            return
+        Registry.lock_refs -= 1
+        if Registry.lock_refs == 0:
+            _lock_patches.undo()
+
+
+_LOG_TAIL_BYTES = 4096  # what Invoke returns with LogType=Tail
+
+
+class ApiCall:
+    """An Invoke API request being handled by moto on this thread."""
+
+    def __init__(self, invocation_type: str, body: Any, qualifier: str | None) -> None:
+        self.invocation_type = invocation_type
+        self.body = body
+        self.qualifier = qualifier
+        self.used = False
+        self.errored = False
+
+    @property
+    def payload(self) -> Any:
+        body = self.body
+        if isinstance(body, bytes):
+            body = body.decode("utf-8")
+        return json.loads(body) if body else {}
+
+
+# ----------------------------------------------------------------- moto hooks
+
+
+def moto_invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
+    """Replaces `LambdaFunction._invoke_lambda`: (payload, errored, log tail)."""
+    runtime = Registry.runtime
+    call = STATE.api_call
+    if runtime is None:
+        raise LambdaRuntimeError(
+            f"moto invoked {fn.function_arn} but no LambdaRuntime is installed"
+        )
+    if call is None or call.used:
+        raise InternalInvocationError(
+            f"moto tried to invoke {fn.function_arn} by itself (an event source mapping, "
+            "SNS subscription, S3 or log notification created in moto): the sandbox "
+            "delivers events itself and never lets moto invoke functions; remove what "
+            "created it in moto"
+        )
+    call.used = True
+    if call.invocation_type == "DryRun":
+        return "", False, ""
+    payload = call.payload
+    spec = FunctionSpec.from_moto(fn)  # under MOTO_LOCK: moto is handling the request
+    invoked = spec.arn if spec.version == "$LATEST" and not call.qualifier else spec.qualified_arn
+    with MOTO_LOCK.released():
+        if call.invocation_type == "Event":
+            if runtime.event_dispatcher is not None:
+                runtime.event_dispatcher(invoked, payload)
+                return "", False, ""
+            outcome = runtime._invoke(spec, payload, "Event", invoked)
+            if outcome.result.error_type:
+                log.warning(
+                    "asynchronous invocation of %s failed (%s: %s); no event_dispatcher "
+                    "is set to retry it",
+                    spec.name,
+                    outcome.result.error_type,
+                    outcome.result.error_message,
+                )
+            return "", False, ""
+        outcome = runtime._invoke(spec, payload, call.invocation_type, invoked)
+    text, errored = outcome.wire()
+    call.errored = errored
+    tail = outcome.result.logs.encode("utf-8")[-_LOG_TAIL_BYTES:].decode("utf-8", "ignore")
+    return text, errored, tail
+
+
+def api_entry(original: Callable[[Any], Any], default_type: str) -> Callable[[Any], Any]:
+    """Wraps a LambdaResponse entry (Invoke, InvokeAsync): marks the thread as handling
+    an API invocation, and reports function errors as Lambda does ("Unhandled")."""
+
+    def entry(self: Any) -> Any:
+        invocation_type = self.headers.get("X-Amz-Invocation-Type") or default_type
+        qualifier = self.querystring.get("Qualifier", [None])[0]
+        call = ApiCall(invocation_type, self.body, qualifier)
+        previous, STATE.api_call = STATE.api_call, call
+        try:
+            response = original(self)
+        finally:
+            STATE.api_call = previous
+        if call.errored and isinstance(response, tuple) and len(response) == 3:
+            response[1]["x-amz-function-error"] = "Unhandled"
+        return response
+
+    functools.update_wrapper(entry, original)
+    return entry
+
+
+def sfn_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`boto_client_for` for moto's Step Functions interpreter, with the state
+    machine's (or the task's `Credentials`) role instead of a fixed fake key."""
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        runtime = Registry.runtime
+        role_arn = getattr(state_credentials, "role_arn", None)
+        if runtime is None or not isinstance(role_arn, str) or not role_arn.startswith("arn:"):
+            return original(region, service, state_credentials)
+        import boto3
+        from botocore.config import Config
+        from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import (
+            TimeoutSeconds,
+        )
+
+        key = (role_arn, region, service)
+        with runtime._pool_lock:
+            cached = runtime._sfn_clients.get(key)
+        if cached is not None:
+            return cached
+        credentials = runtime.service_credentials(role_arn, "states.amazonaws.com")
+        session = boto3.session.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=region,
+        )
+        client = session.client(
+            service,  # type: ignore[call-overload]
+            config=Config(
+                parameter_validation=False,
+                retries={"max_attempts": 0, "total_max_attempts": 1},
+                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                account_id_endpoint_mode="disabled",
+            ),
+        )
+        with runtime._pool_lock:
+            return runtime._sfn_clients.setdefault(key, client)
+
+    functools.update_wrapper(boto_client_for, original)
+    return boto_client_for
