@@ -16,6 +16,8 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 # dependencies (the layer), built into a cache beside the project.
 CODE_DIR: Final = ROOT / "functions"
 REQUIREMENTS_FILE: Final = CODE_DIR / "requirements.txt"
+# The handler library goes into the layer from its own wheel.
+HANDLER_LIBRARY: Final = ROOT / "eventcraft"
 LAYER_CACHE_DIR: Final = ROOT / ".build" / "layers"
 
 RELAY_HANDLER: Final = "handlers.outbox_relay.handler"

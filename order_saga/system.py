@@ -76,6 +76,7 @@ from order_saga.catalogue import (
     CODE_DIR,
     DLQ_PROCESSOR_HANDLER,
     DLQ_PROCESSOR_TIMEOUT_SECONDS,
+    HANDLER_LIBRARY,
     LAYER_CACHE_DIR,
     RELAY_HANDLER,
     REQUIREMENTS_FILE,
@@ -217,8 +218,9 @@ class OrderSagaArgs:
 
     config: the stack's validated config.
     code_dir: the Lambda code root (default `catalogue.CODE_DIR`, `<project>/functions`).
-    layer: the dependency layer's args (default: `catalogue.REQUIREMENTS_FILE` for the
-        config's lambdaArchitecture, cached in `catalogue.LAYER_CACHE_DIR`).
+    layer: the dependency layer's args (default: `catalogue.REQUIREMENTS_FILE` and the
+        handler library's wheel for the config's lambdaArchitecture, cached in
+        `catalogue.LAYER_CACHE_DIR`).
     """
 
     config: OrderSagaConfig
@@ -278,6 +280,7 @@ class OrderSaga(pulumi.ComponentResource):
             args.layer
             or DependencyLayerArgs(
                 requirements_file=REQUIREMENTS_FILE,
+                packages=(HANDLER_LIBRARY,),
                 architecture=config.lambda_architecture,
                 cache_dir=LAYER_CACHE_DIR,
             ),

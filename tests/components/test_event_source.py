@@ -27,7 +27,7 @@ ESM = "aws:lambda/eventSourceMapping:EventSourceMapping"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 PREFIX = "arn:aws:{}:us-east-1:123456789012:"
-FN_ARN = PREFIX.format("lambda") + "function:order-saga-dev-worker"
+FN_ARN = PREFIX.format("lambda") + "function:project-dev-worker"
 STREAM_ARN = PREFIX.format("dynamodb") + "table/events-table/stream/2026-01-01T00:00:00.000"
 
 
@@ -249,7 +249,7 @@ def test_dynamodb_stream_mapping_is_bounded_and_dead_letters(code_dir: Path) -> 
     assert lag.parent == component.urn
     assert lag.inputs["namespace"] == "AWS/Lambda"
     assert lag.inputs["metricName"] == "IteratorAge"
-    assert lag.inputs["dimensions"] == {"FunctionName": "order-saga-dev-worker"}
+    assert lag.inputs["dimensions"] == {"FunctionName": "project-dev-worker"}
     assert lag.inputs["threshold"] == 300_000.0
     assert lag.inputs["statistic"] == "Maximum"
     assert lag.inputs["alarmActions"] == [topic]

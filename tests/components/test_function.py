@@ -23,7 +23,7 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 ACCOUNT = "123456789012"
 PREFIX = f"arn:aws:{{}}:us-east-1:{ACCOUNT}:"
-FN_NAME = "order-saga-dev-place-order"
+FN_NAME = "project-dev-place-order"
 FN_ARN = PREFIX.format("lambda") + f"function:{FN_NAME}"
 DLQ_ARN = PREFIX.format("sqs") + "fake-dlq"
 
@@ -258,7 +258,7 @@ def test_layer_is_attached(code_dir: Path, tmp_path: Path) -> None:
         Function("place-order", args(code_dir, layer=layer))
 
     d = deploy(program)
-    layer_arn = PREFIX.format("lambda") + "layer:order-saga-dev-deps:1"
+    layer_arn = PREFIX.format("lambda") + "layer:project-dev-deps:1"
     assert d.named("place-order-function", FN).inputs["layers"] == [layer_arn]
 
 
@@ -284,7 +284,7 @@ def test_grant_creates_one_named_inline_policy(code_dir: Path) -> None:
 
 def test_typed_grants_use_the_targets_statements(code_dir: Path) -> None:
     table_arn = PREFIX.format("dynamodb") + "table/events-table"
-    machine_arn = PREFIX.format("states") + "stateMachine:order-saga-dev-saga"
+    machine_arn = PREFIX.format("states") + "stateMachine:project-dev-saga"
 
     def program() -> None:
         fn = Function("place-order", args(code_dir))
@@ -345,7 +345,7 @@ def test_typed_grants_use_the_targets_statements(code_dir: Path) -> None:
         {
             "Effect": "Allow",
             "Action": "lambda:InvokeFunction",
-            "Resource": PREFIX.format("lambda") + "function:order-saga-dev-relay",
+            "Resource": PREFIX.format("lambda") + "function:project-dev-relay",
         }
     ]
 
@@ -490,7 +490,7 @@ def test_long_names_are_shortened_with_a_hash(code_dir: Path) -> None:
     d = deploy_function(args(code_dir), name=name)
     physical = d.named(f"{name}-function", FN).inputs["name"]
     assert len(physical) == 64
-    assert physical.startswith("order-saga-dev-xxx")
+    assert physical.startswith("project-dev-xxx")
     assert re.fullmatch(r"[A-Za-z0-9_-]+-[0-9a-f]{8}", physical)
 
 

@@ -191,7 +191,7 @@ def test_layer_version_resource(arm64_build: tuple[Path, Path, CountingRunner]) 
     component = d.named("deps", "order-saga:layer:DependencyLayer")
     version = d.named("deps-layer", "aws:lambda/layerVersion:LayerVersion")
     assert version.parent == component.urn
-    assert version.inputs["layerName"] == "order-saga-dev-deps"
+    assert version.inputs["layerName"] == "project-dev-deps"
     assert version.inputs["compatibleRuntimes"] == ["python3.12"]
     assert version.inputs["compatibleArchitectures"] == ["arm64"]
     assert version.inputs["code"].path == str(zip_path)
@@ -234,3 +234,59 @@ def test_the_requirements_file_is_an_argument_and_the_cache_is_under_the_working
     args = DependencyLayerArgs(requirements_file=REQUIREMENTS)
     assert args.cache_dir == Path(".build") / "layers"
     assert not args.cache_dir.is_absolute()
+
+
+HANDLER_LIBRARY = ROOT / "eventcraft"
+
+
+@pytest.fixture(scope="session")
+def library_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CountingRunner]:
+    """The layer of the handlers' requirements plus the handler library's own wheel."""
+    cache = tmp_path_factory.mktemp("library-layers")
+    runner = CountingRunner()
+    zip_path = build_layer(
+        REQUIREMENTS, "arm64", "3.12", cache, packages=[HANDLER_LIBRARY], runner=runner
+    )
+    return zip_path, runner
+
+
+def test_a_local_package_goes_into_the_layer_from_its_wheel(
+    library_build: tuple[Path, CountingRunner],
+) -> None:
+    zip_path, runner = library_build
+    wheel, install = runner.commands
+    assert wheel[3:4] == ["wheel"] and wheel[-1] == str(HANDLER_LIBRARY)
+    [built] = [arg for arg in install if arg.endswith(".whl")]
+    assert Path(built).name.startswith("eventcraft-0.1.0-py3-none-any")
+    names = set(zipfile.ZipFile(zip_path).namelist())
+    assert "python/eventcraft/__init__.py" in names
+    assert "python/eventcraft/publisher.py" in names
+    # Its dependencies are resolved for Lambda's platform beside the requirements.
+    assert any(re.match(r"python/pydantic_core/_pydantic_core\..*aarch64", n) for n in names)
+    # No path of the building machine is left in the zip.
+    assert not [n for n in names if n.endswith("direct_url.json")]
+    record = next(n for n in names if re.match(r"python/eventcraft-[^/]+\.dist-info/RECORD$", n))
+    assert "direct_url.json" not in zipfile.ZipFile(zip_path).read(record).decode()
+
+
+def test_the_cache_key_follows_the_local_package_sources(tmp_path: Path) -> None:
+    package = tmp_path / "lib"
+    (package / "src" / "lib").mkdir(parents=True)
+    (package / "pyproject.toml").write_text("[project]\nname = 'lib'\nversion = '1'\n")
+    module = package / "src" / "lib" / "__init__.py"
+    module.write_text("A = 1\n")
+    first = layer_hash(REQUIREMENTS, "arm64", "3.12", [package])
+    assert first != layer_hash(REQUIREMENTS, "arm64", "3.12")
+    # Bytecode and build output do not count; the sources do.
+    (package / "build").mkdir()
+    (package / "build" / "junk.py").write_text("x")
+    (package / "src" / "lib" / "__pycache__").mkdir()
+    (package / "src" / "lib" / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    assert layer_hash(REQUIREMENTS, "arm64", "3.12", [package]) == first
+    module.write_text("A = 2\n")
+    assert layer_hash(REQUIREMENTS, "arm64", "3.12", [package]) != first
+
+
+def test_a_package_without_a_pyproject_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"packages: .*not a Python project"):
+        DependencyLayerArgs(requirements_file=REQUIREMENTS, packages=[tmp_path])

@@ -137,7 +137,7 @@ def test_the_role_may_read_the_stream_put_on_the_bus_mark_rows_and_nothing_else(
     d, _ = relay_program(code_dir)
     allowed = actions_on(role_statements(d))
     log_group = (
-        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/order-saga-dev-relay-function"
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/project-dev-relay-function"
     )
     assert allowed == {
         # The Function's own: its log group and traces.
@@ -179,7 +179,7 @@ def test_lag_failures_and_errors_raise_alarms(code_dir: Path) -> None:
     age = d.named("relay-stream-iterator-age", ALARM)
     assert age.inputs["namespace"] == "AWS/Lambda"
     assert age.inputs["metricName"] == "IteratorAge"
-    assert age.inputs["dimensions"] == {"FunctionName": "order-saga-dev-relay-function"}
+    assert age.inputs["dimensions"] == {"FunctionName": "project-dev-relay-function"}
     assert age.inputs["threshold"] == 300_000  # 300 s, in milliseconds
     assert age.inputs["statistic"] == "Maximum"
     assert age.inputs["alarmActions"] == ["arn:aws:sns:us-east-1:123456789012:alerts"]

@@ -27,7 +27,7 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 FN = "arn:aws:lambda:us-east-1:123456789012:function"
-SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:order-saga-dev-orders"
+SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:project-dev-orders"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:alerts"
 LOG_ACTIONS = [
     "logs:CreateLogDelivery",
@@ -102,7 +102,7 @@ def test_state_machine_runs_the_rendered_definition_with_its_own_role() -> None:
         "orders-timedout-alarm",
     }
     assert sm.inputs["type"] == "STANDARD"
-    assert sm.inputs["name"] == "order-saga-dev-orders"  # unique per stack
+    assert sm.inputs["name"] == "project-dev-orders"  # unique per stack
     assert sm.inputs["roleArn"] == "arn:aws:iam::123456789012:role/orders-role"
     assert d.outputs["arn"] == SM_ARN
     # The Output ARNs were rendered into the JSON the state machine receives.
@@ -116,14 +116,14 @@ def test_state_machine_runs_the_rendered_definition_with_its_own_role() -> None:
 def test_logs_go_to_its_own_vended_log_group_without_execution_data() -> None:
     d, sm = saga_program()
     group = d.named("orders-logs", LOG_GROUP)
-    assert group.inputs["name"] == "/aws/vendedlogs/states/order-saga-dev-orders"
+    assert group.inputs["name"] == "/aws/vendedlogs/states/project-dev-orders"
     assert group.inputs["retentionInDays"] == 14
     assert "kmsKeyId" not in group.inputs
     assert sm.inputs["loggingConfiguration"] == {
         "level": "ERROR",
         "includeExecutionData": False,
         "logDestination": "arn:aws:logs:us-east-1:123456789012:log-group:"
-        "/aws/vendedlogs/states/order-saga-dev-orders:*",
+        "/aws/vendedlogs/states/project-dev-orders:*",
     }
     assert sm.inputs["tracingConfiguration"] == {"enabled": True}
 

@@ -75,7 +75,7 @@ def test_a_function_with_its_role_log_group_and_async_destination(
 
     deployment = sandbox.deploy(program)
     out = deployment.outputs
-    assert out["name"] == "order-saga-dev-echo"
+    assert out["name"] == "project-dev-echo"
     client = sandbox.client("lambda")
 
     config = client.get_function_configuration(FunctionName=out["arn"])
@@ -108,7 +108,7 @@ def test_a_function_with_its_role_log_group_and_async_destination(
 
     groups = sandbox.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/")
     [group] = groups["logGroups"]
-    assert group["logGroupName"] == "/aws/lambda/order-saga-dev-echo"
+    assert group["logGroupName"] == "/aws/lambda/project-dev-echo"
     assert group["retentionInDays"] == 30
 
     iam = sandbox.client("iam")

@@ -48,7 +48,7 @@ def test_a_state_machine_with_role_logging_and_tracing(sandbox: Sandbox) -> None
     deployment = sandbox.deploy(program)
     sfn = sandbox.client("stepfunctions")
     described = sfn.describe_state_machine(stateMachineArn=deployment.outputs["arn"])
-    assert described["name"] == "order-saga-dev-saga"
+    assert described["name"] == "project-dev-saga"
     assert described["type"] == "STANDARD"
     assert described["roleArn"] == deployment.outputs["roleArn"]
     assert json.loads(described["definition"]) == DEFINITION
@@ -63,7 +63,7 @@ def test_a_state_machine_with_role_logging_and_tracing(sandbox: Sandbox) -> None
     groups = sandbox.client("logs").describe_log_groups(
         logGroupNamePrefix="/aws/vendedlogs/states/"
     )["logGroups"]
-    assert [g["logGroupName"] for g in groups] == ["/aws/vendedlogs/states/order-saga-dev-saga"]
+    assert [g["logGroupName"] for g in groups] == ["/aws/vendedlogs/states/project-dev-saga"]
 
     # The deployment's moto runs executions.
     execution = sfn.start_execution(

@@ -117,10 +117,10 @@ def test_config_reaches_the_program() -> None:
     seen: dict[str, Any] = {}
 
     def program() -> None:
-        seen["mode"] = pulumi.Config("order-saga").get("sagaMode")
+        seen["mode"] = pulumi.Config("shop").get("sagaMode")
         seen["region"] = pulumi.Config("aws").get("region")
 
-    deploy(program, config={"sagaMode": "both", "aws:region": "eu-west-1"})
+    deploy(program, config={"sagaMode": "both", "aws:region": "eu-west-1"}, project="shop")
     assert seen == {"mode": "both", "region": "eu-west-1"}
 
 

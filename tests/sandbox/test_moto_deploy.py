@@ -232,7 +232,7 @@ def test_the_summary_shows_resources_and_what_the_sandbox_delivers(sandbox: Sand
         Queue("work", QueueArgs(visibility_timeout_seconds=30, alarms=False))
 
     summary = sandbox.deploy(program, stack="demo").summary()
-    assert summary.startswith("Stack order-saga-demo (sandbox: deployed into an in-process moto)")
+    assert summary.startswith("Stack project-demo (sandbox: deployed into an in-process moto)")
     assert "aws:sqs/queue:Queue" in summary
     assert "visibilityTimeoutSeconds=30" in summary
     assert "Resources: 5 created (2 components)" in summary

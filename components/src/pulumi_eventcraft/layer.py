@@ -73,6 +73,15 @@ def _check_architecture(architecture: str) -> None:
         )
 
 
+def _check_packages(packages: Sequence[Path]) -> None:
+    for package in packages:
+        if not (package / "pyproject.toml").is_file():
+            raise ValueError(
+                f"packages: {package} is not a Python project (no pyproject.toml); give the "
+                "folder of a package to build into the layer"
+            )
+
+
 def _check_python_version(python_version: str) -> None:
     match = re.fullmatch(r"3\.(\d+)", python_version)
     if not match or int(match.group(1)) < 12:
@@ -82,24 +91,66 @@ def _check_python_version(python_version: str) -> None:
         )
 
 
-def layer_hash(requirements_file: Path, architecture: str, python_version: str) -> str:
-    """The cache key: sha256 of the requirements' bytes, architecture and Python version."""
+def _source_files(package: Path) -> list[Path]:
+    """A local project's files that make its wheel (no build output, no bytecode)."""
+    skipped = {"__pycache__", "build", "dist", ".git"}
+    return sorted(
+        p
+        for p in package.rglob("*")
+        if p.is_file()
+        and not skipped.intersection(p.relative_to(package).parts)
+        and not any(part.endswith(".egg-info") for part in p.parts)
+        and p.suffix not in (".pyc", ".pyo")
+    )
+
+
+def layer_hash(
+    requirements_file: Path,
+    architecture: str,
+    python_version: str,
+    packages: Sequence[Path] = (),
+) -> str:
+    """The cache key: sha256 of the requirements' bytes, each local package's files,
+    the architecture and the Python version."""
+    parts = [Path(requirements_file).read_bytes()]
+    for package in packages:
+        for path in _source_files(Path(package)):
+            parts += [path.relative_to(package).as_posix().encode(), path.read_bytes()]
+    parts += [architecture.encode(), python_version.encode(), BUILD_RECIPE.encode()]
     digest = hashlib.sha256()
-    for part in (
-        Path(requirements_file).read_bytes(),
-        architecture.encode(),
-        python_version.encode(),
-        BUILD_RECIPE.encode(),
-    ):
+    for part in parts:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.hexdigest()
 
 
+def wheel_command(package: Path, wheel_dir: Path) -> list[str]:
+    """The pip invocation that builds a local project's wheel (without its dependencies,
+    which the layer's install resolves for Lambda's platform)."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-deps",
+        "--wheel-dir",
+        str(wheel_dir),
+        str(package),
+    ]
+
+
 def pip_command(
-    requirements_file: Path, target: Path, architecture: str, python_version: str
+    requirements_file: Path,
+    target: Path,
+    architecture: str,
+    python_version: str,
+    wheels: Sequence[Path] = (),
 ) -> list[str]:
-    """The pip invocation that installs Lambda-compatible wheels into `target`."""
+    """The pip invocation that installs Lambda-compatible wheels into `target`: the
+    requirements and the given local wheels, with their dependencies."""
     machine = _MACHINE[architecture]
     platforms = [arg for tag in _PLATFORM_TAGS for arg in ("--platform", tag.format(m=machine))]
     return [
@@ -122,7 +173,20 @@ def pip_command(
         "--only-binary=:all:",
         "-r",
         str(requirements_file),
+        *map(str, wheels),
     ]
+
+
+def _forget_build_paths(site: Path) -> None:
+    """pip records where a local wheel came from (`direct_url.json`): a path of this
+    machine that would make the zip differ between machines."""
+    for direct_url in site.glob("*.dist-info/direct_url.json"):
+        record = direct_url.parent / "RECORD"
+        if record.is_file():
+            lines = record.read_text().splitlines()
+            entry = f"{direct_url.parent.name}/direct_url.json,"
+            record.write_text("".join(f"{line}\n" for line in lines if not line.startswith(entry)))
+        direct_url.unlink()
 
 
 def _zip_tree(source: Path, zip_path: Path) -> None:
@@ -152,9 +216,12 @@ def build_layer(
     python_version: str,
     cache_dir: Path,
     *,
+    packages: Sequence[Path] = (),
     runner: PipRunner | None = None,
 ) -> Path:
-    """Build (or reuse) the layer zip for these requirements; returns its path.
+    """Build (or reuse) the layer zip for these requirements and local packages (project
+    folders whose wheels are built and installed with their dependencies); returns its
+    path.
 
     The zip is `cache_dir/<layer_hash>/layer.zip`. When it exists, pip is not run.
     `runner` runs the pip command (default: a subprocess); tests inject their own.
@@ -165,8 +232,10 @@ def build_layer(
     _check_python_version(python_version)
     if not requirements_file.is_file():
         raise ValueError(f"requirements_file: {requirements_file} does not exist")
+    packages = [Path(p) for p in packages]
+    _check_packages(packages)
     cache_dir = Path(cache_dir)
-    entry = cache_dir / layer_hash(requirements_file, architecture, python_version)
+    entry = cache_dir / layer_hash(requirements_file, architecture, python_version, packages)
     zip_path = entry / "layer.zip"
     if zip_path.is_file():
         return zip_path
@@ -176,7 +245,13 @@ def build_layer(
     work = Path(tempfile.mkdtemp(prefix=f".{entry.name[:12]}-", dir=cache_dir))
     try:
         site = work / "site"
-        (runner or _run_pip)(pip_command(requirements_file, site, architecture, python_version))
+        wheel_dir = work / "wheels"
+        for package in packages:
+            (runner or _run_pip)(wheel_command(package, wheel_dir))
+        wheels = sorted(wheel_dir.glob("*.whl")) if packages else []
+        install = pip_command(requirements_file, site, architecture, python_version, wheels)
+        (runner or _run_pip)(install)
+        _forget_build_paths(site)
         staged = work / "entry"
         staged.mkdir()
         _zip_tree(site, staged / "layer.zip")
@@ -202,6 +277,9 @@ class DependencyLayerArgs:
     """Arguments of a `DependencyLayer`.
 
     - `requirements_file`: the pip requirements file of the layer, no default.
+    - `packages`: () (default); local Python projects (folders with a pyproject.toml,
+      such as a handler library of your own) whose wheels go into the layer, their
+      dependencies resolved for Lambda's platform with the requirements.
     - `architecture`: "arm64" (default) or "x86_64"; must match the functions using it.
     - `python_version`: "3.12" (default); "3.12" or newer.
     - `cache_dir`: where built zips are kept; default `.build/layers` under the
@@ -211,6 +289,7 @@ class DependencyLayerArgs:
     """
 
     requirements_file: Path
+    packages: Sequence[Path] = ()
     architecture: Architecture = "arm64"
     python_version: str = "3.12"
     cache_dir: Path = DEFAULT_CACHE_DIR
@@ -223,6 +302,7 @@ class DependencyLayerArgs:
         _check_python_version(self.python_version)
         if not Path(self.requirements_file).is_file():
             raise ValueError(f"requirements_file: {self.requirements_file} does not exist")
+        _check_packages([Path(p) for p in self.packages])
 
     @property
     def runtime(self) -> str:
@@ -256,6 +336,7 @@ class DependencyLayer(pulumi.ComponentResource):
             args.architecture,
             args.python_version,
             Path(args.cache_dir),
+            packages=args.packages,
             runner=args.runner,
         )
         digest = self.zip_path.parent.name
