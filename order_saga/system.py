@@ -122,6 +122,7 @@ from pulumi_eventcraft.queue import (
     QueueArgs,
     QueueSender,
 )
+from pulumi_eventcraft.renames import former_types
 from pulumi_eventcraft.saga import SagaStep, function_arns, saga_definition
 from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
 from pulumi_eventcraft.stream import Stream, StreamArgs
@@ -135,6 +136,26 @@ from pulumi_eventcraft.table import (
     snapshot_table,
     state_table,
 )
+
+# The component package's type tokens -> the tokens they had when they lived in this
+# project (module-qualified), which the deployed stacks' URNs still carry.
+FORMER_TYPE_TOKENS: Final[Mapping[str, str]] = {
+    f"eventcraft:index:{component}": f"order-saga:{module}:{component}"
+    for module, component in (
+        ("alarms", "Alerts"),
+        ("event_bus", "EventBus"),
+        ("event_rule", "EventRule"),
+        ("event_source", "EventSourceMapping"),
+        ("function", "Function"),
+        ("layer", "DependencyLayer"),
+        ("outbox_relay", "OutboxRelay"),
+        ("queue", "DeadLetterQueue"),
+        ("queue", "Queue"),
+        ("state_machine", "StateMachine"),
+        ("stream", "Stream"),
+        ("table", "Table"),
+    )
+}
 
 # Content-based routing of `both`: the last hex digit of the orderId (a uuid4).
 CHOREOGRAPHY_DIGITS: Final = "01234567"
@@ -262,6 +283,11 @@ class OrderSaga(pulumi.ComponentResource):
             opts = pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(providers={"aws": self.provider})
             )
+        # The components were first deployed under this project's type tokens: the
+        # aliases keep every deployed resource (tests/system/test_urns.py).
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(transformations=[former_types(FORMER_TYPE_TOKENS)])
+        )
         super().__init__("order-saga:order_saga:OrderSaga", name, None, opts)
         self._child = pulumi.ResourceOptions(parent=self)
 

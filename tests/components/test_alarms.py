@@ -23,7 +23,7 @@ def deploy_alerts(args: AlertsArgs | None = None) -> tuple[Deployment, Any]:
         Alerts("ops", args)
 
     d = deploy(program)
-    return d, d.named("ops", "order-saga:alarms:Alerts")
+    return d, d.named("ops", "eventcraft:index:Alerts")
 
 
 def deploy_alarm(**kwargs: Any) -> Deployment:

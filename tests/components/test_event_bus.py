@@ -18,7 +18,7 @@ ARCHIVE = "aws:cloudwatch/eventArchive:EventArchive"
 BUS_POLICY = "aws:cloudwatch/eventBusPolicy:EventBusPolicy"
 REGISTRY = "aws:schemas/registry:Registry"
 SCHEMA = "aws:schemas/schema:Schema"
-COMPONENT = "order-saga:event_bus:EventBus"
+COMPONENT = "eventcraft:index:EventBus"
 BUS_ARN = "arn:aws:events:us-east-1:123456789012:event-bus/orders-bus"
 ORG = "o-a1b2c3d4e5"
 

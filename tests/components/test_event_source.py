@@ -68,7 +68,7 @@ def test_sqs_mapping_reports_batch_failures_and_grants_consume(code_dir: Path) -
         )
 
     d = deploy(program)
-    component = d.named("consume", "order-saga:event_source:EventSourceMapping")
+    component = d.named("consume", "eventcraft:index:EventSourceMapping")
     esm = mapping(d)
     assert esm.parent == component.urn
     assert esm.inputs == {
@@ -96,7 +96,7 @@ def test_sqs_mapping_reports_batch_failures_and_grants_consume(code_dir: Path) -
     ]
     # The queue has its own DLQ and alarms: the mapping adds neither.
     assert not [
-        r for r in d.descendants(component) if r.typ in (ALARM, "order-saga:queue:DeadLetterQueue")
+        r for r in d.descendants(component) if r.typ in (ALARM, "eventcraft:index:DeadLetterQueue")
     ]
 
 
@@ -211,7 +211,7 @@ def test_dynamodb_stream_mapping_is_bounded_and_dead_letters(code_dir: Path) -> 
         )
 
     d = deploy(program)
-    component = d.named("project", "order-saga:event_source:EventSourceMapping")
+    component = d.named("project", "eventcraft:index:EventSourceMapping")
     failures_arn = PREFIX.format("sqs") + "project-failures-queue"
     assert mapping(d, "project").inputs == {
         "functionName": FN_ARN,
@@ -228,7 +228,7 @@ def test_dynamodb_stream_mapping_is_bounded_and_dead_letters(code_dir: Path) -> 
         "filterCriteria": {"filters": [{"pattern": '{"eventName":["INSERT"]}'}]},
         "destinationConfig": {"onFailure": {"destinationArn": failures_arn}},
     }
-    failures = d.named("project-failures", "order-saga:queue:DeadLetterQueue")
+    failures = d.named("project-failures", "eventcraft:index:DeadLetterQueue")
     assert failures.parent == component.urn
     assert d.named("project-failures-alarm", ALARM).inputs["alarmActions"] == [topic]
     assert statements(d.named("project-read", ROLE_POLICY)) == [
@@ -282,7 +282,7 @@ def test_dynamodb_stream_by_arn_with_a_given_failure_queue(code_dir: Path) -> No
     assert "filterCriteria" not in esm
     shared = PREFIX.format("sqs") + "shared-failures-queue"
     assert esm["destinationConfig"] == {"onFailure": {"destinationArn": shared}}
-    assert not d.of_type("order-saga:queue:DeadLetterQueue")[1:]
+    assert not d.of_type("eventcraft:index:DeadLetterQueue")[1:]
     assert statements(d.named("project-read", ROLE_POLICY))[0]["Resource"] == STREAM_ARN
     assert statements(d.named("project-read", ROLE_POLICY))[1]["Resource"] == shared
     assert not [a for a in d.of_type(ALARM) if a.name.startswith("project-")]

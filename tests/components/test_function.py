@@ -106,7 +106,7 @@ def deploy_function(fn_args: FunctionArgs, name: str = "place-order") -> Deploym
 
 def test_function_defaults(code_dir: Path) -> None:
     d = deploy_function(args(code_dir))
-    component = d.named("place-order", "order-saga:function:Function")
+    component = d.named("place-order", "eventcraft:index:Function")
     fn = d.named("place-order-function", FN)
     assert fn.parent == component.urn
     inputs = fn.inputs
@@ -497,7 +497,7 @@ def test_long_names_are_shortened_with_a_hash(code_dir: Path) -> None:
 def test_async_on_failure_true_creates_an_alarmed_dead_letter_queue(code_dir: Path) -> None:
     topic = PREFIX.format("sns") + "alerts"
     d = deploy_function(args(code_dir, async_on_failure=True, alarm_actions=[topic]))
-    dlq = d.named("place-order-async-dlq", "order-saga:queue:DeadLetterQueue")
+    dlq = d.named("place-order-async-dlq", "eventcraft:index:DeadLetterQueue")
     assert dlq.parent == d.named("place-order").urn
     queue = d.named("place-order-async-dlq-queue", "aws:sqs/queue:Queue")
     assert queue.inputs["fifoQueue"] is False

@@ -188,7 +188,7 @@ def test_layer_version_resource(arm64_build: tuple[Path, Path, CountingRunner]) 
         )
 
     d = deploy(program)
-    component = d.named("deps", "order-saga:layer:DependencyLayer")
+    component = d.named("deps", "eventcraft:index:DependencyLayer")
     version = d.named("deps-layer", "aws:lambda/layerVersion:LayerVersion")
     assert version.parent == component.urn
     assert version.inputs["layerName"] == "project-dev-deps"

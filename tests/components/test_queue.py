@@ -66,7 +66,7 @@ def policy_of(d: Deployment, name: str) -> list[dict[str, Any]]:
 
 def test_dead_letter_queue_defaults() -> None:
     d = run(lambda: DeadLetterQueue("events-dlq"))
-    component = d.named("events-dlq", "order-saga:queue:DeadLetterQueue")
+    component = d.named("events-dlq", "eventcraft:index:DeadLetterQueue")
     assert sorted(r.name for r in d.children(component)) == [
         "events-dlq-alarm",
         "events-dlq-policy",
@@ -86,7 +86,7 @@ def test_dead_letter_queue_defaults() -> None:
 def test_dead_letter_queue_alarm_fires_on_the_first_message() -> None:
     d = run(lambda: DeadLetterQueue("events-dlq", DeadLetterQueueArgs(alarm_actions=[TOPIC_ARN])))
     alarm = d.named("events-dlq-alarm", ALARM)
-    assert alarm.parent == d.named("events-dlq", "order-saga:queue:DeadLetterQueue").urn
+    assert alarm.parent == d.named("events-dlq", "eventcraft:index:DeadLetterQueue").urn
     assert alarm.inputs["namespace"] == "AWS/SQS"
     assert alarm.inputs["metricName"] == "ApproximateNumberOfMessagesVisible"
     assert alarm.inputs["dimensions"] == {"QueueName": "events-dlq-queue"}
@@ -209,7 +209,7 @@ def test_queue_sender_refuses_bad_args(service: str, source_arn: str, message: s
 
 def test_queue_defaults_create_its_own_dead_letter_queue() -> None:
     d = run(lambda: Queue("orders", QueueArgs(visibility_timeout_seconds=180)))
-    component = d.named("orders", "order-saga:queue:Queue")
+    component = d.named("orders", "eventcraft:index:Queue")
     assert sorted(r.name for r in d.children(component)) == [
         "orders-age-alarm",
         "orders-dlq",
@@ -232,7 +232,7 @@ def test_queue_defaults_create_its_own_dead_letter_queue() -> None:
         "maxReceiveCount": 5,
     }
     dlq = d.named("orders-dlq-queue", QUEUE)
-    assert dlq.parent == d.named("orders-dlq", "order-saga:queue:DeadLetterQueue").urn
+    assert dlq.parent == d.named("orders-dlq", "eventcraft:index:DeadLetterQueue").urn
     assert dlq.inputs["messageRetentionSeconds"] == 1_209_600.0
     assert dlq.inputs["fifoQueue"] is False
 
@@ -316,7 +316,7 @@ def test_queue_age_alarm_defaults_to_half_the_retention() -> None:
         lambda: Queue("orders", QueueArgs(visibility_timeout_seconds=30, alarm_actions=[TOPIC_ARN]))
     )
     alarm = d.named("orders-age-alarm", ALARM)
-    assert alarm.parent == d.named("orders", "order-saga:queue:Queue").urn
+    assert alarm.parent == d.named("orders", "eventcraft:index:Queue").urn
     assert alarm.inputs["metricName"] == "ApproximateAgeOfOldestMessage"
     assert alarm.inputs["dimensions"] == {"QueueName": "orders-queue"}
     assert alarm.inputs["threshold"] == 172_800.0
@@ -380,7 +380,7 @@ def test_queue_uses_a_given_dead_letter_queue_without_redrive_allow() -> None:
         return Queue("orders", QueueArgs(visibility_timeout_seconds=30, dead_letter=shared))
 
     d = run(build)
-    assert len(d.of_type("order-saga:queue:DeadLetterQueue")) == 1
+    assert len(d.of_type("eventcraft:index:DeadLetterQueue")) == 1
     for name in ("orders", "payments"):
         queue = d.named(f"{name}-queue", QUEUE)
         assert json.loads(queue.inputs["redrivePolicy"])["deadLetterTargetArn"] == (

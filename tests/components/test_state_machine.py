@@ -22,7 +22,7 @@ from pulumi_eventcraft.state_machine import (
 )
 
 SFN = "aws:sfn/stateMachine:StateMachine"
-COMPONENT = "order-saga:state_machine:StateMachine"
+COMPONENT = "eventcraft:index:StateMachine"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"

@@ -43,7 +43,7 @@ def statements(d: Deployment, key: str) -> list[dict[str, Any]]:
 
 def test_defaults_on_demand_kms_encrypted_one_day() -> None:
     d = deploy_stream()
-    component = d.named("outbox", "order-saga:stream:Stream")
+    component = d.named("outbox", "eventcraft:index:Stream")
     assert sorted(r.name for r in d.children(component)) == [
         "outbox-iterator-age-alarm",
         "outbox-stream",
@@ -62,7 +62,7 @@ def test_defaults_on_demand_kms_encrypted_one_day() -> None:
 def test_iterator_age_alarm() -> None:
     d = deploy_stream(StreamArgs(iterator_age_alarm_ms=300_000, alarm_actions=[TOPIC_ARN]))
     alarm = d.named("outbox-iterator-age-alarm", ALARM)
-    assert alarm.parent == d.named("outbox", "order-saga:stream:Stream").urn
+    assert alarm.parent == d.named("outbox", "eventcraft:index:Stream").urn
     assert alarm.inputs["namespace"] == "AWS/Kinesis"
     assert alarm.inputs["metricName"] == "GetRecords.IteratorAgeMilliseconds"
     assert alarm.inputs["dimensions"] == {"StreamName": "outbox-stream"}

@@ -49,7 +49,7 @@ def statements(d: Deployment, key: str) -> list[dict[str, Any]]:
 
 def test_defaults_are_encrypted_recoverable_on_demand() -> None:
     d, table = deploy_table(state_table("orderId"))
-    component = d.named("orders", "order-saga:table:Table")
+    component = d.named("orders", "eventcraft:index:Table")
     assert table.parent == component.urn
     assert table.inputs["hashKey"] == "orderId"
     assert "rangeKey" not in table.inputs

@@ -188,7 +188,7 @@ def test_components_are_recorded_and_outputs_chain_between_resources(sandbox: Sa
         pulumi.export("arn", queue.arn)
 
     deployment = sandbox.deploy(program)
-    component = deployment.named("work", typ="order-saga:queue:Queue")
+    component = deployment.named("work", typ="eventcraft:index:Queue")
     assert not component.custom
     children = {r.name for r in deployment.descendants(component)}
     assert children >= {"work-queue", "work-policy", "work-redrive-allow", "work-dlq-queue"}

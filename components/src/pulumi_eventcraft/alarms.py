@@ -187,7 +187,7 @@ class Alerts(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         args = args or AlertsArgs()
-        super().__init__("order-saga:alarms:Alerts", name, None, opts)
+        super().__init__("eventcraft:index:Alerts", name, None, opts)
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id
 
         self.key = None

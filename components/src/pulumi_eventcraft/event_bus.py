@@ -267,7 +267,7 @@ class EventBus(pulumi.ComponentResource):
         # Everything that can fail is computed before the first resource is declared.
         contents = _schema_contents(args.schemas)
         archive_pattern = args.archive_pattern_dict()
-        super().__init__("order-saga:event_bus:EventBus", name, None, opts)
+        super().__init__("eventcraft:index:EventBus", name, None, opts)
         self.kms_key_identifier = args.kms_key_identifier
         child = pulumi.ResourceOptions(parent=self)
 

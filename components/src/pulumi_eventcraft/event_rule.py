@@ -396,7 +396,7 @@ class EventRule(pulumi.ComponentResource):
             pattern = validate_pattern(raw)
         except InvalidEventPatternError as exc:
             raise InvalidRulePatternError(name, exc) from None
-        super().__init__("order-saga:event_rule:EventRule", name, None, opts)
+        super().__init__("eventcraft:index:EventRule", name, None, opts)
         self._component_name = name
         self._alarms = args.alarms
         self._alarm_actions = tuple(args.alarm_actions)

@@ -378,7 +378,7 @@ class EventSourceMappingArgs:
 
 
 class EventSourceMapping(pulumi.ComponentResource):
-    """A function consuming a source (`order-saga:event_source:EventSourceMapping`).
+    """A function consuming a source (`eventcraft:index:EventSourceMapping`).
 
     Children: `{name}-read` (the function's inline policy for the source),
     `{name}-failures` (streams without an `on_failure` queue), `{name}-mapping`, and
@@ -397,7 +397,7 @@ class EventSourceMapping(pulumi.ComponentResource):
     ) -> None:
         if not isinstance(args, EventSourceMappingArgs):
             raise ValueError(f"args: expected EventSourceMappingArgs, got {type(args).__name__}")
-        super().__init__("order-saga:event_source:EventSourceMapping", name, None, opts)
+        super().__init__("eventcraft:index:EventSourceMapping", name, None, opts)
         self.args = args
         function, source = args.function, args.source
         self.on_failure: DeadLetterQueueLike | None = None

@@ -341,7 +341,7 @@ def scoped_name(name: str, *, max_length: int = 64) -> str:
 
 
 class Function(pulumi.ComponentResource):
-    """A Lambda function (`order-saga:function:Function`); see the module docstring.
+    """A Lambda function (`eventcraft:index:Function`); see the module docstring.
 
     Attributes: `function`, `arn`, `name` (physical), `role`, `log_group`,
     `timeout_seconds`, `architecture`, `reserved_concurrency`, `async_dlq` (or None),
@@ -359,7 +359,7 @@ class Function(pulumi.ComponentResource):
     ) -> None:
         if not isinstance(args, FunctionArgs):
             raise ValueError(f"args: expected FunctionArgs, got {type(args).__name__}")
-        super().__init__("order-saga:function:Function", name, None, opts)
+        super().__init__("eventcraft:index:Function", name, None, opts)
         self.args = args
         self.timeout_seconds: int = args.timeout_seconds
         self.architecture: str = args.architecture

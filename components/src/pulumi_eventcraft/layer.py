@@ -311,7 +311,7 @@ class DependencyLayerArgs:
 
 
 class DependencyLayer(pulumi.ComponentResource):
-    """A Lambda layer version of the requirements (`order-saga:layer:DependencyLayer`).
+    """A Lambda layer version of the requirements (`eventcraft:index:DependencyLayer`).
 
     The zip is built when the component is declared (cached across previews).
     Attributes: `layer_version`, `arn` (the version ARN functions reference),
@@ -327,7 +327,7 @@ class DependencyLayer(pulumi.ComponentResource):
         args: DependencyLayerArgs,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("order-saga:layer:DependencyLayer", name, None, opts)
+        super().__init__("eventcraft:index:DependencyLayer", name, None, opts)
         self.architecture: str = args.architecture
         self.python_version: str = args.python_version
         self.runtime: str = args.runtime

@@ -153,7 +153,7 @@ class OutboxRelay(pulumi.ComponentResource):
             environment={**base.environment, BUS_ENV: args.bus.name, TABLE_ENV: table.name},
             tags={**(args.tags or {}), **(base.tags or {})} or None,
         )
-        super().__init__("order-saga:outbox_relay:OutboxRelay", name, None, opts)
+        super().__init__("eventcraft:index:OutboxRelay", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         self.function = Function(f"{name}-function", function_args, opts=child)

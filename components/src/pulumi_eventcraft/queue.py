@@ -234,7 +234,7 @@ class DeadLetterQueue(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         args = args or DeadLetterQueueArgs()
-        super().__init__("order-saga:queue:DeadLetterQueue", name, None, opts)
+        super().__init__("eventcraft:index:DeadLetterQueue", name, None, opts)
         self.fifo = args.fifo
         self.retention_seconds = args.retention_seconds
         self.kms_master_key_id = args.kms_master_key_id
@@ -431,7 +431,7 @@ class Queue(pulumi.ComponentResource):
     ) -> None:
         if args.dead_letter is not None:
             _check_dead_letter(name, args, args.dead_letter)
-        super().__init__("order-saga:queue:Queue", name, None, opts)
+        super().__init__("eventcraft:index:Queue", name, None, opts)
         self.fifo = args.fifo
         self.visibility_timeout_seconds = args.visibility_timeout_seconds
         self.max_receive_count = args.max_receive_count

@@ -124,7 +124,7 @@ class StateMachine(pulumi.ComponentResource):
         self, name: str, args: StateMachineArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         _validate_args(args)
-        super().__init__("order-saga:state_machine:StateMachine", name, None, opts)
+        super().__init__("eventcraft:index:StateMachine", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # An explicit name, unique per stack (as Functions have): the role's trust
         # policy and the log group can then name exactly this state machine.

@@ -138,7 +138,7 @@ class Stream(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         args = args or StreamArgs()
-        super().__init__("order-saga:stream:Stream", name, None, opts)
+        super().__init__("eventcraft:index:Stream", name, None, opts)
         self.mode = args.mode
         self.retention_hours = args.retention_hours
         self.kms_key_id = args.kms_key_id

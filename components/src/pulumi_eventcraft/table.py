@@ -257,7 +257,7 @@ def _check_capacity(prefix: str, read: int | None, write: int | None, *, provisi
 
 
 class Table(pulumi.ComponentResource):
-    """A DynamoDB table (`order-saga:table:Table`), encrypted, with point-in-time recovery.
+    """A DynamoDB table (`eventcraft:index:Table`), encrypted, with point-in-time recovery.
 
     Attributes: `table` (aws.dynamodb.Table), `arn`, `name`, `stream_arn` (None without a
     stream), `args`.
@@ -273,7 +273,7 @@ class Table(pulumi.ComponentResource):
     ) -> None:
         if not isinstance(args, TableArgs):
             raise ValueError(f"args: expected TableArgs, got {type(args).__name__}")
-        super().__init__("order-saga:table:Table", name, None, opts)
+        super().__init__("eventcraft:index:Table", name, None, opts)
         self.args = args
         provisioned = args.billing_mode == "PROVISIONED"
         self.table = aws.dynamodb.Table(
