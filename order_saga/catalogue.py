@@ -58,7 +58,7 @@ EMITS: Final[Mapping[str, tuple[str, ...]]] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class FunctionSpec:
+class SystemFunction:
     """One function of the system.
 
     name: the component name suffix (`<system>-<name>`) and the key in outputs.
@@ -87,131 +87,133 @@ class FunctionSpec:
 _PUBLISH: Final = ("EVENT_BUS_NAME", "IDEMPOTENCY_TABLE")
 
 CORE_FUNCTIONS: Final = (
-    FunctionSpec(name="place-order", handler="handlers.place_order.handler", timeout_seconds=10),
-    FunctionSpec(name="order-status", handler="handlers.order_status.handler", timeout_seconds=10),
+    SystemFunction(name="place-order", handler="handlers.place_order.handler", timeout_seconds=10),
+    SystemFunction(
+        name="order-status", handler="handlers.order_status.handler", timeout_seconds=10
+    ),
 )
 CHOREOGRAPHY_FUNCTIONS: Final = (
-    FunctionSpec(
+    SystemFunction(
         name="reserve-inventory", handler="handlers.reserve_inventory.handler", timeout_seconds=30
     ),
-    FunctionSpec(
+    SystemFunction(
         name="process-payment",
         handler="handlers.process_payment.handler",
         timeout_seconds=30,
         settings=("payments",),
     ),
-    FunctionSpec(
+    SystemFunction(
         name="ship-order",
         handler="handlers.ship_order.handler",
         timeout_seconds=30,
         settings=("shipping",),
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="release-inventory",
         handler="handlers.release_inventory.handler",
         timeout_seconds=30,
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="refund-payment",
         handler="handlers.refund_payment.handler",
         timeout_seconds=30,
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="saga-progress", handler="handlers.saga_progress.handler", timeout_seconds=30
     ),
 )
 ORCHESTRATION_FUNCTIONS: Final = (
-    FunctionSpec(
+    SystemFunction(
         name="reserve-inventory-task", handler="handlers.reserve_inventory.task", timeout_seconds=30
     ),
-    FunctionSpec(
+    SystemFunction(
         name="process-payment-task",
         handler="handlers.process_payment.task",
         timeout_seconds=30,
         settings=("payments",),
     ),
-    FunctionSpec(
+    SystemFunction(
         name="ship-order-task",
         handler="handlers.ship_order.task",
         timeout_seconds=30,
         settings=("shipping",),
     ),
-    FunctionSpec(
+    SystemFunction(
         name="release-inventory-task", handler="handlers.release_inventory.task", timeout_seconds=30
     ),
-    FunctionSpec(
+    SystemFunction(
         name="refund-payment-task", handler="handlers.refund_payment.task", timeout_seconds=30
     ),
-    FunctionSpec(
+    SystemFunction(
         name="record-outcome", handler="handlers.saga_progress.record_outcome", timeout_seconds=30
     ),
 )
 SIDE_FLOW_FUNCTIONS: Final = (
-    FunctionSpec(
+    SystemFunction(
         name="enrich-order",
         handler="handlers.enrich_order.handler",
         timeout_seconds=30,
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="high-value-review",
         handler="handlers.high_value_review.handler",
         timeout_seconds=30,
         settings=("review",),
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="check-inventory",
         handler="handlers.run_check.inventory_handler",
         timeout_seconds=30,
         access=("INVENTORY_TABLE", *_PUBLISH),
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="check-credit",
         handler="handlers.run_check.credit_handler",
         timeout_seconds=30,
         access=("CUSTOMERS_TABLE", *_PUBLISH),
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="check-shipping-quote",
         handler="handlers.run_check.shipping_quote_handler",
         timeout_seconds=30,
         access=_PUBLISH,
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="aggregate-checks", handler="handlers.aggregate_checks.handler", timeout_seconds=30
     ),
-    FunctionSpec(
+    SystemFunction(
         name="record-history",
         handler="handlers.record_history.handler",
         timeout_seconds=30,
         settings=("history",),
         async_target=True,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="project-order-history",
         handler="handlers.project_order_history.handler",
         timeout_seconds=60,
     ),
-    FunctionSpec(
+    SystemFunction(
         name="snapshot-aggregates",
         handler="handlers.snapshot_aggregates.handler",
         timeout_seconds=60,
         settings=("history",),
     ),
-    FunctionSpec(
+    SystemFunction(
         name="window-aggregate",
         handler="handlers.window_aggregate.handler",
         timeout_seconds=60,
         settings=("windows",),
     ),
-    FunctionSpec(
+    SystemFunction(
         # A file is placed by one invocation, about 50 orders a second (its docstring).
         name="import-orders",
         handler="handlers.import_orders.handler",
@@ -225,7 +227,7 @@ DLQ_PROCESSOR_HANDLER: Final = "handlers.dlq_processor.handler"
 DLQ_PROCESSOR_TIMEOUT_SECONDS: Final = 300
 
 
-def function_specs(mode: SagaMode) -> tuple[FunctionSpec, ...]:
+def function_specs(mode: SagaMode) -> tuple[SystemFunction, ...]:
     """The functions of a saga mode (the DLQ processors come with their queues)."""
     specs = [*CORE_FUNCTIONS]
     if mode in ("choreography", "both"):

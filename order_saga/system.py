@@ -80,7 +80,7 @@ from order_saga.catalogue import (
     LAYER_CACHE_DIR,
     RELAY_HANDLER,
     REQUIREMENTS_FILE,
-    FunctionSpec,
+    SystemFunction,
     function_specs,
 )
 from order_saga.config import OrderSagaConfig, SagaMode
@@ -327,7 +327,7 @@ class OrderSaga(pulumi.ComponentResource):
 
     # ------------------------------------------------------------------ checks
 
-    def _spec_access(self, spec: FunctionSpec) -> dict[str, frozenset[str]]:
+    def _spec_access(self, spec: SystemFunction) -> dict[str, frozenset[str]]:
         access = read_access(handler_module(spec.handler), code_dir=self.code_dir)
         if spec.access is not None:
             access = restrict(access, spec.access, handler=spec.handler)
@@ -503,7 +503,7 @@ class OrderSaga(pulumi.ComponentResource):
 
     # ---------------------------------------------------------------- functions
 
-    def _settings(self, spec: FunctionSpec) -> dict[str, pulumi.Input[str]]:
+    def _settings(self, spec: SystemFunction) -> dict[str, pulumi.Input[str]]:
         """The non-resource settings of a function (from the stack config)."""
         config = self.config
         env: dict[str, pulumi.Input[str]] = {"DEFAULT_CURRENCY": config.default_currency}
@@ -561,7 +561,7 @@ class OrderSaga(pulumi.ComponentResource):
 
     def _function(
         self,
-        spec: FunctionSpec,
+        spec: SystemFunction,
         *,
         name: str | None = None,
         extra_bindings: Mapping[str, Binding] | None = None,
@@ -937,7 +937,7 @@ class OrderSaga(pulumi.ComponentResource):
 
     def _declare_dlq_processors(self) -> None:
         """One DLQ tool per work queue: inspect its DLQ, redrive to the queue or the bus."""
-        spec = FunctionSpec(
+        spec = SystemFunction(
             name="dlq-processor",
             handler=DLQ_PROCESSOR_HANDLER,
             timeout_seconds=DLQ_PROCESSOR_TIMEOUT_SECONDS,
