@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[2] / "components" / "README.md"
 
 def test_the_readme_example_declares_a_routed_queue_with_dlqs() -> None:
     (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    d = deploy(lambda: exec(code, {}))  # noqa: S102 (the README's own code)
+    d = deploy(lambda: exec(code, {}))
     [target] = d.of_type("aws:cloudwatch/eventTarget:EventTarget")
     assert target.inputs["arn"] == d.named("emails-queue").outputs["arn"]
     assert "deadLetterConfig" in target.inputs and "retryPolicy" in target.inputs
