@@ -21,10 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    # Run as a script (`python bench/run.py`): make the repo root importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results.json"
 README = BENCH_DIR / "README.md"

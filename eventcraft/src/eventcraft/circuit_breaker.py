@@ -1,10 +1,10 @@
 """Circuit breaker for calls to a downstream dependency.
 
-    payments = circuit_breaker("payments-api", failure_threshold=5, cool_down_seconds=30)
+    mailer = circuit_breaker("mail-api", failure_threshold=5, cool_down_seconds=30)
 
     def record_handler(record):
-        with payments.guard():          # raises CircuitOpenError without calling
-            charge(record)              # an exception here counts as a failure
+        with mailer.guard():            # raises CircuitOpenError without calling
+            send(record)                # an exception here counts as a failure
 
 closed: calls go through; `failure_threshold` consecutive failures open the circuit.
 open: calls fail at once with CircuitOpenError, for `cool_down_seconds`.

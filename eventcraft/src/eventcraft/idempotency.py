@@ -22,7 +22,7 @@ Usage::
 
     @idempotent_function(data_keyword_argument="event", config=CONFIG,
                          persistence_store=idempotency.persistence())
-    def reserve(event: OrderPlaced) -> dict: ...
+    def welcome(event: UserSignedUp) -> dict: ...
 
     def handler(event, context):
         # or batch.process_batch(..., idempotency_config=CONFIG)
@@ -123,7 +123,7 @@ def config(
     use_local_cache: bool = False,
 ) -> IdempotencyConfig:
     """An IdempotencyConfig keyed on `key_jmespath` (see the *_EVENT_ID constants, or a
-    business key such as "orderId").
+    business key such as "accountId").
 
     payload_validation_jmespath: if set, a duplicate key whose payload differs there raises
         IdempotencyValidationError instead of replaying the stored result (a producer

@@ -1,7 +1,7 @@
 """Event-time tumbling windows with a watermark and allowed lateness.
 
     windows = TumblingWindows(size=timedelta(minutes=5), allowed_lateness=timedelta(minutes=2))
-    aggregator = WindowAggregator(windows, DynamoDBWindowStore("order-windows"))
+    aggregator = WindowAggregator(windows, DynamoDBWindowStore("click-windows"))
     result = aggregator.process(events)      # WindowEvent(event_id, key, event_time, value)
     for window in result.updated: ...        # emit (window.late: a correction)
     for event in result.too_late: ...        # report / route: never silently dropped
