@@ -1,6 +1,9 @@
 """Event contracts of the order saga: one pydantic model per event, with versions,
 upcasters, a detail-type registry, JSON schemas and samples.
 
+Built on `eventcraft.contracts` (Event, errors, Registry); importing this package makes
+`REGISTRY` the default registry of `eventcraft.envelopes`.
+
 Pure Python (pydantic only): the handlers, the Pulumi program (schema registry) and the
 tests all import it.
 """
@@ -10,17 +13,10 @@ from __future__ import annotations
 from contracts.base import (
     DEFAULT_CURRENCY_ENV,
     Cents,
-    ContractError,
-    ContractModel,
     Currency,
-    Event,
     OrderEvent,
     Source,
-    UnknownEventTypeError,
-    UnknownEventVersionError,
     default_currency,
-    new_event_id,
-    utc_now,
 )
 from contracts.events import (
     CHECKS,
@@ -61,6 +57,15 @@ from contracts.registry import (
 )
 from contracts.s3 import S3ObjectCreated
 from contracts.samples import sample_detail, sample_event
+from eventcraft.contracts import (
+    ContractError,
+    ContractModel,
+    Event,
+    UnknownEventTypeError,
+    UnknownEventVersionError,
+    new_event_id,
+    utc_now,
+)
 
 __all__ = [
     "CHECKS",

@@ -1,28 +1,18 @@
-"""What every event contract shares: identity, time, serialization and the contract errors.
+"""What the order saga's contracts share: money, currency, sources and `OrderEvent`.
 
-Pure: no AWS SDK here. The Pulumi program imports this package too (schema registry), so it
-must stay cheap to import and free of side effects.
+The generic machinery (Event, errors, Registry) is `eventcraft.contracts`.
+Pure: no AWS SDK here. The Pulumi program imports this package too (schema registry).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, Final
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationInfo,
-    WithJsonSchema,
-    model_validator,
-)
-from pydantic.alias_generators import to_camel
+from pydantic import Field, StringConstraints, ValidationInfo, WithJsonSchema, model_validator
+
+from eventcraft.contracts import ContractError, Event
 
 # Money is integer minor units of the event's `currency` (cents for USD/EUR, yen for JPY),
 # never float. Why not Decimal: pydantic serializes Decimal to a JSON *string*, and
@@ -55,29 +45,6 @@ class Source:
     CHECKS: Final = "order-saga.checks"
 
 
-class ContractError(ValueError):
-    """An event does not satisfy its contract. Never retryable: retrying the same bytes
-    fails the same way, so batch layers report the record as failed (it ends in a DLQ)."""
-
-    retryable: ClassVar[bool] = False
-
-
-class UnknownEventTypeError(ContractError):
-    """The detail-type has no contract in this package."""
-
-
-class UnknownEventVersionError(ContractError):
-    """The event's `version` is neither current nor upcastable by this code."""
-
-
-def new_event_id() -> str:
-    return str(uuid.uuid4())
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def default_currency() -> str:
     """The stack's default currency: env DEFAULT_CURRENCY, "USD" when unset."""
     value = os.environ.get(DEFAULT_CURRENCY_ENV) or "USD"
@@ -87,71 +54,6 @@ def default_currency() -> str:
             "letters): fix the stack config that sets it on the function."
         )
     return value
-
-
-class ContractModel(BaseModel):
-    """Base of every model in a contract: camelCase on the wire, snake_case in Python.
-
-    Unknown fields are ignored (tolerant reader: a producer may add an optional field
-    before its consumers know it). Models are frozen: an event is a fact.
-    """
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        frozen=True,
-        extra="ignore",
-        # The schema describes what producers emit: every field, defaults included.
-        json_schema_serialization_defaults_required=True,
-        # Build each validator on first use: a handler pays only for the models it uses
-        # (cold start), not for all of them at import.
-        defer_build=True,
-    )
-
-
-# Passed as pydantic validation context by the consumer path (`registry.parse_detail`).
-RECEIVED: Final = {"received": True}
-
-
-class Event(ContractModel):
-    """An event of the saga. Subclasses set DETAIL_TYPE, SOURCE and `version: Literal[...]`.
-
-    `event_id` is assigned once by the producer and survives republishing (the outbox relay
-    may publish a row twice; EventBridge gives each PutEvents its own envelope `id`), so it
-    is THE idempotency key. Constructing an event fills `event_id` and `occurred_at`;
-    reading one (`parse_detail`) requires them, so a consumer never invents a key.
-    """
-
-    DETAIL_TYPE: ClassVar[str]
-    SOURCE: ClassVar[str]
-
-    event_id: str = Field(default_factory=new_event_id, min_length=1, max_length=128)
-    occurred_at: AwareDatetime = Field(
-        default_factory=utc_now, description="When the fact happened (event time), UTC."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _received_events_carry_their_identity(cls, data: Any, info: ValidationInfo) -> Any:
-        if info.context and info.context.get("received") and isinstance(data, dict):
-            missing = [k for k in ("eventId", "occurredAt") if k not in data]
-            if missing:
-                raise ValueError(
-                    f"received {cls.__name__} lacks {', '.join(missing)}: producers must "
-                    "set them (eventId is the idempotency key); build events with the "
-                    "contract models so they are always present"
-                )
-        return data
-
-    def to_detail(self) -> dict[str, Any]:
-        """The EventBridge `detail` (JSON-compatible dict, camelCase keys)."""
-        return self.model_dump(mode="json")
-
-    def to_json(self) -> str:
-        """The EventBridge `Detail` string of a PutEvents entry."""
-        return self.model_dump_json()
 
 
 # The customer of an order event, as a wire type: producers always emit a string (the

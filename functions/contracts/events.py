@@ -13,7 +13,8 @@ from typing import Final, Literal
 
 from pydantic import Field, computed_field, model_validator
 
-from contracts.base import Cents, ContractModel, Currency, NonEmptyStr, OrderEvent, Source
+from contracts.base import Cents, Currency, NonEmptyStr, OrderEvent, Source
+from eventcraft.contracts import ContractModel
 
 
 class OrderLine(ContractModel):

@@ -19,8 +19,8 @@ from contracts import (
     sample_detail,
     sample_event,
 )
-from contracts.base import utc_now
 from eventcraft import envelopes
+from eventcraft.contracts import utc_now
 from eventcraft.envelopes import PoisonRecordError
 
 

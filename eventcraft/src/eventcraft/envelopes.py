@@ -9,6 +9,9 @@ record (and only it) as failed, so after the source's retries it lands in the DL
 
 `dispatch` is the entry of a consumer wired either way: one EventBridge event (rule ->
 function) or an SQS batch of them (rule -> queue -> function).
+
+Contract models come from `registry=` (an `eventcraft.contracts.Registry`), by default the one
+the application set with `eventcraft.contracts.set_default_registry` (RegistryNotSetError if none).
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from contracts import REGISTRY, ContractError, Event, parse_detail
-from contracts.base import RECEIVED
+from eventcraft.contracts import RECEIVED, ContractError, Event, Registry, default_registry
 from eventcraft.records import new_image, sequence_number, unwrap
 
 if TYPE_CHECKING:
@@ -73,7 +75,9 @@ def _to_model(
     record_id: str | None,
     detail_type: str | None,
     detail: Any,
+    *,
     model: type[M] | None,
+    registry: Registry | None,
 ) -> Any:
     """Validate `detail` as `model` (or the registered model of `detail_type`)."""
     if detail_type is None and model is None:
@@ -94,13 +98,20 @@ def _to_model(
             "subscription routing it here is too broad",
         )
     try:
-        if model is None or REGISTRY.get(str(expected)) is model:
+        if model is None:
+            return _registry(registry).parse_detail(str(detail_type), detail)
+        # Only an Event can be registered: any other model (e.g. AWS's own) needs no registry.
+        if issubclass(model, Event) and _registry(registry).get(str(expected)) is model:
             # A registered contract: upcast older versions, require the event identity.
-            return parse_detail(str(detail_type or expected), detail)
+            return _registry(registry).parse_detail(str(expected), detail)
         return model.model_validate(detail, context=RECEIVED)
     except (ValidationError, ContractError) as exc:
         reason = f"{detail_type or expected} breaks its contract: {_summary(exc)}"
         raise PoisonRecordError(kind, record_id, reason, cause=exc) from exc
+
+
+def _registry(registry: Registry | None) -> Registry:
+    return default_registry() if registry is None else registry
 
 
 def _summary(exc: Exception) -> str:
@@ -122,59 +133,87 @@ def _from_payload(
     record_id: str | None,
     payload: Any,
     detail_type: str | None,
+    *,
     model: type[M] | None,
+    registry: Registry | None,
 ) -> Any:
     if _is_eventbridge_event(payload):
-        return _to_model(kind, record_id, payload["detail-type"], payload["detail"], model)
-    return _to_model(kind, record_id, detail_type, payload, model)
+        detail_type, payload = payload["detail-type"], payload["detail"]
+    return _to_model(kind, record_id, detail_type, payload, model=model, registry=registry)
 
 
 @overload
-def from_eventbridge(event: Mapping[str, Any], *, model: type[M]) -> M: ...
+def from_eventbridge(
+    event: Mapping[str, Any], *, model: type[M], registry: Registry | None = None
+) -> M: ...
 @overload
-def from_eventbridge(event: Mapping[str, Any], *, model: None = None) -> Event: ...
-def from_eventbridge(event: Mapping[str, Any], *, model: type[M] | None = None) -> M | Event:
+def from_eventbridge(
+    event: Mapping[str, Any], *, model: None = None, registry: Registry | None = None
+) -> Event: ...
+def from_eventbridge(
+    event: Mapping[str, Any], *, model: type[M] | None = None, registry: Registry | None = None
+) -> M | Event:
     """An EventBridge event (as delivered to a Lambda target) -> its contract model."""
     raw = unwrap(event)
     record_id = raw.get("id")
     if not _is_eventbridge_event(raw):
         raise PoisonRecordError("eventbridge", record_id, "no 'detail-type' and 'detail' keys")
-    return _from_payload("eventbridge", record_id, raw, None, model)
+    return _from_payload("eventbridge", record_id, raw, None, model=model, registry=registry)
 
 
-@overload
-def from_sqs(record: Mapping[str, Any], *, model: type[M], detail_type: str | None = None) -> M: ...
 @overload
 def from_sqs(
-    record: Mapping[str, Any], *, model: None = None, detail_type: str | None = None
+    record: Mapping[str, Any],
+    *,
+    model: type[M],
+    detail_type: str | None = None,
+    registry: Registry | None = None,
+) -> M: ...
+@overload
+def from_sqs(
+    record: Mapping[str, Any],
+    *,
+    model: None = None,
+    detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> Event: ...
 def from_sqs(
     record: Mapping[str, Any],
     *,
     model: type[M] | None = None,
     detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> M | Event:
     """An SQS record whose body is an EventBridge event (rule -> queue) or a raw detail
     (then `detail_type` or `model` says which contract it is)."""
     raw = unwrap(record)
     record_id = raw.get("messageId")
     payload = _loads("sqs", record_id, raw.get("body", ""))
-    return _from_payload("sqs", record_id, payload, detail_type, model)
+    return _from_payload("sqs", record_id, payload, detail_type, model=model, registry=registry)
 
 
 @overload
 def from_dynamodb(
-    record: Mapping[str, Any], *, model: type[M], detail_type: str | None = None
+    record: Mapping[str, Any],
+    *,
+    model: type[M],
+    detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> M: ...
 @overload
 def from_dynamodb(
-    record: Mapping[str, Any], *, model: None = None, detail_type: str | None = None
+    record: Mapping[str, Any],
+    *,
+    model: None = None,
+    detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> Event: ...
 def from_dynamodb(
     record: Mapping[str, Any],
     *,
     model: type[M] | None = None,
     detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> M | Event:
     """A DynamoDB stream record -> contract model.
 
@@ -192,23 +231,34 @@ def from_dynamodb(
         )
     if isinstance(image.get("detail"), str) and isinstance(image.get("detailType"), str):
         detail = _loads("dynamodb", record_id, image["detail"])
-        return _to_model("dynamodb", record_id, image["detailType"], detail, model)
-    return _to_model("dynamodb", record_id, detail_type, image, model)
+        return _to_model(
+            "dynamodb", record_id, image["detailType"], detail, model=model, registry=registry
+        )
+    return _to_model("dynamodb", record_id, detail_type, image, model=model, registry=registry)
 
 
 @overload
 def from_kinesis(
-    record: Mapping[str, Any], *, model: type[M], detail_type: str | None = None
+    record: Mapping[str, Any],
+    *,
+    model: type[M],
+    detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> M: ...
 @overload
 def from_kinesis(
-    record: Mapping[str, Any], *, model: None = None, detail_type: str | None = None
+    record: Mapping[str, Any],
+    *,
+    model: None = None,
+    detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> Event: ...
 def from_kinesis(
     record: Mapping[str, Any],
     *,
     model: type[M] | None = None,
     detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> M | Event:
     """A Kinesis record (base64 JSON of an EventBridge event or a raw detail) -> model."""
     record_id = sequence_number(record)
@@ -218,7 +268,7 @@ def from_kinesis(
     except (binascii.Error, ValueError) as exc:
         raise PoisonRecordError("kinesis", record_id, "data is not base64", cause=exc) from exc
     payload = _loads("kinesis", record_id, decoded)
-    return _from_payload("kinesis", record_id, payload, detail_type, model)
+    return _from_payload("kinesis", record_id, payload, detail_type, model=model, registry=registry)
 
 
 def parse_record(
@@ -227,20 +277,26 @@ def parse_record(
     *,
     model: type[BaseModel] | None = None,
     detail_type: str | None = None,
+    registry: Registry | None = None,
 ) -> BaseModel:
     """Dispatch on `kind` ("eventbridge", "sqs", "dynamodb", "kinesis")."""
     if kind == "eventbridge":
-        return from_eventbridge(record, model=model)
+        return from_eventbridge(record, model=model, registry=registry)
     if kind == "sqs":
-        return from_sqs(record, model=model, detail_type=detail_type)
+        return from_sqs(record, model=model, detail_type=detail_type, registry=registry)
     if kind == "dynamodb":
-        return from_dynamodb(record, model=model, detail_type=detail_type)
-    return from_kinesis(record, model=model, detail_type=detail_type)
+        return from_dynamodb(record, model=model, detail_type=detail_type, registry=registry)
+    return from_kinesis(record, model=model, detail_type=detail_type, registry=registry)
 
 
 @overload
 def dispatch(
-    event: Mapping[str, Any], context: Any, on_event: Callable[[M], R], *, model: type[M]
+    event: Mapping[str, Any],
+    context: Any,
+    on_event: Callable[[M], R],
+    *,
+    model: type[M],
+    registry: Registry | None = None,
 ) -> PartialItemFailureResponse | R: ...
 @overload
 def dispatch(
@@ -249,6 +305,7 @@ def dispatch(
     on_event: Callable[[Event], R],
     *,
     model: None = None,
+    registry: Registry | None = None,
 ) -> PartialItemFailureResponse | R: ...
 def dispatch(
     event: Mapping[str, Any],
@@ -256,6 +313,7 @@ def dispatch(
     on_event: Callable[[Any], R],
     *,
     model: type[M] | None = None,
+    registry: Registry | None = None,
 ) -> PartialItemFailureResponse | R:
     """Run `on_event` on what a Lambda invocation delivered, parsed as `model` (None: the
     registered model of its detail-type).
@@ -269,7 +327,7 @@ def dispatch(
         from eventcraft import batch  # lazy: Powertools batch only for SQS deliveries
 
         def on_record(record: Mapping[str, Any]) -> R:
-            return on_event(from_sqs(record, model=model))
+            return on_event(from_sqs(record, model=model, registry=registry))
 
         return batch.process_batch(event, context, on_record, kind="sqs")
-    return on_event(from_eventbridge(event, model=model))
+    return on_event(from_eventbridge(event, model=model, registry=registry))

@@ -40,11 +40,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef
 
-    from contracts import Event
+    from eventcraft.contracts import Event
 
 
 def utc_now() -> datetime:
-    # Not contracts.utc_now: importing contracts would load pydantic into the relay.
+    # Not eventcraft.contracts.utc_now: importing it would load pydantic into the relay.
     return datetime.now(UTC)
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_events.client import EventBridgeClient
     from mypy_boto3_events.type_defs import PutEventsRequestEntryTypeDef as Entry
 
-    from contracts import Event
+    from eventcraft.contracts import Event
 
 EVENT_BUS_ENV: Final = "EVENT_BUS_NAME"
 MAX_ENTRIES_PER_REQUEST: Final = 10
