@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from notifications import aws
+from eventcraft import clients
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -19,7 +19,7 @@ class QuotaExhausted(Exception):
 class QuotaStore:
     def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
         self.table = table
-        self.client = client or aws.client("dynamodb")
+        self.client = client or clients.client("dynamodb")
 
     @staticmethod
     def key(day: str) -> dict[str, Any]:

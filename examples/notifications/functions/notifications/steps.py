@@ -15,9 +15,10 @@ import os
 import uuid
 from typing import Any
 
+from eventcraft import clients
 from eventcraft.publisher import Publisher
 from eventcraft.settings import env
-from notifications import aws, provider
+from notifications import provider
 from notifications.contracts import WelcomeFailed, WelcomeSent
 from notifications.quota import QuotaStore
 
@@ -61,7 +62,7 @@ def record_outcome(state: State, context: object) -> dict[str, str]:
     else:
         event = WelcomeSent(message_id=state["results"]["sendEmail"]["messageId"], **common)
         outcome = {"status": {"S": "SENT"}, "messageId": {"S": event.message_id}}
-    aws.client("dynamodb").put_item(
+    clients.client("dynamodb").put_item(
         TableName=env("WELCOMES_TABLE"),
         Item={
             "userId": {"S": event.user_id},
@@ -70,7 +71,7 @@ def record_outcome(state: State, context: object) -> dict[str, str]:
             **outcome,
         },
     )
-    Publisher(client=aws.client("events")).publish([event])
+    Publisher(client=clients.client("events")).publish([event])
     return {"status": outcome["status"]["S"]}
 
 

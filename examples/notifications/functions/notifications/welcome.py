@@ -13,9 +13,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from eventcraft import batch, envelopes, idempotency
+from eventcraft import batch, clients, envelopes, idempotency
 from eventcraft.settings import env
-from notifications import aws
 from notifications.contracts import REGISTRY, UserSignedUp
 
 if TYPE_CHECKING:
@@ -38,11 +37,11 @@ def welcome(record: SQSRecord) -> None:
 @idempotency.idempotent_function(
     data_keyword_argument="event",
     config=CONFIG,
-    persistence_store=idempotency.persistence(boto3_client=aws.client("dynamodb")),
+    persistence_store=idempotency.persistence(boto3_client=clients.client("dynamodb")),
 )
 def start_saga(event: UserSignedUp) -> dict[str, str]:
     """Start the welcome saga of one signup, named after its event id."""
-    sfn = aws.client("stepfunctions")
+    sfn = clients.client("stepfunctions")
     name = event.event_id
     if not _EXECUTION_NAME.fullmatch(name):
         name = hashlib.sha256(name.encode()).hexdigest()

@@ -8,6 +8,7 @@ import functools
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
 import io
 import os
 import shutil
@@ -115,6 +116,46 @@ def top_level_names(directory: Path) -> set[str]:
             if stem.isidentifier():
                 names.add(stem)
     return names
+
+
+def _top_level_of(dist: importlib.metadata.Distribution) -> set[str]:
+    listed = dist.read_text("top_level.txt")
+    if listed:
+        return {name for name in listed.split() if name.isidentifier()}
+    first = {Path(str(f)).parts[0] for f in dist.files or ()}
+    return {
+        name.removesuffix(".py")
+        for name in first
+        if not name.endswith((".dist-info", ".data")) and name.removesuffix(".py").isidentifier()
+    }
+
+
+@functools.cache
+def _host_packages() -> dict[str, tuple[str, str]]:
+    """Top-level name -> (distribution, version) of what the host's runtime paths have
+    from a package index (PEP 610: no `direct_url.json`); local and editable installs,
+    a project's own code, are left out."""
+    found: dict[str, tuple[str, str]] = {}
+    for dist in importlib.metadata.distributions(path=list(runtime_paths())):
+        if dist.read_text("direct_url.json") is not None:
+            continue
+        for name in _top_level_of(dist):
+            found.setdefault(name, (dist.metadata["Name"].lower(), dist.version))
+    return found
+
+
+def shared_with_host(layer_dir: Path) -> set[str]:
+    """The layer's top-level packages a container may take from the host instead: the
+    same distribution at the same version, installed on the host from an index. Every
+    other package of the layer is the function's own, imported per container, as each
+    Lambda function has a process of its own (module state such as cached clients is
+    never shared between functions)."""
+    host = _host_packages()
+    shared: set[str] = set()
+    for dist in importlib.metadata.distributions(path=[str(layer_dir)]):
+        release = (dist.metadata["Name"].lower(), dist.version)
+        shared |= {name for name in _top_level_of(dist) if host.get(name) == release}
+    return shared
 
 
 def layer_python_dirs(root: Path) -> list[Path]:

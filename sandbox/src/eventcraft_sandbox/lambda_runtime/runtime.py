@@ -28,7 +28,7 @@ from eventcraft_sandbox.lambda_runtime.containers import (
     Container,
     extract,
     layer_python_dirs,
-    runtime_paths,
+    shared_with_host,
     swap_in,
     swap_out,
     top_level_names,
@@ -384,12 +384,9 @@ class LambdaRuntime:
         for layer in spec.layers:
             for directory in layer_python_dirs(self._unpacked(layer.sha256, layer.code, "layers")):
                 layer_dirs.append(directory)
-                for name in top_level_names(directory):
-                    # What the venv has is shared (the dependency layer's packages);
-                    # a layer's own modules are isolated like the function's code.
-                    host = importlib.machinery.PathFinder.find_spec(name, list(runtime_paths()))
-                    if host is None:
-                        own.add(name)
+                # The host's identical third-party packages are shared (import cost);
+                # everything else of the layer is isolated like the function's code.
+                own |= top_level_names(directory) - shared_with_host(directory)
         credentials = assume_role_as_service(
             spec.role, "lambda.amazonaws.com", session_name=spec.name, region=spec.region
         )
