@@ -20,6 +20,18 @@ import pulumi_aws as aws
 
 from pulumi_eventcraft.tags import Tags, tag_input
 
+# What AWS documents for vended log delivery (Step Functions, Pipes) to CloudWatch Logs:
+# none of these can be scoped to a log group.
+LOG_DELIVERY_ACTIONS = (
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+)
 # Actions that AWS does not let you scope to a resource: the only ones allowed on "*".
 ACTIONS_WITHOUT_RESOURCE_SCOPE = frozenset(
     {
@@ -29,15 +41,7 @@ ACTIONS_WITHOUT_RESOURCE_SCOPE = frozenset(
         "xray:GetSamplingTargets",
         "xray:GetSamplingStatisticSummaries",
         "cloudwatch:PutMetricData",
-        # Step Functions / Pipes vended log delivery (CloudWatch Logs) needs these on "*".
-        "logs:CreateLogDelivery",
-        "logs:GetLogDelivery",
-        "logs:UpdateLogDelivery",
-        "logs:DeleteLogDelivery",
-        "logs:ListLogDeliveries",
-        "logs:PutResourcePolicy",
-        "logs:DescribeResourcePolicies",
-        "logs:DescribeLogGroups",
+        *LOG_DELIVERY_ACTIONS,
     }
 )
 

@@ -21,7 +21,7 @@ import pulumi_aws as aws
 
 from pulumi_eventcraft.alarms import metric_alarm
 from pulumi_eventcraft.function import LOG_RETENTION_DAYS, scoped_name
-from pulumi_eventcraft.iam import Statement, grant_policy, service_role
+from pulumi_eventcraft.iam import LOG_DELIVERY_ACTIONS, Statement, grant_policy, service_role
 from pulumi_eventcraft.tags import Tags, check_tags, tag_input
 
 STATE_TYPES: Final = frozenset(
@@ -30,18 +30,6 @@ STATE_TYPES: Final = frozenset(
 _TERMINAL_TYPES: Final = frozenset({"Succeed", "Fail"})
 MAX_STATE_NAME = 80
 MAX_NAME = 80  # a state machine's name
-# What AWS documents for vended log delivery from Step Functions: none of these
-# can be scoped to a log group (see ACTIONS_WITHOUT_RESOURCE_SCOPE in iam.py).
-LOG_DELIVERY_ACTIONS: Final = (
-    "logs:CreateLogDelivery",
-    "logs:GetLogDelivery",
-    "logs:UpdateLogDelivery",
-    "logs:DeleteLogDelivery",
-    "logs:ListLogDeliveries",
-    "logs:PutResourcePolicy",
-    "logs:DescribeResourcePolicies",
-    "logs:DescribeLogGroups",
-)
 XRAY_ACTIONS: Final = (
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
