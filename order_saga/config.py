@@ -55,15 +55,22 @@ BusArn = Annotated[
 ]
 
 
+_ENDPOINT = re.compile(r"https?://[A-Za-z0-9.\-]+(?::(\d{1,5}))?/?")
+
+
+def _endpoint(value: str) -> str:
+    match = _ENDPOINT.fullmatch(value)
+    if not match or not 1 <= int(match.group(1) or 80) <= 65535:
+        raise ValueError(
+            "must be an http(s) URL of your AWS emulator like http://localhost:4566 "
+            "(no path; a port within 1..65535)"
+        )
+    return value
+
+
 # A URL of the user's own AWS emulator: scheme, host, optional port, nothing after it
 # (every service is reached at the same URL, as local emulators serve them).
-EndpointUrl = Annotated[
-    str,
-    _matching(
-        r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?/?",
-        "an http(s) URL of your AWS emulator like http://localhost:4566 (no path)",
-    ),
-]
+EndpointUrl = Annotated[str, AfterValidator(_endpoint)]
 Prefix = Annotated[
     str, _matching(r"[A-Za-z0-9_.\-]{1,64}", "1..64 letters, digits, '_', '.' or '-'")
 ]
@@ -149,6 +156,23 @@ class OrderSagaConfig(BaseModel):
             )
         if len(set(value)) != len(value):
             raise ValueError("lists a detail-type twice")
+        return value
+
+    @field_validator("high_value_threshold")
+    @classmethod
+    def _whole_cents(cls, value: float) -> float:
+        # Orders are compared in cents: a fraction of a cent would round away (0.001 -> 0
+        # flags every order).
+        if abs(value * 100 - round(value * 100)) > 1e-6:
+            raise ValueError("must be a whole number of cents (at most 2 decimals)")
+        return value
+
+    @field_validator("partner_account_ids")
+    @classmethod
+    def _each_partner_once(cls, value: list[str]) -> list[str]:
+        twice = sorted({account for account in value if value.count(account) > 1})
+        if twice:
+            raise ValueError(f"lists account {', '.join(twice)} twice")
         return value
 
     @field_validator("allowed_lateness_seconds")

@@ -80,6 +80,24 @@ def test_values_arrive_as_strings_and_json_like_from_the_cli() -> None:
             "my-bus",
             "order-saga:forwardToBusArn = 'my-bus': must be an event bus ARN like",
         ),
+        # A threshold must be a whole number of cents: 0.001 would round to 0 and flag
+        # every order for review.
+        (
+            "highValueThreshold",
+            "0.001",
+            "order-saga:highValueThreshold = '0.001': must be a whole number of cents",
+        ),
+        (
+            "partnerAccountIds",
+            '["111122223333", "111122223333"]',
+            "order-saga:partnerAccountIds = ['111122223333', '111122223333']: lists account "
+            "111122223333 twice",
+        ),
+        (
+            "awsEndpoint",
+            "http://localhost:99999",
+            "order-saga:awsEndpoint = 'http://localhost:99999': must be an http(s) URL",
+        ),
         (
             "sagaMod",
             "both",
