@@ -139,6 +139,8 @@ def test_alerts_topic_is_encrypted_with_a_key_cloudwatch_can_use() -> None:
             "Principal": {"Service": "cloudwatch.amazonaws.com"},
             "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
             "Resource": "*",
+            # CloudWatch of this account only (no confused deputy from another account).
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}},
         },
     ]
 

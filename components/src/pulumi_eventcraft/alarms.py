@@ -136,7 +136,7 @@ class AlertsArgs:
       topic (AWS mails a confirmation link that must be clicked before any alert).
     - `kms_master_key_id`: None (default) = a customer-managed KMS key is created for
       the topic (`{name}-key`, yearly rotation) whose key policy lets CloudWatch
-      encrypt messages; else the ID, ARN or alias of your own key, whose policy must
+      of this account (`aws:SourceAccount`) encrypt messages; else the ID, ARN or alias of your own key, whose policy must
       allow `cloudwatch.amazonaws.com` `kms:GenerateDataKey` and `kms:Decrypt`. The
       AWS-managed `alias/aws/sns` is refused: CloudWatch cannot use it.
     - `tags`: None (default); tags of the key and the topic.
@@ -204,6 +204,7 @@ class Alerts(pulumi.ComponentResource):
                             principals=[Principal("Service", ["cloudwatch.amazonaws.com"])],
                             actions=["kms:GenerateDataKey", "kms:Decrypt"],
                             resources=["*"],
+                            conditions=[Condition("StringEquals", "aws:SourceAccount", [account])],
                         )
                     ],
                     account_id=account,
