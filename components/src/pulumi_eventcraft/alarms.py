@@ -135,9 +135,10 @@ class AlertsArgs:
     - `email`: None (default) = no subscription; else an address subscribed to the
       topic (AWS mails a confirmation link that must be clicked before any alert).
     - `kms_master_key_id`: None (default) = a customer-managed KMS key is created for
-      the topic (`{name}-key`, yearly rotation) whose key policy lets CloudWatch
-      of this account (`aws:SourceAccount`) encrypt messages; else the ID, ARN or alias of your own key, whose policy must
-      allow `cloudwatch.amazonaws.com` `kms:GenerateDataKey` and `kms:Decrypt`. The
+      the topic (`{name}-key`, yearly rotation) whose key policy lets CloudWatch of
+      this account (`aws:SourceAccount`) encrypt messages; else the ID, ARN or alias
+      of your own key, whose policy must allow `cloudwatch.amazonaws.com`
+      `kms:GenerateDataKey` and `kms:Decrypt`. The
       AWS-managed `alias/aws/sns` is refused: CloudWatch cannot use it.
     - `tags`: None (default); tags of the key and the topic.
     """
