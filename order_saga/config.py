@@ -63,7 +63,7 @@ def _endpoint(value: str) -> str:
     if not match or not 1 <= int(match.group(1) or 80) <= 65535:
         raise ValueError(
             "must be an http(s) URL of your AWS emulator like http://localhost:4566 "
-            "(no path; a port within 1..65535)"
+            "(no path), its port within 1..65535"
         )
     return value
 
