@@ -30,10 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_arguments(run)
     parsed = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if parsed.stock_file is not None and parsed.orders_file is None:
+        run.error("--stock: only with --orders-file (the generated mix stocks itself)")
 
     try:
         return demo.main(demo.options_from(parsed))
-    except (ConfigError, StackFileError) as exc:
+    except (ConfigError, StackFileError, demo.DemoInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -3,6 +3,7 @@
     python -m order_saga demo                              # 15 orders, the dev stack
     python -m order_saga demo --orders 200 --saga both --fail-rate 0.2 --duplicate-rate 0.3
     python -m order_saga demo --json                       # one JSON object on stdout
+    python -m order_saga demo --orders-file mine.jsonl --stock stock.json   # your orders
 
 What it does, with an `OrderSagaSession` (the program deployed into moto, the handlers run
 with their roles, events delivered with AWS's semantics on a virtual clock):
@@ -29,6 +30,17 @@ with their roles, events delivered with AWS's semantics on a virtual clock):
    invariants (`OrderSagaSession.invariants`, plus `nothing_dead_lettered`: no event or
    message ended in a DLQ, i.e. every failed delivery was retried to success).
 
+Your own orders: `--orders-file FILE` places the requests of a JSON-lines file (one
+`place-order` request per line, e.g. `{"clientRequestId": "r-1", "customerId":
+"customer-001", "items": [{"sku": "sku-mug", "quantity": 2, "unitPriceCents": 2000}]}`;
+blank lines are skipped) instead of the generated mix, in the file's order. Stock comes
+from `--stock FILE` (a JSON object, SKU -> units) or, without it, the demo's catalogue
+stocked for the file's demand as above. The demo's known customers are seeded either
+way. The report lists the lines refused (not JSON, or refused by `place-order`) with
+their reasons (`"rejected": [{"line": 3, "error": "..."}]`, lines counted from 1); a
+refused line of your file is a result, not a broken invariant, and the invariants
+cover every order that was placed.
+
 The exit status is 1 when an invariant is false (0 otherwise; 2 for a bad stack or
 option). A progress bar goes to stderr while it runs (when stderr is a terminal, or
 without --json). Order ids are uuid4s chosen by the system, so which orders go to which
@@ -48,11 +60,24 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Final
 
 from order_saga.sandbox.session import FINAL_STATUSES, OrderSagaSession
 
-__all__ = ["DemoOptions", "DemoResult", "dead_letter_problem", "main", "plan", "render", "run_demo"]
+__all__ = [
+    "DemoInputError",
+    "DemoOptions",
+    "DemoResult",
+    "OrdersFile",
+    "dead_letter_problem",
+    "main",
+    "plan",
+    "read_orders_file",
+    "read_stock_file",
+    "render",
+    "run_demo",
+]
 
 DEFAULT_ORDERS: Final = 15
 ORDER_INTERVAL_SECONDS: Final = 0.0
@@ -85,6 +110,8 @@ class DemoOptions:
     duplicate_rate: float = 0.0
     seed: int = 0
     json: bool = False
+    orders_file: Path | None = None
+    stock_file: Path | None = None
 
     def config(self) -> dict[str, str]:
         """The stack config overrides these options ask for."""
@@ -113,6 +140,99 @@ class DemoResult:
 
 def _number(value: float) -> str:
     return f"{value:.6g}"
+
+
+class DemoInputError(ValueError):
+    """An orders or stock file the demo cannot read (the message names the file, the
+    line and what is allowed)."""
+
+
+@dataclass(frozen=True)
+class OrdersFile:
+    """The requests of an orders file with their line numbers (from 1), and the lines
+    refused before placing (not JSON, not a JSON object)."""
+
+    requests: list[tuple[int, dict[str, Any]]]
+    rejected: list[dict[str, Any]]
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not content
+    except OSError as exc:
+        raise DemoInputError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DemoInputError(
+            f"{what} {path}: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+
+
+def read_orders_file(path: Path) -> OrdersFile:
+    """One place-order request per line (JSON-lines; blank lines skipped). A line that
+    is not a JSON object is refused with its reason, not fatal: `place-order` refuses
+    the rest the same way when it runs."""
+    requests: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[dict[str, Any]] = []
+    for number, line in enumerate(_read_text(path, "--orders-file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+            rejected.append({"line": number, "error": f"not JSON: {reason}"})
+            continue
+        if not isinstance(request, dict):
+            rejected.append(
+                {
+                    "line": number,
+                    "error": f"a request is a JSON object, not {type(request).__name__}",
+                }
+            )
+            continue
+        requests.append((number, request))
+    if not requests and not rejected:
+        raise DemoInputError(f"--orders-file {path}: no requests in it (one JSON object per line)")
+    return OrdersFile(requests, rejected)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_stock_file(path: Path) -> dict[str, int]:
+    """A JSON object, SKU -> whole number of units >= 0."""
+    try:
+        stock = json.loads(_read_text(path, "--stock"), parse_constant=_no_constant)
+    except ValueError as exc:
+        raise DemoInputError(f"--stock {path}: not JSON ({exc})") from None
+    if not isinstance(stock, dict) or not stock:
+        raise DemoInputError(
+            f'--stock {path}: expected a JSON object of SKU to units, e.g. {{"sku-mug": 40}}'
+        )
+    for sku, units in stock.items():
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+            raise DemoInputError(
+                f"--stock {path}: {sku!r}: {json.dumps(units)} is not a whole number of units >= 0"
+            )
+    return {str(sku): int(units) for sku, units in stock.items()}
+
+
+def _catalogue_stock(requests: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """The demo's catalogue stocked for the demand of these requests (as `plan` does);
+    lines that are not well formed count for nothing (place-order refuses them)."""
+    demand: Counter[str] = Counter()
+    for request in requests:
+        items = request.get("items")
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict):
+                quantity = item.get("quantity")
+                if isinstance(quantity, int) and not isinstance(quantity, bool) and quantity > 0:
+                    demand[str(item.get("sku"))] += quantity
+    return {
+        sku: math.ceil(demand[sku] * (SCARCE_FACTOR if sku == SCARCE_SKU else STOCK_FACTOR))
+        for sku, _ in CATALOG
+    }
 
 
 # ------------------------------------------------------------------------ the plan
@@ -242,6 +362,9 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
             err.write(text + "\n")
             err.flush()
 
+    # The files are read before deploying: a bad file costs no deploy.
+    orders_file = read_orders_file(options.orders_file) if options.orders_file else None
+    stock = read_stock_file(options.stock_file) if options.stock_file else None
     say(f"deploying stack {options.stack} into the sandbox ...")
     session = OrderSagaSession(
         options.stack,
@@ -258,33 +381,43 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
             seed=options.seed,
             fail_rate=options.fail_rate,
         )
+        numbered = list(enumerate(work.requests, start=1))
+        rejected: list[dict[str, Any]] = []
+        if orders_file is not None:
+            numbered, rejected = list(orders_file.requests), list(orders_file.rejected)
+            work = Plan(work.customers, stock or _catalogue_stock([r for _, r in numbered]), [])
         say(
             f"deployed {sum(1 for r in session.deployment.resources if r.custom)} resources "
             f"in {session.deploy_seconds:.1f}s (saga mode {outputs.get('sagaMode')}); "
-            f"placing {options.orders} orders ..."
+            f"placing {len(numbered)} orders ..."
         )
         session.seed_customers(work.customers)
         session.seed_stock(work.stock)
         refused: list[str] = []
-        for index, request in enumerate(work.requests):
+        for index, (line, request) in enumerate(numbered):
 
-            def place(request: Mapping[str, Any] = request) -> None:
+            def place(line: int = line, request: Mapping[str, Any] = request) -> None:
                 try:
                     session.submit_order(request)
                 except RuntimeError as exc:
-                    refused.append(f"{request['clientRequestId']}: {exc}")
+                    if orders_file is None:
+                        refused.append(f"{request['clientRequestId']}: {exc}")
+                    else:
+                        rejected.append({"line": line, "error": _refusal(exc)})
 
             session.scheduler.call_later(
                 index * ORDER_INTERVAL_SECONDS, "client place-order", place
             )
         run_started = time.perf_counter()
         if err is not None:
-            with Progress(err, options.orders, session):
+            with Progress(err, len(numbered), session):
                 quiet = session.run_until_quiet()
         else:
             quiet = session.run_until_quiet()
         run_seconds = time.perf_counter() - run_started
-        result = _collect(session, options, refused)
+        result = _collect(session, options, refused, len(numbered))
+        if orders_file is not None:
+            result.report["rejected"] = sorted(rejected, key=lambda r: int(r["line"]))
         result.report["virtual_seconds"] = round(quiet.virtual_seconds, 1)
         result.report["deploy_seconds"] = round(session.deploy_seconds, 1)
         result.report["run_seconds"] = round(run_seconds, 1)
@@ -292,9 +425,19 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
     return result
 
 
-def _collect(session: OrderSagaSession, options: DemoOptions, refused: Sequence[str]) -> DemoResult:
+def _refusal(exc: RuntimeError) -> str:
+    """place-order's refusal as its client reads it (the error message, without the
+    function's name and error type)."""
+    result = getattr(exc, "result", None)
+    message = getattr(result, "error_message", None)
+    return str(message) if message else str(exc)
+
+
+def _collect(
+    session: OrderSagaSession, options: DemoOptions, refused: Sequence[str], requested: int
+) -> DemoResult:
     orders = session.orders()
-    placed = list(session.placed)
+    placed = list(dict.fromkeys([*session.placed, *orders]))
     statuses = Counter(str((orders.get(o) or {}).get("status", "MISSING")) for o in placed)
     stuck = sorted(
         o for o in placed if str((orders.get(o) or {}).get("status")) not in FINAL_STATUSES
@@ -320,10 +463,10 @@ def _collect(session: OrderSagaSession, options: DemoOptions, refused: Sequence[
         problems["every_order_accepted"] = list(refused[:5])
     aws_calls = session.aws_calls
     json_report: dict[str, Any] = {
-        "orders": options.orders,
+        "orders": requested,
         "completed": statuses.get("COMPLETED", 0),
         "cancelled": statuses.get("CANCELLED", 0),
-        "stuck": len(stuck) + (options.orders - len(placed)),
+        "stuck": len(stuck),
         "events": dict(sorted(session.events.items())),
         "invocations": session.invocations,
         "dlq": dlq,
@@ -378,6 +521,11 @@ def render(result: DemoResult) -> str:
     if r["cancelled_at_step"]:
         steps = ", ".join(f"{k} {v}" for k, v in r["cancelled_at_step"].items())
         lines.append(f"  cancelled at: {steps}")
+    if "rejected" in r:
+        lines.append(f"  lines refused: {len(r['rejected'])}")
+        lines += [f"    line {x['line']}: {x['error']}" for x in r["rejected"][:20]]
+        if len(r["rejected"]) > 20:
+            lines.append(f"    ... {len(r['rejected']) - 20} more (--json lists them all)")
     lines += ["", "  events on the bus:"]
     lines += [f"    {k:<28} {v:>6}" for k, v in r["events"].items()]
     if r["duplicates_delivered"]:
@@ -435,11 +583,27 @@ def _positive(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--orders",
         type=_positive,
         default=DEFAULT_ORDERS,
-        help=f"orders to place (default {DEFAULT_ORDERS})",
+        help=f"orders to place, a generated mix (default {DEFAULT_ORDERS})",
+    )
+    which.add_argument(
+        "--orders-file",
+        type=Path,
+        metavar="FILE",
+        help="place the requests of this JSON-lines file instead (one place-order request "
+        "per line)",
+    )
+    parser.add_argument(
+        "--stock",
+        type=Path,
+        metavar="FILE",
+        dest="stock_file",
+        help="with --orders-file: the stock, a JSON object of SKU to units (default: the "
+        "demo's catalogue, stocked for the file's demand)",
     )
     parser.add_argument(
         "--saga",
@@ -471,6 +635,8 @@ def options_from(parsed: argparse.Namespace) -> DemoOptions:
         duplicate_rate=parsed.duplicate_rate,
         seed=parsed.seed,
         json=parsed.json,
+        orders_file=parsed.orders_file,
+        stock_file=parsed.stock_file,
     )
 
 

@@ -227,6 +227,86 @@ def test_an_unknown_stack_exits_2_naming_the_stacks_there(
     assert captured.out == ""
 
 
+def test_stock_without_an_orders_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stock = tmp_path / "stock.json"
+    stock.write_text('{"sku-mug": 3}')
+    with pytest.raises(SystemExit) as exited:
+        cli(["demo", "--stock", str(stock)])
+    assert exited.value.code == 2
+    assert "--stock: only with --orders-file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        cli(["demo", "--orders", "3", "--orders-file", str(stock)])
+    assert exited.value.code == 2
+    assert "not allowed with argument --orders" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("orders", "stock", "message"),
+    [
+        (None, '{"sku-mug": 3}', "--orders-file {dir}/missing.jsonl: cannot read it"),
+        (b"\xff\xfe{}\n", '{"sku-mug": 3}', "--orders-file {dir}/orders.jsonl: not UTF-8 text"),
+        (b"\n  \n", '{"sku-mug": 3}', "--orders-file {dir}/orders.jsonl: no requests in it"),
+        (b"{}", "[1]", "--stock {dir}/stock.json: expected a JSON object of SKU to units"),
+        (b"{}", '{"sku-mug": -1}', "--stock {dir}/stock.json: 'sku-mug': -1 is not a whole"),
+        (b"{}", '{"sku-mug": true}', "--stock {dir}/stock.json: 'sku-mug': true is not a"),
+        (b"{}", '{"sku-mug": NaN}', "--stock {dir}/stock.json: not JSON (NaN is not a JSON"),
+    ],
+)
+def test_an_orders_or_stock_file_that_cannot_be_read_exits_2_before_deploying(
+    tmp_path: Path,
+    orders: bytes | None,
+    stock: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    orders_path = tmp_path / ("missing.jsonl" if orders is None else "orders.jsonl")
+    if orders is not None:
+        orders_path.write_bytes(orders)
+    (tmp_path / "stock.json").write_text(stock)
+    args = ["demo", "--orders-file", str(orders_path), "--stock", str(tmp_path / "stock.json")]
+    assert cli(args) == 2
+    captured = capsys.readouterr()
+    assert f"error: {message.format(dir=tmp_path)}" in captured.err
+    assert "deploying" not in captured.err
+
+
+def test_an_orders_file_is_placed_line_by_line_and_refusals_are_listed(tmp_path: Path) -> None:
+    """A real run of your own orders: a byte-order mark does not lose the first line,
+    blank lines are skipped, a line that is not JSON and one place-order refuses are
+    listed by line number (from 1) with their reasons, and the invariants cover every
+    order placed: the stock file's 3 mugs go to the first orders that ask."""
+    mug = {"sku": "sku-mug", "quantity": 2, "unitPriceCents": 1500}
+    lines = [
+        json.dumps({"clientRequestId": "mine-1", "customerId": "customer-001", "items": [mug]}),
+        "",
+        "{not json",
+        json.dumps({"clientRequestId": "mine-2", "customerId": "customer-002", "items": [mug]}),
+        json.dumps({"clientRequestId": "mine-3", "customerId": "customer-003", "items": []}),
+    ]
+    orders_path = tmp_path / "orders.jsonl"
+    orders_path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())
+    stock_path = tmp_path / "stock.json"
+    stock_path.write_text('{"sku-mug": 3}')
+    out = io.StringIO()
+    options = demo.DemoOptions(
+        json=True, orders_file=orders_path, stock_file=stock_path, saga="orchestration"
+    )
+    status = demo.main(options, out=out, err=io.StringIO())
+    report = json.loads(out.getvalue())
+    assert status == 0, report.get("problems")
+    assert all(report["invariants"].values())
+    assert "every_order_accepted" not in report["invariants"]
+    assert report["orders"] == 3
+    assert (report["completed"], report["cancelled"], report["stuck"]) == (1, 1, 0)
+    assert report["events"]["OrderPlaced"] == 2
+    rejected = report["rejected"]
+    assert [r["line"] for r in rejected] == [3, 5]
+    assert rejected[0]["error"].startswith("not JSON: ")
+    assert "items" in rejected[1]["error"]
+
+
 def test_demo_json_prints_one_report_and_exits_0() -> None:
     """A real run: one JSON object on stdout (nothing else), every order final, the
     counts consistent with each other, every invariant true, no progress bar."""
