@@ -28,7 +28,12 @@ with their roles, events delivered with AWS's semantics on a virtual clock):
 5. runs until quiet and reports: orders completed / cancelled / stuck, events by
    detail-type, invocations by function, DLQ depths, the handlers' AWS calls, and the
    invariants (`OrderSagaSession.invariants`, plus `nothing_dead_lettered`: no event or
-   message ended in a DLQ, i.e. every failed delivery was retried to success).
+   message ended in a DLQ, i.e. every failed delivery was retried to success, and
+   `no_event_lost`: every event written to the outbox reached the bus);
+6. with `--redrive`, once quiet, redrives every DLQ as an operator would (`python -m ops
+   dlq redrive`, the same code) and runs again, up to 3 rounds: the report counts the
+   messages `dead_lettered` and `redriven`, and `every_dead_letter_redriven` replaces
+   `nothing_dead_lettered` (faults may dead-letter a message; none may stay there).
 
 Your own orders: `--orders-file FILE` places the requests of a JSON-lines file (one
 `place-order` request per line, e.g. `{"clientRequestId": "r-1", "customerId":
@@ -58,7 +63,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -80,6 +85,9 @@ __all__ = [
 ]
 
 DEFAULT_ORDERS: Final = 15
+# --redrive: rounds of "redrive every DLQ, run until quiet" at most (a message that
+# fails again each time stays in its DLQ and the verdict says so).
+REDRIVE_ROUNDS: Final = 3
 ORDER_INTERVAL_SECONDS: Final = 0.0
 KNOWN_CUSTOMERS: Final = 20
 # Catalog: (sku, price as a share of the high-value threshold).
@@ -112,6 +120,7 @@ class DemoOptions:
     json: bool = False
     orders_file: Path | None = None
     stock_file: Path | None = None
+    redrive: bool = False
 
     def config(self) -> dict[str, str]:
         """The stack config overrides these options ask for."""
@@ -393,36 +402,70 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
         )
         session.seed_customers(work.customers)
         session.seed_stock(work.stock)
-        refused: list[str] = []
-        for index, (line, request) in enumerate(numbered):
-
-            def place(line: int = line, request: Mapping[str, Any] = request) -> None:
-                try:
-                    session.submit_order(request)
-                except RuntimeError as exc:
-                    if orders_file is None:
-                        refused.append(f"{request['clientRequestId']}: {exc}")
-                    else:
-                        rejected.append({"line": line, "error": _refusal(exc)})
-
-            session.scheduler.call_later(
-                index * ORDER_INTERVAL_SECONDS, "client place-order", place
-            )
+        refused = _schedule_requests(session, numbered, rejected if orders_file else None)
         run_started = time.perf_counter()
         if err is not None:
             with Progress(err, len(numbered), session):
-                quiet = session.run_until_quiet()
+                virtual_seconds = session.run_until_quiet().virtual_seconds
         else:
-            quiet = session.run_until_quiet()
+            virtual_seconds = session.run_until_quiet().virtual_seconds
+        if options.redrive:
+            dead_lettered, redriven, more_seconds = _redrive_rounds(session, say)
+            virtual_seconds += more_seconds
         run_seconds = time.perf_counter() - run_started
         result = _collect(session, options, refused, len(numbered))
+        if options.redrive:
+            result.report["dead_lettered"] = dead_lettered
+            result.report["redriven"] = redriven
         if orders_file is not None:
             result.report["rejected"] = sorted(rejected, key=lambda r: int(r["line"]))
-        result.report["virtual_seconds"] = round(quiet.virtual_seconds, 1)
+        result.report["virtual_seconds"] = round(virtual_seconds, 1)
         result.report["deploy_seconds"] = round(session.deploy_seconds, 1)
         result.report["run_seconds"] = round(run_seconds, 1)
     result.report["seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+def _schedule_requests(
+    session: OrderSagaSession,
+    numbered: Sequence[tuple[int, Mapping[str, Any]]],
+    rejected: list[dict[str, Any]] | None,
+) -> list[str]:
+    """Place each request through `place-order` at the start of the run (a burst).
+    Refusals go to `rejected` by line (an orders file: a result) or, without it, to the
+    list returned (the generated mix: a broken invariant); both fill while it runs."""
+    refused: list[str] = []
+    for index, (line, request) in enumerate(numbered):
+
+        def place(line: int = line, request: Mapping[str, Any] = request) -> None:
+            try:
+                session.submit_order(request)
+            except RuntimeError as exc:
+                if rejected is None:
+                    refused.append(f"{request['clientRequestId']}: {exc}")
+                else:
+                    rejected.append({"line": line, "error": _refusal(exc)})
+
+        session.scheduler.call_later(index * ORDER_INTERVAL_SECONDS, "client place-order", place)
+    return refused
+
+
+def _redrive_rounds(
+    session: OrderSagaSession, say: Callable[[str], None]
+) -> tuple[int, int, float]:
+    """Redrive every DLQ and run until quiet, while the DLQs hold messages (at most
+    REDRIVE_ROUNDS); returns the messages examined, moved, and the virtual seconds run."""
+    dead_lettered = redriven = 0
+    virtual_seconds = 0.0
+    for _ in range(REDRIVE_ROUNDS):
+        moved = session.redrive_dead_letters()
+        if not moved:
+            break
+        dead_lettered += sum(m["examined"] for m in moved.values())
+        redriven += sum(m["moved"] for m in moved.values())
+        say(f"redriven {sum(m['moved'] for m in moved.values())} dead letters ...")
+        virtual_seconds += session.run_until_quiet().virtual_seconds
+    return dead_lettered, redriven, virtual_seconds
 
 
 def _refusal(exc: RuntimeError) -> str:
@@ -450,10 +493,16 @@ def _collect(
     report = session.invariants()
     dlq = session.dlq_depths()
     invariants = dict(report.results)
-    invariants["nothing_dead_lettered"] = not any(dlq.values())
     problems = dict(report.problems)
-    if not invariants["nothing_dead_lettered"]:
-        problems["nothing_dead_lettered"] = [
+    lost = session.lost_events()
+    invariants["no_event_lost"] = not lost
+    if lost:
+        problems["no_event_lost"] = [f"{event} never reached the bus" for event in lost[:5]]
+    # With --redrive a dead letter is expected under faults; one left after redriving is not.
+    dead_letters = "every_dead_letter_redriven" if options.redrive else "nothing_dead_lettered"
+    invariants[dead_letters] = not any(dlq.values())
+    if not invariants[dead_letters]:
+        problems[dead_letters] = [
             dead_letter_problem(name, depth, session.dlq_messages(name, limit=3))
             for name, depth in dlq.items()
             if depth
@@ -471,7 +520,8 @@ def _collect(
         "invocations": session.invocations,
         "dlq": dlq,
         "aws_calls": aws_calls,
-        "aws_calls_per_order": round(aws_calls / max(options.orders, 1), 1),
+        "aws_calls_per_order": round(aws_calls / max(requested, 1), 1),
+        "events_lost": len(lost),
         "invariants": invariants,
         "seconds": 0.0,
         "stack": options.stack,
@@ -623,6 +673,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of the bus's events delivered a second time (default 0)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the order mix (default 0)")
+    parser.add_argument(
+        "--redrive",
+        action="store_true",
+        help="when quiet, redrive every DLQ as an operator would (python -m ops dlq redrive) "
+        f"and run again, up to {REDRIVE_ROUNDS} rounds; the verdict then asks that every "
+        "dead letter was redriven",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -637,6 +694,7 @@ def options_from(parsed: argparse.Namespace) -> DemoOptions:
         json=parsed.json,
         orders_file=parsed.orders_file,
         stock_file=parsed.stock_file,
+        redrive=parsed.redrive,
     )
 
 

@@ -111,6 +111,7 @@ class OrderSagaSession(SandboxSession):
         # delivery (a redelivered or republished event is the same event).
         self.outcomes: dict[str, dict[str, str]] = {}
         self.payment_events: dict[str, set[str]] = {}  # orderId -> PaymentProcessed ids
+        self.observed_event_ids: set[str] = set()  # every event seen on the bus, by id
         self.initial_stock: dict[str, int] = {}
         self.placed: list[str] = []  # order ids, in placing order
 
@@ -249,12 +250,49 @@ class OrderSagaSession(SandboxSession):
         return {str(i["orderId"]): i for i in self.scan("history")}
 
     def _record_event(self, detail_type: str, detail: Mapping[str, Any], event_id: str) -> None:
+        self.observed_event_ids.add(event_id)
         order_id = detail.get("orderId")
         if isinstance(order_id, str):
             if detail_type in OUTCOME_EVENTS:
                 self.outcomes.setdefault(order_id, {})[event_id] = OUTCOME_EVENTS[detail_type]
             if detail_type == "PaymentProcessed":
                 self.payment_events.setdefault(order_id, set()).add(event_id)
+
+    def lost_events(self) -> list[str]:
+        """Events written to the outbox that never reached the bus (`detailType
+        eventId`): what a stranded outbox row or a dropped publish loses."""
+        with self._lock:
+            observed = set(self.observed_event_ids)
+        return sorted(
+            f"{row.get('detailType')} {row.get('eventId')}"
+            for row in self.outbox_rows()
+            if str(row.get("eventId")) not in observed
+        )
+
+    # ------------------------------------------------------------------ operating
+
+    def redrive_dead_letters(self) -> dict[str, dict[str, int]]:
+        """Move every DLQ's messages back, as an operator does with `python -m ops dlq
+        redrive <dlq>` (the same code), as the administrator; returns, per DLQ that held
+        messages, how many were `examined`, `moved` and `kept` (not moved, e.g. a
+        stream-failure pointer). Run the scheduler afterwards to deliver them."""
+        from ops.aws import Clients
+        from ops.dlq import redrive
+        from ops.outputs import parse
+
+        outputs = parse(self.outputs, origin="sandbox")
+        clients = Clients(session=self.sandbox.new_session())
+        moved: dict[str, dict[str, int]] = {}
+        for name, depth in self.dlq_depths().items():
+            if not depth:
+                continue
+            data = redrive(clients, outputs, name, limit=max(depth, 1) * 2).data
+            moved[name] = {
+                "examined": int(data["examined"]),
+                "moved": int(data["moved"]),
+                "kept": len(data["notMoved"]),
+            }
+        return moved
 
     # ------------------------------------------------------------------ invariants
 
