@@ -48,6 +48,7 @@ from moto.core.botocore_stubber import BotocoreStubber
 
 from eventcraft_sandbox.clock import RunReport, Scheduler, VirtualClock
 from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.fault_injection import FaultInjector
 from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.lambda_runtime import InvocationResult, LambdaRuntime
 from eventcraft_sandbox.moto_deploy import Sandbox, SandboxDeployment
@@ -290,7 +291,8 @@ class SandboxSession:
     - `faults`: the faults AWS really produces, injected into the run
       (`eventcraft_sandbox.faults`): a `FaultPlan`, or texts `NAME[@TARGET]=VALUE`
       drawn with `seed`; their targets are checked against the deployed functions,
-      and `fault_counts` says how many were injected.
+      `fault_injector` applies them (`eventcraft_sandbox.fault_injection`) and
+      `fault_counts` says how many were injected.
 
     `start()` deploys and installs everything (or `with SandboxSession(...) as s:`);
     `stop()` undoes it. Only one session runs at a time (moto's state is process-wide).
@@ -342,6 +344,7 @@ class SandboxSession:
         self._runtime: _CountingRuntime | None = None
         self._delivery: Delivery | None = None
         self._clients: _DeliveryClients | None = None
+        self.fault_injector: FaultInjector | None = None
         self.calls = _AwsCallCounter()
         self.events: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
@@ -378,6 +381,14 @@ class SandboxSession:
             delivery.lambda_async.dead_letter_targets.update(_dead_letter_targets(deployment))
             stack.enter_context(runtime)
             stack.enter_context(delivery)
+            # Before the call counter: a refused call is still a call the handler made.
+            self.fault_injector = FaultInjector(
+                self.faults,
+                clock=self.clock,
+                functions=deployment.outputs.get("functions") or {},
+                account=runtime.default_account,
+            )
+            stack.enter_context(self.fault_injector.installed(runtime))
             self._sandbox, self._deployment = sandbox, deployment
             self._runtime, self._delivery = runtime, delivery
             self.calls.install()
