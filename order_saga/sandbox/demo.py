@@ -4,6 +4,7 @@
     python -m order_saga demo --orders 200 --saga both --fail-rate 0.2 --duplicate-rate 0.3
     python -m order_saga demo --json                       # one JSON object on stdout
     python -m order_saga demo --orders-file mine.jsonl --stock stock.json   # your orders
+    python -m order_saga demo --fault lost-reply@ship-order-task=0.2 --fault outage@events=60+600
 
 What it does, with an `OrderSagaSession` (the program deployed into moto, the handlers run
 with their roles, events delivered with AWS's semantics on a virtual clock):
@@ -25,8 +26,12 @@ with their roles, events delivered with AWS's semantics on a virtual clock):
 4. with `--duplicate-rate Q`, puts a share Q of the bus's events a second time, a few
    virtual seconds later, with the same detail (the same eventId): at-least-once
    delivery that every handler must absorb;
+   with `--fault NAME[@TARGET]=VALUE` (repeatable), injects the faults AWS really
+   produces (lost replies, timeouts mid-function, throttling, outages, partial
+   PutEvents, transaction conflicts: `eventcraft_sandbox.faults`), seeded by `--seed`;
 5. runs until quiet and reports: orders completed / cancelled / stuck, events by
-   detail-type, invocations by function, DLQ depths, the handlers' AWS calls, and the
+   detail-type, invocations by function, DLQ depths, the handlers' AWS calls, the
+   faults injected (by name), and the
    invariants (`OrderSagaSession.invariants`, plus `nothing_dead_lettered`: no event or
    message ended in a DLQ, i.e. every failed delivery was retried to success, and
    `no_event_lost`: every event written to the outbox reached the bus);
@@ -68,6 +73,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+from eventcraft_sandbox.faults import Fault, FaultError
 from order_saga.sandbox.session import FINAL_STATUSES, OrderSagaSession
 
 __all__ = [
@@ -121,6 +127,7 @@ class DemoOptions:
     orders_file: Path | None = None
     stock_file: Path | None = None
     redrive: bool = False
+    faults: tuple[str, ...] = ()
 
     def config(self) -> dict[str, str]:
         """The stack config overrides these options ask for."""
@@ -380,6 +387,7 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
         config=options.config(),
         duplicate_rate=options.duplicate_rate,
         seed=options.seed,
+        faults=options.faults,
     )
     with session:
         outputs = session.outputs
@@ -529,6 +537,7 @@ def _collect(
         "cancelled_at_step": dict(sorted(failed_steps.items())),
         "duplicates_delivered": sum(session.duplicates.values()),
         "function_errors": session.invocation_errors,
+        "faults": session.fault_counts,
     }
     if problems:  # what breaks each false invariant, with examples
         json_report["problems"] = problems
@@ -591,9 +600,10 @@ def render(result: DemoResult) -> str:
     lines += [
         "",
         f"  AWS calls by the handlers: {r['aws_calls']} ({r['aws_calls_per_order']} per order)",
-        "",
-        "  invariants:",
     ]
+    if r.get("faults"):
+        lines.append("  faults injected: " + ", ".join(f"{k} {v}" for k, v in r["faults"].items()))
+    lines += ["", "  invariants:"]
     for name, ok in r["invariants"].items():
         lines.append(f"    {'ok  ' if ok else 'FAIL'} {name}")
         for problem in result.problems.get(name, []):
@@ -629,6 +639,14 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
     return value
+
+
+def _fault(text: str) -> str:
+    try:
+        Fault.parse(text)
+    except FaultError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -681,6 +699,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "dead letter was redriven",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="NAME[@TARGET]=VALUE",
+        help="inject a fault AWS produces (repeatable), e.g. lost-reply@ship-order-task=0.2, "
+        "throttle@dynamodb=0.1, outage@events=60+600 (see eventcraft_sandbox.faults)",
+    )
 
 
 def options_from(parsed: argparse.Namespace) -> DemoOptions:
@@ -695,6 +722,7 @@ def options_from(parsed: argparse.Namespace) -> DemoOptions:
         orders_file=parsed.orders_file,
         stock_file=parsed.stock_file,
         redrive=parsed.redrive,
+        faults=tuple(parsed.fault),
     )
 
 

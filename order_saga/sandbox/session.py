@@ -34,6 +34,7 @@ import contracts
 from domain import history
 from domain.inventory import stock_item
 from eventcraft import eventstore
+from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.session import InvocationFailedError, Item, SandboxSession, plain
 
 __all__ = [
@@ -78,7 +79,8 @@ class OrderSagaSession(SandboxSession):
     - `program`: the program file (default `__main__.py`) or a callable;
     - `duplicate_rate`: 0..1, the share of the order bus's events put a second time
       (default 0); `seed`: for that choice (default 0);
-    - `clock_start`, `timeout_scale`, `on_event`: as `SandboxSession`'s.
+    - `clock_start`, `timeout_scale`, `on_event`, `faults` (`NAME[@TARGET]=VALUE`
+      texts drawn with `seed`, or a `FaultPlan`): as `SandboxSession`'s.
     """
 
     RULE_NAME: ClassVar[str] = "saga-{rule}-rule"
@@ -94,6 +96,7 @@ class OrderSagaSession(SandboxSession):
         clock_start: float | None = None,
         timeout_scale: float = 1.0,
         on_event: Callable[[Mapping[str, Any]], None] | None = None,
+        faults: FaultPlan | Sequence[str] = (),
     ) -> None:
         super().__init__(
             program,
@@ -106,6 +109,7 @@ class OrderSagaSession(SandboxSession):
             clock_start=clock_start,
             timeout_scale=timeout_scale,
             on_event=on_event,
+            faults=faults,
         )
         # orderId -> {eventId: COMPLETED / CANCELLED}: outcome events by id, not by
         # delivery (a redelivered or republished event is the same event).

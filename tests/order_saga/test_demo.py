@@ -1,6 +1,7 @@
 """`python -m order_saga demo` (`order_saga.sandbox.demo`): the seeded plan, the options
 as stack config, the progress bar, the report and its exit status, the command line's
-checks, and one real run with `--json` in a subprocess (~25 s: a deploy and six orders)."""
+checks, one real run with `--json` in a subprocess (~25 s: a deploy and six orders) and
+one in process with a fault injected (`--fault`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 
+from eventcraft_sandbox.faults import FaultPlan
 from order_saga.__main__ import main as cli
 from order_saga.sandbox import demo
 from order_saga.sandbox.session import OrderSagaSession
@@ -185,6 +187,12 @@ def test_a_false_invariant_gives_exit_status_1_and_is_named_with_its_problem() -
     assert "    ok   every_order_final\n" in text
 
 
+def test_the_report_names_the_faults_injected() -> None:
+    report = {**_report(every_order_final=True), "faults": {"lost-reply": 17, "throttle": 0}}
+    assert "  faults injected: lost-reply 17, throttle 0\n" in demo.render(demo.DemoResult(report))
+    assert "faults injected" not in demo.render(demo.DemoResult(_report(every_order_final=True)))
+
+
 def test_all_invariants_true_give_exit_status_0() -> None:
     result = demo.DemoResult(_report(every_order_final=True, inventory_conserved=True))
     assert result.exit_status == 0
@@ -216,6 +224,53 @@ def test_bad_options_exit_2_naming_the_flag_and_what_is_allowed(
         cli(["demo", *args])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("lost-replies=1", "argument --fault: fault 'lost-replies=1': unknown name 'lost-replies'"),
+        ("throttle=2", "argument --fault: fault 'throttle=2': value '2' must be a probability"),
+        ("outage@events=60", "must be START+DURATION in virtual seconds"),
+    ],
+)
+def test_a_fault_that_cannot_be_injected_exits_2_naming_what_is_wrong(
+    fault: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(["demo", "--fault", "throttle@dynamodb=0.1", "--fault", fault])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_faults_reach_the_session_and_a_target_not_deployed_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--fault` options (repeatable, in order) are the session's faults; a TARGET the
+    deployed stack does not have is the session's FaultError, exit status 2."""
+    seen: dict[str, Any] = {}
+
+    class Deployed:
+        def __init__(self, stack: str, **kwargs: Any) -> None:
+            seen.update(kwargs)
+            self.plan = FaultPlan.parse(kwargs["faults"], seed=kwargs["seed"])
+
+        def __enter__(self) -> Deployed:  # what SandboxSession.start checks after the deploy
+            self.plan.validate_targets(["place-order", "ship-order-task"])
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(demo, "OrderSagaSession", Deployed)
+    faults = ["throttle@dynamodb=0.1", "lost-reply@shipping=1"]
+    code = cli(["demo", "--json", "--seed", "3", *(f"--fault={f}" for f in faults)])
+    assert code == 2
+    assert seen["faults"] == tuple(faults) and seen["seed"] == 3
+    assert (
+        "error: fault 'lost-reply@shipping=1': unknown TARGET 'shipping'; allowed: a function "
+        "(place-order, ship-order-task) or a service (lambda)"
+    ) in capsys.readouterr().err
 
 
 def test_an_unknown_stack_exits_2_naming_the_stacks_there(
@@ -337,6 +392,24 @@ def test_demo_json_prints_one_report_and_exits_0() -> None:
     assert report["aws_calls_per_order"] == round(report["aws_calls"] / 6, 1)
     assert report["seconds"] > 0
     assert "orders final" not in result.stderr
+
+
+def test_a_fault_the_saga_absorbs_is_injected_counted_and_every_invariant_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """End to end through `OrderSagaSession`: a third of every PutEvents' entries come
+    back failed (InternalFailure), the publishers put them again, so every order
+    still ends final with every invariant true; the report counts the failed entries."""
+    code = cli(
+        ["demo", "--orders", "3", "--seed", "1", "--json", "--fault", "putevents-partial=0.3"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report.get("problems")
+    assert report["faults"]["putevents-partial"] > 0
+    assert set(report["faults"]) == {"putevents-partial"}
+    assert report["completed"] + report["cancelled"] == 3
+    assert report["stuck"] == 0
+    assert all(report["invariants"].values())
 
 
 def test_a_dead_letter_problem_names_the_event_the_order_and_the_error() -> None:
