@@ -645,10 +645,11 @@ def _dlq_url(session: SandboxSession) -> str:
     return str(url)
 
 
-def test_timeout_mid_stops_the_function_right_after_its_first_write(
+def test_timeout_mid_stops_the_function_right_after_its_first_write_and_discards_it(
     session: SandboxSession,
 ) -> None:
     inject(session, "timeout-mid@actor=1")
+    warm = session.runtime.warm_containers(session.function_name("actor"))
     result = session.invoke(
         "actor", {"steps": [["put", "mid-1"], ["put", "mid-2"], ["put", "mid-3"]]}
     )
@@ -657,6 +658,8 @@ def test_timeout_mid_stops_the_function_right_after_its_first_write(
     assert result.error_message.endswith("Task timed out after 5.00 seconds")
     assert keys(session, "mid-") == ["mid-1"]
     assert session.fault_counts == {"timeout-mid": 1}
+    # Its execution environment is not reused (the next invocation starts cold).
+    assert session.runtime.warm_containers(session.function_name("actor")) == max(0, warm - 1)
 
 
 def test_timeout_mid_leaves_powertools_in_progress_record_as_a_real_timeout_does(

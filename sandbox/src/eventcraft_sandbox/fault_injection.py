@@ -47,8 +47,10 @@ Where each fault acts:
     the call is made and then the handler is stopped with `FunctionTimedOut`, a
     `BaseException` its `except Exception` cannot catch (Powertools' idempotency
     keeps its INPROGRESS record, as after a real timeout); any later call of that
-    invocation is stopped again. Every caller, synchronous ones included, sees
-    `Sandbox.Timedout`: what Lambda answers when a function times out.
+    invocation is stopped again, and its execution environment is not reused (the
+    next invocation starts cold, as after a real timeout). Every caller, synchronous
+    ones included, sees `Sandbox.Timedout`: what Lambda answers when a function times
+    out.
   - `throttle@lambda` / `outage@lambda`: invocations made outside the Invoke API (the
     delivery's pollers, rule targets and asynchronous queue; `SandboxSession.invoke`)
     end without running, with `TooManyRequestsException` / `ServiceException`; the
@@ -57,7 +59,9 @@ Where each fault acts:
     response above.
 
 Approximations: a lost reply or a stop takes no virtual time (a real timeout costs the
-caller the function's timeout); SQS answers in its JSON protocol only (botocore's).
+caller the function's timeout); SQS answers in its JSON protocol only (botocore's); the
+delivery counts a refused invocation as a failed attempt (Lambda retries a throttled
+asynchronous event for up to six hours without using up its retry attempts).
 """
 
 from __future__ import annotations
@@ -506,6 +510,7 @@ class FaultInjector:
         if self.plan.draw("timeout-mid", function=function, service="lambda"):
             with self._lock:
                 self._stopped.add(request_id)
+            invocation.discard = True  # Lambda restarts a timed-out environment
             raise FunctionTimedOut(self._stop_message(invocation.spec.timeout))
 
     @staticmethod
