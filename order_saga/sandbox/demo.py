@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from eventcraft_sandbox.faults import Fault, FaultError
-from order_saga.sandbox.session import FINAL_STATUSES, OrderSagaSession
+from order_saga.sandbox.session import FINAL_STATUSES, InvocationFailedError, OrderSagaSession
 
 __all__ = [
     "DemoInputError",
@@ -94,6 +94,12 @@ DEFAULT_ORDERS: Final = 15
 # --redrive: rounds of "redrive every DLQ, run until quiet" at most (a message that
 # fails again each time stays in its DLQ and the verdict says so).
 REDRIVE_ROUNDS: Final = 3
+# The client: place-order's refusals are final; anything else is retried with the same
+# request id, backing off 2, 4, ... seconds (at most 60) for at most 40 attempts (~35
+# virtual minutes: longer than a regional service's usual outage).
+CLIENT_REFUSALS: Final = frozenset({"InvalidOrderError", "RequestIdReusedError"})
+CLIENT_ATTEMPTS: Final = 40
+CLIENT_BACKOFF_CAP_SECONDS: Final = 60.0
 ORDER_INTERVAL_SECONDS: Final = 0.0
 KNOWN_CUSTOMERS: Final = 20
 # Catalog: (sku, price as a share of the high-value threshold).
@@ -439,22 +445,37 @@ def _schedule_requests(
     numbered: Sequence[tuple[int, Mapping[str, Any]]],
     rejected: list[dict[str, Any]] | None,
 ) -> list[str]:
-    """Place each request through `place-order` at the start of the run (a burst).
-    Refusals go to `rejected` by line (an orders file: a result) or, without it, to the
-    list returned (the generated mix: a broken invariant); both fill while it runs."""
+    """Place each request through `place-order` at the start of the run (a burst), as a
+    careful client does: a refusal is final, any other failure (a timeout, a throttled
+    or unavailable service) is retried with the same `clientRequestId` after a capped
+    exponential backoff in virtual time (place-order answers a retry with the order it
+    placed). Refusals go to `rejected` by line (an orders file: a result) or, without
+    it, to the list returned (the generated mix: a broken invariant); both fill while
+    it runs, as do `session.client_retries`."""
     refused: list[str] = []
+
+    def place(line: int, request: Mapping[str, Any], attempt: int) -> None:
+        try:
+            session.submit_order(request)
+        except InvocationFailedError as exc:
+            transient = exc.result.error_type not in CLIENT_REFUSALS
+            if transient and attempt < CLIENT_ATTEMPTS:
+                session.client_retries += 1
+                delay = min(CLIENT_BACKOFF_CAP_SECONDS, 2.0**attempt)
+                session.scheduler.call_later(
+                    delay, "client place-order retry", lambda: place(line, request, attempt + 1)
+                )
+            elif rejected is None:
+                refused.append(f"{request.get('clientRequestId')}: {exc}")
+            else:
+                rejected.append({"line": line, "error": _refusal(exc)})
+
     for index, (line, request) in enumerate(numbered):
-
-        def place(line: int = line, request: Mapping[str, Any] = request) -> None:
-            try:
-                session.submit_order(request)
-            except RuntimeError as exc:
-                if rejected is None:
-                    refused.append(f"{request['clientRequestId']}: {exc}")
-                else:
-                    rejected.append({"line": line, "error": _refusal(exc)})
-
-        session.scheduler.call_later(index * ORDER_INTERVAL_SECONDS, "client place-order", place)
+        session.scheduler.call_later(
+            index * ORDER_INTERVAL_SECONDS,
+            "client place-order",
+            lambda line=line, request=request: place(line, request, 1),  # type: ignore[misc]
+        )
     return refused
 
 
@@ -536,6 +557,7 @@ def _collect(
         "saga_mode": session.outputs.get("sagaMode"),
         "cancelled_at_step": dict(sorted(failed_steps.items())),
         "duplicates_delivered": sum(session.duplicates.values()),
+        "client_retries": session.client_retries,
         "function_errors": session.invocation_errors,
         "faults": session.fault_counts,
     }

@@ -118,6 +118,7 @@ class OrderSagaSession(SandboxSession):
         self.observed_event_ids: set[str] = set()  # every event seen on the bus, by id
         self.initial_stock: dict[str, int] = {}
         self.placed: list[str] = []  # order ids, in placing order
+        self.client_retries = 0  # requests a client sent again after a failure (demo)
 
     def dead_letter_queues(self) -> dict[str, str]:
         """Every DLQ the outputs name -> its URL (names as `python -m ops dlq list`)."""
@@ -177,8 +178,10 @@ class OrderSagaSession(SandboxSession):
         if result.error_type:
             raise InvocationFailedError("place-order", result)
         answer = dict(result.payload)
-        if answer.get("created"):
-            with self._lock:
+        # A retry answered with the order placed before (`created` false) is that order:
+        # recorded once, whether the first answer was seen or lost.
+        with self._lock:
+            if answer.get("orderId") and str(answer["orderId"]) not in self.placed:
                 self.placed.append(str(answer["orderId"]))
         return answer
 
