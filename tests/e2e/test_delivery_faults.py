@@ -11,7 +11,6 @@ One run (a module fixture) is read by each test.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -37,6 +36,7 @@ class FaultyRun:
     statuses: dict[str, str]  # orderId -> status
     expected: dict[str, str]  # orderId -> the status its customer and stock decide
     outcome_event_ids: dict[str, set[str]]  # orderId -> eventIds of its outcome events
+    outcome_puts: int  # outcome events put on the bus (a republished one counts again)
     fault_counts: dict[str, int]
     dead_lettered: dict[str, int]
     stock: dict[str, int]
@@ -44,7 +44,7 @@ class FaultyRun:
 
 
 @pytest.fixture(scope="module")
-def run() -> Iterator[FaultyRun]:
+def run() -> FaultyRun:
     bus = EventLog()
     session = OrderSagaSession("dev", config=DETERMINISTIC, seed=SEED, on_event=bus)
     # OrderSagaSession takes no `faults` yet: the generic session's, before it starts.
@@ -72,18 +72,22 @@ def run() -> Iterator[FaultyRun]:
 
         orders = session.orders()
         outcome_ids: dict[str, set[str]] = {order_id: set() for order_id in expected}
+        outcome_puts = 0
         for event in bus.events:
             if event.detail_type in OUTCOMES and event.order_id in outcome_ids:
                 outcome_ids[event.order_id].add(event.event_id)
-        yield FaultyRun(
+                outcome_puts += 1
+        result = FaultyRun(
             statuses={o: str((orders.get(o) or {}).get("status")) for o in expected},
             expected=expected,
             outcome_event_ids=outcome_ids,
+            outcome_puts=outcome_puts,
             fault_counts=session.fault_counts,
             dead_lettered=nonempty_dlqs(session),
             stock=session.stock(),
             invariants=session.invariants(),
         )
+    return result  # the session stopped: moto holds one sandbox at a time
 
 
 def test_the_faults_were_injected(run: FaultyRun) -> None:
@@ -126,11 +130,13 @@ def test_money_stock_and_the_read_model_invariants_hold(run: FaultyRun) -> None:
         "eventId: when the outbox relay's DynamoDB stream batch is read again "
         "(redeliver@dynamodb), the relay publishes the same OrderCompleted / "
         "OrderCancelled (same detail.eventId) a second time, and the check reports "
-        "e.g. '17 OrderCompleted and 6 OrderCancelled events for 15 + 5 orders' "
-        "(issue #10: count one outcome per order by event id, not by delivery)"
+        "more outcome events than orders ('N OrderCompleted and M OrderCancelled events "
+        "for n + m orders'); issue #10 asks to count them by event id, not by delivery"
     ),
 )
 def test_the_one_outcome_event_per_order_invariant_holds(run: FaultyRun) -> None:
+    if run.outcome_puts == len(run.expected):
+        pytest.skip("no outcome event was published twice in this run: nothing to count")
     assert run.invariants.results["one_outcome_event_per_order"], run.invariants.problems
 
 
