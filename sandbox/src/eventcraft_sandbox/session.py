@@ -393,7 +393,7 @@ class SandboxSession:
             self.fault_injector = FaultInjector(
                 self.faults,
                 clock=self.clock,
-                functions=deployment.outputs.get("functions") or {},
+                functions=functions,
                 account=runtime.default_account,
             )
             stack.enter_context(self.fault_injector.installed(runtime))
