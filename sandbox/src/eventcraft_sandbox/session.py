@@ -376,7 +376,15 @@ class SandboxSession:
                 admin=sandbox.admin, clock=self.clock, timeout_scale=self._timeout_scale
             )
             self._clients = _DeliveryClients(sandbox)
-            delivery = Delivery(self.scheduler, runtime, deployment.records, self._clients)
+            functions: Mapping[str, str] = deployment.outputs.get("functions") or {}
+            delivery = Delivery(
+                self.scheduler,
+                runtime,
+                deployment.records,
+                self._clients,
+                faults=self.faults,
+                function_names={name: short for short, name in functions.items()},
+            )
             runtime.event_dispatcher = delivery.dispatch_event
             delivery.lambda_async.dead_letter_targets.update(_dead_letter_targets(deployment))
             stack.enter_context(runtime)
@@ -385,7 +393,7 @@ class SandboxSession:
             self.fault_injector = FaultInjector(
                 self.faults,
                 clock=self.clock,
-                functions=deployment.outputs.get("functions") or {},
+                functions=functions,
                 account=runtime.default_account,
             )
             stack.enter_context(self.fault_injector.installed(runtime))
