@@ -69,6 +69,17 @@ log = logging.getLogger(__name__)
 Stop = Literal["timeout", "backstop"]  # why the runtime stopped an invocation
 
 
+class _SizeUnchecked:
+    """`sys` for moto's Lambda responses, whose only use is its response size check."""
+
+    @staticmethod
+    def getsizeof(value: object, default: int = 0) -> int:
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys, name)
+
+
 _HOST_ENV_KEPT = frozenset(
     {"PATH", "HOME", "TMPDIR", "TEMP", "TMP", "LANG", "LC_ALL", "LC_CTYPE", "SYSTEMROOT",
      "PYTHONHASHSEED"}
@@ -535,6 +546,7 @@ class LambdaRuntime:
         return self
 
     def _install_hooks(self) -> None:
+        from moto.awslambda import responses as lambda_responses
         from moto.awslambda.models import LambdaFunction
         from moto.awslambda.responses import LambdaResponse
 
@@ -545,6 +557,10 @@ class LambdaRuntime:
         self._patches.set(
             LambdaResponse, "invoke_async", api_entry(LambdaResponse.invoke_async, "Event")
         )
+        # moto refuses responses whose sys.getsizeof (object overhead included) is over
+        # 6,000,000, where Lambda allows 6,291,556 bytes: the runtime enforces Lambda's
+        # limit itself (MAX_RESPONSE_BYTES), so moto's check sees no size.
+        self._patches.set(lambda_responses, "sys", _SizeUnchecked())
         for name in SFN_CLIENT_MODULES:
             module = importlib.import_module(name)
             original = module.boto_client_for
