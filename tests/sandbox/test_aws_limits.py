@@ -488,3 +488,23 @@ def test_the_limits_can_be_those_of_256_kb_payloads() -> None:
         with pytest.raises(ClientError) as refused:
             events.put_events(Entries=[entry_of(256 * 1024 + 1)])
         assert error(refused)[0] == "ValidationException"
+
+
+def test_stopping_the_sandbox_restores_moto_exactly() -> None:
+    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import LimitedSizeDict
+    from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
+
+    hooked = [
+        (BotocoreStubber, "process_request"),
+        (DynamoDBBackend, "put_item"),
+        (DynamoDBBackend, "update_item"),
+        (DynamoDBBackend, "transact_write_items"),
+        (UpdateExpressionExecutor, "execute"),
+        (LimitedSizeDict, "__setitem__"),
+    ]
+    before = [vars(owner)[name] for owner, name in hooked]
+    with Sandbox():
+        assert all(vars(o)[n] is not b for (o, n), b in zip(hooked, before, strict=True))
+    assert [vars(owner)[name] for owner, name in hooked] == before

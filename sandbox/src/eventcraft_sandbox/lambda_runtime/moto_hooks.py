@@ -192,7 +192,8 @@ _HOOKS = (
     ),
 )
 
-# What `eventcraft_sandbox.limits` hooks (DynamoDB item sizes), checked when it installs.
+# What `eventcraft_sandbox.limits` hooks (DynamoDB item sizes), checked when it installs
+# (it also wraps DynamoDBBackend.transact_write_items, passing every argument through).
 LIMITS_HOOKS = (
     _Hook(
         "moto.dynamodb.models",
@@ -224,9 +225,6 @@ LIMITS_HOOKS = (
             "condition_expression",
             "return_values_on_condition_check_failure",
         ),
-    ),
-    _Hook(
-        "moto.dynamodb.models", "DynamoDBBackend.transact_write_items", ("self", "transact_items")
     ),
     _Hook("moto.dynamodb.models", "DynamoDBBackend.get_keys_value", ("self", "table", "keys")),
     _Hook("moto.dynamodb.parsing.executors", "UpdateExpressionExecutor.execute", ("self", "node")),
