@@ -1009,16 +1009,23 @@ def test_sleeps_outside_invocations_stay_real_and_uninstall_restores_time_sleep(
 ) -> None:
     import botocore.retries.standard as standard
 
+    import eventcraft.publisher as publisher
+
     real_sleep = time.sleep
     captured = standard.RetryHandler.__init__.__defaults__
+    # Both captured time.sleep when they were defined: botocore's standard retries as
+    # a default argument, eventcraft's Publisher as a keyword-only default.
+    assert publisher.Publisher.__init__.__kwdefaults__["sleep"] is real_sleep
     with LambdaRuntime():
         assert time.sleep is not real_sleep
         assert real_sleep not in (standard.RetryHandler.__init__.__defaults__ or ())
+        assert publisher.Publisher.__init__.__kwdefaults__["sleep"] is time.sleep
         started = time.monotonic()
         time.sleep(0.05)  # this thread runs no invocation: a real sleep
         assert time.monotonic() - started >= 0.05
     assert time.sleep is real_sleep
     assert standard.RetryHandler.__init__.__defaults__ == captured
+    assert publisher.Publisher.__init__.__kwdefaults__["sleep"] is real_sleep
 
 
 def test_a_blocked_handler_is_stopped_by_the_backstop_not_as_lambdas_timeout(
