@@ -72,6 +72,31 @@ def test_put_events_accepts_1_mib_of_entries_and_refuses_a_byte_more(sandbox: Sa
     )
 
 
+def test_put_rule_refuses_numbers_beyond_eventbridges_range_and_other_invalid_patterns(
+    sandbox: Sandbox,
+) -> None:
+    """moto stores any pattern; EventBridge refuses numeric matching beyond +-5.0e9
+    (and the invalid patterns of the conformance data) with InvalidEventPatternException."""
+    events = sandbox.client("events")
+    within = {"detail": {"amount": [{"numeric": [">", 0, "<=", 5_000_000_000]}]}}
+    events.put_rule(Name="within", EventPattern=json.dumps(within))
+    assert events.describe_rule(Name="within")["EventPattern"] == json.dumps(within)
+    beyond = {"detail": {"amount": [{"numeric": [">", 5_000_000_001]}]}}
+    with pytest.raises(ClientError) as refused:
+        events.put_rule(Name="beyond", EventPattern=json.dumps(beyond))
+    assert error(refused) == (
+        "InvalidEventPatternException",
+        'Event pattern is not valid. Reason: detail.amount: numeric value for ">" 5000000001 '
+        "is out of range; EventBridge compares numbers between -5000000000 and 5000000000 "
+        "inclusive",
+    )
+    with pytest.raises(ClientError) as unknown:
+        events.put_rule(Name="unknown", EventPattern='{"detail": {"a": [{"gremlin": 1}]}}')
+    assert error(unknown)[0] == "InvalidEventPatternException"
+    names = [r["Name"] for r in events.list_rules()["Rules"]]
+    assert names == ["within"]
+
+
 def test_the_entry_size_is_eventbridges_formula() -> None:
     entry = {
         "Source": "shop",  # 4

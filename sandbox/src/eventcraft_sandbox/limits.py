@@ -14,7 +14,9 @@ Where each check sits:
   Invoke / InvokeAsync and BatchWriteItem. The raw request is what AWS measures, and an
   error answered there leaves moto's state untouched. The error responses are built
   for the JSON protocols these services use with the pinned botocore (SQS speaks JSON
-  with `x-amzn-query-error`, which gives botocore the query-era error code).
+  with `x-amzn-query-error`, which gives botocore the query-era error code). PutRule's
+  event pattern is checked there too, with the pattern validator of
+  `pulumi_eventcraft.event_pattern` (EventBridge's numeric range, operators, size).
 - DynamoDB item sizes are checked inside moto's backend, where the item a write
   produces exists: `put_item` (PutItem, TransactWriteItems Put, BatchWriteItem,
   PartiQL) before it stores anything, and `UpdateExpressionExecutor.execute`
@@ -434,6 +436,8 @@ class AwsLimitsPatch:
         operation = target.rsplit(".", 1)[-1]
         if service == "events" and operation == "PutEvents":
             return self._put_events(_json_body(request))
+        if service == "events" and operation == "PutRule":
+            return self._put_rule(_json_body(request))
         if service == "sqs" and operation in ("SendMessage", "SendMessageBatch"):
             return self._sqs_send(operation, _json_body(request), url.hostname or "")
         if service == "dynamodb" and operation == "BatchWriteItem":
@@ -453,6 +457,23 @@ class AwsLimitsPatch:
                 "Total size of the entries in the request is over the limit.",
                 "json",
             )
+        return None
+
+    @staticmethod
+    def _put_rule(body: Mapping[str, Any] | None) -> _Refusal | None:
+        """A rule's pattern is checked as EventBridge checks it (moto checks 3 of the 38
+        invalid patterns of the conformance data): among the rules, numeric matching
+        only within -5.0e9..5.0e9, and 2048 characters at most (the default quota)."""
+        from pulumi_eventcraft.event_pattern import InvalidEventPatternError, validate_pattern
+
+        pattern = (body or {}).get("EventPattern")
+        if not isinstance(pattern, str) or not pattern:
+            return None
+        try:
+            validate_pattern(pattern)
+        except InvalidEventPatternError as exc:
+            message = f"Event pattern is not valid. Reason: {exc}"
+            return _Refusal(400, "InvalidEventPatternException", message, "json")
         return None
 
     def _sqs_send(
