@@ -285,7 +285,7 @@ class SandboxSession:
       0), among those whose source starts with `duplicate_sources` (default
       `"<project>."`); `seed`: for that choice (default 0);
     - `clock_start`: the virtual clock's start (epoch seconds; default: now);
-    - `timeout_scale`: CPU seconds of a handler per second of its function timeout (default 1.0;
+    - `timeout_scale`: CPU seconds of a handler per second of its timeout (default 1.0);
     - `on_event`: called with each event put on the bus (not replays, not
       duplicates), from whatever thread put it: keep it short;
     - `faults`: the faults AWS really produces, injected into the run
