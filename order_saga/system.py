@@ -695,6 +695,9 @@ class OrderSaga(pulumi.ComponentResource):
                 ),
                 name="sqs",
             )
+        # The consumer dead-letters what will not succeed itself, with the error
+        # (eventcraft.batch dead_letter): SQS's own redrive records none.
+        function.grant(f"dead-letter-{queue_name}", queue.dlq.send_statements())
         reserved = function.reserved_concurrency
         self._mapping(
             f"{queue_name}-consumer",
