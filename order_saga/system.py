@@ -350,6 +350,7 @@ class OrderSaga(pulumi.ComponentResource):
         protect = config.deletion_protection
         layouts: dict[str, TableArgs] = {
             # pk = order#<id> | request#<customer>#<request id> (place_order, saga_progress)
+            # | import#<sha256 of bucket/key/etag> (import_orders' checkpoints)
             "orders": state_table("pk", deletion_protection=protect),
             # pk = sku#<sku> | reservation#<order id> (reserve/release_inventory)
             "inventory": state_table("pk", deletion_protection=protect),
