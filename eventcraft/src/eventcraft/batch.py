@@ -15,7 +15,8 @@ SQS dead-lettering with the error (`dead_letter=True`): SQS moves a message that
 record that will not succeed (its error is permanent: `retryable = False` on the
 exception, a PoisonRecordError or a pydantic ValidationError; or this was its last
 receive) is sent by the consumer itself to the DLQ of its queue's redrive policy, with
-the attributes ERROR_CODE (the exception's type), ERROR_MESSAGE (its text, made
+the attributes ERROR_CODE (an AWS error's code, else the exception's type), ERROR_MESSAGE
+(its text, made
 acceptable to SQS) and SOURCE_QUEUE_ARN, then counts as handled: a poison message is
 dead-lettered at once, with its reason, instead of being received maxReceiveCount times.
 The role needs `sqs:SendMessage` on that DLQ (and `sqs:GetQueueAttributes` on the source
@@ -195,6 +196,14 @@ def _attribute_for_send(value: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def error_code(error: BaseException) -> str:
+    """An AWS error's code (e.g. AccessDeniedException), else the exception's type."""
+    response = getattr(error, "response", None)
+    details = response.get("Error") if isinstance(response, Mapping) else None
+    code = details.get("Code") if isinstance(details, Mapping) else None
+    return str(code) if code else type(error).__name__
+
+
 def dead_letter_message(
     raw: Mapping[str, Any], error: BaseException, *, dlq_url: str
 ) -> dict[str, Any]:
@@ -202,7 +211,7 @@ def dead_letter_message(
     from eventcraft.text import sqs_text  # lazy: only on a failure
 
     ours = {
-        ERROR_CODE: {"DataType": "String", "StringValue": type(error).__name__},
+        ERROR_CODE: {"DataType": "String", "StringValue": error_code(error)},
         ERROR_MESSAGE: {
             "DataType": "String",
             "StringValue": sqs_text(str(error) or type(error).__name__, MAX_ERROR_MESSAGE),
