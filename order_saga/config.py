@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from contracts import REGISTRY
+from contracts import ISO_4217, MAX_CENTS, REGISTRY
 from pulumi_eventcraft.config import load_config
 from pulumi_eventcraft.function import LOG_RETENTION_DAYS
 
@@ -41,7 +41,19 @@ def _matching(regex: str, what: str) -> AfterValidator:
 
 
 AccountId = Annotated[str, _matching(r"\d{12}", "a 12-digit AWS account id")]
-Currency = Annotated[str, _matching(r"[A-Z]{3}", "a 3-letter ISO 4217 currency code, e.g. USD")]
+
+
+def _iso_currency(value: str) -> str:
+    if value not in ISO_4217:
+        raise ValueError("must be an ISO 4217 currency code an order can be paid in, e.g. USD")
+    return value
+
+
+Currency = Annotated[
+    str,
+    _matching(r"[A-Z]{3}", "a 3-letter ISO 4217 currency code, e.g. USD"),
+    AfterValidator(_iso_currency),
+]
 Email = Annotated[str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")]
 OrganizationId = Annotated[
     str, _matching(r"o-[a-z0-9]{10,32}", "an AWS Organizations id like o-abcd123456")
@@ -90,8 +102,9 @@ class OrderSagaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     saga_mode: SagaMode = Field("both", alias="sagaMode")
-    # EventBridge numeric matching takes numbers up to 5e9: the threshold in cents too.
-    high_value_threshold: float = Field(1000.0, alias="highValueThreshold", gt=0, le=50_000_000)
+    # Below the largest order total (contracts.MAX_CENTS, what EventBridge numeric matching
+    # compares exactly): at or above it no order could ever be flagged.
+    high_value_threshold: float = Field(1000.0, alias="highValueThreshold", gt=0)
     default_currency: Currency = Field("USD", alias="defaultCurrency")
     archive_retention_days: int = Field(30, alias="archiveRetentionDays", ge=1, le=3650)
     log_retention_days: Annotated[int, AfterValidator(_log_retention)] = Field(
@@ -165,6 +178,12 @@ class OrderSagaConfig(BaseModel):
         # flags every order).
         if abs(value * 100 - round(value * 100)) > 1e-6:
             raise ValueError("must be a whole number of cents (at most 2 decimals)")
+        if round(value * 100) >= MAX_CENTS:
+            raise ValueError(
+                f"must be below {MAX_CENTS // 100}: an order totals at most {MAX_CENTS} "
+                "cents (the largest number EventBridge's numeric matching compares), so "
+                "no order would ever be reviewed"
+            )
         return value
 
     @field_validator("partner_account_ids")

@@ -350,6 +350,7 @@ class OrderSaga(pulumi.ComponentResource):
         protect = config.deletion_protection
         layouts: dict[str, TableArgs] = {
             # pk = order#<id> | request#<customer>#<request id> (place_order, saga_progress)
+            # | import#<sha256 of bucket/key/etag> (import_orders' checkpoints)
             "orders": state_table("pk", deletion_protection=protect),
             # pk = sku#<sku> | reservation#<order id> (reserve/release_inventory)
             "inventory": state_table("pk", deletion_protection=protect),
@@ -695,6 +696,9 @@ class OrderSaga(pulumi.ComponentResource):
                 ),
                 name="sqs",
             )
+        # The consumer dead-letters what will not succeed itself, with the error
+        # (eventcraft.batch dead_letter): SQS's own redrive records none.
+        function.grant(f"dead-letter-{queue_name}", queue.dlq.send_statements())
         reserved = function.reserved_concurrency
         self._mapping(
             f"{queue_name}-consumer",

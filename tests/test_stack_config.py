@@ -87,6 +87,20 @@ def test_values_arrive_as_strings_and_json_like_from_the_cli() -> None:
             "0.001",
             "order-saga:highValueThreshold = '0.001': must be a whole number of cents",
         ),
+        # An order totals at most contracts.MAX_CENTS (what EventBridge's numeric
+        # matching compares): a threshold at it would never flag an order (#11 point 6).
+        (
+            "highValueThreshold",
+            "50000000",
+            "order-saga:highValueThreshold = '50000000': must be below 50000000: an order "
+            "totals at most 5000000000 cents",
+        ),
+        (
+            "defaultCurrency",
+            "ZZZ",
+            "order-saga:defaultCurrency = 'ZZZ': must be an ISO 4217 currency code an order "
+            "can be paid in",
+        ),
         (
             "partnerAccountIds",
             '["111122223333", "111122223333"]',

@@ -86,5 +86,6 @@ def progress(event: Event) -> dict[str, Any]:
 
 
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
-    """An EventBridge saga event, or an SQS batch of them (partial batch response)."""
-    return envelopes.dispatch(event, context, progress)
+    """An EventBridge saga event, or an SQS batch of them (partial batch response; a
+    record that will not succeed goes to the queue's DLQ with its error)."""
+    return envelopes.dispatch(event, context, progress, dead_letter=True)
