@@ -711,7 +711,7 @@ class OrderSaga(pulumi.ComponentResource):
             function,
             SqsSource(
                 queue=queue,
-                batch_size=10,
+                batch_size=10,  # a failed record goes back alone (partial batch response)
                 # Throttle at the poller, not the function: a throttled batch would
                 # count as a receive and move toward the DLQ.
                 maximum_concurrency=reserved if reserved is not None and reserved >= 2 else None,

@@ -199,12 +199,17 @@ class TestChoreography:
         e2e.run()
 
         assert_shipped_and_paid(e2e, order_id, sku, initial=10)
-        refused = [
-            call.result.payload
+        refusals = [
+            call
             for function in ("refund-payment", "release-inventory")
             for call in e2e.calls.of(function)
             if isinstance(call.result.payload, dict)
             and call.result.payload.get("orderId") == order_id
         ]
-        assert [r["action"] for r in refused] == ["REFUSED", "REFUSED", "REFUSED"]
+        assert [c.result.payload["action"] for c in refusals] == ["REFUSED"] * 3
+        # Each says why, in its answer and in its log.
+        for call in refusals:
+            assert call.result.payload["reason"].startswith(f"order {order_id} has shipped")
+            assert f"{order_id} has shipped" in call.result.logs
+        assert "not refunding order" in refusals[0].result.logs
         assert_invariants(e2e.session)
