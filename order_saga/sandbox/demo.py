@@ -18,7 +18,7 @@ with their roles, events delivered with AWS's semantics on a virtual clock):
    stock for about 1.5 times the demand, except one SKU stocked for about half of it
    (it runs out while the orders come in);
 3. places N orders through the `place-order` function, all at the start (a burst: the
-   queues, the FIFO payments and the stock's conditional writes see them together),
+   queues, the payments and the stock's conditional writes see them together),
    from a seeded mix of customers: known ones, unknown ones (no customer record: the
    enrichment and credit check still run), `declined-*` ones (the payment provider
    declines them: a share P/2, or 5%) and `undeliverable-*` ones (the carrier refuses
