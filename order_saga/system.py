@@ -124,7 +124,7 @@ from pulumi_eventcraft.event_source import (
     SqsSource,
     dynamodb_insert_only,
 )
-from pulumi_eventcraft.function import Function, FunctionArgs, scoped_name
+from pulumi_eventcraft.function import Function, FunctionArgs, RecursiveLoop, scoped_name
 from pulumi_eventcraft.layer import DependencyLayer, DependencyLayerArgs
 from pulumi_eventcraft.outbox_relay import OutboxRelay, OutboxRelayArgs
 from pulumi_eventcraft.queue import (
@@ -557,6 +557,7 @@ class OrderSaga(pulumi.ComponentResource):
         environment: Mapping[str, pulumi.Input[str]],
         reserved: bool = True,
         async_on_failure: DeadLetterQueue | bool = False,
+        recursive_loop: RecursiveLoop = "Terminate",
     ) -> FunctionArgs:
         config = self.config
         return FunctionArgs(
@@ -571,6 +572,7 @@ class OrderSaga(pulumi.ComponentResource):
             log_level=_FUNCTION_LOG_LEVEL[config.log_level],
             layer=self.layer,
             async_on_failure=async_on_failure,
+            recursive_loop=recursive_loop,
             alarm_actions=self._actions,
         )
 
@@ -600,10 +602,12 @@ class OrderSaga(pulumi.ComponentResource):
                 environment={**self._settings(spec), **wiring.environment},
                 reserved=spec.reserved,
                 async_on_failure=on_failure,
+                # A handler that may invoke its own function continues itself on purpose.
+                recursive_loop="Allow" if wiring.own_actions else "Terminate",
             ),
             self._child,
         )
-        for grant, statements in wiring.grants.items():
+        for grant, statements in {**wiring.grants, **wiring.own_grants(function.arn)}.items():
             function.grant(grant, statements)
         return function
 
