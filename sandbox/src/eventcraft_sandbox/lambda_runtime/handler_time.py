@@ -21,13 +21,18 @@ thread unwinds with `InvocationTimedOut` (a BaseException, so handler code's
 `except Exception` does not swallow it). Sleeps on any other thread (the sandbox's own,
 a test's, threads a handler starts) are real.
 
+The handler's clock (`time.time()`, `datetime.now()`, ...) reads the same time on
+that thread: the virtual clock at the invocation's start plus its elapsed time
+(`HandlerTime.now`, `handler_clock`).
+
 `time.sleep` is looked up at call time by most code (botocore's legacy retries and
 waiters, `time.sleep(...)` in handlers), but some code captured the function object
 when it was defined: a default argument (botocore's standard-mode `RetryHandler`,
-eventcraft's `Publisher`) or a module-level `from time import sleep`. `install` also
-points those at `virtual_sleep`, in every module already imported; modules imported
-later capture `virtual_sleep` itself. Everything is restored by the runtime's
-uninstall.
+eventcraft's `Publisher`) or a module-level `from time import sleep`; the same goes
+for the clock (`from datetime import datetime`, `clock=time.time`).
+`install_handler_time` also points those at the replacements, in every module already
+imported (`captured`); modules imported later capture the replacements themselves.
+The runtime's uninstall restores everything, those later captures included.
 """
 
 from __future__ import annotations
@@ -36,15 +41,14 @@ import numbers
 import sys
 import threading
 import time
-import types
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from eventcraft_sandbox.lambda_runtime import handler_clock
+from eventcraft_sandbox.lambda_runtime.captured import Replacements, rebind_captured
+from eventcraft_sandbox.lambda_runtime.moto_hooks import Patches
 from eventcraft_sandbox.lambda_runtime.thread_state import STATE
 
-if TYPE_CHECKING:
-    from eventcraft_sandbox.lambda_runtime.moto_hooks import Patches
-
-__all__ = ["HandlerTime", "InvocationTimedOut", "install_virtual_sleep", "virtual_sleep"]
+__all__ = ["HandlerTime", "InvocationTimedOut", "install_handler_time", "virtual_sleep"]
 
 REAL_SLEEP = time.sleep
 
@@ -74,11 +78,21 @@ class HandlerTime:
     `start(limit)` is called on the worker thread at the start of each phase (init,
     then the handler), `limit` being the phase's timeout in function seconds. Every
     other method may be called from any thread.
+
+    `clock`: the runtime's clock (None: the handler's clock is the real one);
+    `caller`: the time of the invocation waiting on this one (a synchronous invoke),
+    whose present this one's clock starts no earlier than.
     """
 
-    def __init__(self, *, timeout_scale: float, clock: Any = None) -> None:
+    def __init__(
+        self, *, timeout_scale: float, clock: Any = None, caller: HandlerTime | None = None
+    ) -> None:
         self.timeout_scale = timeout_scale
         self._advance = getattr(clock, "advance", None)  # a VirtualClock moves; time() only
+        self._clock_time = getattr(clock, "time", None)
+        self._not_before = caller.now() if caller is not None else None
+        self._base: float | None = None  # the clock when the worker thread started
+        self._last_now = 0.0  # the latest now(): it never goes back
         self._lock = threading.Lock()
         self.limit = 0.0
         self.slept = 0.0  # virtual seconds slept, all phases
@@ -103,6 +117,7 @@ class HandlerTime:
             except (AttributeError, OSError):
                 self._clock_id = None
             self._real_start = time.monotonic()
+            self._base = self._clock_start()
             self._started = True
         with self._lock:
             self.limit = limit
@@ -183,6 +198,26 @@ class HandlerTime:
         """Function seconds left in the current phase (never below 0)."""
         return max(0.0, self.limit - self.elapsed())
 
+    def now(self) -> float | None:
+        """The handler's clock in epoch seconds: the runtime's clock when the invocation
+        started plus its elapsed time (all phases), never less than a previous reading;
+        None without a clock (see `handler_clock`)."""
+        base = self._base if self._base is not None else self._clock_start()
+        if base is None:
+            return None
+        value = base + self.elapsed_total()
+        with self._lock:
+            if value < self._last_now:
+                return self._last_now
+            self._last_now = value
+        return value
+
+    def _clock_start(self) -> float | None:
+        if self._clock_time is None:
+            return None
+        start = float(self._clock_time())
+        return start if self._not_before is None else max(start, self._not_before)
+
     def real_seconds(self) -> float:
         """Wall-clock seconds since the current phase started (for the backstop only)."""
         return time.monotonic() - self._real_phase_start
@@ -194,41 +229,34 @@ class HandlerTime:
 
 # ----------------------------------------------------------------------- install
 
+# Modules not searched for captured references: the replaced modules (set by name
+# below) and those that keep the originals on purpose.
+_NOT_REBOUND = ("time", "datetime", "_datetime", __name__, handler_clock.__name__)
 
-def install_virtual_sleep(patches: Patches) -> None:
-    """Point `time.sleep`, and every captured reference to it in the modules imported so
-    far, at `virtual_sleep` (undone with `patches`)."""
+
+def install_handler_time(patches: Patches) -> None:
+    """Make `time.sleep` and the clock virtual on invocation threads (see the module
+    docstrings): in `time` and `datetime`, and wherever the modules imported so far
+    captured them. Undone with `patches`, with what modules imported meanwhile
+    captured."""
+    replacements = Replacements(
+        {REAL_SLEEP: virtual_sleep, **handler_clock.CLOCK_REPLACEMENTS},
+        bound_names=handler_clock.BOUND_NAMES,
+    )
     patches.set(time, "sleep", virtual_sleep)
-    for name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if module is time or not isinstance(namespace, dict) or name == __name__:
-            continue
-        for attribute, value in list(namespace.items()):
-            if value is REAL_SLEEP:  # `from time import sleep`
-                patches.set(module, attribute, virtual_sleep)
-            elif type(value) is types.FunctionType:
-                _rebind_defaults(patches, value)
-            elif isinstance(value, type) and vars(value).get("__module__") == name:
-                # vars(), not getattr(): lazy modules (six.moves) import on attribute access
-                for member in list(vars(value).values()):
-                    function = (
-                        member.__func__
-                        if isinstance(member, staticmethod | classmethod)
-                        else member
-                    )
-                    if type(function) is types.FunctionType:
-                        _rebind_defaults(patches, function)
+    for module, names in handler_clock.MODULE_NAMES.items():
+        for name in names:
+            new = replacements.get(getattr(module, name))
+            if new is not None:  # else someone else's replacement (a test's): leave it
+                patches.set(module, name, new)
+    patches.on_undo(handler_clock.install_pickling())
+    imported = dict(sys.modules)
+    patches.on_undo(lambda: _rebind_imported_since(imported, replacements.inverse()))
+    rebind_captured(patches, replacements, skip=_NOT_REBOUND)
 
 
-def _rebind_defaults(patches: Patches, function: types.FunctionType) -> None:
-    defaults = function.__defaults__
-    if defaults and any(d is REAL_SLEEP for d in defaults):
-        rebound = tuple(virtual_sleep if d is REAL_SLEEP else d for d in defaults)
-        patches.set(function, "__defaults__", rebound)
-    keyword = function.__kwdefaults__
-    if keyword and any(d is REAL_SLEEP for d in keyword.values()):
-        patches.set(
-            function,
-            "__kwdefaults__",
-            {k: virtual_sleep if d is REAL_SLEEP else d for k, d in keyword.items()},
-        )
+def _rebind_imported_since(imported: dict[str, Any], originals: Replacements) -> None:
+    """Point what the modules imported since install captured back at the originals
+    (for good: nothing undoes this)."""
+    new = [(n, m) for n, m in list(sys.modules.items()) if imported.get(n) is not m]
+    rebind_captured(Patches(), originals, modules=new, skip=_NOT_REBOUND)

@@ -88,6 +88,8 @@ def _load_handler(handler: str) -> Callable[[Any, Any], Any]:
 class Invocation:
     """One invocation: run on a worker thread, waited for by the caller."""
 
+    time: HandlerTime  # its elapsed time, its clock (handler_time)
+
     def __init__(
         self,
         runtime: LambdaRuntime,
@@ -114,7 +116,12 @@ class Invocation:
         self._thread_id: int | None = None
         self.init_done = threading.Event()
         self.done = threading.Event()
-        self.time = HandlerTime(timeout_scale=runtime.timeout_scale, clock=runtime.clock)
+        caller = STATE.invocation  # made on the caller's thread: a handler invoking this
+        self.time = HandlerTime(
+            timeout_scale=runtime.timeout_scale,
+            clock=runtime.clock,
+            caller=caller.time if caller is not None else None,
+        )
         self.handler_started = False
         self.duration_ms = 0.0  # the handler phase, in function milliseconds
         self.init_ms: float | None = None
@@ -159,6 +166,12 @@ class Invocation:
                     "environment is frozen and makes no more AWS calls"
                 )
             self._requests += 1
+
+    @property
+    def in_request(self) -> bool:
+        """An AWS request of this invocation is being handled (moto runs it on the
+        invocation's thread): read on that thread."""
+        return self._requests > 0
 
     def leave_request(self) -> None:
         """The request ended: a thread frozen meanwhile stops here."""

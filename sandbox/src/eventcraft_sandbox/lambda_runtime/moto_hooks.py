@@ -273,21 +273,24 @@ def require_moto_hooks(hooks: tuple[_Hook, ...] = _HOOKS) -> None:
 
 
 class Patches:
-    """Attribute replacements, undone in reverse order."""
+    """Attribute replacements (and other changes, `on_undo`), undone in reverse order."""
 
     def __init__(self) -> None:
-        self._undo: list[tuple[Any, str, Any]] = []
+        self._undo: list[Callable[[], None]] = []
 
     def set(self, owner: Any, name: str, value: Any) -> None:
         # A class's own __dict__ entry keeps staticmethod/classmethod wrappers intact.
         old = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
-        self._undo.append((owner, name, old))
+        self._undo.append(functools.partial(setattr, owner, name, old))
         setattr(owner, name, value)
+
+    def on_undo(self, action: Callable[[], None]) -> None:
+        """Run `action` when undoing, in its place among the replacements."""
+        self._undo.append(action)
 
     def undo(self) -> None:
         while self._undo:
-            owner, name, old = self._undo.pop()
-            setattr(owner, name, old)
+            self._undo.pop()()
 
 
 INSTALL_GUARD = threading.RLock()

@@ -35,7 +35,7 @@ from eventcraft_sandbox.lambda_runtime.containers import (
 )
 from eventcraft_sandbox.lambda_runtime.credentials import assume_role_as_service
 from eventcraft_sandbox.lambda_runtime.function_spec import FunctionSpec
-from eventcraft_sandbox.lambda_runtime.handler_time import install_virtual_sleep
+from eventcraft_sandbox.lambda_runtime.handler_time import install_handler_time
 from eventcraft_sandbox.lambda_runtime.iam import install_iam_resources, uninstall_iam_resources
 from eventcraft_sandbox.lambda_runtime.interface import (
     AdminIdentity,
@@ -99,7 +99,8 @@ class LambdaRuntime:
       account of `admin` (its ARN), else of `session_factory()`'s caller identity,
       else moto's default account; the region of that session, else us-east-1).
     - `clock`: the sandbox's clock (default: none). A handler's sleeps move it forward
-      when it has `advance(seconds)` (a `VirtualClock`); see `handler_time`.
+      when it has `advance(seconds)` (a `VirtualClock`); see `handler_time`. A
+      handler's clock reads it (none: the real clock); see `handler_clock`.
     - `timeout_scale`: CPU seconds of handler code per function second (default 1.0;
       tests use less, so that a busy loop times out sooner). Sleeps are virtual and
       count in function seconds as they are. Messages and the context still speak in
@@ -565,7 +566,7 @@ class LambdaRuntime:
             module = importlib.import_module(name)
             original = module.boto_client_for
             self._patches.set(module, "boto_client_for", sfn_client_factory(original))
-        install_virtual_sleep(self._patches)
+        install_handler_time(self._patches)
         root = logging.getLogger()
         if LOG_ROUTER not in root.handlers:
             root.addHandler(LOG_ROUTER)
