@@ -29,7 +29,10 @@ Functions execution (busy background work, so the scheduler is settling and does
 move time), or outside `run_until_quiet`. Items that fell due during the sleep are
 late, not lost: they run once the handler returns, in (due time, scheduling order),
 at the later virtual time (the sandbox does one thing at a time; in AWS they would
-have run during the sleep).
+have run during the sleep). Handler code also reads this clock as its own
+(`time.time()`, `datetime.now()` on its thread: the clock at the invocation's start
+plus the handler's elapsed time, `lambda_runtime.handler_clock`); the CPU time a
+handler uses is in its reading but does not move the clock.
 
 moto's own time and virtual time: moto stamps SQS messages and decides visibility,
 delays, receive counts' timing, retention and FIFO deduplication windows with

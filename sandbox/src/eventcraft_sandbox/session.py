@@ -366,7 +366,7 @@ class SandboxSession:
                 self.program, stack=self.stack, config=self._config(), project=self.project
             )
             self.deploy_seconds = time.perf_counter() - started
-            # The handlers stamp events with the real time: start the run from it, not
+            # Timestamps are virtual (the handlers' too): start the run from now, not
             # from before the deploy (unless the caller fixed the clock's start).
             if self._clock_follows_real_time:
                 self.clock.advance_to(round(time.time(), 3))
@@ -570,9 +570,10 @@ class SandboxSession:
         the bus, to the rules named (short names, see `RULE_NAME`, or full names)
         or all of them; returns the replay's name. Run the scheduler to deliver it.
 
-        Event time is what the producers stamped: the handlers read the real clock, not
-        the virtual one (which runs ahead by every retry wait), so take the window from
-        the events themselves."""
+        Event time is what the producers stamped, on the virtual clock (the handlers'
+        clock is virtual too: `lambda_runtime.handler_clock`), which runs ahead of the
+        real one by every retry wait: take the window from the events themselves or
+        from `clock`, not from `time.time()`."""
         archive = self.outputs.get("archiveName")
         if not archive:
             raise RuntimeError("the stack has no archive (outputs.archiveName)")

@@ -49,7 +49,9 @@ How a function runs (what Lambda does, and how it is done in one process):
   its seconds and moves the runtime's clock (the sandbox's `VirtualClock`) forward,
   so botocore's retry backoffs, a publisher's backoff and a handler's own polling
   cost no real time. The timeout and `context.get_remaining_time_in_millis()` count
-  that time; the REPORT line's Duration too.
+  that time; the REPORT line's Duration too. The handler's clock (`time.time()`,
+  `datetime.now()`, ...) is the runtime's clock at the invocation's start plus that
+  time (`handler_clock`).
 - Timeouts: past its timeout (a busy loop's CPU, or a sleep that outlasts it) the
   result is "Sandbox.Timedout" ("Task timed out after N.00 seconds"), the side
   effects made so far stay, the thread is stopped where that leaves nothing half
@@ -95,9 +97,10 @@ inside it); a handler that waits for another invocation to run concurrently (pol
 a Step Functions execution it started) runs out its timeout (in virtual time, when
 it polls with sleeps). Work due elsewhere in the sandbox while a handler sleeps runs
 after it returns, at the later virtual time (the sandbox delivers one thing at a
-time). A handler's `time.time()` stays real: a loop bounded by it that sleeps runs
-out its timeout instead. Sleeps other than `time.sleep` (`threading.Event.wait`,
-`asyncio.sleep`) are real. Code outside a
+time). A handler's `time.monotonic()` and `time.perf_counter()` stay real: a loop
+bounded by them that sleeps runs out its timeout instead (one bounded by its clock,
+`time.time()` or `datetime.now()`, ends as in AWS). Sleeps other than `time.sleep`
+(`threading.Event.wait`, `asyncio.sleep`) are real. Code outside a
 handler that reads the environment during an invocation sees the function's.
 Threads a handler starts are not part of the invocation (their output is not
 captured, their Invoke calls wait for it to end). Process-wide state of shared
@@ -114,6 +117,8 @@ The package, by seam:
 - `containers`: code/layer extraction, the import guard, the process-wide swap;
 - `log_capture`: stdout/stderr and `logging` routed to the running invocation;
 - `handler_time`: a handler's elapsed time, virtual sleeps;
+- `handler_clock`: a handler's clock on the virtual one (`time.time`, `datetime.now`);
+- `captured`: rebinding references captured before install (`from time import sleep`);
 - `invocation`: handler loading, the worker thread, marshalling, the outcome;
 - `runtime`: `LambdaRuntime`, which ties them together.
 """

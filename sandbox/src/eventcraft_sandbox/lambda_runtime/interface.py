@@ -39,7 +39,9 @@ class Clock(Protocol):
     `time()` is seconds since the epoch, like `time.time()`. A clock that also has
     `advance(seconds)` (the sandbox's `VirtualClock`) is moved forward by every sleep
     of handler code. Timeouts and the context's remaining time do not read the clock:
-    they count the handler's own elapsed time (`lambda_runtime.handler_time`).
+    they count the handler's own elapsed time (`lambda_runtime.handler_time`). The
+    handler's clock (`time.time()`, `datetime.now()`) is `time()` at the invocation's
+    start plus that elapsed time (`lambda_runtime.handler_clock`).
     """
 
     def time(self) -> float: ...
