@@ -1,9 +1,9 @@
 """An EventBridge rule and its targets, each with a retry policy, a DLQ and least privilege.
 
-`EventRule` validates its event pattern when it is declared, so a pattern EventBridge
-would reject fails `pulumi preview` (and the tests) with the rule's name and the
-offending field, not `pulumi up` halfway through. Targets are added with
-`rule.add_target(...)`; each gets:
+`EventRule` validates its event pattern (or its schedule expression, for a rule that runs
+on a schedule) when it is declared, so a pattern EventBridge would reject fails `pulumi
+preview` (and the tests) with the rule's name and the offending field, not `pulumi up`
+halfway through. Targets are added with `rule.add_target(...)`; each gets:
 
 * an explicit `RetryPolicy` (default 8 attempts within 1 hour; AWS's own default is
   185 attempts over 24 hours, which hides a broken target for a day);
@@ -37,6 +37,7 @@ from pulumi_eventcraft.event_bus import EventBus
 from pulumi_eventcraft.event_pattern import InvalidEventPatternError, Pattern, validate_pattern
 from pulumi_eventcraft.iam import Statement, service_role
 from pulumi_eventcraft.queue import DeadLetterQueue, DeadLetterQueueArgs, Queue, QueueSender
+from pulumi_eventcraft.schedule import InvalidScheduleError, parse_schedule
 from pulumi_eventcraft.tags import Tags, check_tags, tag_input
 
 EVENTS_SERVICE: Final = "events.amazonaws.com"
@@ -316,8 +317,11 @@ class EventRuleArgs:
 
     - `bus` (required): the `EventBus`, or a bus name or ARN (`"default"` for the
       account's default bus).
-    - `pattern` (required): the event pattern, a dict or a `Pattern`; validated when the
-      rule is declared.
+    - `pattern`: the event pattern, a dict or a `Pattern`; validated when the rule is
+      declared. `schedule`: a schedule expression (`rate(5 minutes)`, `cron(0 12 * * ?
+      *)`, see `pulumi_eventcraft.schedule`): the rule then also fires on that schedule
+      (UTC), delivering a `Scheduled Event` from `aws.events`; only on the default bus.
+      At least one of the two (default None).
     - `description`: None (default); at most 512 characters.
     - `enabled`: True (default).
     - `alarms`: True (default): an alarm on events this rule failed to put in a DLQ
@@ -328,7 +332,8 @@ class EventRuleArgs:
     """
 
     bus: EventBus | pulumi.Input[str]
-    pattern: Mapping[str, Any] | Pattern
+    pattern: Mapping[str, Any] | Pattern | None = None
+    schedule: str | None = None
     description: str | None = None
     enabled: bool = True
     alarms: bool = True
@@ -347,11 +352,30 @@ class EventRuleArgs:
                 f"EventRuleArgs.bus: {self.bus!r} is not an event bus name or ARN; give the "
                 "EventBus, its name, or 'default'"
             )
-        if not isinstance(self.pattern, Pattern | Mapping):
+        if self.pattern is None and self.schedule is None:
+            raise ValueError(
+                "EventRuleArgs: give a pattern (the events the rule matches), a schedule "
+                "(when it fires), or both"
+            )
+        if self.pattern is not None and not isinstance(self.pattern, Pattern | Mapping):
             raise ValueError(
                 f"EventRuleArgs.pattern: give a dict or a Pattern, not "
                 f"{type(self.pattern).__name__}"
             )
+        if self.schedule is not None:
+            try:
+                parse_schedule(self.schedule)
+            except InvalidScheduleError as exc:
+                raise ValueError(f"EventRuleArgs.schedule: {exc}") from None
+            if not _is_default_bus(self.bus):
+                raise ValueError(
+                    "EventRuleArgs.schedule: scheduled rules run on the default event bus "
+                    "only; give bus='default'"
+                )
+
+
+def _is_default_bus(bus: EventBus | pulumi.Input[str]) -> bool:
+    return isinstance(bus, str) and (bus == "default" or bus.endswith(":event-bus/default"))
 
 
 class InvalidRulePatternError(InvalidEventPatternError):
@@ -381,7 +405,8 @@ class EventRule(pulumi.ComponentResource):
     arn: pulumi.Output[str]
     name: pulumi.Output[str]
     bus_name: pulumi.Input[str]
-    pattern: dict[str, Any]
+    pattern: dict[str, Any] | None
+    schedule: str | None
     alarm: aws.cloudwatch.MetricAlarm | None
     targets: dict[str, aws.cloudwatch.EventTarget]
     dead_letter_queues: dict[str, DeadLetterQueue]
@@ -391,17 +416,20 @@ class EventRule(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: EventRuleArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        raw = args.pattern.to_dict() if isinstance(args.pattern, Pattern) else args.pattern
-        try:
-            pattern = validate_pattern(raw)
-        except InvalidEventPatternError as exc:
-            raise InvalidRulePatternError(name, exc) from None
+        pattern: dict[str, Any] | None = None
+        if args.pattern is not None:
+            raw = args.pattern.to_dict() if isinstance(args.pattern, Pattern) else args.pattern
+            try:
+                pattern = validate_pattern(raw)
+            except InvalidEventPatternError as exc:
+                raise InvalidRulePatternError(name, exc) from None
         super().__init__("eventcraft:index:EventRule", name, None, opts)
         self._component_name = name
         self._alarms = args.alarms
         self._alarm_actions = tuple(args.alarm_actions)
         self._tags = args.tags
         self.pattern = pattern
+        self.schedule = args.schedule
         self.bus_name = args.bus.name if isinstance(args.bus, EventBus) else args.bus
         self.targets = {}
         self.dead_letter_queues = {}
@@ -412,7 +440,8 @@ class EventRule(pulumi.ComponentResource):
             f"{name}-rule",
             event_bus_name=self.bus_name,
             # Compact: the 2048-character pattern limit counts the text AWS receives.
-            event_pattern=json.dumps(pattern, separators=(",", ":")),
+            event_pattern=None if pattern is None else json.dumps(pattern, separators=(",", ":")),
+            schedule_expression=args.schedule,
             description=args.description,
             state="ENABLED" if args.enabled else "DISABLED",
             tags=tag_input(args.tags),
