@@ -32,8 +32,9 @@ only then (`eventcraft_sandbox.clock`).
 
 Parts (each module's docstring has the semantics and what is approximated):
 `eventbridge` (PutEvents -> rules -> targets, retry policies, DLQs, archives, replay),
-`lambda_async` (asynchronous invocation retries and destinations), `sqs` (queue ->
-function pollers), `streams` (DynamoDB stream / Kinesis shard pollers),
+`lambda_async` (asynchronous invocation retries and destinations), `schedules`
+(scheduled rules), `sqs` (queue -> function pollers), `streams` (DynamoDB stream /
+Kinesis shard pollers),
 `stepfunctions` (virtual Retry / Wait), and `eventcraft_sandbox.clock` (virtual time, the
 scheduler, moto's SQS / stream clocks). Only one `Delivery` can be installed at a time:
 its patches are process-wide, like moto's state.
@@ -57,6 +58,7 @@ from eventcraft_sandbox.delivery.common import (
 )
 from eventcraft_sandbox.delivery.eventbridge import ArchivedEvent, EventBridgeDelivery
 from eventcraft_sandbox.delivery.lambda_async import LambdaAsync
+from eventcraft_sandbox.delivery.schedules import ScheduleDelivery
 from eventcraft_sandbox.delivery.sqs import SqsDelivery
 from eventcraft_sandbox.delivery.stepfunctions import StepFunctionsClock
 from eventcraft_sandbox.delivery.streams import StreamDelivery
@@ -120,6 +122,7 @@ class Delivery:
         self.sqs = SqsDelivery(self.ctx, mappings)
         self.streams = StreamDelivery(self.ctx, mappings)
         self.stepfunctions = StepFunctionsClock(scheduler)
+        self.schedules = ScheduleDelivery(self.ctx, self.eventbridge)
         self._installed_parts: list[Any] = []
 
     @property
@@ -138,7 +141,14 @@ class Delivery:
                 )
             Delivery._installed = self
         try:
-            for part in (self.time, self.stepfunctions, self.eventbridge, self.sqs, self.streams):
+            for part in (
+                self.time,
+                self.stepfunctions,
+                self.eventbridge,
+                self.sqs,
+                self.streams,
+                self.schedules,
+            ):
                 part.install()
                 self._installed_parts.append(part)
         except BaseException:

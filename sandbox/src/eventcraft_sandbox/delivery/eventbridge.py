@@ -45,10 +45,11 @@ way, on the account's default bus.
 events whose `time` is within the window, with `replay-name` set, to the destination
 bus's rules (only those in `rule_arns`, if given).
 
-Approximations: scheduled rules (`ScheduleExpression`) are not run; API destinations
-are not called; the transformer's JSONPath is the subset EventBridge documents (dot
-notation, array indices, `*`); a path that matches nothing fills `null` outside quotes
-and nothing inside a string; replayed events keep their original `id`.
+Scheduled rules (`ScheduleExpression`) are run by `delivery.schedules`, through
+`deliver`. Approximations: API destinations are not called; the transformer's JSONPath
+is the subset EventBridge documents (dot notation, array indices, `*`); a path that
+matches nothing fills `null` outside quotes and nothing inside a string; replayed
+events keep their original `id`.
 """
 
 from __future__ import annotations
@@ -443,23 +444,34 @@ class EventBridgeDelivery:
             compiled = self._pattern(rule)
             if compiled is None or not compiled.matches(event):
                 continue
-            for target in list(rule.targets):
-                arn = str(target.get("Arn", ""))
-                if _is_archive_target(arn):
-                    self._archive(backend, rule, event, ingested)
-                    continue
-                delivery = _Delivery(
-                    rule_arn=rule.arn,
-                    rule_name=rule.name,
-                    target=json.loads(json.dumps(target)),
-                    event=event,
-                    ingested=ingested,
-                    account=backend.account_id,
-                    region=backend.region_name,
-                )
-                delivery.key = f"eventbridge {rule.name} -> {target.get('Id')}"
-                self.ctx.scheduler.call_soon(delivery.key, self._attempter(delivery))
-                scheduled += 1
+            scheduled += self.deliver(backend, rule, event, ingested=ingested)
+        return scheduled
+
+    def deliver(
+        self, backend: Any, rule: Any, event: dict[str, Any], *, ingested: float | None = None
+    ) -> int:
+        """Schedule a delivery of `event` to each target of `rule` (an archive keeps
+        it); returns the number scheduled. `route` calls it for each matching rule, the
+        schedules (`delivery.schedules`) for a scheduled rule's event."""
+        ingested = self.ctx.clock.now() if ingested is None else ingested
+        scheduled = 0
+        for target in list(rule.targets):
+            arn = str(target.get("Arn", ""))
+            if _is_archive_target(arn):
+                self._archive(backend, rule, event, ingested)
+                continue
+            delivery = _Delivery(
+                rule_arn=rule.arn,
+                rule_name=rule.name,
+                target=json.loads(json.dumps(target)),
+                event=event,
+                ingested=ingested,
+                account=backend.account_id,
+                region=backend.region_name,
+            )
+            delivery.key = f"eventbridge {rule.name} -> {target.get('Id')}"
+            self.ctx.scheduler.call_soon(delivery.key, self._attempter(delivery))
+            scheduled += 1
         return scheduled
 
     def _attempter(self, delivery: _Delivery) -> Callable[[], None]:
