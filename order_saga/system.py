@@ -80,6 +80,8 @@ from order_saga.catalogue import (
     LAYER_CACHE_DIR,
     RELAY_HANDLER,
     REQUIREMENTS_FILE,
+    SWEEPER_HANDLER,
+    SWEEPER_TIMEOUT_SECONDS,
     SystemFunction,
     function_specs,
 )
@@ -740,11 +742,21 @@ class OrderSaga(pulumi.ComponentResource):
                     timeout_seconds=60,
                     environment={"DEFAULT_CURRENCY": self.config.default_currency},
                 ),
+                # Publishes what the relay gave up on; a scheduled run, not capacity.
+                sweeper=self._function_args(
+                    handler=SWEEPER_HANDLER,
+                    timeout_seconds=SWEEPER_TIMEOUT_SECONDS,
+                    environment={"DEFAULT_CURRENCY": self.config.default_currency},
+                    reserved=False,
+                ),
                 dead_letter_queue=self._stream_failures("outbox-relay"),
                 alarm_actions=self._actions,
             ),
             self._child,
         )
+        assert self.relay.sweep_rule is not None
+        sweep_dlq = self.relay.sweep_rule.dead_letter_queues["lambda"]
+        self.dead_letter_queues["outbox-sweep-lambda"] = (sweep_dlq, "rule-target")
 
     def _declare_choreography(self) -> None:
         orders = order_filter(self.mode, "choreography")
@@ -981,6 +993,7 @@ class OrderSaga(pulumi.ComponentResource):
             "functions": {
                 **{name: fn.name for name, fn in self.functions.items()},
                 "outbox-relay": self.relay.function.name,
+                **({"outbox-sweeper": self.relay.sweeper.name} if self.relay.sweeper else {}),
             },
             "bucket": self.bucket.bucket,
             "stream": self.activity_stream.name,

@@ -40,7 +40,8 @@ def counts(stack: str, mode: str | None = None) -> Counter[str]:
 def test_what_each_stack_and_mode_declares(stack: str, mode: str) -> None:
     declared = counts(stack, mode)
     queues = {"choreography": 4, "orchestration": 1, "both": 4}[mode]  # + 2 report queues
-    expected_functions = len(function_specs(mode)) + queues + 1  # DLQ tools + the relay
+    # DLQ tools + the outbox relay and its sweeper
+    expected_functions = len(function_specs(mode)) + queues + 2
     assert declared[FUNCTION] == expected_functions
     assert declared[TABLE] == 13
     assert declared["aws:cloudwatch/eventBus:EventBus"] == 1
