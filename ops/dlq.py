@@ -13,7 +13,11 @@ What a DLQ message is, read from its body and attributes (`kind`):
   ErrorCode, ErrorMessage, RequestID. Back: an EventBridge event goes on the bus.
 - `stream-failure`: a DynamoDB / Kinesis event source mapping's on-failure record. Body:
   {requestContext, responseContext, DDBStreamBatchInfo | KinesisBatchInfo: shard,
-  sequence numbers, batch size, stream ARN}. A POINTER, not the records: never moved.
+  sequence numbers, batch size, stream ARN}. A POINTER, not the records: never moved;
+  inspect and redrive say what it points at and how to recover. A pointer into the
+  outbox table's stream (the relay gave up on those rows, e.g. during an EventBridge
+  outage) is recovered by republishing the rows, which stay in the table unpublished:
+  the outbox sweeper does it on its schedule, `ops outbox republish` at once.
 - `message`: anything else, e.g. a work queue's message redriven by SQS after
   maxReceiveCount (SQS records no error). Back: to its source queue (the outputs'
   `source`, else SQS ListDeadLetterSourceQueues: the queues whose redrive policy
@@ -68,6 +72,11 @@ VISIBILITY_TIMEOUT: Final = 300
 STREAM_REPROCESS_EXAMPLE: Final = (
     ", e.g. for the history projection rebuild the read model from the event store"
 )
+OUTBOX_RECOVERY: Final = (
+    "the outbox sweeper republishes them within minutes once EventBridge takes events "
+    "again; to do it now: `python -m ops ... outbox republish` (`outbox list` shows them), "
+    "then delete this message"
+)
 NATIVE_MOVE_NOTE: Final = (
     "ops moves messages one by one (receive, send, delete); on AWS a work queue's DLQ "
     "can also go back to its source with SQS StartMessageMoveTask (console: Start DLQ "
@@ -79,7 +88,32 @@ AGE_METRIC_WINDOW_SECONDS: Final = 900
 # --- reading a message (pure) -------------------------------------------------------------
 
 
-def sample(message: DlqMessage) -> dict[str, Any]:
+def _stream_table(stream_arn: str) -> str | None:
+    """The table of a DynamoDB stream ARN (`...:table/<name>/stream/<label>`)."""
+    _, found, rest = stream_arn.partition(":table/")
+    return rest.split("/stream/", 1)[0] if found else None
+
+
+def _points_into(message: DlqMessage, table_name: str | None) -> bool:
+    """Whether a stream failure record points into the stream of table `table_name`."""
+    stream = str((message.stream_batch or {}).get("streamArn") or "")
+    return table_name is not None and _stream_table(stream) == table_name
+
+
+def stream_pointer(message: DlqMessage, outbox_table: str | None = None) -> tuple[str, str]:
+    """What a stream failure record holds and how to recover, in words."""
+    if _points_into(message, outbox_table):
+        holds = (
+            f"a pointer to {(message.stream_batch or {}).get('batchSize')} outbox rows the "
+            f"relay could not publish ({message.pointer()}); the rows stay in table "
+            f"{outbox_table}, unpublished"
+        )
+        return holds, OUTBOX_RECOVERY
+    holds = f"a pointer, not the data: {message.pointer()}"
+    return holds, dlqs.STREAM_RECOVERY.format(example=STREAM_REPROCESS_EXAMPLE)
+
+
+def sample(message: DlqMessage, outbox_table: str | None = None) -> dict[str, Any]:
     """What `inspect` shows of one message."""
     d = message.described
     result: dict[str, Any] = {
@@ -99,6 +133,7 @@ def sample(message: DlqMessage) -> dict[str, Any]:
     }
     if message.stream_batch is not None:
         result["streamBatch"] = dict(message.stream_batch)
+        result["holds"], result["recover"] = stream_pointer(message, outbox_table)
     return result
 
 
@@ -108,16 +143,21 @@ def sample(message: DlqMessage) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Destination:
     """Where `redrive` sends: `to` ("bus", a queue URL, or None: each message's source),
-    the DLQ's source queues (for `message` kind), the bus name."""
+    the DLQ's source queues (for `message` kind), the bus name, and the outbox table (a
+    stream pointer into it names the outbox's recovery)."""
 
     to: str | None
     source_queues: tuple[str, ...]
     bus: str | None
+    outbox_table: str | None = None
 
 
 def plan(message: DlqMessage, where: Destination) -> Plan:  # noqa: PLR0911 (one per case)
     """Where `message` goes back (pure; see the module doc)."""
     if message.kind == "stream-failure":
+        if _points_into(message, where.outbox_table):
+            holds, recover = stream_pointer(message, where.outbox_table)
+            return Plan("none", reason=f"{holds}. To recover: {recover}")
         return dlqs.stream_failure_plan(message, example=STREAM_REPROCESS_EXAMPLE)
     event = message.described.event
     if where.to == "bus":
@@ -352,6 +392,7 @@ class Summary:
     by_function: Counter[str] = field(default_factory=Counter)
     samples: list[dict[str, Any]] = field(default_factory=list)
     oldest: datetime | None = None
+    outbox_table: str | None = None
 
     def add(self, message: DlqMessage) -> None:
         d = message.described
@@ -370,7 +411,7 @@ class Summary:
         if message.sent_at and (self.oldest is None or message.sent_at < self.oldest):
             self.oldest = message.sent_at
         if len(self.samples) < MAX_SAMPLES:
-            self.samples.append(sample(message))
+            self.samples.append(sample(message, self.outbox_table))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -398,7 +439,7 @@ def inspect(
     """Summarise up to `limit` messages of a DLQ, leaving every one of them in it."""
     _check_max(limit)
     dlq = resolve_dlq(clients, outputs, ref)
-    summary = Summary()
+    summary = Summary(outbox_table=outputs.tables.get("outbox"))
     messages, not_released = dlqs.examine(
         _Dlq(clients.sqs, dlq.url, visibility=VISIBILITY_TIMEOUT), limit
     )
@@ -447,6 +488,9 @@ def inspect(
             ],
         )
     )
+    pointers = {(s["holds"].split(" (")[0], s["recover"]) for s in summary.samples if "holds" in s}
+    for holds, recover in sorted(pointers):
+        parts.append(f"stream pointers: {holds}\nto recover: {recover}")
     if not_released:
         parts.append(
             f"warning: {len(not_released)} message(s) could not be made visible at once; "
@@ -501,7 +545,7 @@ def redrive(
     bus: str | None = None
     if target == "bus" or (target is None and not sources):
         bus = outputs.require_bus("redriving EventBridge events to the bus")
-    where = Destination(target, sources, bus)
+    where = Destination(target, sources, bus, outputs.tables.get("outbox"))
     publisher = Publisher(bus, client=clients.events, sleep=sleep) if bus else None
     run = dlqs.redrive(
         _Dlq(clients.sqs, dlq.url, visibility=VISIBILITY_TIMEOUT),

@@ -265,15 +265,21 @@ class Plan:
     reason: str | None = None  # why not moved (action "none")
 
 
+# How to recover what a stream failure record points at; {example}: ", e.g. ..." or "".
+STREAM_RECOVERY: Final = (
+    "Fix the function, then reprocess those records while the stream still has them "
+    "(DynamoDB Streams keep 24 h; Kinesis its retention){example}; delete the record by "
+    "hand once handled"
+)
+
+
 def stream_failure_plan(message: DlqMessage, *, example: str = "") -> Plan:
     """A stream failure record stays: `example` (", e.g. ...") says how to reprocess."""
     return Plan(
         "none",
         reason=(
             f"a stream failure record is a pointer, not the data: {message.pointer()}. "
-            "Fix the function, then reprocess those records while the stream still has "
-            f"them (DynamoDB Streams keep 24 h; Kinesis its retention){example}; delete the "
-            "record by hand once handled"
+            + STREAM_RECOVERY.format(example=example)
         ),
     )
 
