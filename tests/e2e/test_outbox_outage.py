@@ -1,0 +1,123 @@
+"""An EventBridge outage longer than the outbox relay's retry budget (issue #11, point 2):
+the relay gives up, its DLQ gets stream pointers, and the outbox sweeper publishes the
+stranded rows once the bus is back. Orders placed during the outage all end COMPLETED
+or CANCELLED after it, every outbox row is published, and the relay's DLQ message says
+what it holds and how to recover (`ops dlq inspect`, `ops dlq redrive`).
+
+The outage is patched into the sandbox for a virtual window (every PutEvents entry
+fails with InternalFailure, as a partial failure does); the named fault option of the
+sandbox (`outage@events=START+DURATION`) will replace `events_outage`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from eventcraft import dynamodb
+from ops.aws import Clients
+from ops.cli import main
+from order_saga.sandbox.session import OrderSagaSession
+from tests.e2e.conftest import DECLINED_PREFIX, UNDELIVERABLE_PREFIX, assert_invariants, e2e_session
+from tests.ops.conftest import Run
+
+# Longer than the relay's retries (10, with backoff up to a minute: about 5 minutes).
+OUTAGE_SECONDS = 1200.0
+RELAY_DLQ = "outbox-relay"
+
+
+@contextlib.contextmanager
+def events_outage(session: OrderSagaSession, start: float, duration: float) -> Iterator[None]:
+    """Every PutEvents entry fails (InternalFailure) while the virtual clock is in
+    [start, start + duration)."""
+    eventbridge = session.delivery.eventbridge
+    original = eventbridge.put_events
+    clock = session.clock
+
+    def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if start <= clock.now() < start + duration:
+            failure = {"ErrorCode": "InternalFailure", "ErrorMessage": "EventBridge is down"}
+            return [dict(failure) for _ in entries]
+        return original(backend, entries)
+
+    eventbridge.put_events = put_events  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del eventbridge.put_events
+
+
+def outbox_rows(session: OrderSagaSession) -> list[dict[str, Any]]:
+    table = session.outputs["tables"]["outbox"]
+    pages = session.client("dynamodb").get_paginator("scan").paginate(TableName=table)
+    return [dynamodb.deserialize(item) for page in pages for item in page.get("Items", [])]
+
+
+def ops(session: OrderSagaSession, tmp_path: Path, *argv: str) -> Run:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(session.outputs))
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        [*argv, "--outputs", str(outputs)],
+        clients=Clients(session=session.sandbox.new_session()),
+        stdout=out,
+        stderr=err,
+        sleep=lambda _: None,
+    )
+    return Run(code, out.getvalue(), err.getvalue())
+
+
+def test_orders_placed_during_an_outage_all_end_after_it(tmp_path: Path) -> None:
+    with e2e_session() as e2e:  # dev, both sagas
+        session = e2e.session
+        start = session.clock.now()
+        sku = e2e.sku(50)
+        customers = [
+            *(f"outage-{n}" for n in range(6)),
+            f"{DECLINED_PREFIX}outage",
+            f"{UNDELIVERABLE_PREFIX}outage",
+        ]
+        with events_outage(session, start, OUTAGE_SECONDS):
+            orders = {e2e.place(customer, sku, 1): customer for customer in customers}
+            e2e.run()
+
+        statuses = {order_id: e2e.order(order_id)["status"] for order_id in orders}
+        failing = (DECLINED_PREFIX, UNDELIVERABLE_PREFIX)
+        expected = {
+            order_id: "CANCELLED" if customer.startswith(failing) else "COMPLETED"
+            for order_id, customer in orders.items()
+        }
+        assert statuses == expected
+        # The run went on past the outage (the sweeper kept failing until it ended).
+        assert session.clock.now() >= start + OUTAGE_SECONDS
+        rows = outbox_rows(session)
+        unpublished = [row["eventId"] for row in rows if row["published"] is not True]
+        assert unpublished == []
+        assert all("pendingShard" not in row for row in rows)
+        assert_invariants(session)
+        assert session.invocations.get("outbox-sweeper", 0) >= 1
+
+        # The relay gave up during the outage: its DLQ holds stream pointers, which
+        # ops explains and refuses to move, naming the recovery.
+        assert session.dlq_depths()[RELAY_DLQ] >= 1
+        inspected = ops(session, tmp_path, "dlq", "inspect", RELAY_DLQ, "--json")
+        assert inspected.code == 0, inspected.err
+        sample = inspected.json()["samples"][0]
+        assert sample["kind"] == "stream-failure"
+        assert "outbox rows the relay could not publish" in sample["holds"]
+        assert "outbox republish" in sample["recover"]
+        # Inspect made the messages visible again (visibility 0), which moto applies once
+        # its clock, the virtual one, moves past that moment.
+        session.clock.advance(1)
+        redriven = ops(session, tmp_path, "dlq", "redrive", RELAY_DLQ)
+        assert redriven.code == 1
+        assert "outbox rows the relay could not publish" in redriven.out
+        assert "outbox republish" in redriven.out
+        # Nothing is left to republish: the sweeper did it.
+        listed = ops(session, tmp_path, "outbox", "list", "--older-than", "0", "--json")
+        assert listed.code == 0, listed.err
+        assert listed.json()["count"] == 0
