@@ -85,7 +85,7 @@ from order_saga.catalogue import (
     SystemFunction,
     function_specs,
 )
-from order_saga.config import OrderSagaConfig, SagaMode
+from order_saga.config import NAMESPACE, OrderSagaConfig, SagaMode
 from order_saga.wiring import (
     Binding,
     check_bindings,
@@ -95,6 +95,7 @@ from order_saga.wiring import (
     wire,
 )
 from pulumi_eventcraft.alarms import Alerts, AlertsArgs, metric_alarm
+from pulumi_eventcraft.config import ConfigError
 from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
 from pulumi_eventcraft.event_rule import (
     EventBusTarget,
@@ -114,7 +115,13 @@ from pulumi_eventcraft.event_source import (
     SqsSource,
     dynamodb_insert_only,
 )
-from pulumi_eventcraft.function import Function, FunctionArgs, scoped_name
+from pulumi_eventcraft.function import (
+    MIN_UNRESERVED_CONCURRENCY,
+    Function,
+    FunctionArgs,
+    reservable_concurrency,
+    scoped_name,
+)
 from pulumi_eventcraft.layer import DependencyLayer, DependencyLayerArgs
 from pulumi_eventcraft.outbox_relay import OutboxRelay, OutboxRelayArgs
 from pulumi_eventcraft.queue import (
@@ -278,6 +285,7 @@ class OrderSaga(pulumi.ComponentResource):
             handler_module(DLQ_PROCESSOR_HANDLER), code_dir=self.code_dir
         )
         self._check_bindable()
+        self._check_reserved_concurrency()
         self.bucket_prefix = _bucket_prefix(name)
 
         self.provider = _emulator_provider(name, config.aws_endpoint)
@@ -328,6 +336,32 @@ class OrderSaga(pulumi.ComponentResource):
         self.register_outputs({})
 
     # ------------------------------------------------------------------ checks
+
+    def reserved_functions(self) -> int:
+        """How many functions reserve `reservedConcurrency`: the catalogue's reserved
+        ones and the outbox relay (not the DLQ tools, not the sweeper)."""
+        return sum(1 for spec in self.specs if spec.reserved) + 1
+
+    def _check_reserved_concurrency(self) -> None:
+        """Every reservation fits in the account's quota (accountConcurrencyLimit) minus
+        what Lambda keeps unreserved; else `pulumi up` fails halfway."""
+        per_function = self.config.reserved_concurrency
+        if per_function is None:
+            return
+        count = self.reserved_functions()
+        limit = self.config.account_concurrency_limit
+        available = reservable_concurrency(limit)
+        if per_function * count <= available:
+            return
+        raise ConfigError(
+            "Invalid stack config:\n  "
+            f"{NAMESPACE}:reservedConcurrency = {per_function}: {count} functions reserve "
+            f"{per_function} each, {per_function * count} in all, but "
+            f"{NAMESPACE}:accountConcurrencyLimit = {limit} leaves {available} to reserve "
+            f"(Lambda keeps {MIN_UNRESERVED_CONCURRENCY} of the account's concurrency "
+            f"unreserved): reserve at most {available // count} per function, or raise the "
+            "account's Lambda concurrency quota (Service Quotas) and accountConcurrencyLimit"
+        )
 
     def _spec_access(self, spec: SystemFunction) -> dict[str, frozenset[str]]:
         access = read_access(handler_module(spec.handler), code_dir=self.code_dir)
