@@ -78,6 +78,7 @@ from order_saga.catalogue import (
     DLQ_PROCESSOR_TIMEOUT_SECONDS,
     HANDLER_LIBRARY,
     LAYER_CACHE_DIR,
+    ORCHESTRATION_FUNCTIONS,
     RELAY_HANDLER,
     REQUIREMENTS_FILE,
     SWEEPER_HANDLER,
@@ -133,7 +134,7 @@ from pulumi_eventcraft.queue import (
 )
 from pulumi_eventcraft.renames import former_types
 from pulumi_eventcraft.saga import SagaStep, function_arns, saga_definition
-from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
+from pulumi_eventcraft.state_machine import ExpressDurationError, StateMachine, StateMachineArgs
 from pulumi_eventcraft.stream import Stream, StreamArgs
 from pulumi_eventcraft.table import (
     KeyAttribute,
@@ -329,7 +330,12 @@ class OrderSaga(pulumi.ComponentResource):
         if mode in ("choreography", "both"):
             self._declare_choreography()
         if mode in ("orchestration", "both"):
-            self._declare_orchestration()
+            try:
+                self._declare_orchestration()
+            except ExpressDurationError as exc:
+                raise ConfigError(
+                    f"Invalid stack config:\n  {NAMESPACE}:stateMachineType = 'EXPRESS': {exc}"
+                ) from None
         self._declare_side_flows()
         self._declare_dlq_processors()
         self.outputs = self._outputs()
@@ -852,6 +858,8 @@ class OrderSaga(pulumi.ComponentResource):
                 ),
                 task_function_arns=function_arns(steps, on_failure=hook),
                 type=self.config.state_machine_type,
+                # Each task runs at most its function's timeout (the EXPRESS check).
+                max_task_seconds=max(s.timeout_seconds for s in ORCHESTRATION_FUNCTIONS),
                 log_level="ALL" if self.config.log_level == "DEBUG" else "ERROR",
                 log_retention_days=self.config.log_retention_days,
                 alarm_actions=self._actions,

@@ -3,6 +3,7 @@ the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,20 @@ def test_a_quota_that_holds_every_reservation_deploys() -> None:
         stack="dev",
         config={**stack_config("dev", ROOT), f"{NAMESPACE}:accountConcurrencyLimit": "10"},
     )
+
+
+def test_an_express_saga_that_can_outlast_five_minutes_is_refused() -> None:
+    """EXPRESS stops an execution after 5 minutes, wherever it is: the saga's worst case
+    (every step retried, the last failing, every compensation retried) is longer, so an
+    order could be left half-compensated. The error names the key, the state machine,
+    its worst case and the limit."""
+    config = {**stack_config("dev", ROOT), f"{NAMESPACE}:stateMachineType": "EXPRESS"}
+    with pytest.raises(ConfigError) as raised:
+        run_program_file(PROGRAM, stack="dev", config=config)
+    message = str(raised.value)
+    assert message.startswith(
+        "Invalid stack config:\n  order-saga:stateMachineType = 'EXPRESS': StateMachine "
+        "'saga-orchestrator' is EXPRESS, which stops an execution after 300 s"
+    )
+    assert re.search(r"but its worst case is \d+ s: reserve \d+ s -> pay \d+ s -> ", message)
+    assert message.endswith("or use type 'STANDARD'")

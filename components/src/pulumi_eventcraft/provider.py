@@ -893,7 +893,11 @@ class StateMachineInputs(TypedDict):
     task_function_arns: NotRequired[list[pulumi.Input[str]]]
     """Lambda function ARNs the definition invokes; the role may invoke exactly these."""
     type: NotRequired[str]
-    """"STANDARD" (default) or "EXPRESS"."""
+    """"STANDARD" (default) or "EXPRESS" (refused when its worst case can outlast 5
+    minutes)."""
+    max_task_seconds: NotRequired[int]
+    """The longest a task without TimeoutSeconds runs, in seconds, for the EXPRESS check
+    (default: Lambda's 900 s)."""
     log_level: NotRequired[str]
     """"ERROR" (default), "ALL", "FATAL" or "OFF"."""
     include_execution_data: NotRequired[bool]
