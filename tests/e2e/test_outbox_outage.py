@@ -121,3 +121,29 @@ def test_orders_placed_during_an_outage_all_end_after_it(tmp_path: Path) -> None
         listed = ops(session, tmp_path, "outbox", "list", "--older-than", "0", "--json")
         assert listed.code == 0, listed.err
         assert listed.json()["count"] == 0
+
+
+def test_saga_steps_written_during_an_outage_are_published_after_it() -> None:
+    """Orders placed before the outage: each first payment attempt fails transiently, so
+    the payment is retried (the queue's visibility timeout, Step Functions' backoff)
+    while EventBridge is down; the outbox rows those retries write are stranded like
+    the orders' own, and published once it is back."""
+    with e2e_session(paymentTransientFailureRate="1") as e2e:
+        session = e2e.session
+        start = session.clock.now()
+        sku = e2e.sku(20)
+        orders = [e2e.place(f"retried-{n}", sku, 1) for n in range(6)]
+        # The outage begins once the orders and their reservations are out (at once,
+        # in virtual time), before the retried payments.
+        with events_outage(session, start + 0.5, OUTAGE_SECONDS):
+            e2e.run()
+
+        assert {e2e.order(order_id)["status"] for order_id in orders} == {"COMPLETED"}
+        assert [row for row in outbox_rows(session) if row["published"] is not True] == []
+        assert session.dlq_depths()[RELAY_DLQ] >= 1  # the relay gave up on some rows
+        swept = sum(
+            int((call.result.payload or {}).get("republished", 0))
+            for call in e2e.calls.of("outbox-sweeper")
+        )
+        assert swept >= 1  # the sweeper published them: saga steps, not OrderPlaced
+        assert_invariants(session)
