@@ -18,10 +18,13 @@ What a DLQ message is, read from its body and attributes (`kind`):
   outbox table's stream (the relay gave up on those rows, e.g. during an EventBridge
   outage) is recovered by republishing the rows, which stay in the table unpublished:
   the outbox sweeper does it on its schedule, `ops outbox republish` at once.
+- `consumer`: a work queue's message its consumer dead-lettered itself, with the error
+  (attributes ERROR_CODE, ERROR_MESSAGE, SOURCE_QUEUE_ARN). Back: to its source queue,
+  as `message`.
 - `message`: anything else, e.g. a work queue's message redriven by SQS after
-  maxReceiveCount (SQS records no error). Back: to its source queue (the outputs'
-  `source`, else SQS ListDeadLetterSourceQueues: the queues whose redrive policy
-  names this DLQ).
+  maxReceiveCount (SQS records no error; the error message says so). Back: to its source
+  queue (the outputs' `source`, else SQS ListDeadLetterSourceQueues: the queues whose
+  redrive policy names this DLQ).
 
 Never loses a message: inspect hides the messages it reads for the run and makes them
 visible again at once (change visibility to 0) at the end; redrive deletes a message
@@ -178,7 +181,7 @@ def plan(message: DlqMessage, where: Destination) -> Plan:  # noqa: PLR0911 (one
         if message.function_arn and message.payload is not None:
             return Plan("function", message.function_arn)
         return Plan("none", reason="the destination record names no function or payload")
-    if message.kind in ("rule-target", "lambda-dlq") and event is not None:
+    if message.kind in ("rule-target", "lambda-dlq", "consumer") and event is not None:
         return Plan("bus", where.bus)
     return Plan(
         "none",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from contracts import REGISTRY, ContractError, model_for, new_event_id, parse_de
 from eventcraft.publisher import Publisher, PublishError
 from ops.aws import Clients
 from ops.errors import OpsError, UsageError
+from ops.inputs import parse_json, read_stdin, read_text
 from ops.outputs import StackOutputs
 from ops.render import fields
 from ops.result import Result
@@ -46,18 +46,13 @@ def read_detail(text: str) -> dict[str, Any]:
     """The detail JSON object: inline, `@FILE`, or `-` (standard input)."""
     origin = "--detail"
     if text == "-":
-        text, origin = sys.stdin.read(), "--detail - (stdin)"
+        origin = "--detail - (stdin)"
+        text = read_stdin(origin)
     elif text.startswith("@"):
         path = Path(text[1:])
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"--detail {text}: cannot read {path}: {exc.strerror or exc}") from exc
+        text = read_text(path, "the --detail file")
         origin = f"--detail @{path}"
-    try:
-        detail = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{origin} is not JSON: {exc}") from exc
+    detail = parse_json(text, origin)
     if not isinstance(detail, dict):
         raise UsageError(
             f"{origin} must be a JSON object (the event's detail), got {type(detail).__name__}"

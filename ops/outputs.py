@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ops.errors import MissingOutputError, UsageError
+from ops.inputs import parse_json, read_text
 
 # What feeds a dead-letter queue, hence how its messages look and where they go back:
 # queue: a work queue's redrive (body = the original message; back to that queue);
@@ -192,19 +193,12 @@ def parse(raw: Any, *, origin: str) -> StackOutputs:
 
 
 def load_file(path: Path) -> StackOutputs:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read the stack outputs file {path}: {exc.strerror or exc}. Write it "
-            "with `pulumi stack output --json --stack NAME > FILE`"
-        ) from exc
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(
-            f"{path} is not JSON ({exc}): expected `pulumi stack output --json`"
-        ) from exc
+    text = read_text(
+        path,
+        "the stack outputs file",
+        ". Write it with `pulumi stack output --json --stack NAME > FILE`",
+    )
+    raw = parse_json(text, str(path), " (expected `pulumi stack output --json`)")
     return parse(raw, origin=str(path))
 
 

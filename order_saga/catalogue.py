@@ -217,7 +217,8 @@ SIDE_FLOW_FUNCTIONS: Final = (
         settings=("windows",),
     ),
     SystemFunction(
-        # A file is placed by one invocation, about 50 orders a second (its docstring).
+        # About 50 orders a second; a larger file continues from its checkpoint in the
+        # retries of its event (its docstring).
         name="import-orders",
         handler="handlers.import_orders.handler",
         timeout_seconds=300,

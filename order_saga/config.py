@@ -19,11 +19,13 @@ from pydantic import (
     model_validator,
 )
 
-from contracts import REGISTRY
+from contracts import ISO_4217, MAX_CENTS, REGISTRY
 from pulumi_eventcraft.config import load_config
 from pulumi_eventcraft.function import LOG_RETENTION_DAYS
 
 NAMESPACE = "order-saga"
+# PutEvents' limit on a source and a detail-type.
+MAX_PARTNER_NAME = 256
 
 SagaMode = Literal["choreography", "orchestration", "both"]
 
@@ -41,7 +43,19 @@ def _matching(regex: str, what: str) -> AfterValidator:
 
 
 AccountId = Annotated[str, _matching(r"\d{12}", "a 12-digit AWS account id")]
-Currency = Annotated[str, _matching(r"[A-Z]{3}", "a 3-letter ISO 4217 currency code, e.g. USD")]
+
+
+def _iso_currency(value: str) -> str:
+    if value not in ISO_4217:
+        raise ValueError("must be an ISO 4217 currency code an order can be paid in, e.g. USD")
+    return value
+
+
+Currency = Annotated[
+    str,
+    _matching(r"[A-Z]{3}", "a 3-letter ISO 4217 currency code, e.g. USD"),
+    AfterValidator(_iso_currency),
+]
 Email = Annotated[str, _matching(r"[^@\s]+@[^@\s]+\.[^@\s]+", "an email address")]
 OrganizationId = Annotated[
     str, _matching(r"o-[a-z0-9]{10,32}", "an AWS Organizations id like o-abcd123456")
@@ -90,8 +104,9 @@ class OrderSagaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     saga_mode: SagaMode = Field("both", alias="sagaMode")
-    # EventBridge numeric matching takes numbers up to 5e9: the threshold in cents too.
-    high_value_threshold: float = Field(1000.0, alias="highValueThreshold", gt=0, le=50_000_000)
+    # Below the largest order total (contracts.MAX_CENTS, what EventBridge numeric matching
+    # compares exactly): at or above it no order could ever be flagged.
+    high_value_threshold: float = Field(1000.0, alias="highValueThreshold", gt=0)
     default_currency: Currency = Field("USD", alias="defaultCurrency")
     archive_retention_days: int = Field(30, alias="archiveRetentionDays", ge=1, le=3650)
     log_retention_days: Annotated[int, AfterValidator(_log_retention)] = Field(
@@ -110,6 +125,10 @@ class OrderSagaConfig(BaseModel):
     alert_email: Email | None = Field(None, alias="alertEmail")
     partner_account_ids: list[AccountId] = Field(default_factory=list, alias="partnerAccountIds")
     partner_organization_id: OrganizationId | None = Field(None, alias="partnerOrganizationId")
+    # What those partners may put on the order bus (the bus policy's conditions): their
+    # own events only, never this system's sources or contract events.
+    partner_sources: list[str] = Field(default_factory=list, alias="partnerSources")
+    partner_detail_types: list[str] = Field(default_factory=list, alias="partnerDetailTypes")
     forward_to_bus_arn: BusArn | None = Field(None, alias="forwardToBusArn")
     forward_detail_types: list[str] = Field(default_factory=list, alias="forwardDetailTypes")
     activity_stream_shards: int | None = Field(None, alias="activityStreamShards", ge=1)
@@ -137,6 +156,56 @@ class OrderSagaConfig(BaseModel):
         if isinstance(data, dict) and "forwardToBusArn" in data:
             data = {"forwardDetailTypes": [], **data}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partners_need_what_they_may_put(cls, data: Any) -> Any:
+        # As for forwarding: give the lists their empty value when partners are set, so
+        # that their check below runs and names them.
+        if isinstance(data, dict) and {"partnerAccountIds", "partnerOrganizationId"} & set(data):
+            data = {"partnerSources": [], "partnerDetailTypes": [], **data}
+        return data
+
+    @field_validator("partner_sources", "partner_detail_types")
+    @classmethod
+    def _partners_put_only_their_own_events(
+        cls, value: list[str], info: ValidationInfo
+    ) -> list[str]:
+        sources = info.field_name == "partner_sources"
+        what = "source" if sources else "detail-type"
+        partners = info.data.get("partner_account_ids") or info.data.get("partner_organization_id")
+        if (
+            value
+            and not partners
+            and {"partner_account_ids", "partner_organization_id"} <= set(info.data)
+        ):
+            raise ValueError(
+                "restricts what partners may put, but neither partnerAccountIds nor "
+                "partnerOrganizationId is set: set partners or leave it empty"
+            )
+        if partners and not value:
+            example = '["partner.shipping"]' if sources else '["ParcelDelivered"]'
+            raise ValueError(
+                "is empty, but partnerAccountIds / partnerOrganizationId let other accounts "
+                f"put events on the order bus: list each {what} they may put (their own, e.g. "
+                f"{example}); the rules act only on this system's own events"
+            )
+        for item in value:
+            if not 1 <= len(item) <= MAX_PARTNER_NAME or "*" in item or "?" in item:
+                raise ValueError(f"{item!r} must be a {what} of 1..256 characters, no wildcards")
+            if sources and item.startswith((f"{NAMESPACE}.", "aws.")):
+                raise ValueError(
+                    f"{item!r} is a source of this system ({NAMESPACE}.*) or of AWS (aws.*): "
+                    "a partner putting it could drive the saga; give the partner's own source"
+                )
+            if not sources and item in REGISTRY:
+                raise ValueError(
+                    f"{item!r} is an event of this system's contracts: a partner putting it "
+                    "could drive the saga; give the partner's own detail-type"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a {what} twice")
+        return value
 
     @field_validator("forward_detail_types")
     @classmethod
@@ -168,6 +237,12 @@ class OrderSagaConfig(BaseModel):
         # flags every order).
         if abs(value * 100 - round(value * 100)) > 1e-6:
             raise ValueError("must be a whole number of cents (at most 2 decimals)")
+        if round(value * 100) >= MAX_CENTS:
+            raise ValueError(
+                f"must be below {MAX_CENTS // 100}: an order totals at most {MAX_CENTS} "
+                "cents (the largest number EventBridge's numeric matching compares), so "
+                "no order would ever be reviewed"
+            )
         return value
 
     @field_validator("partner_account_ids")

@@ -13,7 +13,8 @@ program before any resource is declared, naming the handler and the variable.
 
 Saga modes (config `sagaMode`). `choreography`: rules route each saga event to the next
 step. `orchestration`: a rule on OrderPlaced starts a Step Functions saga (reserve ->
-pay -> ship, compensations in reverse order, `record_outcome` as the failure hook).
+pay -> ship, compensations in reverse order, `record_outcome` as the failure hook;
+every step is idempotent, so a lost reply is retried, not compensated).
 `both`: each order goes to exactly one of them, by the last hex digit of its orderId (a
 uuid4: 0-7 choreography, 8-f orchestration), matched with EventBridge `suffix` patterns:
 content-based and deterministic, and a redelivered or replayed OrderPlaced goes the same
@@ -26,19 +27,30 @@ Rule targets. SQS in front of a function where batching or backpressure matters:
 `progress` (saga_progress: fan-in of eight event types into one order record; batches
 and a concurrency cap keep optimistic-concurrency conflicts low) and `join`
 (aggregate_checks: its CompletionPendingError must come back after a visibility
-timeout, not be retried at once). Payments go through a FIFO queue (below). Everything
-else is a direct Lambda target (low volume, one event at a time): EventBridge retries it
-and Lambda's asynchronous invocation retries it, each with its own dead-letter queue.
+timeout, not be retried at once) and `pay` (below). Everything else is a direct Lambda
+target (low volume, one event at a time): EventBridge retries it and Lambda's
+asynchronous invocation retries it, each with its own dead-letter queue.
 
-Per-customer FIFO for payments. EventBridge's SQS target sets ONE static MessageGroupId
-per target, so the bus cannot feed per-customer message groups. The payments queue is
-therefore FIFO with one message group: every charge is processed in the order the
-events arrived, which includes each customer's charges in order (a total order is a
-per-customer order), at the price of one message in flight at a time (batches of one:
-see `_declare_choreography`). Every event
-now carries customerId (InventoryReserved included), so per-customer ordering could
-move to a Kinesis stream partitioned by `$.detail.customerId` (like the activity feed)
-and scale out per shard.
+Payments: a standard queue, no message group. The order that matters is per order, and
+the payment record keeps it, not the queue: an order is charged once (its record goes
+PENDING -> CHARGED / DECLINED conditionally, a redelivery finds the decision) and never
+after its compensation (a VOID record refuses a late charge), whatever the arrival
+order; one InventoryReserved per order is all the queue carries for it. Nothing orders a
+customer's charges: the provider decides each from the order alone (no balance, no
+limit across orders). A FIFO queue fed by EventBridge gets ONE static MessageGroupId per
+target, so it could only order everything: one message that kept failing, or each
+transient provider failure, held every other customer's payment for its visibility
+timeout. In the standard queue a failing message is retried alone (partial batch
+responses), then dead-lettered, and the others go on.
+
+Internal steps trust only this account. Partner accounts (config `partnerAccountIds`,
+`partnerOrganizationId`) may put on the order bus only the sources and detail-types
+listed for them (`partnerSources`, `partnerDetailTypes`: never this system's own), and
+every rule of the order bus matches only events put by this stack's account
+(`own_account_only`). The steps do not trust an event's claims either: shipping needs
+the order charged its total and reserved, compensations never undo a shipped order,
+saga_progress records a charge or a shipment only as its step recorded it
+(`saga.guards`).
 
 The activity feed (Kinesis) is partitioned by `$.detail.customerId`: every event of the
 contracts carries it (the contracts require it of producers), so each customer's events,
@@ -195,7 +207,6 @@ OBSERVER_RULES: Final = frozenset({"history", "activity", "forward"})
 CONFLICT_ERRORS: Final = ("ConcurrentUpdateError", "TransactionConflictError")
 PAYMENT_TRANSIENT_ERRORS: Final = ("PaymentProviderUnavailable", *CONFLICT_ERRORS)
 
-PAYMENTS_MESSAGE_GROUP: Final = "payments"
 # Lambda's log levels are WARN, Python's WARNING: the stack config uses Python's.
 _FUNCTION_LOG_LEVEL: Final = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
 # The services the program talks to, for the endpoints of a local emulator.
@@ -392,6 +403,7 @@ class OrderSaga(pulumi.ComponentResource):
         protect = config.deletion_protection
         layouts: dict[str, TableArgs] = {
             # pk = order#<id> | request#<customer>#<request id> (place_order, saga_progress)
+            # | import#<sha256 of bucket/key/etag> (import_orders' checkpoints)
             "orders": state_table("pk", deletion_protection=protect),
             # pk = sku#<sku> | reservation#<order id> (reserve/release_inventory)
             "inventory": state_table("pk", deletion_protection=protect),
@@ -432,6 +444,9 @@ class OrderSaga(pulumi.ComponentResource):
                 schemas=json_schemas(),
                 partner_account_ids=config.partner_account_ids,
                 organization_id=config.partner_organization_id,
+                # Partners put only their own events: none that a rule acts on.
+                allowed_sources=config.partner_sources,
+                allowed_detail_types=config.partner_detail_types,
             ),
             self._child,
         )
@@ -666,6 +681,9 @@ class OrderSaga(pulumi.ComponentResource):
                 bus=bus if bus is not None else self.bus,
                 pattern=pattern,
                 description=description,
+                # Every rule of the order bus drives or records this system's own steps:
+                # only events this account put (partners may put to the bus).
+                own_account_only=bus is None,
                 alarm_actions=self._actions,
             ),
             self._child,
@@ -707,9 +725,6 @@ class OrderSaga(pulumi.ComponentResource):
         queue_name: str,
         rule_names: Sequence[str],
         function_name: str,
-        *,
-        fifo: bool = False,
-        batch_size: int = 10,
     ) -> Queue:
         """Rules -> one work queue -> a function (batches, partial batch failures)."""
         function = self.functions[function_name]
@@ -719,9 +734,6 @@ class OrderSaga(pulumi.ComponentResource):
             QueueArgs(
                 # The event source mapping requires 6 x the function timeout.
                 visibility_timeout_seconds=6 * function.timeout_seconds,
-                fifo=fifo,
-                # EventBridge needs content-based deduplication on a FIFO target.
-                content_based_deduplication=fifo,
                 senders=[rule.as_sender() for rule in rules],
                 alarm_actions=self._actions,
             ),
@@ -732,18 +744,20 @@ class OrderSaga(pulumi.ComponentResource):
             rule.add_target(
                 SqsTarget(
                     queue=queue,
-                    message_group_id=PAYMENTS_MESSAGE_GROUP if fifo else None,
                     dead_letter_queue=self._target_dlq(short, rule, "sqs"),
                 ),
                 name="sqs",
             )
+        # The consumer dead-letters what will not succeed itself, with the error
+        # (eventcraft.batch dead_letter): SQS's own redrive records none.
+        function.grant(f"dead-letter-{queue_name}", queue.dlq.send_statements())
         reserved = function.reserved_concurrency
         self._mapping(
             f"{queue_name}-consumer",
             function,
             SqsSource(
                 queue=queue,
-                batch_size=batch_size,
+                batch_size=10,  # a failed record goes back alone (partial batch response)
                 # Throttle at the poller, not the function: a throttled batch would
                 # count as a receive and move toward the DLQ.
                 maximum_concurrency=reserved if reserved is not None and reserved >= 2 else None,
@@ -816,11 +830,8 @@ class OrderSaga(pulumi.ComponentResource):
         for short, types, what in routes:
             self._rule(short, saga_pattern(types, orders), f"Choreography: {what}")
         self._through_queue("reserve", ["reserve"], "reserve-inventory")
-        # FIFO, one message group: charges in arrival order (see the module docstring),
-        # one message a batch: a failure in a FIFO batch hands back every later message
-        # unprocessed, and each hand-back counts toward maxReceiveCount, so in batches
-        # one customer's transient failures could dead-letter other customers' payments.
-        self._through_queue("payments", ["pay"], "process-payment", fifo=True, batch_size=1)
+        # A standard queue: each message is retried alone (see the module docstring).
+        self._through_queue("payments", ["pay"], "process-payment")
         self._to_function("ship", "ship-order")
         self._to_function("release", "release-inventory")
         self._to_function("refund", "refund-payment")
@@ -829,20 +840,29 @@ class OrderSaga(pulumi.ComponentResource):
     def _declare_orchestration(self) -> None:
         f = self.functions
         steps = [
+            # Every step finds what an earlier attempt decided (its conditional record): a
+            # lost reply is retried, not compensated (idempotent).
             SagaStep(
                 name="reserve",
                 task=f["reserve-inventory-task"].arn,
                 compensation=f["release-inventory-task"].arn,
                 transient_errors=CONFLICT_ERRORS,
+                idempotent=True,
             ),
             SagaStep(
                 name="pay",
                 task=f["process-payment-task"].arn,
                 compensation=f["refund-payment-task"].arn,
                 transient_errors=PAYMENT_TRANSIENT_ERRORS,
+                idempotent=True,
             ),
             # Nothing undoes a shipment: a failed one undoes the payment and the stock.
-            SagaStep(name="ship", task=f["ship-order-task"].arn, transient_errors=CONFLICT_ERRORS),
+            SagaStep(
+                name="ship",
+                task=f["ship-order-task"].arn,
+                transient_errors=CONFLICT_ERRORS,
+                idempotent=True,
+            ),
         ]
         hook = f["record-outcome"].arn
         self.state_machine = StateMachine(

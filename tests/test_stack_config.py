@@ -37,6 +37,8 @@ def test_values_arrive_as_strings_and_json_like_from_the_cli() -> None:
         highValueThreshold="2500.5",
         deletionProtection="true",
         partnerAccountIds='["111122223333", "444455556666"]',
+        partnerSources='["partner.shipping"]',
+        partnerDetailTypes='["ParcelDelivered"]',
         reservedConcurrency="20",
     )
     assert config.saga_mode == "orchestration"
@@ -88,6 +90,20 @@ def test_values_arrive_as_strings_and_json_like_from_the_cli() -> None:
             "0.001",
             "order-saga:highValueThreshold = '0.001': must be a whole number of cents",
         ),
+        # An order totals at most contracts.MAX_CENTS (what EventBridge's numeric
+        # matching compares): a threshold at it would never flag an order (#11 point 6).
+        (
+            "highValueThreshold",
+            "50000000",
+            "order-saga:highValueThreshold = '50000000': must be below 50000000: an order "
+            "totals at most 5000000000 cents",
+        ),
+        (
+            "defaultCurrency",
+            "ZZZ",
+            "order-saga:defaultCurrency = 'ZZZ': must be an ISO 4217 currency code an order "
+            "can be paid in",
+        ),
         (
             "partnerAccountIds",
             '["111122223333", "111122223333"]',
@@ -117,6 +133,64 @@ def test_a_bad_value_names_the_key_the_value_and_what_is_allowed(
     with pytest.raises(ConfigError) as raised:
         parse(**{key: value})
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "messages"),
+    [
+        # Partners without what they may put: the bus would let them put this system's
+        # own events (a forged PaymentProcessed ships goods).
+        (
+            {"partnerAccountIds": '["111122223333"]'},
+            [
+                "order-saga:partnerSources = []: is empty, but partnerAccountIds / "
+                "partnerOrganizationId let other accounts put events on the order bus: list "
+                'each source they may put (their own, e.g. ["partner.shipping"])',
+                "order-saga:partnerDetailTypes = []: is empty, but",
+            ],
+        ),
+        (
+            {
+                "partnerOrganizationId": "o-abcd123456",
+                "partnerSources": '["order-saga.payments"]',
+                "partnerDetailTypes": '["PaymentProcessed"]',
+            },
+            [
+                "order-saga:partnerSources = ['order-saga.payments']: 'order-saga.payments' is "
+                "a source of this system (order-saga.*) or of AWS (aws.*): a partner putting it "
+                "could drive the saga; give the partner's own source",
+                "order-saga:partnerDetailTypes = ['PaymentProcessed']: 'PaymentProcessed' is an "
+                "event of this system's contracts",
+            ],
+        ),
+        (
+            {"partnerSources": '["partner.shipping"]'},
+            [
+                "order-saga:partnerSources = ['partner.shipping']: restricts what partners may "
+                "put, but neither partnerAccountIds nor partnerOrganizationId is set"
+            ],
+        ),
+        (
+            {
+                "partnerAccountIds": '["111122223333"]',
+                "partnerSources": '["partner.*", "aws.s3"]',
+                "partnerDetailTypes": '["ParcelLost", "ParcelLost"]',
+            },
+            [
+                "'partner.*' must be a source of 1..256 characters, no wildcards",
+                "order-saga:partnerDetailTypes = ['ParcelLost', 'ParcelLost']: lists a "
+                "detail-type twice",
+            ],
+        ),
+    ],
+)
+def test_partners_may_put_only_their_own_listed_events(
+    values: dict[str, str], messages: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(**values)
+    for message in messages:
+        assert message in str(raised.value)
 
 
 def test_every_problem_is_reported_in_one_message() -> None:

@@ -7,12 +7,51 @@ Pure: no AWS SDK here. The Pulumi program imports this package too (schema regis
 from __future__ import annotations
 
 import os
-import re
 from typing import Annotated, Any, Final
 
-from pydantic import Field, StringConstraints, ValidationInfo, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 
-from eventcraft.contracts import ContractError, Event
+from eventcraft.contracts import ContractError, Event, Truncate
+
+# The largest amount an event carries, in minor units. EventBridge numeric matching only
+# compares numbers within +-5.0e9 (a rule on `totalCents` would silently miss a larger
+# one), and every amount stays far within DynamoDB's 38 digits.
+MAX_CENTS: Final = 5_000_000_000
+# Units of one SKU in one order (split larger orders): bounds every line's arithmetic.
+MAX_QUANTITY: Final = 10_000
+# Free text (reasons) and ids in events, in characters.
+MAX_TEXT: Final = 256
+
+# ISO 4217 codes of the currencies an order can be paid in: the active codes, without
+# the fund codes (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW), precious metals, bond
+# units, SDR, and the testing / no-currency codes (XTS, XXX).
+ISO_4217: Final = frozenset(
+    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD
+    BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB
+    EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD
+    JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK
+    MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
+    PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL
+    THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG
+    XOF XPF YER ZAR ZMW ZWG ZWL""".split()  # noqa: SIM905 - a table, kept compact
+)
+
+
+def _iso_currency(code: str) -> str:
+    if code not in ISO_4217:
+        raise ValueError(
+            f"{code!r} is not an ISO 4217 currency code an order can be paid in (e.g. USD, "
+            "EUR, JPY)"
+        )
+    return code
+
 
 # Money is integer minor units of the event's `currency` (cents for USD/EUR, yen for JPY),
 # never float. Why not Decimal: pydantic serializes Decimal to a JSON *string*, and
@@ -21,16 +60,22 @@ from eventcraft.contracts import ContractError, Event
 # Integers are exact, are numbers in JSON, match numerically, and boto3 writes them to
 # DynamoDB as N (it is float that DynamoDB rejects; a DynamoDB stream gives them back as
 # Decimal('1999'), which these models accept and turn back into int).
-Cents = Annotated[int, Field(ge=0, description="Amount in minor units of `currency`.")]
+Cents = Annotated[
+    int, Field(ge=0, le=MAX_CENTS, description="Amount in minor units of `currency`.")
+]
+Quantity = Annotated[int, Field(gt=0, le=MAX_QUANTITY)]
 Currency = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Z]{3}$"),
+    AfterValidator(_iso_currency),
     Field(description="ISO 4217 currency code, e.g. USD."),
 ]
-NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+# Free text: a longer value is cut to MAX_TEXT characters (ending in "..."), never refused.
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT), Truncate()]
+OptionalText = Annotated[str, StringConstraints(max_length=MAX_TEXT), Truncate()] | None
 
 DEFAULT_CURRENCY_ENV: Final = "DEFAULT_CURRENCY"
-_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
 
 class Source:
@@ -48,10 +93,10 @@ class Source:
 def default_currency() -> str:
     """The stack's default currency: env DEFAULT_CURRENCY, "USD" when unset."""
     value = os.environ.get(DEFAULT_CURRENCY_ENV) or "USD"
-    if not _CURRENCY_RE.match(value):
+    if value not in ISO_4217:
         raise ContractError(
-            f"{DEFAULT_CURRENCY_ENV}={value!r} is not an ISO 4217 code (three capital "
-            "letters): fix the stack config that sets it on the function."
+            f"{DEFAULT_CURRENCY_ENV}={value!r} is not an ISO 4217 currency code an order "
+            "can be paid in: fix the stack config that sets it on the function."
         )
     return value
 
@@ -64,7 +109,7 @@ OptionalCustomerId = Annotated[
         {
             "type": "string",
             "minLength": 1,
-            "maxLength": 256,
+            "maxLength": MAX_TEXT,
             "description": "The order's customer (the activity feed's partition key).",
         }
     ),

@@ -13,19 +13,28 @@ from typing import Final, Literal
 
 from pydantic import Field, computed_field, model_validator
 
-from contracts.base import Cents, Currency, NonEmptyStr, OrderEvent, Source
+from contracts.base import (
+    Cents,
+    Currency,
+    NonEmptyStr,
+    OptionalText,
+    OrderEvent,
+    Quantity,
+    Reason,
+    Source,
+)
 from eventcraft.contracts import ContractModel
 
 
 class OrderLine(ContractModel):
     sku: NonEmptyStr
-    quantity: int = Field(gt=0)
+    quantity: Quantity
     unit_price_cents: Cents
 
 
 class StockLine(ContractModel):
     sku: NonEmptyStr
-    quantity: int = Field(gt=0)
+    quantity: Quantity
 
 
 class _OrderPlacedFields(OrderEvent):
@@ -75,8 +84,8 @@ class InventoryReservationFailed(OrderEvent):
     DETAIL_TYPE = "InventoryReservationFailed"
     SOURCE = Source.INVENTORY
     version: Literal["1"] = "1"
-    reason: NonEmptyStr
-    unavailable_skus: list[str] = Field(default_factory=list)
+    reason: Reason
+    unavailable_skus: list[NonEmptyStr] = Field(default_factory=list)
 
 
 class PaymentProcessed(OrderEvent):
@@ -92,7 +101,7 @@ class PaymentFailed(OrderEvent):
     DETAIL_TYPE = "PaymentFailed"
     SOURCE = Source.PAYMENTS
     version: Literal["1"] = "1"
-    reason: NonEmptyStr
+    reason: Reason
     amount_cents: Cents
     currency: Currency
 
@@ -110,7 +119,7 @@ class ShippingFailed(OrderEvent):
     DETAIL_TYPE = "ShippingFailed"
     SOURCE = Source.SHIPPING
     version: Literal["1"] = "1"
-    reason: NonEmptyStr
+    reason: Reason
 
 
 class PaymentRefunded(OrderEvent):
@@ -144,7 +153,7 @@ class OrderCancelled(OrderEvent):
     DETAIL_TYPE = "OrderCancelled"
     SOURCE = Source.ORDERS
     version: Literal["1"] = "1"
-    reason: NonEmptyStr
+    reason: Reason
     failed_step: SagaStep
 
 
@@ -165,13 +174,13 @@ class OrderEnriched(OrderEvent):
     version: Literal["1"] = "1"
     customer_id: NonEmptyStr  # required on read too: carried since version 1
     customer_tier: CustomerTier
-    customer_name: str | None = None
+    customer_name: OptionalText = None
     total_cents: Cents
     currency: Currency
     # An unknown customer is a business outcome: customer_known is False and the tier
     # is the fallback one. Region and credit limit come from the customer record.
     customer_known: bool = True
-    customer_region: str | None = None
+    customer_region: OptionalText = None
     credit_limit_cents: Cents | None = None
 
 
@@ -192,7 +201,7 @@ CHECKS: Final[tuple[CheckName, ...]] = ("inventory", "credit", "shippingQuote")
 
 class CheckResult(ContractModel):
     passed: bool
-    reason: str | None = Field(default=None, description="Why the check failed.")
+    reason: OptionalText = Field(default=None, description="Why the check failed.")
     quote_cents: Cents | None = Field(default=None, description="Shipping quote only.")
 
 

@@ -9,7 +9,8 @@ Customer record (customers table, key `customerId` S), as the enrichment reads i
     tier              "standard" | "gold" | "platinum" (anything else reads as "standard")
     name              optional display name
     region            optional, e.g. "eu-west"
-    creditLimitCents  optional integer, minor units of the order's currency (credit check)
+    creditLimitCents  optional integer, minor units of the order's currency (credit check);
+                      a limit over contracts.MAX_CENTS reads as MAX_CENTS (no order is larger)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, get_args
 
-from contracts import CustomerTier, HighValueOrderFlagged, OrderEnriched, OrderPlaced
+from contracts import MAX_CENTS, CustomerTier, HighValueOrderFlagged, OrderEnriched, OrderPlaced
 
 TIERS: Final[frozenset[str]] = frozenset(get_args(CustomerTier))
 # The tier an unknown customer, or one whose record holds an unknown tier, is served as:
@@ -64,6 +65,12 @@ def _optional_int(value: Any) -> int | None:
     return number if number >= 0 else None
 
 
+def _credit_limit(value: Any) -> int | None:
+    # Events carry amounts up to MAX_CENTS; a larger limit allows the same orders.
+    limit = _optional_int(value)
+    return None if limit is None else min(limit, MAX_CENTS)
+
+
 def customer_from_item(item: Mapping[str, Any] | None) -> Customer | None:
     """A customer from a deserialised customers-table item (numbers may be Decimal);
     None when there is no item. Malformed optional fields read as absent and an unknown
@@ -77,7 +84,7 @@ def customer_from_item(item: Mapping[str, Any] | None) -> Customer | None:
         tier=_tier(item.get("tier")),
         name=str(name) if name else None,
         region=str(region) if region else None,
-        credit_limit_cents=_optional_int(item.get("creditLimitCents")),
+        credit_limit_cents=_credit_limit(item.get("creditLimitCents")),
     )
 
 

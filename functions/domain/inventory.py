@@ -70,6 +70,7 @@ class ReleaseAction(StrEnum):
     RELEASE = "RELEASE"  # restore the reserved lines
     TOMBSTONE = "TOMBSTONE"  # nothing was reserved: refuse any later reservation
     NOTHING = "NOTHING"  # already released, or the reservation was rejected
+    REFUSED = "REFUSED"  # the order shipped: the stock is gone (saga.facts.shipped)
 
 
 def release_action(status: ReservationStatus | None) -> ReleaseAction:

@@ -4,8 +4,11 @@ Placing an order
     `PlaceOrderRequest` is what a client sends (camelCase JSON); `new_order` turns it into
     the `OrderPlaced` event and `new_saga` into the order's initial saga state. The
     client's `clientRequestId` makes the command idempotent (the adapter keeps one request
-    record per customer and request id); `fingerprint` tells a retry of the same request
-    from a reuse of the id for a different order.
+    record per customer and request id, `request_key`); `fingerprint` tells a retry of the
+    same request from a reuse of the id for a different order. The request is checked
+    strictly (unknown fields, numbers sent as strings or booleans, unknown currencies,
+    invisible characters in ids and amounts beyond the contracts' bounds are refused) before
+    any arithmetic.
 
 The saga state machine
     The order's saga state (`SagaState`) changes only through `apply(state, fact)`, where
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -49,10 +53,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 
 from contracts import (
-    Cents,
+    MAX_CENTS,
+    MAX_QUANTITY,
+    MAX_TEXT,
     ContractModel,
     Currency,
     Event,
@@ -72,12 +78,15 @@ from contracts import (
     default_currency,
     utc_now,
 )
+from eventcraft.text import escape, is_invisible, truncate
 
 # An order's lines become one stock update each in the inventory transaction, next to the
 # reservation, its event and the saga record (DynamoDB allows 100 items per transaction).
 MAX_LINES: Final = 50
-MAX_QUANTITY: Final = 10_000
-MAX_REASON: Final = 256  # the contracts' NonEmptyStr limit
+MAX_REASON: Final = MAX_TEXT  # the contracts' limit of a reason
+MAX_CLIENT_REQUEST_ID: Final = 512
+# DynamoDB's limit of a partition key, in UTF-8 bytes (the request key holds two ids).
+MAX_KEY_BYTES: Final = 2048
 
 ORDER_KEY_PREFIX: Final = "order#"
 REQUEST_KEY_PREFIX: Final = "request#"
@@ -90,19 +99,81 @@ def order_key(order_id: str) -> str:
     return f"{ORDER_KEY_PREFIX}{order_id}"
 
 
+def _key_part(text: str) -> str:
+    # "%" first: an id holding "%23" must not read back as one holding "#".
+    return text.replace("%", "%25").replace("#", "%23")
+
+
 def request_key(customer_id: str, client_request_id: str) -> str:
-    """The orders table key (`pk`) of a client request's record (scoped per customer, so
-    two customers may use the same request id)."""
-    return f"{REQUEST_KEY_PREFIX}{customer_id}#{client_request_id}"
+    """The orders table key (`pk`) of a client request's record, scoped per customer (two
+    customers may use the same request id): `request#<customer>#<request id>` with "%"
+    and "#" of each id written %25 and %23, so no two (customer, request id) pairs share
+    a key (unescaped, customer "a#b" with request "c" took the key of customer "a" with
+    request "b#c"). Ids without "%" and "#" keep the key they always had."""
+    return f"{REQUEST_KEY_PREFIX}{_key_part(customer_id)}#{_key_part(client_request_id)}"
+
+
+def legacy_request_key(customer_id: str, client_request_id: str) -> str | None:
+    """The key this request's record had before ids were escaped, when it differs from
+    `request_key` (ids holding "%" or "#"); such a record is this request's only if it
+    names this customer and request id."""
+    legacy = f"{REQUEST_KEY_PREFIX}{customer_id}#{client_request_id}"
+    return None if legacy == request_key(customer_id, client_request_id) else legacy
 
 
 def clip(text: str, limit: int = MAX_REASON) -> str:
-    """`text` cut to `limit` characters (the contracts limit reasons to 256)."""
-    text = text.strip() or "unspecified"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """`text` stripped (empty: "unspecified") and cut to `limit` characters (the
+    contracts limit reasons to MAX_TEXT)."""
+    return truncate(text.strip() or "unspecified", limit)
 
 
 # --- placing an order ------------------------------------------------------------------
+
+
+def _printable_id(value: str) -> str:
+    """An id a person can read back: no control, formatting (e.g. right-to-left override)
+    or other invisible characters, no spaces around it."""
+    for position, char in enumerate(value):
+        if is_invisible(char) or (unicodedata.category(char) == "Zs" and char != " "):
+            category = unicodedata.category(char)
+            name = unicodedata.name(char, "a control character" if category == "Cc" else "unnamed")
+            raise ValueError(
+                f"holds {escape(char)} ({name}) at position {position}: an id may hold "
+                "visible characters and plain spaces only"
+            )
+    if value != value.strip():
+        raise ValueError("starts or ends with a space: send the id without them")
+    return value
+
+
+# What a request may send: strict JSON types (a number sent as "2" or true is refused,
+# not converted) within the contracts' bounds, checked before any arithmetic.
+RequestId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TEXT), AfterValidator(_printable_id)
+]
+ClientRequestId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_CLIENT_REQUEST_ID),
+    AfterValidator(_printable_id),
+]
+RequestQuantity = Annotated[int, Strict(), Field(gt=0, le=MAX_QUANTITY)]
+RequestCents = Annotated[int, Strict(), Field(ge=0, le=MAX_CENTS)]
+
+
+class RequestLine(ContractModel):
+    """One line of a request: `sku`, `quantity` 1..MAX_QUANTITY, `unitPriceCents`
+    0..MAX_CENTS (JSON integers). Unknown fields are refused, as on the request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: RequestId
+    quantity: RequestQuantity
+    unit_price_cents: RequestCents
+
+    def to_order_line(self) -> OrderLine:
+        return OrderLine(
+            sku=self.sku, quantity=self.quantity, unit_price_cents=self.unit_price_cents
+        )
 
 
 class PlaceOrderRequest(ContractModel):
@@ -112,17 +183,23 @@ class PlaceOrderRequest(ContractModel):
     client_request_id: chosen by the client, 1..512 characters; sending the same request
         again (same customer, same id) places nothing new and answers with the order
         placed the first time.
-    currency: ISO 4217 code; default the stack's DEFAULT_CURRENCY (USD).
-    total_cents: optional; when given it must equal the sum of the lines.
+    customer_id, items[].sku: 1..256 characters. Ids hold visible characters and plain
+        spaces only (no control or formatting characters, no spaces around them).
+    items: 1..MAX_LINES lines, one per sku; quantity 1..MAX_QUANTITY and unitPriceCents
+        0..MAX_CENTS, JSON integers (not strings, not booleans).
+    currency: an ISO 4217 code (contracts.ISO_4217); default the stack's DEFAULT_CURRENCY.
+    total_cents: optional; when given it must equal the sum of the lines. The sum is at
+        most MAX_CENTS (5,000,000,000 minor units): EventBridge compares larger numbers
+        wrongly, so a larger order must be split.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    client_request_id: Annotated[str, StringConstraints(min_length=1, max_length=512)]
-    customer_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    items: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES)
+    client_request_id: ClientRequestId
+    customer_id: RequestId
+    items: list[RequestLine] = Field(min_length=1, max_length=MAX_LINES)
     currency: Currency | None = None
-    total_cents: Cents | None = None
+    total_cents: RequestCents | None = None
 
     @model_validator(mode="after")
     def _lines_are_consistent(self) -> PlaceOrderRequest:
@@ -134,20 +211,32 @@ class PlaceOrderRequest(ContractModel):
                     "the total quantity"
                 )
             seen.add(line.sku)
-            if line.quantity > MAX_QUANTITY:
-                raise ValueError(
-                    f"quantity {line.quantity} of sku {line.sku!r} exceeds {MAX_QUANTITY}: "
-                    "split the order or contact sales"
-                )
-        if self.total_cents is not None and self.total_cents != line_total(self.items):
+        total = line_total(self.items)
+        if total > MAX_CENTS:
+            raise ValueError(
+                f"the order's total {total} (the sum of quantity * unitPriceCents) is over "
+                f"the maximum of {MAX_CENTS} minor units per order: split the order"
+            )
+        if self.total_cents is not None and self.total_cents != total:
             raise ValueError(
                 f"totalCents {self.total_cents} != sum of quantity * unitPriceCents "
-                f"({line_total(self.items)}): omit totalCents or send the right sum"
+                f"({total}): omit totalCents or send the right sum"
+            )
+        key_bytes = len(request_key(self.customer_id, self.client_request_id).encode())
+        if key_bytes > MAX_KEY_BYTES:
+            raise ValueError(
+                f"customerId and clientRequestId together take {key_bytes} bytes of the "
+                f"{MAX_KEY_BYTES} the request's key allows (UTF-8; each '#' or '%' counts "
+                "3): use a shorter clientRequestId"
             )
         return self
 
+    @property
+    def order_lines(self) -> list[OrderLine]:
+        return [line.to_order_line() for line in self.items]
 
-def line_total(items: Sequence[OrderLine]) -> int:
+
+def line_total(items: Sequence[OrderLine | RequestLine]) -> int:
     return sum(line.quantity * line.unit_price_cents for line in items)
 
 
@@ -169,7 +258,7 @@ def new_order(
     return OrderPlaced(
         order_id=order_id,
         customer_id=request.customer_id,
-        items=list(request.items),
+        items=request.order_lines,
         total_cents=line_total(request.items),
         currency=request.currency or default_currency(),
         occurred_at=now or utc_now(),

@@ -167,6 +167,7 @@ class RefundAction(StrEnum):
     VOID = "VOID"  # PENDING -> VOID: a charge in progress must not complete
     TOMBSTONE = "TOMBSTONE"  # no payment yet: record VOID so a late charge is refused
     NOTHING = "NOTHING"  # declined, void or already refunded
+    REFUSED = "REFUSED"  # the order shipped: its charge stands (saga.facts.shipped)
 
 
 def refund_action(status: PaymentStatus | None) -> RefundAction:

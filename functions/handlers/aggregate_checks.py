@@ -73,8 +73,9 @@ def record_check(event: CheckCompleted) -> dict[str, Any]:
 
 
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
-    """CheckCompleted as an SQS batch (partial failures) or one EventBridge event."""
-    return envelopes.dispatch(event, context, record_check, model=CheckCompleted)
+    """CheckCompleted as an SQS batch (partial failures; a record that will not succeed
+    goes to the queue's DLQ with its error) or one EventBridge event."""
+    return envelopes.dispatch(event, context, record_check, model=CheckCompleted, dead_letter=True)
 
 
 def task(event: Mapping[str, Any], context: object) -> dict[str, Any]:

@@ -4,15 +4,19 @@ Entry: `handler(event, context)`, an EventBridge rule target for S3 "Object Crea
 events (source aws.s3) of the import bucket (IMPORT_BUCKET; the bucket sends its events
 to EventBridge).
 
-File format: JSON Lines, UTF-8: one order per line, a JSON object with the input fields
-of the OrderPlaced contract, exactly as place_order takes them (minus clientRequestId):
+File format: JSON Lines, UTF-8 (a byte-order mark before the first line is ignored): one
+order per line, a JSON object with the fields place_order takes, minus clientRequestId:
     {"customerId": "customer-0001", "currency": "USD",
      "items": [{"sku": "sku-red-mug", "quantity": 2, "unitPriceCents": 1250}]}
-- customerId (required), items (required: sku, quantity > 0, unitPriceCents >= 0, one
-  line per sku), currency (optional, default the stack's DEFAULT_CURRENCY), totalCents
-  (optional: if given, it must equal the sum of the lines);
-- any other field is refused (a misspelt field must not place a different order);
-- lines are numbered from 1 as they are in the file; blank lines are skipped.
+- customerId (required), items (required: sku, quantity 1..10000, unitPriceCents
+  0..5000000000, JSON integers, one line per sku), currency (optional ISO 4217 code,
+  default the stack's DEFAULT_CURRENCY), totalCents (optional: if given, it must equal
+  the sum of the lines, at most 5000000000): `domain.orders.PlaceOrderRequest`;
+- any other field, in the order or in its lines, is refused (a misspelt field must not
+  place a different order);
+- lines are numbered from 1 as they are in the file; blank lines are skipped;
+- a line asking for the same order as an earlier line of the file (same customer, lines
+  and currency) is refused as a duplicate: a file places each order once.
 
 Effect: each valid line is placed with `saga.placing.place_order` (orders table +
 OrderPlaced in the outbox, one transaction), with the clientRequestId
@@ -20,18 +24,28 @@ OrderPlaced in the outbox, one transaction), with the clientRequestId
 per (customer, clientRequestId): a redelivered event, a retried invocation, or the same
 file uploaded again (same key and content, hence same ETag) places nothing twice.
 
-Malformed lines (not JSON, not an object, not a valid order) are reported, one message
-each, on REJECTED_LINES_QUEUE_URL, and the other lines go on. Each message's body is
-{"bucket", "key", "etag", "line", "error", "text"} and its attributes ERROR_CODE /
-ERROR_MESSAGE, so `dlq_processor` (DLQ_URL = this queue) summarises them by error; that
-queue's alarm tells an operator. Transient failures (throttling, a transaction conflict)
-on a line do not stop the others either; the invocation then fails (ImportIncompleteError)
-so EventBridge retries it, and the lines already placed are no-ops on the retry.
+Refused lines (not UTF-8, not JSON, not an object, not a valid order, a duplicate) are
+reported, one message each, on REJECTED_LINES_QUEUE_URL, and the other lines go on. Each
+message's body is {"bucket", "key", "etag", "line", "error", "text"} and its attributes
+ERROR_CODE / ERROR_MESSAGE (made acceptable to SQS: invisible characters escaped), so
+`dlq_processor` (DLQ_URL = this queue) summarises them by error; that queue's alarm
+tells an operator. A refused line is final: it is never retried.
+
+Progress: a file may need more than one invocation. The import keeps a checkpoint in the
+orders table, item `import#<sha256 of bucket/key/etag>` {bucket, key, etag, nextLine,
+lines, placed, alreadyPlaced, rejected, done, updatedAt}, saved every CHECKPOINT_EVERY
+lines, when it stops and at the end. It stops before the function's time runs out (less
+than STOP_MARGIN_MS left, `context.get_remaining_time_in_millis()`), or at the first line
+that fails for a transient reason (throttling, a transaction conflict, the rejected-lines
+queue unavailable), saves the checkpoint and fails with ImportIncompleteError: Lambda
+retries the event (twice, a minute or two apart; then it is in the function's on-failure
+queue, and redriving it there continues the same way), and the retry resumes at the
+checkpoint. Lines before the checkpoint are neither placed nor reported again: each
+refused line is reported once (a crash between a report and the next checkpoint, at most
+CHECKPOINT_EVERY lines, may repeat a few). The event of a finished file does nothing.
 
 The object is read with If-Match on the event's ETag: if the key was overwritten since,
 this event is superseded (the newer upload has its own event) and nothing is placed.
-A file is processed by one invocation: keep files within what the function's timeout
-can place (about 50 orders a second), or split them.
 """
 
 from __future__ import annotations
@@ -41,25 +55,38 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from contracts import S3ObjectCreated
-from eventcraft import clients
+from contracts import S3ObjectCreated, utc_now
+from domain.orders import fingerprint
+from eventcraft import clients, dynamodb
 from eventcraft.envelopes import from_eventbridge
 from eventcraft.settings import ConfigurationError, env
+from eventcraft.text import sqs_text, truncate
 from saga.placing import InvalidOrderError, RequestIdReusedError, parse_request, place_order
 
 ACCESS: Final[dict[str, frozenset[str]]] = {
-    # saga.placing's needs, as place_order's ACCESS (a test keeps them equal).
+    # saga.placing's needs, as place_order's ACCESS (a test keeps them equal); the same
+    # GetItem / PutItem read and write the import's checkpoint.
     "ORDERS_TABLE": frozenset({"dynamodb:PutItem", "dynamodb:GetItem"}),
     "OUTBOX_TABLE": frozenset({"dynamodb:PutItem"}),
     "IMPORT_BUCKET": frozenset({"s3:GetObject"}),
     "REJECTED_LINES_QUEUE_URL": frozenset({"sqs:SendMessage"}),
 }
 IMPORT_BUCKET_ENV: Final = "IMPORT_BUCKET"
+ORDERS_TABLE_ENV: Final = "ORDERS_TABLE"
 REJECTED_QUEUE_ENV: Final = "REJECTED_LINES_QUEUE_URL"
 CLIENT_REQUEST_PREFIX: Final = "import-"
-MAX_REPORTED_TEXT: Final = 1000
+PROGRESS_KEY_PREFIX: Final = "import#"
+MAX_REPORTED_TEXT: Final = 1000  # of a refused line, in its report's body
+MAX_REPORTED_ERROR: Final = 4000  # of its error, in the body
+MAX_ERROR_ATTRIBUTE: Final = 256  # of its error, in the ERROR_MESSAGE attribute
+MAX_RESULT_REJECTIONS: Final = 100  # refused lines listed in the invocation's result
+CHECKPOINT_EVERY: Final = 100  # lines
+# Time kept in reserve when the import stops: one line (place_order and its retries)
+# and the checkpoint's write.
+STOP_MARGIN_MS: Final = 20_000
+UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +99,7 @@ __all__ = [
     "handler",
     "import_file",
     "parse_line",
+    "progress_key",
 ]
 
 
@@ -80,16 +108,21 @@ class WrongBucketError(ValueError):
 
 
 class ImportIncompleteError(RuntimeError):
-    """Some lines failed for a transient reason; the retry places them (and only them)."""
+    """The import stopped at `next_line` (time running out, or a transient failure); its
+    checkpoint is saved, and the retry of the event continues from there."""
 
-    def __init__(self, where: str, lines: list[int], first_error: str) -> None:
-        self.lines = lines
+    def __init__(self, where: str, next_line: int, why: str) -> None:
+        self.next_line = next_line
         super().__init__(
-            f"{where}: {len(lines)} line(s) could not be placed for now (lines "
-            f"{', '.join(map(str, lines[:20]))}{'...' if len(lines) > 20 else ''}; first "
-            f"error: {first_error}). The invocation fails so that EventBridge retries it; "
-            "lines already placed are not placed again."
+            f"{where}: stopped at line {next_line} ({why}). The lines before it are placed "
+            "or reported; the invocation fails so that Lambda retries the event, and the "
+            f"retry continues from line {next_line} (redrive the event from the function's "
+            "on-failure queue once its retries are spent)."
         )
+
+
+class RemainingTime(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
 
 
 # --- the file format (pure) --------------------------------------------------------------
@@ -109,6 +142,11 @@ def client_request_id(bucket: str, key: str, etag: str, line: int) -> str:
     return CLIENT_REQUEST_PREFIX + hashlib.sha256(material).hexdigest()
 
 
+def progress_key(bucket: str, key: str, etag: str) -> str:
+    """The orders table key (`pk`) of a file's checkpoint."""
+    return PROGRESS_KEY_PREFIX + hashlib.sha256(f"{bucket}/{key}/{etag}".encode()).hexdigest()
+
+
 def parse_line(raw: bytes, request_id: str) -> dict[str, Any]:
     """A line -> place_order's request payload; MalformedLineError if it is not one."""
     try:
@@ -117,6 +155,8 @@ def parse_line(raw: bytes, request_id: str) -> dict[str, Any]:
         raise MalformedLineError("NotUtf8", f"not UTF-8: {exc}") from exc
     try:
         payload = json.loads(text)
+    except RecursionError as exc:
+        raise MalformedLineError("NotJson", "not JSON: nested too deeply") from exc
     except ValueError as exc:
         raise MalformedLineError("NotJson", f"not JSON: {exc}") from exc
     if not isinstance(payload, dict):
@@ -129,17 +169,31 @@ def parse_line(raw: bytes, request_id: str) -> dict[str, Any]:
     return {**payload, "clientRequestId": request_id}
 
 
+def numbered_lines(body: Iterable[bytes]) -> Iterable[tuple[int, bytes]]:
+    """(line number from 1, line) of the non-blank lines, without a leading UTF-8 BOM."""
+    for number, raw in enumerate(body, start=1):
+        line = raw[len(UTF8_BOM) :] if number == 1 and raw.startswith(UTF8_BOM) else raw
+        if line.strip():
+            yield number, line
+
+
 # --- adapters ------------------------------------------------------------------------------
 
 
 @dataclass
 class ImportResult:
+    """What the import of a file did, over all its invocations so far (`rejected`: the
+    refusals of this invocation, at most MAX_RESULT_REJECTIONS)."""
+
     bucket: str
     key: str
     etag: str
     lines: int = 0
     placed: int = 0
     already_placed: int = 0
+    rejected_count: int = 0
+    next_line: int = 1
+    done: bool = False
     rejected: list[dict[str, Any]] = field(default_factory=list)
     superseded: bool = False
 
@@ -151,39 +205,105 @@ class ImportResult:
             "lines": self.lines,
             "placed": self.placed,
             "alreadyPlaced": self.already_placed,
+            "rejectedCount": self.rejected_count,
             "rejected": self.rejected,
+            "done": self.done,
             "superseded": self.superseded,
         }
+
+    def record(self) -> dict[str, Any]:
+        """The checkpoint item's attributes (without its key)."""
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "etag": self.etag,
+            "nextLine": self.next_line,
+            "lines": self.lines,
+            "placed": self.placed,
+            "alreadyPlaced": self.already_placed,
+            "rejected": self.rejected_count,
+            "done": self.done,
+            "updatedAt": utc_now().isoformat(),
+        }
+
+    def resume(self, record: Mapping[str, Any]) -> None:
+        self.next_line = int(record.get("nextLine", 1))
+        self.lines = int(record.get("lines", 0))
+        self.placed = int(record.get("placed", 0))
+        self.already_placed = int(record.get("alreadyPlaced", 0))
+        self.rejected_count = int(record.get("rejected", 0))
+        self.done = bool(record.get("done", False))
+
+
+class Checkpoint:
+    """A file's progress item in the orders table (see the module doc)."""
+
+    def __init__(self, result: ImportResult) -> None:
+        self.table = env(ORDERS_TABLE_ENV)
+        self.pk = progress_key(result.bucket, result.key, result.etag)
+        self.result = result
+        self.saved_line = 1
+
+    def load(self) -> None:
+        record = dynamodb.get(self.table, {"pk": self.pk})
+        if record is not None:
+            self.result.resume(record)
+            self.saved_line = self.result.next_line
+
+    def save(self) -> None:
+        """Write the progress; never moves it back (a concurrent invocation of the same
+        event may be further)."""
+        ddb = clients.client("dynamodb")
+        try:
+            ddb.put_item(
+                TableName=self.table,
+                Item=dynamodb.serialize({"pk": self.pk, **self.result.record()}),
+                ConditionExpression="attribute_not_exists(pk) OR nextLine <= :next",
+                ExpressionAttributeValues={":next": {"N": str(self.result.next_line)}},
+            )
+        except ddb.exceptions.ConditionalCheckFailedException:
+            logger.info("checkpoint %s: another invocation is further", self.pk)
+        self.saved_line = self.result.next_line
+
+    def save_if_due(self) -> None:
+        if self.result.next_line - self.saved_line >= CHECKPOINT_EVERY:
+            self.save()
 
 
 def _report(
     result: ImportResult, line: int, *, request_id: str, code: str, message: str, text: str
 ) -> None:
-    """Send a rejected line to the rejected-lines queue (raises if it cannot: the line
-    must not be lost, so the invocation fails and is retried)."""
+    """Send a refused line to the rejected-lines queue (raises if it cannot: the line
+    must not be lost, so the import stops there and the retry reports it)."""
     rejection = {
         "bucket": result.bucket,
         "key": result.key,
         "etag": result.etag,
         "line": line,
-        "error": message,
-        "text": text[:MAX_REPORTED_TEXT],
+        "error": truncate(message, MAX_REPORTED_ERROR),
+        "text": truncate(text, MAX_REPORTED_TEXT),
     }
     queue_url = env(REJECTED_QUEUE_ENV)
     kwargs: dict[str, Any] = {
         "QueueUrl": queue_url,
-        "MessageBody": json.dumps(rejection),
+        # ASCII JSON: every character SQS refuses in a body is escaped.
+        "MessageBody": json.dumps(rejection, ensure_ascii=True),
         "MessageAttributes": {
             "ERROR_CODE": {"DataType": "String", "StringValue": code},
-            "ERROR_MESSAGE": {"DataType": "String", "StringValue": message[:256]},
+            "ERROR_MESSAGE": {
+                "DataType": "String",
+                "StringValue": sqs_text(message, MAX_ERROR_ATTRIBUTE),
+            },
         },
     }
     if queue_url.endswith(".fifo"):
-        # A retried import reports the same line again: FIFO deduplicates it (5 minutes).
+        # A repeated report of the same line: FIFO deduplicates it (5 minutes).
         kwargs["MessageGroupId"] = "rejected-lines"
         kwargs["MessageDeduplicationId"] = request_id[len(CLIENT_REQUEST_PREFIX) :][:128]
     clients.client("sqs").send_message(**kwargs)
-    result.rejected.append({"line": line, "code": code, "error": message})
+    result.rejected_count += 1
+    if len(result.rejected) < MAX_RESULT_REJECTIONS:
+        result.rejected.append({"line": line, "code": code, "error": message})
 
 
 def _open(bucket: str, key: str, etag: str | None) -> tuple[Iterable[bytes], str] | None:
@@ -202,46 +322,102 @@ def _open(bucket: str, key: str, etag: str | None) -> tuple[Iterable[bytes], str
     return lines, str(response.get("ETag", etag or "")).strip('"')
 
 
-def import_file(bucket: str, key: str, etag: str | None) -> ImportResult:
-    """Place every order of the file (see the module doc); returns what happened."""
+def _order_fingerprint(raw: bytes) -> str | None:
+    """The fingerprint of the order a line asks for, or None if it is not a valid one."""
+    try:
+        return fingerprint(parse_request(parse_line(raw, CLIENT_REQUEST_PREFIX + "scan")))
+    except (MalformedLineError, InvalidOrderError):
+        return None
+
+
+def _out_of_time(context: RemainingTime | None) -> bool:
+    return context is not None and context.get_remaining_time_in_millis() < STOP_MARGIN_MS
+
+
+def import_file(
+    bucket: str, key: str, etag: str | None, *, context: RemainingTime | None = None
+) -> ImportResult:
+    """Place every order of the file from its checkpoint on (see the module doc);
+    returns what happened. `context`: the Lambda context, to stop in time (None: no
+    limit). Raises ImportIncompleteError when it stopped before the end."""
     opened = _open(bucket, key, etag)
     if opened is None:
         logger.warning(
             "s3://%s/%s changed since this event (ETag %s): superseded", bucket, key, etag
         )
-        return ImportResult(bucket, key, etag or "", superseded=True)
+        return ImportResult(bucket, key, etag or "", superseded=True, done=True)
     body, actual_etag = opened
     result = ImportResult(bucket, key, etag or actual_etag)
-    transient: list[int] = []
-    first_error = ""
-    for number, raw in enumerate(body, start=1):
-        if not raw.strip():
+    checkpoint = Checkpoint(result)
+    checkpoint.load()
+    if result.done:
+        logger.info("s3://%s/%s (ETag %s) was imported already", bucket, key, result.etag)
+        return result
+    where = f"s3://{bucket}/{key}"
+    first_of: dict[str, int] = {}  # the order a valid line asks for -> its first line
+    handled = 0  # lines of this invocation: at least one, so that every retry progresses
+    for number, raw in numbered_lines(body):
+        if number < result.next_line:
+            # Done by an earlier invocation: only remember its order, for duplicates.
+            seen = _order_fingerprint(raw)
+            if seen is not None:
+                first_of.setdefault(seen, number)
             continue
-        result.lines += 1
-        request_id = client_request_id(bucket, key, result.etag, number)
+        if handled and _out_of_time(context):
+            result.next_line = number
+            checkpoint.save()
+            raise ImportIncompleteError(where, number, "the function's time was running out")
         try:
-            placed = place_order(parse_request(parse_line(raw, request_id)))
-        except (MalformedLineError, InvalidOrderError, RequestIdReusedError) as exc:
-            code = exc.code if isinstance(exc, MalformedLineError) else "InvalidOrderLine"
-            text = raw.decode("utf-8", errors="replace")
-            _report(result, number, request_id=request_id, code=code, message=str(exc), text=text)
+            _import_line(result, number, raw, first_of)
         except ConfigurationError:
             raise
-        except Exception as exc:  # transient: retried with the whole event
-            logger.exception("line %d of s3://%s/%s: not placed for now", number, bucket, key)
-            transient.append(number)
-            first_error = first_error or f"{type(exc).__name__}: {exc}"
-        else:
-            if placed.created:
-                result.placed += 1
-            else:
-                result.already_placed += 1
-    if transient:
-        raise ImportIncompleteError(f"s3://{bucket}/{key}", transient, first_error)
+        except Exception as exc:  # transient: the retry resumes at this line
+            logger.exception("line %d of %s: not placed for now", number, where)
+            _save_after_failure(checkpoint)
+            raise ImportIncompleteError(where, number, f"{type(exc).__name__}: {exc}") from exc
+        handled += 1
+        result.next_line = number + 1
+        checkpoint.save_if_due()
+    result.done = True
+    checkpoint.save()
     return result
 
 
-def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+def _import_line(result: ImportResult, number: int, raw: bytes, first_of: dict[str, int]) -> None:
+    """Place one line, or report why it is refused (refusals are final). Raises on a
+    transient failure, having counted nothing."""
+    request_id = client_request_id(result.bucket, result.key, result.etag, number)
+    try:
+        request = parse_request(parse_line(raw, request_id))
+        order = fingerprint(request)
+        first = first_of.setdefault(order, number)
+        if first != number:
+            raise MalformedLineError(
+                "DuplicateLine",
+                f"the same order as line {first} (customer, lines and currency): a file "
+                "places each order once",
+            )
+        placed = place_order(request)
+    except (MalformedLineError, InvalidOrderError, RequestIdReusedError) as exc:
+        code = exc.code if isinstance(exc, MalformedLineError) else "InvalidOrderLine"
+        text = raw.decode("utf-8", errors="replace")
+        _report(result, number, request_id=request_id, code=code, message=str(exc), text=text)
+    else:
+        if placed.created:
+            result.placed += 1
+        else:
+            result.already_placed += 1
+    result.lines += 1
+
+
+def _save_after_failure(checkpoint: Checkpoint) -> None:
+    try:
+        checkpoint.save()
+    except Exception:  # the same outage: the retry resumes at the last saved checkpoint
+        logger.exception("checkpoint %s not saved", checkpoint.pk)
+
+
+def handler(event: Mapping[str, Any], context: RemainingTime | None) -> dict[str, Any]:
     created = from_eventbridge(event, model=S3ObjectCreated)
     expected = env(IMPORT_BUCKET_ENV)
     if created.bucket.name != expected:
@@ -249,4 +425,5 @@ def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
             f"event for bucket {created.bucket.name!r}, but this function imports from "
             f"{expected!r} (IMPORT_BUCKET): narrow the rule to the import bucket"
         )
-    return import_file(created.bucket.name, created.object.key, created.object.etag).as_dict()
+    bucket, obj = created.bucket.name, created.object
+    return import_file(bucket, obj.key, obj.etag, context=context).as_dict()

@@ -7,8 +7,9 @@ Entry `handler(event, context)`:
       {"clientRequestId": "r-1", "customerId": "c-1", "currency": "USD",
        "items": [{"sku": "sku-red-mug", "quantity": 2, "unitPriceCents": 1250}]}
   -> {"orderId": ..., "status": "PLACED", "created": true, "totalCents": 2500,
-      "currency": "USD"}; an invalid request raises InvalidOrderError, a reused request
-  id RequestIdReusedError;
+      "currency": "USD"}; an invalid request (a payload that is not an object included)
+  raises InvalidOrderError naming each refused field and what it allows, a reused
+  request id RequestIdReusedError;
 - behind API Gateway (REST or HTTP API) or a function URL (`body` + `requestContext`):
   the same JSON as the body (`clientRequestId` may come as the `Idempotency-Key`
   header instead) -> 201 created / 200 already placed / 400 invalid / 409 id reused.
@@ -34,8 +35,8 @@ ACCESS: dict[str, frozenset[str]] = {
 IDEMPOTENCY_HEADER: Final = "idempotency-key"
 
 
-def _is_http(event: Mapping[str, Any]) -> bool:
-    return "requestContext" in event and "body" in event
+def _is_http(event: Any) -> bool:
+    return isinstance(event, Mapping) and "requestContext" in event and "body" in event
 
 
 def _http(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,23 +47,25 @@ def _http(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _http_payload(event: Mapping[str, Any]) -> dict[str, Any]:
+def _http_payload(event: Mapping[str, Any]) -> Any:
+    """The request in the body (anything but an object is left to parse_request to
+    refuse), with the Idempotency-Key header as clientRequestId when the body has none."""
     raw = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        raw = base64.b64decode(raw).decode()
     try:
+        if event.get("isBase64Encoded"):
+            raw = base64.b64decode(raw, validate=True).decode()
         payload = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidOrderError(f"the body is not JSON ({exc})") from exc
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError, JSONDecodeError
+        raise InvalidOrderError(f"the body is not JSON ({exc}): send a UTF-8 JSON object") from exc
     if not isinstance(payload, dict):
-        raise InvalidOrderError("the body must be a JSON object")
+        return payload
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
     if "clientRequestId" not in payload and headers.get(IDEMPOTENCY_HEADER):
         payload["clientRequestId"] = headers[IDEMPOTENCY_HEADER]
     return payload
 
 
-def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: Any, context: Any) -> dict[str, Any]:
     """A direct invocation (the request as payload) or an HTTP request (see module doc)."""
     if not _is_http(event):
         return place_order(parse_request(event)).to_response()

@@ -57,8 +57,11 @@ def on_inventory_reserved(event: InventoryReserved) -> dict[str, Any]:
 
 
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
-    """InventoryReserved as an EventBridge event, or an SQS batch of them."""
-    return envelopes.dispatch(event, context, on_inventory_reserved, model=InventoryReserved)
+    """InventoryReserved as an EventBridge event, or an SQS batch of them (a record that
+    will not succeed goes to the queue's DLQ with its error: `eventcraft.batch`)."""
+    return envelopes.dispatch(
+        event, context, on_inventory_reserved, model=InventoryReserved, dead_letter=True
+    )
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:

@@ -9,6 +9,9 @@ Entries:
   state -> `{"refunded": bool, "action", "amountCents", ...}`; never fails for "nothing
   to undo". The caught `$.error` and the refund are recorded in the order's saga state
   in the same transaction.
+
+An order that shipped is never refunded: either entry answers `"action": "REFUSED"` with
+the reason (and logs it), whatever asked (a retry after a lost reply, a stray event).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ ACCESS: dict[str, frozenset[str]] = {
     # task(): the order's saga record; GetItem also: the customer of an event published
     # before events carried customerId (saga.store.customer_of).
     "ORDERS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
+    # GetItem + ConditionCheckItem (in the transaction): a shipped order is never
+    # compensated (saga.guards.shipped).
+    "SHIPMENTS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:ConditionCheckItem"}),
 }
 
 

@@ -10,6 +10,9 @@ Entries:
   state -> `{"released": bool, "action", "items", ...}`; never fails for "nothing to
   undo". The caught `$.error` and the release are recorded in the order's saga state in
   the same transaction.
+
+The stock of an order that shipped is never restored: either entry answers
+`"action": "REFUSED"` with the reason (and logs it), whatever asked.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ ACCESS: dict[str, frozenset[str]] = {
     # task(): the order's saga record; GetItem also: the customer of an event published
     # before events carried customerId (saga.store.customer_of).
     "ORDERS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
+    # GetItem + ConditionCheckItem (in the transaction): a shipped order is never
+    # compensated (saga.guards.shipped).
+    "SHIPMENTS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:ConditionCheckItem"}),
 }
 
 TRIGGERS: Final = (PaymentFailed, ShippingFailed)

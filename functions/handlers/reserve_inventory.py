@@ -44,8 +44,9 @@ def on_order_placed(order: OrderPlaced) -> dict[str, Any]:
 
 
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
-    """OrderPlaced as an EventBridge event, or an SQS batch of them."""
-    return envelopes.dispatch(event, context, on_order_placed, model=OrderPlaced)
+    """OrderPlaced as an EventBridge event, or an SQS batch of them (a record that will
+    not succeed goes to the queue's DLQ with its error: `eventcraft.batch`)."""
+    return envelopes.dispatch(event, context, on_order_placed, model=OrderPlaced, dead_letter=True)
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:

@@ -8,7 +8,10 @@ Entries:
   applies each to the order's saga state (`domain.orders`) and stores the result
   (`saga.store.record`); the transition that ends the saga writes OrderCompleted or
   OrderCancelled to the outbox in the same transaction. A reservation or charge that
-  arrives after the saga failed is undone here (release / refund, both idempotent).
+  arrives after the saga failed is undone here (release / refund, both idempotent). A
+  PaymentProcessed or OrderShipped that its step did not record (`saga.guards.unrecorded`:
+  forged) is refused (UnrecordedEventError: it ends in the DLQ with the reason) and the
+  order is left as it was.
 - `record_outcome(event, context)` (orchestration): the saga's final state on the
   failure path.
 
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from contracts import Event
 from domain import orders
 from eventcraft import envelopes
-from saga import store
+from saga import guards, store
 from saga.compensation import compensate_late
 from saga.sfn_state import aborted_from_state, order_from_state
 
@@ -43,7 +46,16 @@ ACCESS: dict[str, frozenset[str]] = {
     # Late compensations (saga.inventory_step.release / saga.payment_step.refund).
     "INVENTORY_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
     "PAYMENTS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}),
+    # ... never for an order that shipped (saga.guards.shipped, in their transaction);
+    # GetItem also: a PaymentProcessed / OrderShipped is what its step recorded (above:
+    # PAYMENTS_TABLE's GetItem).
+    "SHIPMENTS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:ConditionCheckItem"}),
 }
+
+
+class UnrecordedEventError(ValueError):
+    """A saga event claims a charge or a shipment that its step never recorded: forged.
+    Not retryable: it ends in the DLQ; the order is left as it was."""
 
 
 def record_outcome(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -66,6 +78,9 @@ def record_outcome(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 def progress(event: Event) -> dict[str, Any]:
     """Apply one saga event to its order; trigger the compensations it calls for."""
+    problem = guards.unrecorded(event)
+    if problem is not None:
+        raise UnrecordedEventError(f"{problem}: the event is not applied to the order")
     fact = orders.fact_from_event(event)
     order_id = str(getattr(event, "order_id", ""))
     saga = store.record(order_id, [fact])
@@ -86,5 +101,6 @@ def progress(event: Event) -> dict[str, Any]:
 
 
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
-    """An EventBridge saga event, or an SQS batch of them (partial batch response)."""
-    return envelopes.dispatch(event, context, progress)
+    """An EventBridge saga event, or an SQS batch of them (partial batch response; a
+    record that will not succeed goes to the queue's DLQ with its error)."""
+    return envelopes.dispatch(event, context, progress, dead_letter=True)

@@ -10,6 +10,10 @@ Entries:
   "trackingNumber", "status": "SHIPPED"}`, or raises ShippingUnavailable (a business
   failure: not to be retried). The step is recorded in the order's saga state in the
   same transaction (shipping is the last step: that write completes the order).
+
+Both raise ShipmentRefused, deciding nothing, when the order's payment is not CHARGED
+for its total or its stock not RESERVED (read from the payments and inventory tables,
+not from the event): a forged or stale PaymentProcessed ends in the DLQ with that reason.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from contracts import PaymentProcessed
 from eventcraft import envelopes
 from saga import store
 from saga.sfn_state import order_from_state
-from saga.shipping_step import ship
+from saga.shipping_step import ShipmentRefused, ship
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -34,7 +38,13 @@ ACCESS: dict[str, frozenset[str]] = {
     # saga record (task).
     "ORDERS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
     "OUTBOX_TABLE": frozenset({"dynamodb:PutItem"}),
+    # GetItem + ConditionCheckItem (in the transaction): the order is charged its total
+    # and its stock reserved (saga.guards).
+    "PAYMENTS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:ConditionCheckItem"}),
+    "INVENTORY_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:ConditionCheckItem"}),
 }
+
+__all__ = ["ACCESS", "ShipmentRefused", "ShippingUnavailable", "handler", "task"]
 
 
 class ShippingUnavailable(Exception):
@@ -49,7 +59,9 @@ def on_payment_processed(event: PaymentProcessed) -> dict[str, Any]:
             f"no order {event.order_id} in the orders table: cannot know where to ship; the "
             "event is retried, then dead-lettered"
         )
-    return ship(state.order_id, state.customer_id).to_result()
+    return ship(
+        state.order_id, state.customer_id, total_cents=state.total_cents, currency=state.currency
+    ).to_result()
 
 
 def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureResponse | dict[str, Any]:
@@ -60,7 +72,14 @@ def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureRespons
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Step Functions step: ship the order of the saga state, or ShippingUnavailable."""
     order = order_from_state(event)
-    outcome = ship(order.order_id, order.customer_id, record_saga=True, order=order)
+    outcome = ship(
+        order.order_id,
+        order.customer_id,
+        total_cents=order.total_cents,
+        currency=order.currency,
+        record_saga=True,
+        order=order,
+    )
     if not outcome.shipped:
         raise ShippingUnavailable(
             f"order {order.order_id} cannot be shipped: {outcome.reason or 'refused'}"

@@ -12,7 +12,9 @@ first left a tombstone that refuses the reservation.
 `release(order_id, reason=...)`: RESERVED -> RELEASED is conditional on RESERVED, in the
 transaction that restores the stock, so releasing twice restores once; an order that
 reserved nothing gets a RELEASED tombstone (written only if absent), which also refuses a
-reservation that would arrive later. A Powertools record keyed on the event id would not
+reservation that would arrive later. The stock of an order that shipped is never
+restored (`saga.guards.shipped`, checked again in the release's transaction): the release
+refuses (REFUSED, logged with the reason). A Powertools record keyed on the event id would not
 help: two different events (PaymentFailed, a late-reservation compensation, the
 orchestrator) may ask for the same release.
 
@@ -25,9 +27,10 @@ unavailableSkus, eventType + event (the decision's event JSON), createdAt, relea
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from contracts import (
     Event,
@@ -44,13 +47,14 @@ from domain.inventory import ReleaseAction, Reservation, ReservationStatus
 from domain.orders import SagaFact, clip, fact_from_event
 from eventcraft import dynamodb, outbox
 from eventcraft.settings import env
-from saga import store
+from saga import guards, store
+from saga.guards import INVENTORY_TABLE_ENV
 from saga.store import SagaConflictError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-INVENTORY_TABLE_ENV: Final = "INVENTORY_TABLE"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -210,12 +214,14 @@ def _plain(put: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ReleaseOutcome:
     """What a release did: RELEASE (this call restored `lines`), TOMBSTONE (nothing was
-    reserved; later reservations are refused) or NOTHING (already released/rejected)."""
+    reserved; later reservations are refused), NOTHING (already released/rejected) or
+    REFUSED (the order shipped: `reason`)."""
 
     order_id: str
     action: ReleaseAction
     lines: tuple[StockLine, ...] = ()
     event: Event | None = None
+    reason: str | None = None
 
     @property
     def released(self) -> bool:
@@ -228,6 +234,7 @@ class ReleaseOutcome:
             "released": self.released,
             "items": [line.model_dump(mode="json") for line in self.lines],
             "eventId": self.event.event_id if self.event else None,
+            "reason": self.reason,
         }
 
 
@@ -252,7 +259,8 @@ def release(
     order: OrderPlaced | None = None,
     facts: Sequence[SagaFact] = (),
 ) -> ReleaseOutcome:
-    """Release the order's reservation, once; a no-op when there is nothing to release.
+    """Release the order's reservation, once; a no-op when there is nothing to release;
+    REFUSED when the order shipped.
 
     customer_id: the order's customer, for InventoryReleased (default: `order`'s, else
         the order's record: `saga.store.customer_of`).
@@ -267,6 +275,11 @@ def release(
         return store.maybe_prepare(order_id, wanted, record_saga=record_saga, order=order)
 
     def attempt() -> ReleaseOutcome:
+        gone = guards.shipped(order_id)
+        if gone is not None:
+            logger.warning("not releasing order %s (asked: %s): %s", order_id, reason, gone)
+            store.commit([], [], saga())
+            return ReleaseOutcome(order_id, ReleaseAction.REFUSED, reason=gone)
         reservation = load_reservation(order_id)
         action = inventory.release_action(reservation.status if reservation else None)
         now = utc_now().isoformat()
@@ -299,7 +312,11 @@ def release(
                         },
                     }
                 }
-                items = [released, *(_stock_increment(table, ln) for ln in reservation.lines)]
+                items = [
+                    released,
+                    *(_stock_increment(table, ln) for ln in reservation.lines),
+                    guards.not_shipped_check(order_id),
+                ]
                 store.commit(items, [event], saga(fact_from_event(event)))
                 return ReleaseOutcome(order_id, action, reservation.lines, event)
             if action is ReleaseAction.TOMBSTONE:
@@ -319,7 +336,8 @@ def release(
                 store.commit([tombstone], [], saga())
                 return ReleaseOutcome(order_id, action)
         except outbox.ConditionFailedError as exc:
-            # The reservation changed between our read and our write: read it again.
+            # The reservation changed (or the order shipped) between our reads and our
+            # write: read again.
             raise SagaConflictError(f"the reservation of order {order_id} changed") from exc
         store.commit([], [], saga())
         return ReleaseOutcome(order_id, action)

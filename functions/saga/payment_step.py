@@ -15,7 +15,9 @@ return the money once; a PENDING payment is voided (its late decision then fails
 condition), and an order never charged gets a VOID record that refuses a later charge. A
 Powertools record keyed on the event id would not stop two different events
 (ShippingFailed, the orchestrator, a late-charge compensation) from refunding twice; the
-record's status does.
+record's status does. An order that shipped is never refunded (`saga.guards.shipped`,
+checked again in the refund's transaction): a compensation that comes after a lost
+reply, a retry or a stray event refuses (REFUSED, logged with the reason).
 
 Payments table (`PAYMENTS_TABLE`, key `pk` S): `payment#<orderId>` {orderId, customerId,
 amountCents, currency, status PENDING|CHARGED|DECLINED|REFUNDED|VOID, attempts, paymentId,
@@ -26,10 +28,11 @@ refundedCents, createdAt, decidedAt, refundedAt}.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from contracts import (
     Event,
@@ -51,13 +54,14 @@ from domain.payments import (
 )
 from eventcraft import clients, dynamodb, outbox
 from eventcraft.settings import env
-from saga import store
+from saga import guards, store
+from saga.guards import PAYMENTS_TABLE_ENV
 from saga.store import SagaConflictError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-PAYMENTS_TABLE_ENV: Final = "PAYMENTS_TABLE"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -264,7 +268,8 @@ def charge_of(order: OrderPlaced) -> Charge:
 @dataclass(frozen=True)
 class RefundOutcome:
     """What a refund did: REFUND (this call refunded `amount_cents`), VOID (a pending
-    charge was stopped), TOMBSTONE (nothing charged; later charges refused), NOTHING."""
+    charge was stopped), TOMBSTONE (nothing charged; later charges refused), NOTHING,
+    REFUSED (the order shipped: `reason`)."""
 
     order_id: str
     action: RefundAction
@@ -272,6 +277,7 @@ class RefundOutcome:
     currency: str | None = None
     refund_id: str | None = None
     event: Event | None = None
+    reason: str | None = None
 
     @property
     def refunded(self) -> bool:
@@ -286,6 +292,7 @@ class RefundOutcome:
             "currency": self.currency,
             "refundId": self.refund_id,
             "eventId": self.event.event_id if self.event else None,
+            "reason": self.reason,
         }
 
 
@@ -313,7 +320,8 @@ def refund(
     order: OrderPlaced | None = None,
     facts: Sequence[SagaFact] = (),
 ) -> RefundOutcome:
-    """Refund what the order was charged, once; a no-op when nothing was charged.
+    """Refund what the order was charged, once; a no-op when nothing was charged;
+    REFUSED when the order shipped.
 
     customer_id: the order's customer, for PaymentRefunded (default: `order`'s, else the
         payment record's, else the order's record: `saga.store.customer_of`).
@@ -328,6 +336,11 @@ def refund(
         return store.maybe_prepare(order_id, wanted, record_saga=record_saga, order=order)
 
     def attempt() -> RefundOutcome:
+        gone = guards.shipped(order_id)
+        if gone is not None:
+            logger.warning("not refunding order %s (asked: %s): %s", order_id, reason, gone)
+            store.commit([], [], saga())
+            return RefundOutcome(order_id, RefundAction.REFUSED, reason=gone)
         record = load_payment(order_id)
         status = PaymentStatus(record["status"]) if record else None
         action = payments.refund_action(status)
@@ -365,7 +378,8 @@ def refund(
                         ":why": {"S": reason},
                     },
                 )
-                store.commit([refunded], [event], saga(fact_from_event(event)))
+                shipped_since = guards.not_shipped_check(order_id)
+                store.commit([refunded, shipped_since], [event], saga(fact_from_event(event)))
                 return RefundOutcome(
                     order_id, action, amount, event.currency, event.refund_id, event
                 )
@@ -399,7 +413,8 @@ def refund(
                 store.commit([tombstone], [], saga())
                 return RefundOutcome(order_id, action)
         except outbox.ConditionFailedError as exc:
-            # The payment changed between our read and our write: read it again.
+            # The payment changed (or the order shipped) between our reads and our write:
+            # read again.
             raise SagaConflictError(f"the payment of order {order_id} changed") from exc
         store.commit([], [], saga())
         return RefundOutcome(order_id, action)

@@ -1,10 +1,15 @@
 """The saga's shipping step: hand a paid order to the (simulated) carrier, once.
 
-`ship(order_id, customer_id)`: the carrier's answer (`domain.shipping`) -> OrderShipped
-or ShippingFailed, written to the outbox in the same transaction as the shipment record.
-Idempotency: a conditional write (not Powertools): the shipment record
-`shipment#<orderId>` is written only if absent, with its event, so a redelivered
-PaymentProcessed finds it and ships nothing twice.
+`ship(order_id, customer_id, total_cents=..., currency=...)`: the carrier's answer
+(`domain.shipping`) -> OrderShipped or ShippingFailed, written to the outbox in the same
+transaction as the shipment record. Idempotency: a conditional write (not Powertools):
+the shipment record `shipment#<orderId>` is written only if absent, with its event, so a
+redelivered PaymentProcessed finds it and ships nothing twice.
+
+Nothing is decided for an order that is not paid for and reserved (`saga.guards`): its
+payment CHARGED for its total and its stock RESERVED, read from those tables (not from
+the event that asked) and checked again in the shipment's transaction. Otherwise
+ShipmentRefused: the event was forged, or the payment or the stock was given back since.
 
 Shipments table (`SHIPMENTS_TABLE`, key `pk` S): `shipment#<orderId>` {orderId, status
 SHIPPED|FAILED, shipmentId, carrier, trackingNumber, reason, eventType + event (the
@@ -17,7 +22,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from contracts import Event, OrderPlaced, OrderShipped, ShippingFailed, parse_detail, utc_now
 from domain import shipping
@@ -25,9 +30,15 @@ from domain.orders import fact_from_event
 from domain.shipping import CarrierConfig, ShipmentStatus, Shipped
 from eventcraft import dynamodb, outbox
 from eventcraft.settings import env
-from saga import store
+from saga import guards, store
+from saga.guards import SHIPMENTS_TABLE_ENV
+from saga.store import SagaConflictError
 
-SHIPMENTS_TABLE_ENV: Final = "SHIPMENTS_TABLE"
+
+class ShipmentRefused(Exception):
+    """The order is not paid for its total, or its stock is not reserved: nothing is
+    shipped or decided. Not retryable: the event that asked is forged or stale (it goes to
+    its DLQ with this message)."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +99,13 @@ def ship(
     order_id: str,
     customer_id: str,
     *,
+    total_cents: int,
+    currency: str,
     record_saga: bool = False,
     order: OrderPlaced | None = None,
 ) -> ShipmentOutcome:
-    """Ship the order once (or record that it cannot be shipped).
+    """Ship the order once (or record that it cannot be shipped). Raises ShipmentRefused
+    when it is not paid (`total_cents` in `currency`, charged) and reserved.
 
     record_saga: record the decision in the order's saga state in the same transaction
         (orchestration); `order` starts that state if it is missing.
@@ -100,6 +114,15 @@ def ship(
     decision = shipping.decide(order_id, customer_id, CarrierConfig.from_env(os.environ))
 
     def attempt() -> ShipmentOutcome:
+        found = load_shipment(order_id)
+        if found is not None:
+            return found  # decided before: the same answer, whatever happened since
+        problem = guards.unpaid(order_id, total_cents, currency) or guards.unreserved(order_id)
+        if problem is not None:
+            raise ShipmentRefused(
+                f"order {order_id} is not shipped: {problem}. The event that asked for it "
+                "is forged or stale; nothing was decided"
+            )
         event: OrderShipped | ShippingFailed
         fields: dict[str, Any]
         if isinstance(decision, Shipped):
@@ -133,16 +156,16 @@ def ship(
             order_id, [fact_from_event(event)], record_saga=record_saga, order=order
         )
         put = outbox.put(table, record, condition="attribute_not_exists(pk)")
+        checks = [
+            guards.paid_check(order_id, total_cents, currency),
+            guards.reserved_check(order_id),
+        ]
         try:
-            store.commit([put], [event], saga)
-        except outbox.ConditionFailedError:
-            found = load_shipment(order_id)
-            if found is None:
-                raise RuntimeError(
-                    f"the shipment of order {order_id} failed its condition but is not "
-                    "there: retry the invocation"
-                ) from None
-            return found
+            store.commit([put, *checks], [event], saga)
+        except outbox.ConditionFailedError as exc:
+            # Decided concurrently, or the payment / stock changed since it was read:
+            # read again (the next attempt returns the decision or refuses).
+            raise SagaConflictError(f"the shipment of order {order_id} changed") from exc
         return _outcome(record, created=True)
 
     outcome = store.retry_conflicts(attempt, what=f"shipping order {order_id}")

@@ -12,8 +12,9 @@ re-applies), and the transition to COMPLETED / CANCELLED, with its event, happen
 
 Orders table (`ORDERS_TABLE`, key `pk` S): `order#<orderId>` items as written by
 `domain.orders.to_record` (order fields, `status`, `version`, `facts`, `appliedEventIds`,
-`history`, amounts, failure) and `request#<customerId>#<clientRequestId>` records
-(written by `saga.placing`).
+`history`, amounts, failure), `request#<customerId>#<clientRequestId>` records (ids
+escaped; written by `saga.placing`) and `import#<sha256>` checkpoints of bulk imports
+(`handlers.import_orders`).
 """
 
 from __future__ import annotations

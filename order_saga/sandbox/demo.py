@@ -3,6 +3,8 @@
     python -m order_saga demo                              # 15 orders, the dev stack
     python -m order_saga demo --orders 200 --saga both --fail-rate 0.2 --duplicate-rate 0.3
     python -m order_saga demo --json                       # one JSON object on stdout
+    python -m order_saga demo --orders-file mine.jsonl --stock stock.json   # your orders
+    python -m order_saga demo --fault lost-reply@ship-order-task=0.2 --fault outage@events=60+600
 
 What it does, with an `OrderSagaSession` (the program deployed into moto, the handlers run
 with their roles, events delivered with AWS's semantics on a virtual clock):
@@ -16,7 +18,7 @@ with their roles, events delivered with AWS's semantics on a virtual clock):
    stock for about 1.5 times the demand, except one SKU stocked for about half of it
    (it runs out while the orders come in);
 3. places N orders through the `place-order` function, all at the start (a burst: the
-   queues, the FIFO payments and the stock's conditional writes see them together),
+   queues, the payments and the stock's conditional writes see them together),
    from a seeded mix of customers: known ones, unknown ones (no customer record: the
    enrichment and credit check still run), `declined-*` ones (the payment provider
    declines them: a share P/2, or 5%) and `undeliverable-*` ones (the carrier refuses
@@ -24,10 +26,30 @@ with their roles, events delivered with AWS's semantics on a virtual clock):
 4. with `--duplicate-rate Q`, puts a share Q of the bus's events a second time, a few
    virtual seconds later, with the same detail (the same eventId): at-least-once
    delivery that every handler must absorb;
+   with `--fault NAME[@TARGET]=VALUE` (repeatable), injects the faults AWS really
+   produces (lost replies, timeouts mid-function, throttling, outages, partial
+   PutEvents, transaction conflicts: `eventcraft_sandbox.faults`), seeded by `--seed`;
 5. runs until quiet and reports: orders completed / cancelled / stuck, events by
-   detail-type, invocations by function, DLQ depths, the handlers' AWS calls, and the
+   detail-type, invocations by function, DLQ depths, the handlers' AWS calls, the
+   faults injected (by name), and the
    invariants (`OrderSagaSession.invariants`, plus `nothing_dead_lettered`: no event or
-   message ended in a DLQ, i.e. every failed delivery was retried to success).
+   message ended in a DLQ, i.e. every failed delivery was retried to success, and
+   `no_event_lost`: every event written to the outbox reached the bus);
+6. with `--redrive`, once quiet, redrives every DLQ as an operator would (`python -m ops
+   dlq redrive`, the same code) and runs again, up to 3 rounds: the report counts the
+   messages `dead_lettered` and `redriven`, and `every_dead_letter_redriven` replaces
+   `nothing_dead_lettered` (faults may dead-letter a message; none may stay there).
+
+Your own orders: `--orders-file FILE` places the requests of a JSON-lines file (one
+`place-order` request per line, e.g. `{"clientRequestId": "r-1", "customerId":
+"customer-001", "items": [{"sku": "sku-mug", "quantity": 2, "unitPriceCents": 2000}]}`;
+blank lines are skipped) instead of the generated mix, in the file's order. Stock comes
+from `--stock FILE` (a JSON object, SKU -> units) or, without it, the demo's catalogue
+stocked for the file's demand as above. The demo's known customers are seeded either
+way. The report lists the lines refused (not JSON, or refused by `place-order`) with
+their reasons (`"rejected": [{"line": 3, "error": "..."}]`, lines counted from 1); a
+refused line of your file is a result, not a broken invariant, and the invariants
+cover every order that was placed.
 
 The exit status is 1 when an invariant is false (0 otherwise; 2 for a bad stack or
 option). A progress bar goes to stderr while it runs (when stderr is a terminal, or
@@ -46,15 +68,38 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Final
 
-from order_saga.sandbox.session import FINAL_STATUSES, OrderSagaSession
+from eventcraft_sandbox.faults import Fault, FaultError
+from order_saga.sandbox.session import FINAL_STATUSES, InvocationFailedError, OrderSagaSession
 
-__all__ = ["DemoOptions", "DemoResult", "dead_letter_problem", "main", "plan", "render", "run_demo"]
+__all__ = [
+    "DemoInputError",
+    "DemoOptions",
+    "DemoResult",
+    "OrdersFile",
+    "dead_letter_problem",
+    "main",
+    "plan",
+    "read_orders_file",
+    "read_stock_file",
+    "render",
+    "run_demo",
+]
 
 DEFAULT_ORDERS: Final = 15
+# --redrive: rounds of "redrive every DLQ, run until quiet" at most (a message that
+# fails again each time stays in its DLQ and the verdict says so).
+REDRIVE_ROUNDS: Final = 3
+# The client: place-order's refusals are final; anything else is retried with the same
+# request id, backing off 2, 4, ... seconds (at most 60) for at most 40 attempts (~35
+# virtual minutes: longer than a regional service's usual outage).
+CLIENT_REFUSALS: Final = frozenset({"InvalidOrderError", "RequestIdReusedError"})
+CLIENT_ATTEMPTS: Final = 40
+CLIENT_BACKOFF_CAP_SECONDS: Final = 60.0
 ORDER_INTERVAL_SECONDS: Final = 0.0
 KNOWN_CUSTOMERS: Final = 20
 # Catalog: (sku, price as a share of the high-value threshold).
@@ -85,6 +130,10 @@ class DemoOptions:
     duplicate_rate: float = 0.0
     seed: int = 0
     json: bool = False
+    orders_file: Path | None = None
+    stock_file: Path | None = None
+    redrive: bool = False
+    faults: tuple[str, ...] = ()
 
     def config(self) -> dict[str, str]:
         """The stack config overrides these options ask for."""
@@ -113,6 +162,99 @@ class DemoResult:
 
 def _number(value: float) -> str:
     return f"{value:.6g}"
+
+
+class DemoInputError(ValueError):
+    """An orders or stock file the demo cannot read (the message names the file, the
+    line and what is allowed)."""
+
+
+@dataclass(frozen=True)
+class OrdersFile:
+    """The requests of an orders file with their line numbers (from 1), and the lines
+    refused before placing (not JSON, not a JSON object)."""
+
+    requests: list[tuple[int, dict[str, Any]]]
+    rejected: list[dict[str, Any]]
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not content
+    except OSError as exc:
+        raise DemoInputError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DemoInputError(
+            f"{what} {path}: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+
+
+def read_orders_file(path: Path) -> OrdersFile:
+    """One place-order request per line (JSON-lines; blank lines skipped). A line that
+    is not a JSON object is refused with its reason, not fatal: `place-order` refuses
+    the rest the same way when it runs."""
+    requests: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[dict[str, Any]] = []
+    for number, line in enumerate(_read_text(path, "--orders-file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+            rejected.append({"line": number, "error": f"not JSON: {reason}"})
+            continue
+        if not isinstance(request, dict):
+            rejected.append(
+                {
+                    "line": number,
+                    "error": f"a request is a JSON object, not {type(request).__name__}",
+                }
+            )
+            continue
+        requests.append((number, request))
+    if not requests and not rejected:
+        raise DemoInputError(f"--orders-file {path}: no requests in it (one JSON object per line)")
+    return OrdersFile(requests, rejected)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_stock_file(path: Path) -> dict[str, int]:
+    """A JSON object, SKU -> whole number of units >= 0."""
+    try:
+        stock = json.loads(_read_text(path, "--stock"), parse_constant=_no_constant)
+    except ValueError as exc:
+        raise DemoInputError(f"--stock {path}: not JSON ({exc})") from None
+    if not isinstance(stock, dict) or not stock:
+        raise DemoInputError(
+            f'--stock {path}: expected a JSON object of SKU to units, e.g. {{"sku-mug": 40}}'
+        )
+    for sku, units in stock.items():
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+            raise DemoInputError(
+                f"--stock {path}: {sku!r}: {json.dumps(units)} is not a whole number of units >= 0"
+            )
+    return {str(sku): int(units) for sku, units in stock.items()}
+
+
+def _catalogue_stock(requests: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """The demo's catalogue stocked for the demand of these requests (as `plan` does);
+    lines that are not well formed count for nothing (place-order refuses them)."""
+    demand: Counter[str] = Counter()
+    for request in requests:
+        items = request.get("items")
+        for item in items if isinstance(items, list) else ():
+            if isinstance(item, dict):
+                quantity = item.get("quantity")
+                if isinstance(quantity, int) and not isinstance(quantity, bool) and quantity > 0:
+                    demand[str(item.get("sku"))] += quantity
+    return {
+        sku: math.ceil(demand[sku] * (SCARCE_FACTOR if sku == SCARCE_SKU else STOCK_FACTOR))
+        for sku, _ in CATALOG
+    }
 
 
 # ------------------------------------------------------------------------ the plan
@@ -242,12 +384,16 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
             err.write(text + "\n")
             err.flush()
 
+    # The files are read before deploying: a bad file costs no deploy.
+    orders_file = read_orders_file(options.orders_file) if options.orders_file else None
+    stock = read_stock_file(options.stock_file) if options.stock_file else None
     say(f"deploying stack {options.stack} into the sandbox ...")
     session = OrderSagaSession(
         options.stack,
         config=options.config(),
         duplicate_rate=options.duplicate_rate,
         seed=options.seed,
+        faults=options.faults,
     )
     with session:
         outputs = session.outputs
@@ -258,43 +404,112 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
             seed=options.seed,
             fail_rate=options.fail_rate,
         )
+        numbered = list(enumerate(work.requests, start=1))
+        rejected: list[dict[str, Any]] = []
+        if orders_file is not None:
+            numbered, rejected = list(orders_file.requests), list(orders_file.rejected)
+            work = Plan(work.customers, stock or _catalogue_stock([r for _, r in numbered]), [])
         say(
             f"deployed {sum(1 for r in session.deployment.resources if r.custom)} resources "
             f"in {session.deploy_seconds:.1f}s (saga mode {outputs.get('sagaMode')}); "
-            f"placing {options.orders} orders ..."
+            f"placing {len(numbered)} orders ..."
         )
         session.seed_customers(work.customers)
         session.seed_stock(work.stock)
-        refused: list[str] = []
-        for index, request in enumerate(work.requests):
-
-            def place(request: Mapping[str, Any] = request) -> None:
-                try:
-                    session.submit_order(request)
-                except RuntimeError as exc:
-                    refused.append(f"{request['clientRequestId']}: {exc}")
-
-            session.scheduler.call_later(
-                index * ORDER_INTERVAL_SECONDS, "client place-order", place
-            )
+        refused = _schedule_requests(session, numbered, rejected if orders_file else None)
         run_started = time.perf_counter()
         if err is not None:
-            with Progress(err, options.orders, session):
-                quiet = session.run_until_quiet()
+            with Progress(err, len(numbered), session):
+                virtual_seconds = session.run_until_quiet().virtual_seconds
         else:
-            quiet = session.run_until_quiet()
+            virtual_seconds = session.run_until_quiet().virtual_seconds
+        if options.redrive:
+            dead_lettered, redriven, more_seconds = _redrive_rounds(session, say)
+            virtual_seconds += more_seconds
         run_seconds = time.perf_counter() - run_started
-        result = _collect(session, options, refused)
-        result.report["virtual_seconds"] = round(quiet.virtual_seconds, 1)
+        result = _collect(session, options, refused, len(numbered))
+        if options.redrive:
+            result.report["dead_lettered"] = dead_lettered
+            result.report["redriven"] = redriven
+        if orders_file is not None:
+            result.report["rejected"] = sorted(rejected, key=lambda r: int(r["line"]))
+        result.report["virtual_seconds"] = round(virtual_seconds, 1)
         result.report["deploy_seconds"] = round(session.deploy_seconds, 1)
         result.report["run_seconds"] = round(run_seconds, 1)
     result.report["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
 
-def _collect(session: OrderSagaSession, options: DemoOptions, refused: Sequence[str]) -> DemoResult:
+def _schedule_requests(
+    session: OrderSagaSession,
+    numbered: Sequence[tuple[int, Mapping[str, Any]]],
+    rejected: list[dict[str, Any]] | None,
+) -> list[str]:
+    """Place each request through `place-order` at the start of the run (a burst), as a
+    careful client does: a refusal is final, any other failure (a timeout, a throttled
+    or unavailable service) is retried with the same `clientRequestId` after a capped
+    exponential backoff in virtual time (place-order answers a retry with the order it
+    placed). Refusals go to `rejected` by line (an orders file: a result) or, without
+    it, to the list returned (the generated mix: a broken invariant); both fill while
+    it runs, as do `session.client_retries`."""
+    refused: list[str] = []
+
+    def place(line: int, request: Mapping[str, Any], attempt: int) -> None:
+        try:
+            session.submit_order(request)
+        except InvocationFailedError as exc:
+            transient = exc.result.error_type not in CLIENT_REFUSALS
+            if transient and attempt < CLIENT_ATTEMPTS:
+                session.client_retries += 1
+                delay = min(CLIENT_BACKOFF_CAP_SECONDS, 2.0**attempt)
+                session.scheduler.call_later(
+                    delay, "client place-order retry", lambda: place(line, request, attempt + 1)
+                )
+            elif rejected is None:
+                refused.append(f"{request.get('clientRequestId')}: {exc}")
+            else:
+                rejected.append({"line": line, "error": _refusal(exc)})
+
+    for index, (line, request) in enumerate(numbered):
+        session.scheduler.call_later(
+            index * ORDER_INTERVAL_SECONDS,
+            "client place-order",
+            lambda line=line, request=request: place(line, request, 1),  # type: ignore[misc]
+        )
+    return refused
+
+
+def _redrive_rounds(
+    session: OrderSagaSession, say: Callable[[str], None]
+) -> tuple[int, int, float]:
+    """Redrive every DLQ and run until quiet, while the DLQs hold messages (at most
+    REDRIVE_ROUNDS); returns the messages examined, moved, and the virtual seconds run."""
+    dead_lettered = redriven = 0
+    virtual_seconds = 0.0
+    for _ in range(REDRIVE_ROUNDS):
+        moved = session.redrive_dead_letters()
+        if not moved:
+            break
+        dead_lettered += sum(m["examined"] for m in moved.values())
+        redriven += sum(m["moved"] for m in moved.values())
+        say(f"redriven {sum(m['moved'] for m in moved.values())} dead letters ...")
+        virtual_seconds += session.run_until_quiet().virtual_seconds
+    return dead_lettered, redriven, virtual_seconds
+
+
+def _refusal(exc: RuntimeError) -> str:
+    """place-order's refusal as its client reads it (the error message, without the
+    function's name and error type)."""
+    result = getattr(exc, "result", None)
+    message = getattr(result, "error_message", None)
+    return str(message) if message else str(exc)
+
+
+def _collect(
+    session: OrderSagaSession, options: DemoOptions, refused: Sequence[str], requested: int
+) -> DemoResult:
     orders = session.orders()
-    placed = list(session.placed)
+    placed = list(dict.fromkeys([*session.placed, *orders]))
     statuses = Counter(str((orders.get(o) or {}).get("status", "MISSING")) for o in placed)
     stuck = sorted(
         o for o in placed if str((orders.get(o) or {}).get("status")) not in FINAL_STATUSES
@@ -307,10 +522,16 @@ def _collect(session: OrderSagaSession, options: DemoOptions, refused: Sequence[
     report = session.invariants()
     dlq = session.dlq_depths()
     invariants = dict(report.results)
-    invariants["nothing_dead_lettered"] = not any(dlq.values())
     problems = dict(report.problems)
-    if not invariants["nothing_dead_lettered"]:
-        problems["nothing_dead_lettered"] = [
+    lost = session.lost_events()
+    invariants["no_event_lost"] = not lost
+    if lost:
+        problems["no_event_lost"] = [f"{event} never reached the bus" for event in lost[:5]]
+    # With --redrive a dead letter is expected under faults; one left after redriving is not.
+    dead_letters = "every_dead_letter_redriven" if options.redrive else "nothing_dead_lettered"
+    invariants[dead_letters] = not any(dlq.values())
+    if not invariants[dead_letters]:
+        problems[dead_letters] = [
             dead_letter_problem(name, depth, session.dlq_messages(name, limit=3))
             for name, depth in dlq.items()
             if depth
@@ -320,22 +541,25 @@ def _collect(session: OrderSagaSession, options: DemoOptions, refused: Sequence[
         problems["every_order_accepted"] = list(refused[:5])
     aws_calls = session.aws_calls
     json_report: dict[str, Any] = {
-        "orders": options.orders,
+        "orders": requested,
         "completed": statuses.get("COMPLETED", 0),
         "cancelled": statuses.get("CANCELLED", 0),
-        "stuck": len(stuck) + (options.orders - len(placed)),
+        "stuck": len(stuck),
         "events": dict(sorted(session.events.items())),
         "invocations": session.invocations,
         "dlq": dlq,
         "aws_calls": aws_calls,
-        "aws_calls_per_order": round(aws_calls / max(options.orders, 1), 1),
+        "aws_calls_per_order": round(aws_calls / max(requested, 1), 1),
+        "events_lost": len(lost),
         "invariants": invariants,
         "seconds": 0.0,
         "stack": options.stack,
         "saga_mode": session.outputs.get("sagaMode"),
         "cancelled_at_step": dict(sorted(failed_steps.items())),
         "duplicates_delivered": sum(session.duplicates.values()),
+        "client_retries": session.client_retries,
         "function_errors": session.invocation_errors,
+        "faults": session.fault_counts,
     }
     if problems:  # what breaks each false invariant, with examples
         json_report["problems"] = problems
@@ -378,6 +602,11 @@ def render(result: DemoResult) -> str:
     if r["cancelled_at_step"]:
         steps = ", ".join(f"{k} {v}" for k, v in r["cancelled_at_step"].items())
         lines.append(f"  cancelled at: {steps}")
+    if "rejected" in r:
+        lines.append(f"  lines refused: {len(r['rejected'])}")
+        lines += [f"    line {x['line']}: {x['error']}" for x in r["rejected"][:20]]
+        if len(r["rejected"]) > 20:
+            lines.append(f"    ... {len(r['rejected']) - 20} more (--json lists them all)")
     lines += ["", "  events on the bus:"]
     lines += [f"    {k:<28} {v:>6}" for k, v in r["events"].items()]
     if r["duplicates_delivered"]:
@@ -393,9 +622,10 @@ def render(result: DemoResult) -> str:
     lines += [
         "",
         f"  AWS calls by the handlers: {r['aws_calls']} ({r['aws_calls_per_order']} per order)",
-        "",
-        "  invariants:",
     ]
+    if r.get("faults"):
+        lines.append("  faults injected: " + ", ".join(f"{k} {v}" for k, v in r["faults"].items()))
+    lines += ["", "  invariants:"]
     for name, ok in r["invariants"].items():
         lines.append(f"    {'ok  ' if ok else 'FAIL'} {name}")
         for problem in result.problems.get(name, []):
@@ -433,13 +663,37 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fault(text: str) -> str:
+    try:
+        Fault.parse(text)
+    except FaultError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--orders",
         type=_positive,
         default=DEFAULT_ORDERS,
-        help=f"orders to place (default {DEFAULT_ORDERS})",
+        help=f"orders to place, a generated mix (default {DEFAULT_ORDERS})",
+    )
+    which.add_argument(
+        "--orders-file",
+        type=Path,
+        metavar="FILE",
+        help="place the requests of this JSON-lines file instead (one place-order request "
+        "per line)",
+    )
+    parser.add_argument(
+        "--stock",
+        type=Path,
+        metavar="FILE",
+        dest="stock_file",
+        help="with --orders-file: the stock, a JSON object of SKU to units (default: the "
+        "demo's catalogue, stocked for the file's demand)",
     )
     parser.add_argument(
         "--saga",
@@ -459,7 +713,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of the bus's events delivered a second time (default 0)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the order mix (default 0)")
+    parser.add_argument(
+        "--redrive",
+        action="store_true",
+        help="when quiet, redrive every DLQ as an operator would (python -m ops dlq redrive) "
+        f"and run again, up to {REDRIVE_ROUNDS} rounds; the verdict then asks that every "
+        "dead letter was redriven",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--fault",
+        type=_fault,
+        action="append",
+        default=[],
+        metavar="NAME[@TARGET]=VALUE",
+        help="inject a fault AWS produces (repeatable), e.g. lost-reply@ship-order-task=0.2, "
+        "throttle@dynamodb=0.1, outage@events=60+600 (see eventcraft_sandbox.faults)",
+    )
 
 
 def options_from(parsed: argparse.Namespace) -> DemoOptions:
@@ -471,6 +741,10 @@ def options_from(parsed: argparse.Namespace) -> DemoOptions:
         duplicate_rate=parsed.duplicate_rate,
         seed=parsed.seed,
         json=parsed.json,
+        orders_file=parsed.orders_file,
+        stock_file=parsed.stock_file,
+        redrive=parsed.redrive,
+        faults=tuple(parsed.fault),
     )
 
 

@@ -34,6 +34,7 @@ import contracts
 from domain import history
 from domain.inventory import stock_item
 from eventcraft import eventstore
+from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.session import InvocationFailedError, Item, SandboxSession, plain
 
 __all__ = [
@@ -78,7 +79,8 @@ class OrderSagaSession(SandboxSession):
     - `program`: the program file (default `__main__.py`) or a callable;
     - `duplicate_rate`: 0..1, the share of the order bus's events put a second time
       (default 0); `seed`: for that choice (default 0);
-    - `clock_start`, `timeout_scale`, `on_event`: as `SandboxSession`'s.
+    - `clock_start`, `timeout_scale`, `on_event`, `faults` (`NAME[@TARGET]=VALUE`
+      texts drawn with `seed`, or a `FaultPlan`): as `SandboxSession`'s.
     """
 
     RULE_NAME: ClassVar[str] = "saga-{rule}-rule"
@@ -94,6 +96,7 @@ class OrderSagaSession(SandboxSession):
         clock_start: float | None = None,
         timeout_scale: float = 1.0,
         on_event: Callable[[Mapping[str, Any]], None] | None = None,
+        faults: FaultPlan | Sequence[str] = (),
     ) -> None:
         super().__init__(
             program,
@@ -106,11 +109,16 @@ class OrderSagaSession(SandboxSession):
             clock_start=clock_start,
             timeout_scale=timeout_scale,
             on_event=on_event,
+            faults=faults,
         )
-        self.outcomes: dict[str, str] = {}  # orderId -> COMPLETED / CANCELLED (events)
+        # orderId -> {eventId: COMPLETED / CANCELLED}: outcome events by id, not by
+        # delivery (a redelivered or republished event is the same event).
+        self.outcomes: dict[str, dict[str, str]] = {}
         self.payment_events: dict[str, set[str]] = {}  # orderId -> PaymentProcessed ids
+        self.observed_event_ids: set[str] = set()  # every event seen on the bus, by id
         self.initial_stock: dict[str, int] = {}
         self.placed: list[str] = []  # order ids, in placing order
+        self.client_retries = 0  # requests a client sent again after a failure (demo)
 
     def dead_letter_queues(self) -> dict[str, str]:
         """Every DLQ the outputs name -> its URL (names as `python -m ops dlq list`)."""
@@ -170,8 +178,10 @@ class OrderSagaSession(SandboxSession):
         if result.error_type:
             raise InvocationFailedError("place-order", result)
         answer = dict(result.payload)
-        if answer.get("created"):
-            with self._lock:
+        # A retry answered with the order placed before (`created` false) is that order:
+        # recorded once, whether the first answer was seen or lost.
+        with self._lock:
+            if answer.get("orderId") and str(answer["orderId"]) not in self.placed:
                 self.placed.append(str(answer["orderId"]))
         return answer
 
@@ -225,6 +235,14 @@ class OrderSagaSession(SandboxSession):
         """Payment records by order id."""
         return {str(i["orderId"]): i for i in self.scan("payments") if "orderId" in i}
 
+    def shipments(self) -> dict[str, Item]:
+        """Shipment decisions by order id (status SHIPPED or FAILED)."""
+        return {str(i["orderId"]): i for i in self.scan("shipments") if "orderId" in i}
+
+    def outbox_rows(self) -> list[Item]:
+        """The outbox's rows (`published` false until the relay or sweeper put them)."""
+        return [i for i in self.scan("outbox") if str(i.get("pk", "")).startswith("outbox#")]
+
     def stored_events(self) -> dict[str, list[Item]]:
         """The event store's events by aggregate (order) id, in version order."""
         by_order: dict[str, list[Item]] = {}
@@ -239,30 +257,73 @@ class OrderSagaSession(SandboxSession):
         return {str(i["orderId"]): i for i in self.scan("history")}
 
     def _record_event(self, detail_type: str, detail: Mapping[str, Any], event_id: str) -> None:
+        self.observed_event_ids.add(event_id)
         order_id = detail.get("orderId")
         if isinstance(order_id, str):
             if detail_type in OUTCOME_EVENTS:
-                self.outcomes.setdefault(order_id, OUTCOME_EVENTS[detail_type])
+                self.outcomes.setdefault(order_id, {})[event_id] = OUTCOME_EVENTS[detail_type]
             if detail_type == "PaymentProcessed":
                 self.payment_events.setdefault(order_id, set()).add(event_id)
+
+    def lost_events(self) -> list[str]:
+        """Events written to the outbox that never reached the bus (`detailType
+        eventId`): what a stranded outbox row or a dropped publish loses."""
+        with self._lock:
+            observed = set(self.observed_event_ids)
+        return sorted(
+            f"{row.get('detailType')} {row.get('eventId')}"
+            for row in self.outbox_rows()
+            if str(row.get("eventId")) not in observed
+        )
+
+    # ------------------------------------------------------------------ operating
+
+    def redrive_dead_letters(self) -> dict[str, dict[str, int]]:
+        """Move every DLQ's messages back, as an operator does with `python -m ops dlq
+        redrive <dlq>` (the same code), as the administrator; returns, per DLQ that held
+        messages, how many were `examined`, `moved` and `kept` (not moved, e.g. a
+        stream-failure pointer). Run the scheduler afterwards to deliver them."""
+        from ops.aws import Clients
+        from ops.dlq import redrive
+        from ops.outputs import parse
+
+        outputs = parse(self.outputs, origin="sandbox")
+        clients = Clients(session=self.sandbox.new_session())
+        moved: dict[str, dict[str, int]] = {}
+        for name, depth in self.dlq_depths().items():
+            if not depth:
+                continue
+            data = redrive(clients, outputs, name, limit=max(depth, 1) * 2).data
+            moved[name] = {
+                "examined": int(data["examined"]),
+                "moved": int(data["moved"]),
+                "kept": len(data["notMoved"]),
+            }
+        return moved
 
     # ------------------------------------------------------------------ invariants
 
     def invariants(self) -> InvariantReport:
         """What must hold once the sandbox is quiet, with examples of what breaks it:
 
-        - every_order_final: every order placed is COMPLETED or CANCELLED;
-        - one_outcome_event_per_order: each final order published exactly the outcome
-          event of its status (OrderCompleted / OrderCancelled), once;
+        - every_order_final: every order placed (the client's answers and every order
+          in the orders table, so one whose reply was lost counts too) is COMPLETED or
+          CANCELLED, and every order a client was told about exists;
+        - one_outcome_event_per_order: each final order published exactly one outcome
+          event (counted by event id, not by delivery: a redelivered or republished
+          event is the same event), the one of its status;
         - inventory_conserved: per seeded SKU, available + reserved (held by orders
-          not shipped) + shipped == the initial stock, and available >= 0;
+          not shipped) + shipped (by the shipments table, not the order's status) ==
+          the initial stock, and available >= 0;
         - cancelled_orders_released_stock: no reservation of a CANCELLED order holds
           stock;
         - no_double_charge: at most one PaymentProcessed per order, and never more
           charged than the order's total;
-        - refunds_match_charges_of_cancelled_orders: a CANCELLED order got back all it
-          was charged (payment REFUNDED, or never charged); a COMPLETED order was charged
-          its total and refunded nothing;
+        - refunds_match_charges_of_cancelled_orders: charged - refunded is the order's
+          total for a COMPLETED order and 0 for a CANCELLED one;
+        - shipped_orders_kept_money_and_goods: no refund and no release of stock for an
+          order whose goods were shipped;
+        - every_outbox_row_published: no event is stranded in the outbox;
         - read_model_matches_event_store: each order's row in the history read model
           equals the fold of its events in the event store (domain.history.apply).
         """
@@ -275,6 +336,12 @@ class OrderSagaSession(SandboxSession):
         self._check_outcomes(orders, fail)
         self._check_inventory(orders, fail)
         self._check_payments(orders, fail)
+        for row in self.outbox_rows():
+            if row.get("published") is not True:
+                fail(
+                    "every_outbox_row_published",
+                    f"{row.get('detailType')} {row.get('eventId')} written {row.get('createdAt')}",
+                )
         for text in self._read_model_differences():
             fail("read_model_matches_event_store", text)
 
@@ -285,6 +352,8 @@ class OrderSagaSession(SandboxSession):
             "cancelled_orders_released_stock",
             "no_double_charge",
             "refunds_match_charges_of_cancelled_orders",
+            "shipped_orders_kept_money_and_goods",
+            "every_outbox_row_published",
             "read_model_matches_event_store",
         )
         return InvariantReport(
@@ -294,44 +363,54 @@ class OrderSagaSession(SandboxSession):
 
     def _check_outcomes(self, orders: Mapping[str, Item], fail: _Fail) -> None:
         """every_order_final, one_outcome_event_per_order."""
-        for order_id in self.placed:
+        with self._lock:
+            placed = list(self.placed)
+            outcomes = {k: dict(v) for k, v in self.outcomes.items()}
+        for order_id in dict.fromkeys([*placed, *orders]):
             record = orders.get(order_id)
             status = None if record is None else str(record.get("status"))
             if status not in FINAL_STATUSES:
                 fail("every_order_final", f"order {order_id} is {status or 'missing'}")
         for order_id, record in orders.items():
             status = str(record.get("status"))
-            if status in FINAL_STATUSES and self.outcomes.get(order_id) != status:
+            published = outcomes.get(order_id, {})
+            if status in FINAL_STATUSES and list(published.values()) != [status]:
                 fail(
                     "one_outcome_event_per_order",
-                    f"order {order_id} is {status}; outcome event: "
-                    f"{self.outcomes.get(order_id) or 'none'}",
+                    f"order {order_id} is {status}; outcome events: "
+                    + (", ".join(f"{v} {k}" for k, v in published.items()) or "none"),
                 )
-        with self._lock:
-            outcome_counts = Counter(self.outcomes.values())
-            completed = self.events.get("OrderCompleted", 0)
-            cancelled = self.events.get("OrderCancelled", 0)
-        if (outcome_counts["COMPLETED"], outcome_counts["CANCELLED"]) != (completed, cancelled):
-            fail(
-                "one_outcome_event_per_order",
-                f"{completed} OrderCompleted and {cancelled} OrderCancelled events for "
-                f"{outcome_counts['COMPLETED']} + {outcome_counts['CANCELLED']} orders",
-            )
+            elif status not in FINAL_STATUSES and published:
+                fail(
+                    "one_outcome_event_per_order",
+                    f"order {order_id} is {status} after its outcome {list(published.values())}",
+                )
 
     def _check_inventory(self, orders: Mapping[str, Item], fail: _Fail) -> None:
-        """inventory_conserved, cancelled_orders_released_stock."""
+        """inventory_conserved, cancelled_orders_released_stock,
+        shipped_orders_kept_money_and_goods (stock)."""
         stock = self.stock()
+        shipped_orders = {k for k, v in self.shipments().items() if v.get("status") == "SHIPPED"}
         held: Counter[str] = Counter()
         shipped: Counter[str] = Counter()
         for order_id, reservation in self.reservations().items():
-            if reservation.get("status") != "RESERVED":
-                continue
-            status = str((orders.get(order_id) or {}).get("status"))
-            for line in reservation.get("items", ()):
-                counter = shipped if status == "COMPLETED" else held
-                counter[str(line["sku"])] += int(line["quantity"])
-            if status == "CANCELLED":
+            status = reservation.get("status")
+            if order_id in shipped_orders and status != "RESERVED":
+                fail(
+                    "shipped_orders_kept_money_and_goods",
+                    f"order {order_id} was shipped; its reservation is {status}",
+                )
+            cancelled = str((orders.get(order_id) or {}).get("status")) == "CANCELLED"
+            if status == "RESERVED" and cancelled:
                 fail("cancelled_orders_released_stock", f"order {order_id} still holds stock")
+            if order_id in shipped_orders:
+                counter = shipped
+            elif status == "RESERVED":
+                counter = held
+            else:
+                continue
+            for line in reservation.get("items", ()):
+                counter[str(line["sku"])] += int(line["quantity"])
         for sku, initial in sorted(self.initial_stock.items()):
             available = stock.get(sku, 0)
             if available < 0 or available + held[sku] + shipped[sku] != initial:
@@ -342,8 +421,10 @@ class OrderSagaSession(SandboxSession):
                 )
 
     def _check_payments(self, orders: Mapping[str, Item], fail: _Fail) -> None:
-        """no_double_charge, refunds_match_charges_of_cancelled_orders."""
+        """no_double_charge, refunds_match_charges_of_cancelled_orders,
+        shipped_orders_kept_money_and_goods (money)."""
         payments = self.payments()
+        shipments = self.shipments()
         with self._lock:
             payment_events = {k: set(v) for k, v in self.payment_events.items()}
         for order_id, ids in payment_events.items():
@@ -352,23 +433,23 @@ class OrderSagaSession(SandboxSession):
         for order_id, record in orders.items():
             status = str(record.get("status"))
             payment = payments.get(order_id) or {}
-            state = payment.get("status")
             charged = int(payment.get("chargedCents", 0))
             refunded = int(payment.get("refundedCents", 0))
             total = int(record.get("totalCents", -1))
             if charged > total:
                 fail("no_double_charge", f"order {order_id}: charged {charged} > total {total}")
-            if status == "CANCELLED" and (state == "CHARGED" or refunded != charged):
+            expected = {"COMPLETED": total, "CANCELLED": 0}.get(status)
+            if expected is not None and charged - refunded != expected:
                 fail(
                     "refunds_match_charges_of_cancelled_orders",
-                    f"cancelled order {order_id}: payment {state}, charged {charged}, "
-                    f"refunded {refunded}",
+                    f"{status.lower()} order {order_id}: charged {charged} - refunded "
+                    f"{refunded} != {expected}",
                 )
-            if status == "COMPLETED" and (state != "CHARGED" or charged != total or refunded):
+            shipped = (shipments.get(order_id) or {}).get("status") == "SHIPPED"
+            if shipped and refunded:
                 fail(
-                    "refunds_match_charges_of_cancelled_orders",
-                    f"completed order {order_id}: payment {state}, charged {charged} of "
-                    f"{total}, refunded {refunded}",
+                    "shipped_orders_kept_money_and_goods",
+                    f"order {order_id} was shipped; {refunded} of {charged} refunded",
                 )
 
     def _read_model_differences(self) -> list[str]:

@@ -170,6 +170,24 @@ def test_partners_and_organization_each_get_a_statement_with_the_source_conditio
     }
 
 
+def test_partners_may_be_restricted_to_listed_detail_types_too() -> None:
+    deployment, _ = run(
+        EventBusArgs(
+            partner_account_ids=["111122223333"],
+            organization_id=ORG,
+            allowed_sources=["partner.shipping"],
+            allowed_detail_types=["ParcelDelivered", "ParcelLost"],
+        )
+    )
+    partner, org = policy_of(deployment)["Statement"]
+    restricted = {
+        "events:source": "partner.shipping",
+        "events:detail-type": ["ParcelDelivered", "ParcelLost"],
+    }
+    assert partner["Condition"] == {"StringEquals": restricted}
+    assert org["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": ORG, **restricted}}
+
+
 def test_find_violations_still_refuses_an_unrestricted_or_weakly_restricted_star() -> None:
     base = {"Effect": "Allow", "Principal": "*", "Action": "events:PutEvents", "Resource": BUS_ARN}
     weak_conditions = [
@@ -261,6 +279,24 @@ def test_each_document_is_published_as_given_named_by_its_detail_type() -> None:
         (
             {"organization_id": ORG, "allowed_sources": ["partner.*"]},
             r"allowed_sources: 'partner.\*' has a wildcard",
+        ),
+        (
+            {"allowed_detail_types": ["ParcelDelivered"]},
+            r"allowed_detail_types: restricts what partners may put, but no "
+            r"partner_account_ids or organization_id is given",
+        ),
+        (
+            {"organization_id": ORG, "allowed_detail_types": ["Parcel*"]},
+            r"allowed_detail_types: 'Parcel\*' has a wildcard; the condition is "
+            r"StringEquals, so name each detail-type exactly",
+        ),
+        (
+            {"organization_id": ORG, "allowed_detail_types": ["A", "A"]},
+            r"allowed_detail_types: a detail-type is listed twice",
+        ),
+        (
+            {"organization_id": ORG, "allowed_detail_types": "ParcelLost"},
+            r"allowed_detail_types: give a list of detail-type values, not a string",
         ),
         (
             {"schemas": [PLACED]},

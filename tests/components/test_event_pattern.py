@@ -3,13 +3,17 @@ says, and how the matcher treats EventBridge's edge cases."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from typing import Any
 
 import pytest
 
+from eventcraft_sandbox.mock_deploy import RecordingMocks, deploy
 from pulumi_eventcraft.event_pattern import (
     DEFAULT_MAX_PATTERN_LENGTH,
+    MAX_NESTING_DEPTH,
     MAX_PATTERN_LENGTH,
     InvalidEventPatternError,
     Pattern,
@@ -25,11 +29,13 @@ from pulumi_eventcraft.event_pattern import (
     exists,
     matches,
     numeric,
+    parse_json,
     prefix,
     suffix,
     validate_pattern,
     wildcard,
 )
+from pulumi_eventcraft.event_rule import EventRule, EventRuleArgs, InvalidRulePatternError
 
 ENVELOPE: dict[str, Any] = {
     "version": "0",
@@ -547,3 +553,194 @@ def test_matching_ignores_fields_the_pattern_does_not_name() -> None:
 
     assert compiled.matches(noisy)
     assert not compiled.matches(event({"a": {"b": "y"}}))
+
+
+# ------------------------------------------------- linear wildcards, JSON as AWS reads it
+
+
+class CountingStr(str):
+    """An event value that counts the characters a matcher examines through str's own
+    searches (startswith, endswith, find): the work done to decide a wildcard."""
+
+    examined = 0
+
+    def startswith(self, prefix: Any, *args: Any) -> bool:
+        self.examined += len(prefix)
+        return super().startswith(prefix, *args)
+
+    def endswith(self, suffix: Any, *args: Any) -> bool:
+        self.examined += len(suffix)
+        return super().endswith(suffix, *args)
+
+    def find(self, sub: Any, start: Any = None, end: Any = None) -> int:
+        found = super().find(sub, start, end)
+        low = 0 if start is None else start
+        high = len(self) if end is None else end
+        self.examined += found + len(sub) - low if found >= 0 else max(high - low, 0)
+        return found
+
+
+N = 1000  # long enough to show the shape; the counter, not a clock, tells linear work
+
+
+@pytest.mark.parametrize(
+    ("value", "text", "expected"),
+    [
+        # The last run between stars occurs only at the very end of the value, or
+        # nowhere: any matcher has to read the whole value to decide. A backtracking
+        # regex reads it again and again (`.*a.*a.*b.*c` on "aaa...c": O(N^3) steps).
+        ("*a*a*b*c", "a" * N + "c", False),
+        ("*a*a*b", "c" * N + "aab", True),
+        ("*ab*ab*c", "a" * N + "c", False),
+        ("*ab*ab*c", "a" * N + "ababc", True),
+        ("*a*b*a*b*c", "b" * N + "ababc", True),
+        ("*a*b*a*b*c", "b" * N + "ac", False),
+        ("x*aa*aa*aa*y", "x" + "b" * N + "aaaaaay", True),
+        ("x*aa*aa*aa*y", "x" + "ab" * N + "y", False),
+        ("*a\\*b*c", "a*" * N + "c", False),  # \* is a literal star
+        ("*a\\*b*c", "a*" * N + "a*bc", True),
+    ],
+)
+def test_wildcards_read_the_value_once_however_the_stars_fall(
+    value: str, text: str, expected: bool
+) -> None:
+    compiled = compile_pattern({"detail": {"s": [{"wildcard": value}]}})
+    counted = CountingStr(text)
+
+    assert compiled.matches(event({"s": counted})) is expected
+    # Linear: no character is examined twice, and the verdict rests on having read
+    # the value (a backtracking regex reads it outside these searches, many times).
+    assert len(text) - len(value) <= counted.examined <= len(text) + len(value)
+
+
+def test_anything_but_wildcard_reads_the_value_once() -> None:
+    compiled = compile_pattern({"detail": {"s": [{"anything-but": {"wildcard": "*ab*ab*c"}}]}})
+    counted = CountingStr("a" * N + "c")
+
+    assert compiled.matches(event({"s": counted}))
+    assert N - 8 <= counted.examined <= N + 8
+
+
+def test_wildcards_agree_with_a_regex_on_every_small_case() -> None:
+    # Every wildcard of up to 4 tokens over a, b, `*` and `\*` (a literal star) against
+    # every value of up to 4 characters over a, b, `*`: the greedy matcher gives the
+    # same verdict as a regex (exact, and fast at this size).
+    tokens = ["a", "b", "*", "\\*"]
+    wildcards = [
+        "".join(combo)
+        for size in range(1, 5)
+        for combo in itertools.product(tokens, repeat=size)
+        if "**" not in "".join(combo).replace("\\*", "")
+    ]
+    values = ["".join(v) for size in range(5) for v in itertools.product("ab*", repeat=size)]
+    checked = 0
+    for wild in wildcards:
+        try:
+            compiled = compile_pattern({"s": [{"wildcard": wild}]})
+        except InvalidEventPatternError:
+            continue  # too complex for EventBridge
+        parts = re.split(r"(\\\*|\*)", wild)
+        regex = re.compile(
+            "".join(".*" if p == "*" else re.escape("*" if p == "\\*" else p) for p in parts),
+            re.DOTALL,
+        )
+        for value in values:
+            assert compiled.matches({"s": value}) is bool(regex.fullmatch(value)), (wild, value)
+            checked += 1
+    assert checked > 30_000
+
+
+def _nested_arrays(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+def _from_deep_in_the_stack(frames: int, call: Any) -> Any:
+    """Run `call` under `frames` more Python frames, as a caller deep in a program would."""
+    return call() if frames == 0 else _from_deep_in_the_stack(frames - 1, call)
+
+
+def test_events_up_to_eventbridges_1000_levels_match_deeper_ones_are_refused() -> None:
+    compiled = compile_pattern({"detail": {"n": [1]}})
+    # The event object is level 1, detail level 2, then the arrays.
+    deepest = '{"detail": {"n": ' + _nested_arrays(MAX_NESTING_DEPTH - 2) + "}}"
+    too_deep = '{"detail": {"n": ' + _nested_arrays(MAX_NESTING_DEPTH - 1) + "}}"
+
+    assert MAX_NESTING_DEPTH == 1000
+    assert _from_deep_in_the_stack(300, lambda: compiled.matches(deepest)) is True
+    for text in (too_deep, _nested_arrays(100_000)):
+        with pytest.raises(ValueError, match="nested more than 1000 levels deep") as raised:
+            compiled.matches(text)
+        assert not isinstance(raised.value, RecursionError)
+    # The same event as a dict: its arrays are walked without recursion.
+    as_dict = parse_json(deepest)
+    assert _from_deep_in_the_stack(300, lambda: compiled.matches(as_dict)) is True
+    assert parse_json('{"a": "[[[\\"{{"}') == {"a": '[[["{{'}  # brackets in strings
+
+
+def test_patterns_nested_past_1000_levels_are_invalid_not_a_recursion_error() -> None:
+    def nested(depth: int) -> dict[str, Any]:
+        pattern: Any = ["x"]
+        for _ in range(depth):
+            pattern = {"a": pattern}
+        return pattern
+
+    # What 4096 characters can hold (about 800 levels) compiles from deep in a program.
+    text = '{"a":' * 800 + '["x"]' + "}" * 800
+    compiled = _from_deep_in_the_stack(300, lambda: compile_pattern(text, max_length=len(text)))
+    assert compiled.matches(parse_json('{"a":' * 800 + '"x"' + "}" * 800))
+
+    for build in (validate_pattern, Pattern):
+        with pytest.raises(InvalidEventPatternError) as raised:
+            build(nested(5000), max_length=10**6)
+        assert raised.value.path == "pattern"
+        assert "nested more than 1000 levels deep" in raised.value.reason
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(constant: str) -> None:
+    compiled = compile_pattern({"detail": {"n": [{"exists": True}]}})
+
+    with pytest.raises(ValueError, match=f"{constant} is not a JSON number"):
+        compiled.matches('{"detail": {"n": ' + constant + "}}")
+    with pytest.raises(InvalidEventPatternError, match="not valid JSON"):
+        validate_pattern('{"n": [{"numeric": [">", ' + constant + "]}]}")
+    with pytest.raises(ValueError, match="not a JSON number"):
+        parse_json(constant)
+
+
+@pytest.mark.parametrize(
+    ("matcher", "shown"),
+    [
+        ({"numeric": [">", 6e9]}, 'numeric value for ">" 6000000000.0 is out of range'),
+        ({"numeric": [">=", -5_000_000_001]}, 'numeric value for ">=" -5000000001 is out'),
+        ({"anything-but": [5e9, 1e10]}, "anything-but number 10000000000.0 is out of range"),
+    ],
+)
+def test_a_rule_comparing_numbers_beyond_5e9_fails_at_declaration(
+    matcher: dict[str, Any], shown: str
+) -> None:
+    # EventBridge compares numbers only within +-5.0e9 (event-ruler's ComparableNumber:
+    # "Value must be between -5000000000 and 5000000000, inclusive") and rejects a
+    # pattern that asks for more; `pulumi preview` fails the same way, naming the field.
+    def program() -> None:
+        EventRule(
+            "high-value",
+            EventRuleArgs(bus="default", pattern={"detail": {"amount": [matcher]}}),
+        )
+
+    with pytest.raises(InvalidRulePatternError) as raised:
+        deploy(program, mocks=RecordingMocks())
+
+    assert raised.value.path == "detail.amount"
+    assert shown in raised.value.reason
+    assert "between -5000000000 and 5000000000 inclusive" in raised.value.reason
+
+
+def test_exact_numbers_beyond_5e9_are_still_exact_values() -> None:
+    # An exact number is compared as written too (event-ruler keeps it when it cannot
+    # be a ComparableNumber, e.g. an account id), so it is valid and matches itself.
+    pattern = {"detail": {"account": [123456789012]}}
+
+    assert validate_pattern(pattern) == pattern
+    assert matches(pattern, event({"account": 123456789012}))
+    assert not matches(pattern, event({"account": 123456789013}))

@@ -181,6 +181,35 @@ def test_rule_on_the_default_bus_from_a_pattern_builder_disabled_without_alarms(
     assert made[0].alarm is None
 
 
+def test_own_account_only_matches_only_events_of_the_deploying_account() -> None:
+    """A rule that drives an internal step, on a bus partners may put to: the deployed
+    pattern filters the deploying account's id, so a partner's event never matches."""
+    from pulumi_eventcraft.event_pattern import matches
+
+    d, (rule,) = run(args={"own_account_only": True})
+    deployed = json.loads(d.named("placed-rule", RULE).inputs["eventPattern"])
+    assert deployed == {**PATTERN, "account": [ACCOUNT_ID]}
+    assert rule.pattern == PATTERN
+    event = {"source": "orders", "detail-type": "OrderPlaced", "detail": {}}
+    assert matches(deployed, {**event, "account": ACCOUNT_ID})
+    assert not matches(deployed, {**event, "account": "111122223333"})
+    # Without it (the default) the pattern is deployed as given.
+    d, _ = run()
+    assert json.loads(d.named("placed-rule", RULE).inputs["eventPattern"]) == PATTERN
+
+
+def test_own_account_only_refuses_a_pattern_that_filters_the_account() -> None:
+    mocks = RecordingMocks()
+
+    def program() -> None:
+        pattern = {**PATTERN, "account": ["111122223333"]}
+        EventRule("placed", EventRuleArgs(bus="default", pattern=pattern, own_account_only=True))
+
+    with pytest.raises(ValueError, match=r"'placed': own_account_only adds the `account` filter"):
+        deploy(program, mocks=mocks)
+    assert mocks.registrations == []
+
+
 def test_default_bus_alarm_has_only_the_rule_name_dimension() -> None:
     d = deploy(lambda: EventRule("big", EventRuleArgs(bus="default", pattern=PATTERN)))
     alarm = d.named("big-dlq-failure-alarm", ALARM)

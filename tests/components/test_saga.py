@@ -9,6 +9,7 @@ import pytest
 
 from pulumi_eventcraft.saga import (
     COMPENSATION_RETRY,
+    TIMEOUT_ERRORS,
     TRANSIENT_LAMBDA_ERRORS,
     RetryPolicy,
     SagaStep,
@@ -111,7 +112,12 @@ def test_a_failure_compensates_the_steps_completed_before_it_in_reverse_order() 
 def test_a_timed_out_step_is_compensated_itself() -> None:
     states = order_saga()["States"]
     assert states["pay"]["Catch"][0] == {
-        "ErrorEquals": ["States.Timeout"],
+        "ErrorEquals": [
+            "States.Timeout",
+            "Sandbox.Timedout",
+            "Lambda.Unknown",
+            "Lambda.ClientExecutionTimeoutException",
+        ],
         "ResultPath": "$.error",
         "Next": "CompensatePay",
     }
@@ -457,6 +463,42 @@ def test_handler_transient_errors_join_the_steps_retrier() -> None:
     assert slow.retry.max_attempts == 5
     assert slow.retry.interval_seconds == 2
     assert slow.retry.errors[-1] == "PaymentProviderUnavailable"
+
+
+def test_an_idempotent_step_retries_a_lost_reply_instead_of_compensating_it() -> None:
+    step = SagaStep(
+        name="ship",
+        task=fn("ship"),
+        transient_errors=("ConcurrentUpdateError",),
+        idempotent=True,
+    )
+    expected = [*TRANSIENT_LAMBDA_ERRORS, "ConcurrentUpdateError", *TIMEOUT_ERRORS]
+    assert "Sandbox.Timedout" in expected and "States.Timeout" in expected
+    (state,) = [s for n, s in saga_definition([step])["States"].items() if n == "ship"]
+    assert state["Retry"] == [{**TRANSIENT_RETRY, "ErrorEquals": expected}]
+    # Not idempotent (the default): a timeout is not retried, it goes to the catch.
+    plain = SagaStep(name="ship", task=fn("ship"))
+    assert not set(TIMEOUT_ERRORS) & set(plain.retry.errors)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"idempotent": True, "retry": RetryPolicy(max_attempts=0)},
+            r"'pay': idempotent steps retry a timed-out attempt, but retry.max_attempts is 0",
+        ),
+        (
+            {"idempotent": True, "retry": RetryPolicy(errors=["States.ALL"])},
+            r"'pay': idempotent: retry already retries 'States.ALL'",
+        ),
+    ],
+)
+def test_idempotent_needs_a_retry_that_can_add_the_timeouts(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        SagaStep(name="pay", task=fn("pay"), **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -385,6 +385,30 @@ def test_a_timed_out_step_is_compensated_itself_then_the_earlier_ones(sfn: Sfn) 
     assert sfn.calls[2][1]["error"]["Error"] == "States.Timeout"
 
 
+def test_an_idempotent_step_whose_reply_was_lost_is_retried_not_compensated(sfn: Sfn) -> None:
+    """ship ran and committed, but Step Functions saw the function time out: an
+    idempotent step runs again (and finds what it did) instead of undoing the steps."""
+    steps = [
+        SagaStep(
+            name="pay",
+            task=sfn.function("pay", ok({})),
+            compensation=sfn.function("refund", ok({})),
+            idempotent=True,
+        ),
+        SagaStep(
+            name="ship",
+            task=sfn.function(
+                "ship", flaky("Sandbox.Timedout", failures=1, result={"shipped": True})
+            ),
+            idempotent=True,
+        ),
+    ]
+    result = sfn.run(sfn.deploy(saga_definition(steps)), "ship-reply-lost", ORDER)
+    assert result["status"] == "SUCCEEDED"
+    assert sfn.called() == ["pay", "ship", "ship"]
+    assert json.loads(result["output"])["results"]["ship"] == {"shipped": True}
+
+
 def test_the_definition_the_state_machine_component_renders_runs(sfn: Sfn) -> None:
     steps = [
         SagaStep(

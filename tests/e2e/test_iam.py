@@ -29,8 +29,8 @@ def _denied(e2e: E2E, function: str, action: str) -> list[Invocation]:
 def test_reserve_without_put_item_dead_letters_the_order() -> None:
     """Choreography, reserve-inventory without dynamodb:PutItem: its transaction (stock
     decrement + reservation decision + outbox) is denied on every receive, the
-    OrderPlaced ends in the reserve queue's DLQ, and the order stays PLACED with its
-    stock untouched."""
+    OrderPlaced ends in the reserve queue's DLQ with the denial (the consumer sends it
+    there on its last receive), and the order stays PLACED with its stock untouched."""
     with e2e_session("choreography") as e2e:
         session = e2e.session
         assert session.revoke("reserve-inventory", "dynamodb:PutItem")
@@ -39,7 +39,9 @@ def test_reserve_without_put_item_dead_letters_the_order() -> None:
         e2e.run()
 
         failed = _denied(e2e, "reserve-inventory", "dynamodb:PutItem")
-        assert len(failed) == max_receive_count(session, "reserve")
+        receives = max_receive_count(session, "reserve")
+        assert len(e2e.calls.of("reserve-inventory")) == receives
+        assert len(failed) == receives - 1  # the last one dead-letters it, with the error
         assert e2e.order(order_id)["status"] == "PLACED"
         assert session.stock()[sku] == 5
         assert order_id not in session.reservations()
@@ -49,6 +51,11 @@ def test_reserve_without_put_item_dead_letters_the_order() -> None:
         message = only(session.dlq_messages("reserve-dlq"))
         assert message["body"]["detail-type"] == "OrderPlaced"
         assert message["body"]["detail"]["orderId"] == order_id
+        assert message["attributes"]["ERROR_CODE"] == "AccessDeniedException"
+        assert (
+            "is not authorized to perform: dynamodb:PutItem"
+            in (message["attributes"]["ERROR_MESSAGE"])
+        )
         report = session.invariants()
         assert {name for name, ok in report.results.items() if not ok} == {"every_order_final"}
         assert report.problems["every_order_final"] == [f"order {order_id} is PLACED"]

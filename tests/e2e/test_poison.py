@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import (
+    DECLINED_PREFIX,
     E2E,
     BusEvent,
     assert_invariants,
@@ -52,9 +53,10 @@ def test_a_detail_that_is_not_json_is_refused_by_the_bus(e2e: E2E) -> None:
 def test_poison_messages_are_dead_lettered_beside_a_good_order(e2e: E2E) -> None:
     """An OrderPlaced without orderId on the bus and a non-JSON message on the reserve
     queue, arriving together with a good order's OrderPlaced: the good order completes
-    (the poison is a partial batch failure, not a failed batch), each poison is
-    received maxReceiveCount times and then sits in the reserve queue's DLQ, the side
-    flows dead-letter the bad event with the contract error, and the run ends."""
+    (the poison does not fail the batch), each poison is received once and sent by the
+    consumer to the reserve queue's DLQ with its error (it would fail every time: #11
+    point 3, a DLQ message says why it is there), the side flows dead-letter the bad
+    event with the contract error, and the run ends."""
     session = e2e.session
     sku = e2e.sku(5)
     good_id = e2e.place("good-customer", sku, 1)
@@ -105,16 +107,19 @@ def test_poison_messages_are_dead_lettered_beside_a_good_order(e2e: E2E) -> None
     poisons = {"not-json", "no-orderId"}
     [(shared, labels)] = [(i, b) for i, b in zip(invocations, batches, strict=True) if "good" in b]
     assert poisons & set(labels), f"the good order's batch holds no poison: {labels}"
-    # That batch succeeded, reporting only the poison as failed items (partial batch).
+    # That batch succeeded: the poison went to the DLQ, nothing is retried.
     assert shared.result.error_type is None, shared.text
-    failures = shared.result.payload["batchItemFailures"]
-    assert len(failures) == len(labels) - 1, failures
-    receives = max_receive_count(session, "reserve")
+    assert shared.result.payload["batchItemFailures"] == []
+    assert max_receive_count(session, "reserve") > 1
     deliveries = Counter(label for batch in batches for label in batch)
-    assert deliveries == {"good": 1, "not-json": receives, "no-orderId": receives}
+    assert deliveries == {"good": 1, "not-json": 1, "no-orderId": 1}
 
-    dead = [label(m["body"]) for m in session.dlq_messages("reserve-dlq")]
-    assert sorted(dead) == sorted(poisons)
+    dead = {label(m["body"]): m["attributes"] for m in session.dlq_messages("reserve-dlq")}
+    assert set(dead) == poisons
+    assert dead["not-json"]["ERROR_CODE"] == "PoisonRecordError"
+    assert "payload is not JSON" in dead["not-json"]["ERROR_MESSAGE"]
+    assert "orderId: Field required" in dead["no-orderId"]["ERROR_MESSAGE"]
+    assert dead["no-orderId"]["SOURCE_QUEUE_ARN"] == session.outputs["queues"]["reserve"]["arn"]
 
     assert set(nonempty_dlqs(session)) == {"reserve-dlq", *SIDE_FLOW_DLQS}
     for dlq in SIDE_FLOW_DLQS:
@@ -125,4 +130,48 @@ def test_poison_messages_are_dead_lettered_beside_a_good_order(e2e: E2E) -> None
         error = message["responsePayload"]
         assert error["errorType"] == "PoisonRecordError", error
         assert "orderId" in error["errorMessage"], error
+    assert_invariants(session)
+
+
+def test_reasons_longer_than_the_contract_allows_are_cut_and_every_order_ends(e2e: E2E) -> None:
+    """#11 point 3: a 240-character unknown SKU, twelve unknown SKUs, or a declined
+    customer whose id is 250 characters long made a failure event's `reason` longer than
+    its contract's 256 characters; the event failed its own validation, the message went
+    to a DLQ (without an error text), and the orders stayed PLACED or RESERVED, holding
+    stock. Reasons are cut to the limit: each order is cancelled and its stock released."""
+    session = e2e.session
+    sku = e2e.sku(10)
+    before = nonempty_dlqs(session)
+    long_sku = "sku-" + "x" * 236
+    twelve = [f"sku-unknown-{n:02d}-{'y' * 20}" for n in range(12)]
+    declined = DECLINED_PREFIX + "z" * 241
+    orders = {
+        "long-sku": session.place_order("customer-long", [(sku, 1, 100), (long_sku, 1, 100)]),
+        "twelve": session.place_order("customer-twelve", [(s, 1, 100) for s in twelve]),
+        "declined": session.place_order(declined, [(sku, 2, 100)]),
+    }
+    ids = {name: str(answer["orderId"]) for name, answer in orders.items()}
+
+    e2e.run(max_virtual_seconds=6 * 3600, max_real_seconds=300)
+
+    assert {name: e2e.order(i)["status"] for name, i in ids.items()} == dict.fromkeys(
+        ids, "CANCELLED"
+    )
+    assert session.stock()[sku] == 10  # the declined order's reservation was released
+    reasons = {
+        (name, event.detail_type): str(event.detail["reason"])
+        for name, order_id in ids.items()
+        for event in e2e.bus.of(order_id)
+        if "reason" in event.detail
+    }
+    assert set(reasons) >= {
+        ("long-sku", "InventoryReservationFailed"),
+        ("twelve", "InventoryReservationFailed"),
+        ("declined", "PaymentFailed"),
+        ("declined", "OrderCancelled"),
+    }
+    assert all(len(reason) <= 256 for reason in reasons.values()), reasons
+    assert reasons[("twelve", "InventoryReservationFailed")].endswith("...")
+    assert reasons[("declined", "PaymentFailed")].startswith("card declined (customer declined-z")
+    assert nonempty_dlqs(session) == before  # nothing more dead-lettered
     assert_invariants(session)

@@ -154,6 +154,7 @@ def sqs_event(queue_url: str, max_messages: int = 10) -> dict[str, Any]:
         QueueUrl=queue_url,
         MaxNumberOfMessages=max_messages,
         MessageSystemAttributeNames=["All"],
+        MessageAttributeNames=["All"],
     ).get("Messages", [])
     return {
         "Records": [
@@ -162,7 +163,18 @@ def sqs_event(queue_url: str, max_messages: int = 10) -> dict[str, Any]:
                 "receiptHandle": m["ReceiptHandle"],
                 "body": m["Body"],
                 "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
+                "messageAttributes": {
+                    name: {
+                        "stringValue": value.get("StringValue"),
+                        "binaryValue": base64.b64encode(value["BinaryValue"]).decode()
+                        if "BinaryValue" in value
+                        else None,
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": value["DataType"],
+                    }
+                    for name, value in m.get("MessageAttributes", {}).items()
+                },
                 "md5OfBody": m["MD5OfBody"],
                 "eventSource": "aws:sqs",
                 "eventSourceARN": arn,

@@ -220,3 +220,127 @@ def test_processor_arguments_are_checked() -> None:
         batch.processor("kafka")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="SQS FIFO"):
         batch.processor("kinesis", fifo=True)
+
+
+# --- dead_letter=True: what will not succeed goes to the DLQ with its error (#11 point 3) ---
+
+
+def queue_with_dlq(name: str, *, max_receives: int = 3) -> tuple[str, str]:
+    """A work queue redriving to its own DLQ after `max_receives`; (queue URL, DLQ URL)."""
+    sqs = boto3.client("sqs")
+    fifo = name.endswith(".fifo")
+    dlq = create_queue(f"{name.removesuffix('.fifo')}-dlq{'.fifo' if fifo else ''}")
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    attributes = {
+        "VisibilityTimeout": "0",
+        "RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}
+        ),
+    }
+    if fifo:
+        attributes["FifoQueue"] = "true"
+    queue = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    batch.redrive_policies.clear()  # per container: not across tests
+    return queue, dlq
+
+
+def dead_lettered(dlq: str) -> list[dict[str, Any]]:
+    """The DLQ's messages: body and attributes (name -> string value)."""
+    messages = (
+        boto3.client("sqs")
+        .receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+        .get("Messages", [])
+    )
+    return [
+        {
+            "body": m["Body"],
+            **{k: v.get("StringValue") for k, v in m.get("MessageAttributes", {}).items()},
+        }
+        for m in messages
+    ]
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_poison_record_is_dead_lettered_at_once_with_its_error() -> None:
+    """Without dead_letter, a poison message went to the DLQ only after maxReceiveCount
+    receives, by SQS, which records no error: the DLQ did not say why it was there."""
+    queue, dlq = queue_with_dlq("orders-in")
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=queue, MessageBody=event_body("order-1"))
+    sqs.send_message(
+        QueueUrl=queue,
+        MessageBody=POISON,
+        MessageAttributes={"trace": {"DataType": "String", "StringValue": "t-1"}},
+    )
+    event = sqs_event(queue)
+
+    response = batch.process_batch(event, FakeContext(), record_order, dead_letter=True)
+
+    assert failures(response) == []  # handled: the poison is in the DLQ, the order placed
+    assert orders() == ["order-1"]
+    (dead,) = dead_lettered(dlq)
+    assert dead["body"] == POISON
+    assert dead["ERROR_CODE"] == "PoisonRecordError"
+    assert "breaks its contract: items: List should have at least 1 item" in dead["ERROR_MESSAGE"]
+    assert dead["SOURCE_QUEUE_ARN"] == event["Records"][0]["eventSourceARN"]
+    assert dead["trace"] == "t-1"  # the message's own attributes come along
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_transient_failure_is_retried_and_dead_lettered_with_its_error_on_its_last_receive() -> (
+    None
+):
+    queue, dlq = queue_with_dlq("orders-in", max_receives=2)
+    boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=event_body("order-1"))
+
+    def unavailable(record: Any) -> None:
+        raise ConnectionError("the payment provider is down")
+
+    first = sqs_event(queue)
+    with pytest.raises(BatchProcessingError):  # the batch's only record failed
+        batch.process_batch(first, None, unavailable, dead_letter=True)
+    assert dead_lettered(dlq) == []  # receive 1 of 2: SQS redelivers it
+
+    last = sqs_event(queue)
+    assert failures(batch.process_batch(last, None, unavailable, dead_letter=True)) == []
+    (dead,) = dead_lettered(dlq)
+    assert (dead["ERROR_CODE"], dead["ERROR_MESSAGE"]) == (
+        "ConnectionError",
+        "the payment provider is down",
+    )
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_fifo_record_is_dead_lettered_in_its_group_and_the_group_goes_on() -> None:
+    queue, dlq = queue_with_dlq("payments.fifo")
+    ids = send_fifo(queue, [("A", "poison"), ("A", "a2")])
+
+    response = batch.process_batch(sqs_event(queue), None, record_order, dead_letter=True)
+
+    assert failures(response) == []
+    assert orders() == ["a2"]
+    (dead,) = dead_lettered(dlq)
+    assert dead["body"] == POISON
+    assert ids["poison"] != ids["a2"]
+
+
+@pytest.mark.usefixtures("aws")
+def test_when_the_dlq_cannot_be_reached_the_record_stays_failed() -> None:
+    queue, dlq = queue_with_dlq("orders-in")
+    for body in (POISON, event_body("order-2")):
+        boto3.client("sqs").send_message(QueueUrl=queue, MessageBody=body)
+    event = sqs_event(queue)
+    poison = next(r["messageId"] for r in event["Records"] if r["body"] == POISON)
+    boto3.client("sqs").delete_queue(QueueUrl=dlq)
+
+    response = batch.process_batch(event, None, record_order, dead_letter=True)
+
+    assert failures(response) == [poison]  # SQS's redrive moves it later, as without
+    assert orders() == ["order-2"]
+
+
+def test_dead_letter_is_for_sqs_only() -> None:
+    with pytest.raises(ValueError, match="dead_letter=True is for SQS batches only"):
+        batch.process_batch({"Records": []}, None, record_order, kind="kinesis", dead_letter=True)

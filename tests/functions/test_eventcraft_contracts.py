@@ -6,11 +6,11 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import jsonschema
 import pytest
-from pydantic import Field, ValidationError
+from pydantic import Field, StringConstraints, ValidationError
 
 from eventcraft import contracts as ec
 from eventcraft import envelopes
@@ -180,3 +180,50 @@ def test_the_handler_library_imports_nothing_of_the_application() -> None:
         if name.partition(".")[0] in APPLICATION_PACKAGES
     }
     assert offenders == set()
+
+
+# --- free text: Truncate (#11 point 3) ------------------------------------------------------
+
+
+class Refused(Event):
+    """Something was refused, with why (free text)."""
+
+    DETAIL_TYPE: ClassVar[str] = "Refused"
+    SOURCE: ClassVar[str] = "tests.refusals"
+
+    version: Literal["1"] = "1"
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=20), ec.Truncate()]
+    note: Annotated[str, StringConstraints(max_length=10), ec.Truncate(marker="~")] | None = None
+
+
+def test_free_text_longer_than_its_limit_is_cut_not_refused() -> None:
+    refused = Refused(reason="x" * 30, note="n" * 11)
+    assert refused.reason == "x" * 17 + "..."
+    assert refused.note == "n" * 9 + "~"
+    assert Refused(reason="short").reason == "short"  # within the limit: as is
+    with pytest.raises(ValidationError, match="at least 1 character"):
+        Refused(reason="")  # the other constraints still hold
+    # The schema producers are checked against keeps the limit: what they emit fits it.
+    schema = ec.detail_schema(Refused)
+    assert schema["properties"]["reason"]["maxLength"] == 20
+    assert Refused(reason="y" * 99).to_detail()["reason"] == "y" * 17 + "..."
+
+
+def test_truncate_needs_a_limit_to_cut_to() -> None:
+    with pytest.raises(TypeError, match="needs a string type with a max_length before it"):
+
+        class Unbounded(Event):
+            DETAIL_TYPE: ClassVar[str] = "Unbounded"
+            SOURCE: ClassVar[str] = "tests"
+            reason: Annotated[str, ec.Truncate()]
+
+        Unbounded(reason="x")
+
+
+def test_text_shown_to_people_and_sent_to_sqs() -> None:
+    from eventcraft import text
+
+    assert text.truncate("abcdef", 5) == "ab..."
+    assert text.printable("a\x00b\u202ec\U000e0001") == "a\\x00b\\u202ec\\U000e0001"
+    assert text.printable("plain text, accents: é") == "plain text, accents: é"
+    assert text.sqs_text("bad\ud800char\x07", 12) == "bad\\ud800..."

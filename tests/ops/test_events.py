@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -141,3 +142,48 @@ def test_sample_prints_a_valid_detail_without_outputs(stack: Stack) -> None:
     detail = json.loads(run.out)
     assert detail == sample_detail("PaymentFailed")
     assert stack.ops("events", "sample", "Nope", use_outputs=False).code == 2
+
+
+def _latin1_detail(tmp_path: Any) -> Any:
+    """A valid OrderShipped detail saved as Latin-1 (an editor's default on some systems)."""
+    detail = {**sample_detail("OrderShipped"), "carrier": "Poste fran\u00e7aise"}
+    path = tmp_path / "detail.json"
+    path.write_bytes(json.dumps(detail, ensure_ascii=False).encode("latin-1"))
+    return path
+
+
+def test_put_refuses_a_detail_file_that_is_not_utf8_naming_it(stack: Stack, tmp_path: Any) -> None:
+    path = _latin1_detail(tmp_path)
+
+    run = stack.ops("events", "put", "--detail-type", "OrderShipped", "--detail", f"@{path}")
+
+    assert run.code == 2
+    assert f"cannot read the --detail file {path}: it is not UTF-8 text (byte 0xe7" in run.err
+    assert "Traceback" not in run.err
+    assert stack.peek("capture") == []
+
+
+def test_put_refuses_a_detail_on_stdin_that_is_not_utf8(
+    stack: Stack, tmp_path: Any, monkeypatch: Any
+) -> None:
+    raw = _latin1_detail(tmp_path).read_bytes()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+
+    run = stack.ops("events", "put", "--detail-type", "OrderShipped", "--detail", "-")
+
+    assert run.code == 2
+    assert "--detail - (stdin): standard input is not UTF-8 text (byte 0xe7" in run.err
+    assert stack.peek("capture") == []
+
+
+def test_put_refuses_nan_and_json_nested_too_deeply(stack: Stack) -> None:
+    detail = json.dumps(sample_detail("OrderPlaced"))
+    with_nan = detail.replace("}", ', "discount": NaN}', 1)
+    too_deep = "[" * 100_000 + "]" * 100_000
+
+    nan = stack.ops("events", "put", "--detail-type", "OrderPlaced", "--detail", with_nan)
+    deep = stack.ops("events", "put", "--detail-type", "OrderPlaced", "--detail", too_deep)
+
+    assert nan.code == 2 and "--detail is not JSON: NaN is not a JSON number" in nan.err
+    assert deep.code == 2 and "--detail is not JSON: it is nested too deeply to read" in deep.err
+    assert stack.peek("capture") == []

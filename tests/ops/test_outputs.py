@@ -109,3 +109,30 @@ def test_bad_arguments_exit_2(stack: Stack) -> None:
     assert stack.ops("replay", use_outputs=False).code == 2
     assert stack.ops("frobnicate", use_outputs=False).code == 2
     assert stack.ops("--help", use_outputs=False).code == 0
+
+
+def test_an_outputs_file_that_is_not_utf8_is_named(stack: Stack, tmp_path: Path) -> None:
+    # `pulumi stack output --json > FILE` in Windows PowerShell 5 writes UTF-16.
+    path = tmp_path / "outputs.json"
+    path.write_bytes(stack.outputs_file.read_text().encode("utf-16"))
+
+    run = stack.ops("dlq", "list", "--outputs", str(path), use_outputs=False)
+
+    assert run.code == 2
+    assert run.err.startswith(
+        f"ops: error: cannot read the stack outputs file {path}: it is not UTF-8 text "
+        "(byte 0xff at offset 0); save it as UTF-8."
+    )
+    assert "pulumi stack output --json" in run.err
+
+
+def test_an_outputs_file_with_nan_or_nested_too_deeply_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "outputs.json"
+    for content, reason in [
+        ('{"busName": NaN}', "NaN is not a JSON number"),
+        ("[" * 100_000 + "]" * 100_000, "it is nested too deeply to read"),
+    ]:
+        path.write_text(content)
+        with pytest.raises(UsageError) as raised:
+            outputs.load(outputs_file=str(path), stack=None)
+        assert str(raised.value).startswith(f"{path} is not JSON: {reason}")

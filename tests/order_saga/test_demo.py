@@ -1,6 +1,7 @@
 """`python -m order_saga demo` (`order_saga.sandbox.demo`): the seeded plan, the options
 as stack config, the progress bar, the report and its exit status, the command line's
-checks, and one real run with `--json` in a subprocess (~25 s: a deploy and six orders)."""
+checks, one real run with `--json` in a subprocess (~25 s: a deploy and six orders) and
+one in process with a fault injected (`--fault`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, cast
 
 import pytest
 
+from eventcraft_sandbox.faults import FaultPlan
 from order_saga.__main__ import main as cli
 from order_saga.sandbox import demo
 from order_saga.sandbox.session import OrderSagaSession
@@ -185,6 +187,12 @@ def test_a_false_invariant_gives_exit_status_1_and_is_named_with_its_problem() -
     assert "    ok   every_order_final\n" in text
 
 
+def test_the_report_names_the_faults_injected() -> None:
+    report = {**_report(every_order_final=True), "faults": {"lost-reply": 17, "throttle": 0}}
+    assert "  faults injected: lost-reply 17, throttle 0\n" in demo.render(demo.DemoResult(report))
+    assert "faults injected" not in demo.render(demo.DemoResult(_report(every_order_final=True)))
+
+
 def test_all_invariants_true_give_exit_status_0() -> None:
     result = demo.DemoResult(_report(every_order_final=True, inventory_conserved=True))
     assert result.exit_status == 0
@@ -218,6 +226,53 @@ def test_bad_options_exit_2_naming_the_flag_and_what_is_allowed(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("lost-replies=1", "argument --fault: fault 'lost-replies=1': unknown name 'lost-replies'"),
+        ("throttle=2", "argument --fault: fault 'throttle=2': value '2' must be a probability"),
+        ("outage@events=60", "must be START+DURATION in virtual seconds"),
+    ],
+)
+def test_a_fault_that_cannot_be_injected_exits_2_naming_what_is_wrong(
+    fault: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli(["demo", "--fault", "throttle@dynamodb=0.1", "--fault", fault])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_faults_reach_the_session_and_a_target_not_deployed_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--fault` options (repeatable, in order) are the session's faults; a TARGET the
+    deployed stack does not have is the session's FaultError, exit status 2."""
+    seen: dict[str, Any] = {}
+
+    class Deployed:
+        def __init__(self, stack: str, **kwargs: Any) -> None:
+            seen.update(kwargs)
+            self.plan = FaultPlan.parse(kwargs["faults"], seed=kwargs["seed"])
+
+        def __enter__(self) -> Deployed:  # what SandboxSession.start checks after the deploy
+            self.plan.validate_targets(["place-order", "ship-order-task"])
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(demo, "OrderSagaSession", Deployed)
+    faults = ["throttle@dynamodb=0.1", "lost-reply@shipping=1"]
+    code = cli(["demo", "--json", "--seed", "3", *(f"--fault={f}" for f in faults)])
+    assert code == 2
+    assert seen["faults"] == tuple(faults) and seen["seed"] == 3
+    assert (
+        "error: fault 'lost-reply@shipping=1': unknown TARGET 'shipping'; allowed: a function "
+        "(place-order, ship-order-task) or a service (lambda)"
+    ) in capsys.readouterr().err
+
+
 def test_an_unknown_stack_exits_2_naming_the_stacks_there(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -225,6 +280,86 @@ def test_an_unknown_stack_exits_2_naming_the_stacks_there(
     captured = capsys.readouterr()
     assert "error: no stack file Pulumi.staging.yaml; stacks here: dev, prod" in captured.err
     assert captured.out == ""
+
+
+def test_stock_without_an_orders_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stock = tmp_path / "stock.json"
+    stock.write_text('{"sku-mug": 3}')
+    with pytest.raises(SystemExit) as exited:
+        cli(["demo", "--stock", str(stock)])
+    assert exited.value.code == 2
+    assert "--stock: only with --orders-file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        cli(["demo", "--orders", "3", "--orders-file", str(stock)])
+    assert exited.value.code == 2
+    assert "not allowed with argument --orders" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("orders", "stock", "message"),
+    [
+        (None, '{"sku-mug": 3}', "--orders-file {dir}/missing.jsonl: cannot read it"),
+        (b"\xff\xfe{}\n", '{"sku-mug": 3}', "--orders-file {dir}/orders.jsonl: not UTF-8 text"),
+        (b"\n  \n", '{"sku-mug": 3}', "--orders-file {dir}/orders.jsonl: no requests in it"),
+        (b"{}", "[1]", "--stock {dir}/stock.json: expected a JSON object of SKU to units"),
+        (b"{}", '{"sku-mug": -1}', "--stock {dir}/stock.json: 'sku-mug': -1 is not a whole"),
+        (b"{}", '{"sku-mug": true}', "--stock {dir}/stock.json: 'sku-mug': true is not a"),
+        (b"{}", '{"sku-mug": NaN}', "--stock {dir}/stock.json: not JSON (NaN is not a JSON"),
+    ],
+)
+def test_an_orders_or_stock_file_that_cannot_be_read_exits_2_before_deploying(
+    tmp_path: Path,
+    orders: bytes | None,
+    stock: str,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    orders_path = tmp_path / ("missing.jsonl" if orders is None else "orders.jsonl")
+    if orders is not None:
+        orders_path.write_bytes(orders)
+    (tmp_path / "stock.json").write_text(stock)
+    args = ["demo", "--orders-file", str(orders_path), "--stock", str(tmp_path / "stock.json")]
+    assert cli(args) == 2
+    captured = capsys.readouterr()
+    assert f"error: {message.format(dir=tmp_path)}" in captured.err
+    assert "deploying" not in captured.err
+
+
+def test_an_orders_file_is_placed_line_by_line_and_refusals_are_listed(tmp_path: Path) -> None:
+    """A real run of your own orders: a byte-order mark does not lose the first line,
+    blank lines are skipped, a line that is not JSON and one place-order refuses are
+    listed by line number (from 1) with their reasons, and the invariants cover every
+    order placed: the stock file's 3 mugs go to the first orders that ask."""
+    mug = {"sku": "sku-mug", "quantity": 2, "unitPriceCents": 1500}
+    lines = [
+        json.dumps({"clientRequestId": "mine-1", "customerId": "customer-001", "items": [mug]}),
+        "",
+        "{not json",
+        json.dumps({"clientRequestId": "mine-2", "customerId": "customer-002", "items": [mug]}),
+        json.dumps({"clientRequestId": "mine-3", "customerId": "customer-003", "items": []}),
+    ]
+    orders_path = tmp_path / "orders.jsonl"
+    orders_path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())
+    stock_path = tmp_path / "stock.json"
+    stock_path.write_text('{"sku-mug": 3}')
+    out = io.StringIO()
+    options = demo.DemoOptions(
+        json=True, orders_file=orders_path, stock_file=stock_path, saga="orchestration"
+    )
+    status = demo.main(options, out=out, err=io.StringIO())
+    report = json.loads(out.getvalue())
+    assert status == 0, report.get("problems")
+    assert all(report["invariants"].values())
+    assert "every_order_accepted" not in report["invariants"]
+    assert report["orders"] == 3
+    assert (report["completed"], report["cancelled"], report["stuck"]) == (1, 1, 0)
+    assert report["events"]["OrderPlaced"] == 2
+    rejected = report["rejected"]
+    assert [r["line"] for r in rejected] == [3, 5]
+    assert rejected[0]["error"].startswith("not JSON: ")
+    assert "items" in rejected[1]["error"]
 
 
 def test_demo_json_prints_one_report_and_exits_0() -> None:
@@ -257,6 +392,24 @@ def test_demo_json_prints_one_report_and_exits_0() -> None:
     assert report["aws_calls_per_order"] == round(report["aws_calls"] / 6, 1)
     assert report["seconds"] > 0
     assert "orders final" not in result.stderr
+
+
+def test_a_fault_the_saga_absorbs_is_injected_counted_and_every_invariant_holds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """End to end through `OrderSagaSession`: a third of every PutEvents' entries come
+    back failed (InternalFailure), the publishers put them again, so every order
+    still ends final with every invariant true; the report counts the failed entries."""
+    code = cli(
+        ["demo", "--orders", "3", "--seed", "1", "--json", "--fault", "putevents-partial=0.3"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report.get("problems")
+    assert report["faults"]["putevents-partial"] > 0
+    assert set(report["faults"]) == {"putevents-partial"}
+    assert report["completed"] + report["cancelled"] == 3
+    assert report["stuck"] == 0
+    assert all(report["invariants"].values())
 
 
 def test_a_dead_letter_problem_names_the_event_the_order_and_the_error() -> None:

@@ -31,6 +31,8 @@ INVARIANTS = (
     "cancelled_orders_released_stock",
     "no_double_charge",
     "refunds_match_charges_of_cancelled_orders",
+    "shipped_orders_kept_money_and_goods",
+    "every_outbox_row_published",
     "read_model_matches_event_store",
 )
 
@@ -270,7 +272,40 @@ def test_a_status_unlike_its_outcome_event_breaks_one_outcome_event_per_order(
     key = {"pk": f"order#{order_id}"}
     with _altered(session, "orders", key, lambda o: {**o, "status": flipped}):
         problems = _broken(session.invariants(), "one_outcome_event_per_order")
-    assert f"order {order_id} is {flipped}; outcome event: {order['status']}" in problems
+    (event_id,) = session.outcomes[order_id]
+    assert (
+        f"order {order_id} is {flipped}; outcome events: {order['status']} {event_id}" in problems
+    )
+
+
+def test_a_second_outcome_event_breaks_one_outcome_event_per_order_but_a_redelivery_does_not(
+    session: OrderSagaSession,
+) -> None:
+    """Outcome events count by event id: the same event delivered again is one outcome;
+    another event for the same order is a second one."""
+    order_id, order = _first_order(session)
+    before = dict(session.outcomes[order_id])
+    (event_id,) = before
+    session.outcomes[order_id] = {**before, event_id: order["status"]}
+    try:
+        assert session.invariants().ok
+        session.outcomes[order_id] = {**before, "another-event-id": order["status"]}
+        problems = _broken(session.invariants(), "one_outcome_event_per_order")
+    finally:
+        session.outcomes[order_id] = before
+    assert problems == [
+        f"order {order_id} is {order['status']}; outcome events: {order['status']} "
+        f"{event_id}, {order['status']} another-event-id"
+    ]
+
+
+def test_an_order_unknown_to_the_client_still_has_to_be_final(session: OrderSagaSession) -> None:
+    """An order whose place-order reply was lost is in the table but not in `placed`."""
+    _, order = _first_order(session)
+    ghost = {**order, "orderId": "lost-reply-order", "status": "RESERVING"}
+    with _altered(session, "orders", {"pk": "order#lost-reply-order"}, lambda _: ghost):
+        problems = _broken(session.invariants(), "every_order_final")
+    assert problems == ["order lost-reply-order is RESERVING"]
 
 
 def test_a_cancelled_order_holding_stock_breaks_cancelled_orders_released_stock(
@@ -329,10 +364,83 @@ def test_a_refund_that_does_not_match_breaks_refunds_match_charges(
         session, "payments", key, lambda p: {**p, "orderId": order_id, "refundedCents": charged + 7}
     ):
         problems = _broken(session.invariants(), "refunds_match_charges_of_cancelled_orders")
-    (problem,) = problems
     kind = "completed" if order["status"] == "COMPLETED" else "cancelled"
-    assert problem.startswith(f"{kind} order {order_id}: payment ")
-    assert problem.endswith(f"refunded {charged + 7}")
+    expected = order["totalCents"] if kind == "completed" else 0
+    assert (
+        f"{kind} order {order_id}: charged {charged} - refunded {charged + 7} != {expected}"
+        in problems
+    )
+
+
+def _shipped_order(session: OrderSagaSession) -> tuple[str, dict[str, Any]]:
+    shipped = [k for k, v in session.shipments().items() if v["status"] == "SHIPPED"]
+    assert shipped, "the module's run ships at least one order"
+    order = session.order(shipped[0])
+    assert order is not None and order["status"] == "COMPLETED"
+    return shipped[0], order
+
+
+def test_a_refund_of_a_shipped_order_breaks_shipped_orders_kept_money_and_goods(
+    session: OrderSagaSession,
+) -> None:
+    order_id, order = _shipped_order(session)
+    total = order["totalCents"]
+    key = {"pk": f"payment#{order_id}"}
+    with _altered(
+        session,
+        "payments",
+        key,
+        lambda p: {**p, "orderId": order_id, "status": "REFUNDED", "refundedCents": total},
+    ):
+        report = session.invariants()
+        problems = _broken(report, "shipped_orders_kept_money_and_goods")
+        assert report.results["refunds_match_charges_of_cancelled_orders"] is False
+    assert problems == [f"order {order_id} was shipped; {total} of {total} refunded"]
+
+
+def test_restocking_a_shipped_order_breaks_conservation_and_shipped_orders_kept_goods(
+    session: OrderSagaSession,
+) -> None:
+    """Stock released for goods that left: the reservation says RELEASED and the stock
+    came back, so counting shipped goods by the order's reservation alone would balance;
+    the shipments table says they are gone."""
+    order_id, _ = _shipped_order(session)
+    reservation = session.get("inventory", {"pk": f"reservation#{order_id}"})
+    assert reservation is not None
+    (line, *_) = reservation["items"]
+    sku, quantity = line["sku"], int(line["quantity"])
+    available = session.stock()[sku]
+    with (
+        _altered(
+            session,
+            "inventory",
+            {"pk": f"reservation#{order_id}"},
+            lambda r: {**r, "status": "RELEASED"},
+            check=False,
+        ),
+        _altered(
+            session,
+            "inventory",
+            {"pk": f"sku#{sku}"},
+            lambda i: {**i, "available": available + quantity},
+            check=False,
+        ),
+    ):
+        report = session.invariants()
+        problems = _broken(report, "shipped_orders_kept_money_and_goods")
+        assert report.results["inventory_conserved"] is False
+    assert problems == [f"order {order_id} was shipped; its reservation is RELEASED"]
+    assert session.invariants().ok
+
+
+def test_an_unpublished_outbox_row_breaks_every_outbox_row_published(
+    session: OrderSagaSession,
+) -> None:
+    row = session.outbox_rows()[0]
+    key = {"pk": row["pk"]}
+    with _altered(session, "outbox", key, lambda r: {**r, "published": False}):
+        problems = _broken(session.invariants(), "every_outbox_row_published")
+    assert problems == [f"{row['detailType']} {row['eventId']} written {row['createdAt']}"]
 
 
 def test_a_missing_or_altered_read_model_row_breaks_read_model_matches_event_store(

@@ -115,32 +115,15 @@ class Saga:
 
 
 @pytest.fixture
-def fake_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, FakeInvoker]]:
-    """moto's Lambda runs the invoker's callables (the Lambda runtime's job in the sandbox)."""
-    from moto.awslambda.models import LambdaFunction
-
-    holder: dict[str, FakeInvoker] = {}
-
-    def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
-        payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
-        result = holder["invoker"].invoke(function.function_arn, payload)
-        if result.error_type is not None:
-            error = {"errorType": result.error_type, "errorMessage": result.error_message}
-            return json.dumps(error), True, ""
-        return json.dumps(result.payload), False, ""
-
-    monkeypatch.setattr(LambdaFunction, "_invoke_lambda", invoke)
-    yield holder
-
-
-@pytest.fixture
-def saga(fake_lambda: dict[str, FakeInvoker]) -> Iterator[tuple[Saga, Delivery]]:
+def saga() -> Iterator[tuple[Saga, Delivery]]:
     with mock_aws(config=MOTO_CONFIG):
         clock = VirtualClock(start=T0)
         world = World()
         saga = Saga(world, clock)
-        fake_lambda["invoker"] = saga.invoker
-        with Delivery(Scheduler(clock), saga.invoker, FakeRecords()) as delivery:
+        with (
+            saga.invoker.in_moto_lambda(),
+            Delivery(Scheduler(clock), saga.invoker, FakeRecords()) as delivery,
+        ):
             yield saga, delivery
 
 

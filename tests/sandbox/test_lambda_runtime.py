@@ -28,6 +28,7 @@ from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
 
 import eventcraft.clients as host_clients
+from eventcraft_sandbox.clock import VirtualClock
 from eventcraft_sandbox.lambda_runtime import (
     MOTO_LOCK,
     PINNED_MOTO,
@@ -370,9 +371,10 @@ def test_context_describes_the_invocation_and_counts_down(
     assert payload["group"] == "/aws/lambda/ctx"
     assert payload["stream_matches_env"] is True
     assert f"START RequestId: {payload['request_id']}" in result.logs
-    # 0.2 real seconds are 0.4 function seconds at SCALE.
+    # The 0.2 s sleep is virtual: it counts 200 ms (and the CPU between the two reads,
+    # a few ms at most).
     assert 2000 < payload["first"] <= 3000
-    assert payload["first"] - payload["second"] >= 380
+    assert 200 <= payload["first"] - payload["second"] < 400
 
 
 def test_a_layers_own_modules_are_importable_after_the_venvs(
@@ -444,21 +446,20 @@ def test_a_timeout_is_reported_and_keeps_the_side_effects_made_before_it(
         timeout=1,
         statements=[{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": table_arn}],
     )
-    with LambdaRuntime() as runtime:  # real seconds
-        started = time.monotonic()
+    clock = VirtualClock(start=1_000.0)
+    with LambdaRuntime(clock=clock) as runtime:
         result = runtime.invoke("slow", {"table": "orders", "sleep": 1.6})
-        assert 1.0 <= time.monotonic() - started < 1.5
         assert result.error_type == "Sandbox.Timedout"
         assert result.error_message is not None
         assert result.error_message.endswith("Task timed out after 1.00 seconds")
         assert result.payload is None
         assert "Task timed out after 1.00 seconds" in result.logs
+        # The write before the sleep stands; the one after it never happens: the sleep
+        # ran into the deadline, where Lambda stops the function (and the clock with it).
         assert account.keys("orders") == {"before"}
+        assert 0 < clock.now() - 1_000.0 <= 1.0
 
-        # The frozen invocation makes no more AWS calls when it wakes up...
-        time.sleep(0.9)
-        assert account.keys("orders") == {"before"}
-        # ...and the next invocation starts a fresh execution environment.
+        # The next invocation starts a fresh execution environment.
         again = runtime.invoke("slow", {})
         assert again.error_type is None, again.error_message
         assert again.payload == "nothing to write"
@@ -858,3 +859,220 @@ def test_invocation_result_is_the_agreed_interface() -> None:
     )
     with pytest.raises(AttributeError):
         result.payload = 1  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ handler time
+# A handler's sleeps are virtual and its timeout counts its own time (CPU, sleeps,
+# nested invocations), never the wall clock. Real durations are only ever bounded from
+# above, generously, to show that a long sleep was not slept.
+
+SLEEPER = """
+    import time
+
+    def handler(event, context):
+        before = context.get_remaining_time_in_millis()
+        for _ in range(event.get("times", 1)):
+            time.sleep(event["sleep"])
+        return {"before": before, "after": context.get_remaining_time_in_millis()}
+"""
+
+
+def test_a_long_sleep_takes_no_real_time_and_moves_the_virtual_clock(account: Account) -> None:
+    account.function("sleeper", {"app.py": SLEEPER}, timeout=900)
+    clock = VirtualClock(start=1_000.0)
+    with LambdaRuntime(clock=clock) as runtime:
+        started = time.monotonic()
+        result = runtime.invoke("sleeper", {"sleep": 600})
+        real = time.monotonic() - started
+    assert result.error_type is None, result.error_message
+    assert clock.now() == 1_600.0
+    assert real < 60  # a real sleep would have taken 600 s
+    payload = result.payload
+    assert 899_000 < payload["before"] <= 900_000
+    # The context agrees: 600 s of the 900 s are gone (and a few ms of CPU).
+    assert 600_000 <= payload["before"] - payload["after"] < 601_000
+    assert result.duration_ms >= 600_000
+    assert "Duration: 6000" in result.logs  # the REPORT line counts the sleep
+
+
+def test_sleeping_past_the_timeout_is_lambdas_timeout_at_the_deadline(account: Account) -> None:
+    account.function("poller", {"app.py": SLEEPER}, timeout=60)
+    clock = VirtualClock(start=1_000.0)
+    with LambdaRuntime(clock=clock) as runtime:
+        started = time.monotonic()
+        result = runtime.invoke("poller", {"sleep": 5, "times": 1_000})
+        real = time.monotonic() - started
+    assert result.error_type == "Sandbox.Timedout"
+    assert result.error_message is not None
+    assert result.error_message.endswith("Task timed out after 60.00 seconds")
+    assert "Task timed out after 60.00 seconds" in result.logs
+    # The clock stops where Lambda stops the function: at its deadline.
+    assert 59.0 < clock.now() - 1_000.0 <= 60.0
+    assert real < 30
+
+
+def test_a_busy_loop_times_out_on_its_cpu_time_and_stops(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    account.function(
+        "spinner",
+        {
+            "app.py": """
+                SPINS = []
+
+                def handler(event, context):
+                    if event.get("count"):
+                        return len(SPINS)
+                    while True:
+                        SPINS.append(1)
+                        del SPINS[1:]
+            """
+        },
+        timeout=1,
+    )
+    result = runtime.invoke("spinner", {})
+    assert result.error_type == "Sandbox.Timedout"
+    assert result.error_message is not None
+    assert result.error_message.endswith("Task timed out after 1.00 seconds")
+    # The loop's thread was stopped, not left spinning: no worker thread of it is left.
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("lambda:spinner:") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the timed-out busy loop is still running"
+        time.sleep(0.01)
+
+
+def test_botocore_retry_sleeps_are_virtual(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.retries.standard import ExponentialBackoff
+    from moto.dynamodb.exceptions import DynamodbException
+    from moto.dynamodb.models import DynamoDBBackend
+
+    # botocore's standard retry mode waits rand * min(2 ** (attempt - 1), 20) seconds
+    # after a throttle: without the randomness, 9 retries wait 1+2+4+8+16+4*20 = 111 s.
+    monkeypatch.setattr(ExponentialBackoff, "__init__", _no_jitter(ExponentialBackoff.__init__))
+    original_put = DynamoDBBackend.put_item
+    attempts: list[str] = []
+
+    def throttled_put(backend: Any, table_name: str, item: Any, *args: Any, **kw: Any) -> Any:
+        attempts.append(table_name)
+        if len(attempts) < 10:
+            raise DynamodbException(
+                "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "The level of configured provisioned throughput for the table was exceeded.",
+            )
+        return original_put(backend, table_name, item, *args, **kw)
+
+    monkeypatch.setattr(DynamoDBBackend, "put_item", throttled_put)
+    table_arn = account.table("orders")
+    account.function(
+        "persistent",
+        {
+            "app.py": """
+                import boto3
+                from botocore.config import Config
+
+                def handler(event, context):
+                    config = Config(retries={"mode": "standard", "max_attempts": 10})
+                    boto3.client("dynamodb", config=config).put_item(
+                        TableName="orders", Item={"pk": {"S": "o-1"}}
+                    )
+                    return "written"
+            """
+        },
+        timeout=300,
+        statements=[{"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": table_arn}],
+    )
+    clock = VirtualClock(start=1_000.0)
+    with LambdaRuntime(clock=clock) as runtime:
+        started = time.monotonic()
+        result = runtime.invoke("persistent", {})
+        real = time.monotonic() - started
+    assert result.error_type is None, result.error_message
+    assert result.payload == "written"
+    assert len(attempts) == 10
+    assert account.keys("orders") == {"o-1"}
+    assert clock.now() - 1_000.0 == pytest.approx(111.0)
+    assert real < 60
+
+
+def _no_jitter(init: Any) -> Any:
+    def no_jitter(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self._random = lambda: 1.0
+
+    return no_jitter
+
+
+def test_sleeps_outside_invocations_stay_real_and_uninstall_restores_time_sleep(
+    aws: None,
+) -> None:
+    import botocore.retries.standard as standard
+
+    import eventcraft.publisher as publisher
+
+    real_sleep = time.sleep
+    captured = standard.RetryHandler.__init__.__defaults__
+    # Both captured time.sleep when they were defined: botocore's standard retries as
+    # a default argument, eventcraft's Publisher as a keyword-only default.
+    assert publisher.Publisher.__init__.__kwdefaults__["sleep"] is real_sleep
+    with LambdaRuntime():
+        assert time.sleep is not real_sleep
+        assert real_sleep not in (standard.RetryHandler.__init__.__defaults__ or ())
+        assert publisher.Publisher.__init__.__kwdefaults__["sleep"] is time.sleep
+        started = time.monotonic()
+        time.sleep(0.05)  # this thread runs no invocation: a real sleep
+        assert time.monotonic() - started >= 0.05
+    assert time.sleep is real_sleep
+    assert standard.RetryHandler.__init__.__defaults__ == captured
+    assert publisher.Publisher.__init__.__kwdefaults__["sleep"] is real_sleep
+
+
+def test_a_blocked_handler_is_stopped_by_the_backstop_not_as_lambdas_timeout(
+    account: Account,
+) -> None:
+    account.function(
+        "stuck",
+        {
+            "app.py": """
+                import threading
+
+                NEVER = threading.Event()
+
+                def handler(event, context):
+                    NEVER.wait(5)  # blocked: no CPU, no sleep
+                    return "woke"
+            """
+        },
+        timeout=900,
+    )
+    with LambdaRuntime(wall_clock_backstop=0.5) as runtime:
+        result = runtime.invoke("stuck", {})
+    assert result.error_type == "Sandbox.Backstop"
+    assert result.error_message is not None
+    assert "the sandbox's wall-clock backstop stopped stuck" in result.error_message
+    assert "not Lambda's timeout" in result.error_message
+    assert "Task timed out" not in result.logs
+
+
+def test_synchronous_invoke_passes_while_the_machine_is_busy(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    # Threads burning CPU in this process: the handlers get a fraction of the
+    # interpreter, so their wall-clock time stretches well past their timeouts
+    # (1.5 real seconds at SCALE); their own CPU time does not.
+    stop = threading.Event()
+
+    def burn() -> None:
+        while not stop.is_set():
+            sum(range(10_000))
+
+    burners = [threading.Thread(target=burn, daemon=True) for _ in range(6)]
+    for burner in burners:
+        burner.start()
+    try:
+        test_a_handler_can_invoke_another_function_synchronously(account, runtime)
+    finally:
+        stop.set()
+        for burner in burners:
+            burner.join(5)

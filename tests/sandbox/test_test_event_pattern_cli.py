@@ -173,3 +173,90 @@ def test_exit_codes_from_a_real_process() -> None:
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, '{"Result": true}\n', "")
     assert (bad.returncode, bad.stdout) == (2, "")
     assert "source: must be an array of match values" in bad.stderr
+
+
+@pytest.mark.parametrize("argument", ["--event-pattern", "--event"])
+def test_a_file_that_is_not_utf8_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argument: str
+) -> None:
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('{"source": ["caf\u00e9"]}'.encode("latin-1"))
+    values = {"--event-pattern": json.dumps(HIGH_VALUE), "--event": json.dumps(EVENT)}
+    values[argument] = f"file://{latin1}"
+
+    code = main([arg for pair in values.items() for arg in pair])
+    out, err = capsys.readouterr()
+
+    assert (code, out) == (2, "")
+    assert f"Error parsing parameter '{argument}': Unable to load paramfile file://{latin1}" in err
+    assert f"{latin1} is not UTF-8 (byte 0xe9 at offset 16" in err
+
+
+def _nested_event(depth: int) -> str:
+    """EVENT whose detail.amount sits inside arrays: `depth` levels in all."""
+    arrays = depth - 2  # the event object, then detail
+    event = json.dumps({**EVENT, "detail": {"amount": "AMOUNT"}})
+    return event.replace('"AMOUNT"', "[" * arrays + "1500" + "]" * arrays)
+
+
+def test_an_event_nested_up_to_1000_levels_is_matched_deeper_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # "PutEvents will only process nested JSON up to 1000 levels deep."
+    code, out, err = run(capsys, HIGH_VALUE, _nested_event(1000))
+    assert (code, out, err) == (0, '{"Result": true}\n', "")
+
+    for depth in (1001, 100_000):
+        code, out, err = run(capsys, HIGH_VALUE, _nested_event(depth))
+        assert (code, out) == (2, "")
+        assert "ValidationException" in err
+        assert "Parameter Event is not valid. (the JSON is nested more than 1000 levels deep" in err
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_and_exit_2(
+    capsys: pytest.CaptureFixture[str], constant: str
+) -> None:
+    event = json.dumps(EVENT).replace("1500", constant)
+    pattern = json.dumps(HIGH_VALUE).replace("1000", constant)
+
+    code, out, err = run(capsys, HIGH_VALUE, event)
+    assert (code, out) == (2, "")
+    assert f"Parameter Event is not valid. ({constant} is not a JSON number" in err
+
+    code, out, err = run(capsys, pattern, EVENT)
+    assert (code, out) == (2, "")
+    assert "InvalidEventPatternException" in err
+    assert f"pattern: not valid JSON ({constant} is not a JSON number" in err
+
+
+def test_numeric_bounds_beyond_5e9_are_an_invalid_pattern(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    beyond = {"detail": {"amount": [{"numeric": [">=", 5_000_000_001]}]}}
+
+    code, out, err = run(capsys, beyond, EVENT)
+
+    assert (code, out) == (2, "")
+    assert "InvalidEventPatternException" in err
+    assert 'detail.amount: numeric value for ">=" 5000000001 is out of range' in err
+    assert "between -5000000000 and 5000000000 inclusive" in err
+
+
+def test_bad_input_exits_2_without_a_traceback_from_a_real_process(tmp_path: Path) -> None:
+    latin1 = tmp_path / "event.json"
+    event = json.dumps({**EVENT, "source": "caf\u00e9"}, ensure_ascii=False)
+    latin1.write_bytes(event.encode("latin-1"))
+    deep = tmp_path / "deep.json"
+    deep.write_text(_nested_event(5000), encoding="utf-8")
+
+    for event_file, reason in (
+        (latin1, f"{latin1} is not UTF-8"),
+        (deep, "nested more than 1000 levels deep"),
+    ):
+        done = _subprocess(
+            "--event-pattern", json.dumps(HIGH_VALUE), "--event", f"file://{event_file}"
+        )
+        assert (done.returncode, done.stdout) == (2, "")
+        assert "Traceback" not in done.stderr
+        assert reason in done.stderr

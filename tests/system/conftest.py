@@ -57,6 +57,8 @@ ALL_OPTIONS: dict[str, str] = {
     "forwardDetailTypes": '["OrderCompleted", "OrderCancelled"]',
     "partnerAccountIds": '["111122223333"]',
     "partnerOrganizationId": "o-abcd123456",
+    "partnerSources": '["partner.shipping"]',
+    "partnerDetailTypes": '["ParcelDelivered", "ParcelLost"]',
     "awsEndpoint": "http://localhost:4566",
 }
 

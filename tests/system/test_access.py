@@ -148,6 +148,16 @@ def test_every_role_allows_exactly_what_its_handler_declares(stack: str, mode: s
                 assert log_group.endswith(f":log-group:/aws/lambda/{function.outputs['name']}:*")
             elif name == f"{component}-async-on-failure":
                 assert actions == {"sqs:SendMessage"}, name
+            elif name.startswith(f"{component}-dead-letter-"):
+                # An SQS consumer sends what will not succeed to its queue's DLQ, with
+                # the error (eventcraft.batch dead_letter), and only there.
+                queue = system.outputs["queues"][name.removeprefix(f"{component}-dead-letter-")]
+                assert pairs == {("sqs:SendMessage", queue["dlqArn"])}, name
+                assert function.arn in {
+                    m.inputs["functionName"]
+                    for m in mappings.values()
+                    if m.inputs["eventSourceArn"] == queue["arn"]
+                }, name
             else:
                 mapping = mappings[name.removesuffix("-read")]
                 assert mapping.inputs["functionName"] == function.arn, name

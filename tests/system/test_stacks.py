@@ -163,8 +163,8 @@ def test_the_added_keys_and_their_defaults() -> None:
         ),
         (
             {"highValueThreshold": "60000000"},
-            "order-saga:highValueThreshold = '60000000': must be a number less than or equal "
-            "to 50000000",
+            "order-saga:highValueThreshold = '60000000': must be below 50000000: an order "
+            "totals at most 5000000000 cents",
         ),
     ],
 )

@@ -8,15 +8,17 @@ from typing import Any
 
 import pytest
 
-from contracts import json_schemas
+from contracts import json_schemas, sample_event
+from eventcraft_sandbox.mock_deploy import ACCOUNT_ID
 from order_saga.system import (
     CHOREOGRAPHY_DIGITS,
     CHOREOGRAPHY_RULES,
+    CONFLICT_ERRORS,
     ORCHESTRATION_DIGITS,
     PAYMENT_TRANSIENT_ERRORS,
 )
 from pulumi_eventcraft.event_rule import MAX_TARGETS_PER_RULE
-from pulumi_eventcraft.saga import TRANSIENT_LAMBDA_ERRORS
+from pulumi_eventcraft.saga import TIMEOUT_ERRORS, TRANSIENT_LAMBDA_ERRORS
 from tests.system.conftest import (
     ALARM,
     ALL_OPTIONS,
@@ -85,6 +87,10 @@ SIDE_FLOW_TARGETS = {
 }
 
 
+# Every rule of the order bus matches only events this stack's account put.
+OWN = {"account": [ACCOUNT_ID]}
+
+
 def targets(system: System, short: str) -> list[tuple[str, str, tuple[str, ...]]]:
     return sorted((t.id, t.kind, t.handlers) for t in system.rules[short].targets)
 
@@ -115,31 +121,26 @@ def test_choreography_routes_each_saga_event_to_the_next_step(mode: str) -> None
     orders = {"detail": {"orderId": suffixes(CHOREOGRAPHY_DIGITS)}} if mode == "both" else {}
     for short, (types, sources, route) in CHOREOGRAPHY_ROUTES.items():
         rule = system.rules[short]
-        assert rule.pattern == {"source": sources, "detail-type": types, **orders}, short
+        assert rule.pattern == {"source": sources, "detail-type": types, **orders, **OWN}, short
         assert targets(system, short) == route, short
 
 
-def test_payments_go_through_a_fifo_queue_in_one_message_group() -> None:
+def test_payments_go_through_a_standard_queue_without_a_global_group() -> None:
+    """One payment message that keeps failing must not hold the others: no FIFO group
+    (EventBridge could only give one for every message), batches with partial failures."""
     system = deploy("dev", "choreography")
     target = system.rules["pay"].target("sqs")
-    assert target.inputs["sqsTarget"] == {"messageGroupId": "payments"}
+    assert "sqsTarget" not in target.inputs
     queue = target.resource
     assert queue is not None and queue.typ == QUEUE
-    assert queue.inputs["fifoQueue"] is True
-    assert queue.inputs["contentBasedDeduplication"] is True
-    # Others are standard queues without a group.
-    assert "sqsTarget" not in system.rules["reserve"].target("sqs").inputs
-    # One message a batch: in a FIFO batch a failure hands back every later message, and
-    # each hand-back counts toward maxReceiveCount (other customers' payments included).
+    assert not queue.inputs.get("fifoQueue")
+    assert not queue.inputs.get("contentBasedDeduplication")
     batch_sizes = {
         m.name: (m.inputs["batchSize"], m.inputs.get("functionResponseTypes"))
         for m in system.of_type(MAPPING)
         if m.name.startswith(f"{SYSTEM}-payments-") or m.name.startswith(f"{SYSTEM}-reserve-")
     }
-    assert sorted(batch_sizes.values()) == [
-        (1, ["ReportBatchItemFailures"]),
-        (10, ["ReportBatchItemFailures"]),
-    ], batch_sizes
+    assert sorted(batch_sizes.values()) == [(10, ["ReportBatchItemFailures"])] * 2, batch_sizes
 
 
 def test_the_orchestration_saga_starts_on_the_orchestrated_orders() -> None:
@@ -148,9 +149,14 @@ def test_the_orchestration_saga_starts_on_the_orchestrated_orders() -> None:
         "source": ["order-saga.orders"],
         "detail-type": ["OrderPlaced"],
         "detail": {"orderId": suffixes(ORCHESTRATION_DIGITS)},
+        **OWN,
     }
     only = deploy("dev", "orchestration").rules["orchestrate"]
-    assert only.pattern == {"source": ["order-saga.orders"], "detail-type": ["OrderPlaced"]}
+    assert only.pattern == {
+        "source": ["order-saga.orders"],
+        "detail-type": ["OrderPlaced"],
+        **OWN,
+    }
     (machine,) = deploy("dev", "orchestration").of_type(STATE_MACHINE)
     assert only.targets[0].arn == machine.arn
     assert only.targets[0].inputs["roleArn"]
@@ -189,11 +195,21 @@ def test_the_saga_state_machine(stack: str) -> None:
     assert states["pay"]["Catch"][0]["Next"] == "CompensatePay"
     assert states["ship"]["Catch"][0]["Next"] == "CompensatePay"
     assert states["CompensatePay"]["Next"] == "CompensateReserve"
-    # The handlers' transient errors are retried; business failures are not.
+    # The handlers' transient errors are retried; business failures are not. Every step
+    # is idempotent: a lost reply (a timeout after it committed) is retried too, never
+    # compensated while retries remain.
     assert states["pay"]["Retry"][0]["ErrorEquals"] == [
         *TRANSIENT_LAMBDA_ERRORS,
         *PAYMENT_TRANSIENT_ERRORS,
+        *TIMEOUT_ERRORS,
     ]
+    for step in ("reserve", "ship"):
+        assert states[step]["Retry"][0]["ErrorEquals"] == [
+            *TRANSIENT_LAMBDA_ERRORS,
+            *CONFLICT_ERRORS,
+            *TIMEOUT_ERRORS,
+        ]
+    assert {"States.Timeout", "Sandbox.Timedout"} <= set(TIMEOUT_ERRORS)
     assert "PaymentDeclined" not in json.dumps(states["pay"]["Retry"])
     # The failure hook records CANCELLED, e.g. when reserve exhausted its retries.
     assert states["CompensateReserve"]["Next"] == "RecordFailure"
@@ -211,6 +227,7 @@ def test_the_high_value_route_compares_cents_and_the_handler_knows_the_threshold
             "source": ["order-saga.orders"],
             "detail-type": ["OrderPlaced"],
             "detail": {"totalCents": [{"numeric": [">", cents]}]},
+            **OWN,
         }
         env = system.function("high-value-review").inputs["environment"]["variables"]
         assert env["HIGH_VALUE_THRESHOLD_CENTS"] == str(cents)
@@ -223,10 +240,12 @@ def test_side_flows_see_every_order_whatever_the_mode() -> None:
         assert system.rules[short].pattern == {
             "source": ["order-saga.orders"],
             "detail-type": ["OrderPlaced"],
+            **OWN,
         }
     assert system.rules["join"].pattern == {
         "source": ["order-saga.checks"],
         "detail-type": ["CheckCompleted"],
+        **OWN,
     }
     history = system.rules["history"].pattern
     assert len(history["detail-type"]) == 15
@@ -239,6 +258,7 @@ def test_the_activity_feed_is_compact_and_partitioned_by_customer() -> None:
     assert rule.pattern == {
         "source": [{"prefix": "order-saga."}],
         "detail": {"orderId": [{"exists": True}], "customerId": [{"exists": True}]},
+        **OWN,
     }
     target = rule.target("kinesis")
     assert target.inputs["kinesisTarget"] == {"partitionKeyPath": "$.detail.customerId"}
@@ -330,17 +350,41 @@ def test_forwarding_and_partners_when_configured() -> None:
     assert rule.pattern == {
         "source": ["order-saga.orders"],
         "detail-type": ["OrderCompleted", "OrderCancelled"],
+        **OWN,
     }
     (target,) = rule.targets
     assert (target.id, target.arn) == ("bus", PARTNER_BUS)
     (policy,) = system.of_type("aws:cloudwatch/eventBusPolicy:EventBusPolicy")
     statements = json.loads(policy.inputs["policy"])["Statement"]
+    # Partners may put only their own events (partnerSources, partnerDetailTypes).
+    their_own = {
+        "events:source": "partner.shipping",
+        "events:detail-type": ["ParcelDelivered", "ParcelLost"],
+    }
     assert statements[0]["Principal"] == {"AWS": "arn:aws:iam::111122223333:root"}
-    assert statements[1]["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": "o-abcd123456"}}
+    assert statements[0]["Condition"] == {"StringEquals": their_own}
+    assert statements[1]["Principal"] == "*"
+    assert statements[1]["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": "o-abcd123456", **their_own}
+    }
     # Without them: no forward rule, no bus policy.
     plain = deploy("dev")
     assert "forward" not in plain.rules
     assert plain.of_type("aws:cloudwatch/eventBusPolicy:EventBusPolicy") == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_rule_of_the_order_bus_takes_an_event_from_another_account(mode: str) -> None:
+    """A partner allowed on the bus, putting this system's own events (a forged
+    PaymentProcessed for 1 cent, an OrderPlaced): no rule of the order bus matches them,
+    while the same events from this account are routed."""
+    system = deploy("dev", mode, **ALL_OPTIONS)
+    for detail_type in ("OrderPlaced", "InventoryReserved", "PaymentProcessed", "ShippingFailed"):
+        own = sample_event(detail_type, orderId="3c0a3b29-8f1e-4a55-9d7e-2f1b6c3d4e50")
+        assert system.matching(own), detail_type
+        forged = {**own, "account": "111122223333"}
+        assert system.matching(forged) == set(), detail_type
+    assert all("account" in rule.pattern for rule in system.bus_rules().values())
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -9,7 +9,9 @@ same source the handlers validate with.
 
 Other accounts may put events only when they are named (`partner_account_ids`) or
 belong to a named AWS Organization (`organization_id`, a `*` principal pinned by
-`aws:PrincipalOrgID`), optionally only with listed `source` values. Without either, no
+`aws:PrincipalOrgID`), optionally only with listed `source` and `detail-type` values
+(`events:source`, `events:detail-type` conditions): list them whenever rules on the bus
+act on events, or a partner can put the events that drive them. Without partners, no
 bus policy is created and only IAM principals of this account that were granted
 `put_events_statements()` can put events.
 """
@@ -37,8 +39,9 @@ MAX_ARCHIVE_RETENTION_DAYS = 3650
 # name at most 385 (the provider also checks the first character).
 MAX_SCHEMA_CONTENT = 100_000
 MAX_SCHEMA_NAME = 385
-# PutEvents `Source` is at most 256 characters.
+# PutEvents `Source` and `DetailType` are at most 256 characters.
 MAX_SOURCE_LENGTH = 256
+MAX_DETAIL_TYPE_LENGTH = 256
 SCHEMA_TYPE: Final = "JSONSchemaDraft4"
 
 _ACCOUNT_ID = re.compile(r"\d{12}")
@@ -118,6 +121,8 @@ class EventBusArgs:
       may put events (principal `*` restricted by `aws:PrincipalOrgID`).
     - `allowed_sources`: () (default) = partners may put any `source`; else only these
       (an `events:source` condition). Needs partners or an organization.
+    - `allowed_detail_types`: () (default) = partners may put any `detail-type`; else
+      only these (an `events:detail-type` condition). Needs partners or an organization.
     - `kms_key_identifier`: None (default) = encrypted with an AWS-owned key; else a
       customer-managed KMS key (ARN, ID or alias) for the bus and its archive. Its key
       policy must allow `events.amazonaws.com` kms:DescribeKey, kms:GenerateDataKey and
@@ -134,6 +139,7 @@ class EventBusArgs:
     partner_account_ids: Sequence[str] = ()
     organization_id: str | None = None
     allowed_sources: Sequence[str] = ()
+    allowed_detail_types: Sequence[str] = ()
     kms_key_identifier: pulumi.Input[str] | None = None
     description: str | None = None
     tags: Tags = None
@@ -196,28 +202,33 @@ class EventBusArgs:
                 f"EventBusArgs.organization_id: {org!r} is not an AWS Organizations ID; give "
                 "one such as 'o-a1b2c3d4e5' (o- and 10 to 32 lowercase letters or digits)"
             )
-        if isinstance(self.allowed_sources, str):
-            raise ValueError("EventBusArgs.allowed_sources: give a list of sources, not a string")
-        sources = list(self.allowed_sources)
-        if sources and not self.partner_account_ids and org is None:
+        for field_name, what, limit in (
+            ("allowed_sources", "source", MAX_SOURCE_LENGTH),
+            ("allowed_detail_types", "detail-type", MAX_DETAIL_TYPE_LENGTH),
+        ):
+            self._check_allowed(field_name, what, limit)
+
+    def _check_allowed(self, field_name: str, what: str, limit: int) -> None:
+        where = f"EventBusArgs.{field_name}"
+        values = getattr(self, field_name)
+        if isinstance(values, str):
+            raise ValueError(f"{where}: give a list of {what} values, not a string")
+        values = list(values)
+        if values and not self.partner_account_ids and self.organization_id is None:
             raise ValueError(
-                "EventBusArgs.allowed_sources: restricts what partners may put, but no "
-                "partner_account_ids or organization_id is given; add partners or leave "
-                "allowed_sources empty"
+                f"{where}: restricts what partners may put, but no partner_account_ids or "
+                f"organization_id is given; add partners or leave {field_name} empty"
             )
-        for source in sources:
-            if not isinstance(source, str) or not 1 <= len(source) <= MAX_SOURCE_LENGTH:
+        for value in values:
+            if not isinstance(value, str) or not 1 <= len(value) <= limit:
+                raise ValueError(f"{where}: {value!r} must be a {what} of 1..{limit} characters")
+            if "*" in value or "?" in value:
                 raise ValueError(
-                    f"EventBusArgs.allowed_sources: {source!r} must be a source of "
-                    f"1..{MAX_SOURCE_LENGTH} characters"
+                    f"{where}: {value!r} has a wildcard; the condition is StringEquals, so "
+                    f"name each {what} exactly"
                 )
-            if "*" in source or "?" in source:
-                raise ValueError(
-                    f"EventBusArgs.allowed_sources: {source!r} has a wildcard; the condition "
-                    "is StringEquals, so name each source exactly"
-                )
-        if len(set(sources)) != len(sources):
-            raise ValueError("EventBusArgs.allowed_sources: a source is listed twice")
+        if len(set(values)) != len(values):
+            raise ValueError(f"{where}: a {what} is listed twice")
 
     def archive_pattern_dict(self) -> dict[str, Any] | None:
         """`archive_pattern` as a validated dict (None = archive everything)."""
@@ -339,11 +350,14 @@ class EventBus(pulumi.ComponentResource):
         )
 
     def _partner_statements(self, args: EventBusArgs) -> list[Statement]:
-        sources = (
-            [Condition("StringEquals", "events:source", list(args.allowed_sources))]
-            if args.allowed_sources
-            else []
-        )
+        sources = [
+            Condition("StringEquals", key, list(values))
+            for key, values in (
+                ("events:source", args.allowed_sources),
+                ("events:detail-type", args.allowed_detail_types),
+            )
+            if values
+        ]
         statements: list[Statement] = []
         if args.partner_account_ids:
             statements.append(

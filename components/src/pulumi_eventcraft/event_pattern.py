@@ -7,7 +7,12 @@ Three parts, one module:
 * `validate_pattern`, which rejects what EventBridge rejects with an
   `InvalidEventPatternError` naming the field's path and what is allowed;
 * `compile_pattern` / `matches`, a matcher with EventBridge's semantics, compiled once
-  so a rule can be matched against every event on a bus cheaply.
+  so a rule can be matched against every event on a bus cheaply. As in EventBridge, a
+  wildcard matches a value in time linear in the value's length.
+
+JSON is read as EventBridge reads it (`parse_json`): no NaN or Infinity, and at most
+MAX_NESTING_DEPTH (1000) levels of arrays and objects, refused with a ValueError
+(InvalidEventPatternError for a pattern), never a RecursionError.
 
 The semantics follow the AWS user guide (eb-event-patterns*.html) and, where the guide
 is silent, aws/event-ruler, the open-source engine behind EventBridge rule matching:
@@ -18,18 +23,22 @@ shared/conformance/eventbridge-patterns, each confirmed against real EventBridge
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, TypeAlias
 
 __all__ = [
     "DEFAULT_MAX_PATTERN_LENGTH",
+    "MAX_NESTING_DEPTH",
     "MAX_PATTERN_LENGTH",
     "CompiledPattern",
     "InvalidEventPatternError",
@@ -48,6 +57,7 @@ __all__ = [
     "exists",
     "matches",
     "numeric",
+    "parse_json",
     "prefix",
     "suffix",
     "validate_pattern",
@@ -60,6 +70,11 @@ DEFAULT_MAX_PATTERN_LENGTH = 2048
 # The API's hard maximum for the EventPattern string (botocore's events model:
 # shape EventPattern, max 4096), which a raised quota cannot exceed.
 MAX_PATTERN_LENGTH = 4096
+
+# "PutEvents will only process nested JSON up to 1000 levels deep" (PutEvents API
+# reference). Patterns get the same bound: event-ruler parses them with Jackson, whose
+# default nesting limit is also 1000. `{}` is 1 level, `{"a": [1]}` 2.
+MAX_NESTING_DEPTH = 1000
 
 # event-ruler's ComparableNumber: numbers in numeric matching (and anything-but
 # numbers) must lie in [-5e9, 5e9] with at most 6 digits after the decimal point.
@@ -281,16 +296,20 @@ class Pattern:
             if clash:
                 raise ValueError(f"field(s) {', '.join(clash)} given more than once")
             merged.update(extra)
-        self._pattern = _object(merged)
-        self._compiled = compile_pattern(self._pattern, max_length=max_length)
+        depth = _value_depth(merged)
+        if depth > MAX_NESTING_DEPTH:
+            raise InvalidEventPatternError("pattern", str(_TooDeepError()))
+        with _room_for(depth):
+            pattern = _object(merged)
+        self._compiled = compile_pattern(pattern, max_length=max_length)
 
     def to_dict(self) -> dict[str, Any]:
         """The pattern as a plain dict (a fresh copy)."""
-        return json.loads(self.to_json())
+        return self._compiled.pattern
 
     def to_json(self) -> str:
         """Compact JSON, the form whose length counts against the pattern size quota."""
-        return _compact_json(self._pattern)
+        return self._compiled.to_json()
 
     def compile(self) -> CompiledPattern:
         """The compiled matcher for this pattern."""
@@ -319,7 +338,112 @@ def _compact_json(value: Any) -> str:
 
 def _reject_constant(name: str) -> Any:
     # Python's json accepts NaN/Infinity; EventBridge's JSON parser does not.
-    raise ValueError(f"{name} is not valid JSON")
+    raise ValueError(f"{name} is not a JSON number; EventBridge refuses NaN and Infinity")
+
+
+class _RecursionHeadroom:
+    """Python's recursion limit (1000 by default, and in 3.11 the json module's C code
+    counts against it too) is below MAX_NESTING_DEPTH once the caller's own frames are
+    added. While a document that deep is parsed, compiled, walked or dumped, the limit
+    is raised by what it needs, and put back when no thread needs it any more."""
+
+    shallow = 100  # fits under any caller: no change
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limit_before = 0
+
+    @contextlib.contextmanager
+    def __call__(self, depth: int) -> Iterator[None]:
+        if depth <= self.shallow:
+            yield
+            return
+        with self._lock:
+            if self._users == 0:
+                self._limit_before = sys.getrecursionlimit()
+            self._users += 1
+            # Two frames a level (json's C code or our compiler, and their callees).
+            needed = self._limit_before + 2 * depth + 100
+            sys.setrecursionlimit(max(sys.getrecursionlimit(), needed))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    sys.setrecursionlimit(self._limit_before)
+
+
+_room_for = _RecursionHeadroom()
+
+
+_JSON_SPECIAL = re.compile(r'[\\"\[\]{}]')
+
+
+def _text_depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest, in one pass, no recursion."""
+    depth = deepest = 0
+    in_string = False
+    escaped_at = -1
+    for found in _JSON_SPECIAL.finditer(text):
+        at, char = found.start(), found.group()
+        if at == escaped_at:
+            continue
+        if in_string:
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _value_depth(value: Any) -> int:
+    """How deep the dicts and lists of `value` nest (iteratively: no RecursionError)."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, Mapping):
+            children: Iterable[Any] = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING_DEPTH:
+            break  # deep enough to refuse; no need to look further
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+class _TooDeepError(ValueError):
+    def __init__(self) -> None:
+        super().__init__(
+            f"the JSON is nested more than {MAX_NESTING_DEPTH} levels deep; EventBridge "
+            f"reads at most {MAX_NESTING_DEPTH} levels of arrays and objects"
+        )
+
+
+def parse_json(text: str) -> Any:
+    """Parse JSON text as EventBridge does; raises ValueError saying what is wrong.
+
+    Refuses what Python's json would accept but EventBridge does not (NaN, Infinity,
+    -Infinity) and documents nested more than MAX_NESTING_DEPTH (1000) levels deep,
+    without ever raising RecursionError. Duplicate keys: the last one wins.
+    """
+    depth = _text_depth(text)
+    if depth > MAX_NESTING_DEPTH:
+        raise _TooDeepError
+    with _room_for(depth):
+        return json.loads(text, parse_constant=_reject_constant)
 
 
 def _load_json(text: str, what: str) -> Any:
@@ -327,7 +451,9 @@ def _load_json(text: str, what: str) -> Any:
     # for patterns ("if you include a key more than once the last reference will be
     # the one used") and what json.loads does.
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return parse_json(text)
+    except _TooDeepError as exc:
+        raise InvalidEventPatternError(what, str(exc)) from None
     except ValueError as exc:
         raise InvalidEventPatternError(what, f"not valid JSON ({exc})") from None
 
@@ -337,8 +463,12 @@ def _pattern_text(pattern: Mapping[str, Any] | str, max_length: int) -> str:
     if isinstance(pattern, str):
         text = pattern
     else:
+        depth = _value_depth(pattern)
+        if depth > MAX_NESTING_DEPTH:
+            raise InvalidEventPatternError("pattern", str(_TooDeepError()))
         try:
-            text = _compact_json(pattern)
+            with _room_for(depth):
+                text = _compact_json(pattern)
         except (TypeError, ValueError) as exc:
             raise InvalidEventPatternError("pattern", f"is not JSON ({exc})") from None
     if len(text) > max_length:
@@ -437,8 +567,38 @@ def _wildcard_tokens(value: str, path: str) -> list[str | None]:
     return tokens
 
 
-def _wildcard_regex(tokens: list[str | None]) -> re.Pattern[str]:
-    return re.compile("".join(".*" if t is None else re.escape(t) for t in tokens), re.DOTALL)
+def _wildcard_test(tokens: list[str | None]) -> Callable[[str], bool]:
+    """Whether a string matches the wildcard, in time linear in the string's length.
+
+    The literal runs between the `*`s are matched greedily: the first as a prefix, the
+    last as a suffix, each one between them at its leftmost place after the one before
+    (`str.find`). Taking the leftmost place never loses a match, since `*` matches any
+    run, so no backtracking is needed (a regex like `.*a.*a.*b` backtracks: polynomial).
+    """
+    segments = [""]
+    for token in tokens:
+        if token is None:
+            segments.append("")
+        else:
+            segments[-1] += token
+    if len(segments) == 1:
+        exact = segments[0]
+        return lambda v: v == exact
+    first, *middle, last = segments
+    fixed = len(first) + len(last)
+
+    def test(value: str) -> bool:
+        if len(value) < fixed or not value.startswith(first) or not value.endswith(last):
+            return False
+        start, end = len(first), len(value) - len(last)
+        for segment in middle:
+            found = value.find(segment, start, end)
+            if found < 0:
+                return False
+            start = found + len(segment)
+        return True
+
+    return test
 
 
 def _wildcard_complexity(token_lists: Iterable[list[str | None]]) -> int:
@@ -689,8 +849,8 @@ def _anything_but_test(value: Any, path: str, spec: _FieldSpec) -> Test:
             texts = _string_or_strings(inner, path, "anything-but wildcard", allow_empty=True)
             token_lists = [_wildcard_tokens(t, path) for t in texts]
             spec.wildcards.extend(token_lists)
-            regexes = [_wildcard_regex(tokens) for tokens in token_lists]
-            return lambda v: not (isinstance(v, str) and any(r.fullmatch(v) for r in regexes))
+            globs = [_wildcard_test(tokens) for tokens in token_lists]
+            return lambda v: not (isinstance(v, str) and any(glob(v) for glob in globs))
         if form == "equals-ignore-case":
             texts = _string_or_strings(inner, path, f"anything-but {form}", allow_empty=True)
             regexes = [re.compile(_ignore_case_regex(t)) for t in texts]
@@ -745,8 +905,8 @@ def _wildcard(value: Any, path: str, spec: _FieldSpec) -> None:
         raise InvalidEventPatternError(path, f"wildcard must be a string, not {_describe(value)}")
     tokens = _wildcard_tokens(value, path)
     spec.wildcards.append(tokens)
-    regex = _wildcard_regex(tokens)
-    spec.tests.append(lambda v: isinstance(v, str) and regex.fullmatch(v) is not None)
+    glob = _wildcard_test(tokens)
+    spec.tests.append(lambda v: isinstance(v, str) and glob(v))
 
 
 _EXPRESSIONS: dict[str, Callable[[Any, str, _FieldSpec], None]] = {
@@ -916,10 +1076,12 @@ class CompiledPattern:
     envelope with `detail`), as a dict or a JSON string.
     """
 
-    __slots__ = ("_branches", "_paths", "_prefixes", "_text")
+    __slots__ = ("_branches", "_depth", "_paths", "_prefixes", "_text")
 
     def __init__(self, pattern: dict[str, Any], branches: list[Branch]) -> None:
-        self._text = _compact_json(pattern)
+        self._depth = _value_depth(pattern)
+        with _room_for(self._depth):
+            self._text = _compact_json(pattern)
         self._branches = [
             tuple(
                 _Field(path, _field_test(spec), spec.absent_ok)
@@ -942,7 +1104,8 @@ class CompiledPattern:
     @property
     def pattern(self) -> dict[str, Any]:
         """The pattern as a plain dict (a fresh copy: compiled patterns are shared)."""
-        return json.loads(self._text)
+        with _room_for(self._depth):
+            return json.loads(self._text)
 
     def to_json(self) -> str:
         """The pattern as compact JSON."""
@@ -951,11 +1114,12 @@ class CompiledPattern:
     def matches(self, event: Mapping[str, Any] | str) -> bool:
         """Whether EventBridge would deliver `event` to a rule with this pattern.
 
-        Raises ValueError if `event` is not a JSON object.
+        Raises ValueError if `event` is not a JSON object, or is JSON text that
+        EventBridge would refuse (see `parse_json`).
         """
         if isinstance(event, str):
             try:
-                event = json.loads(event)
+                event = parse_json(event)
             except ValueError as exc:
                 raise ValueError(f"event is not valid JSON ({exc})") from None
         if not isinstance(event, Mapping):
@@ -981,30 +1145,30 @@ class CompiledPattern:
         paths, prefixes = self._paths, self._prefixes
         next_array = 0
         nested = False
-
-        def walk(node: Any, path: str, membership: tuple[tuple[int, int], ...]) -> None:
-            nonlocal next_array, nested
+        # Depth-first, in document order, with an explicit stack: an event may nest
+        # arrays up to MAX_NESTING_DEPTH levels, deeper than Python's recursion allows.
+        pending: list[tuple[Any, str, tuple[tuple[int, int], ...]]] = [(event, "", ())]
+        while pending:
+            node, path, membership = pending.pop()
             if isinstance(node, Mapping):
+                children = []  # pushed in reverse, so popped in document order
                 for key, child in node.items():
                     child_path = f"{path}.{key}" if path else str(key)
                     if child_path in paths or child_path in prefixes:
-                        walk(child, child_path, membership)
+                        children.append((child, child_path, membership))
+                pending.extend(reversed(children))
             elif isinstance(node, list | tuple):
                 if any(isinstance(item, Mapping | list | tuple) for item in node):
                     nested = True
                     array_id, next_array = next_array, next_array + 1
-                    for index, item in enumerate(node):
-                        walk(item, path, (*membership, (array_id, index)))
+                    pending.extend(
+                        (item, path, (*membership, (array_id, index)))
+                        for index, item in reversed(list(enumerate(node)))
+                    )
                 else:
-                    for item in node:
-                        walk(item, path, membership)
+                    pending.extend((item, path, membership) for item in reversed(node))
             elif path in paths:
                 leaves.setdefault(path, []).append((node, membership))
-
-        for key, value in event.items():
-            key_path = str(key)
-            if key_path in paths or key_path in prefixes:
-                walk(value, key_path, ())
         return leaves, nested
 
 
@@ -1061,6 +1225,12 @@ def compile_pattern(
 @functools.lru_cache(maxsize=512)
 def _compile_cached(text: str) -> CompiledPattern:
     pattern = _load_json(text, "pattern")
+    # The compiler recurses once per level of the pattern (at most MAX_NESTING_DEPTH).
+    with _room_for(_value_depth(pattern)):
+        return _compile(pattern)
+
+
+def _compile(pattern: Any) -> CompiledPattern:
     if not isinstance(pattern, dict):
         raise InvalidEventPatternError(
             "pattern",

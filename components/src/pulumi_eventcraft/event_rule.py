@@ -60,6 +60,7 @@ PREDEFINED_TEMPLATE_VARIABLES: Final = frozenset(
     }
 )
 
+_ACCOUNT_PLACEHOLDER = "000000000000"
 _TARGET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PLACEHOLDER = re.compile(r"<([^<>\s]+)>")
 _PLACEHOLDER_AS_KEY = re.compile(r"\"<[^<>\s]+>\"\s*:")
@@ -324,6 +325,10 @@ class EventRuleArgs:
       At least one of the two (default None).
     - `description`: None (default); at most 512 characters.
     - `enabled`: True (default).
+    - `own_account_only`: False (default). True: only events put by the deploying AWS
+      account match (an `account` filter with its id, from `aws.get_caller_identity`,
+      is added to the deployed pattern): for rules that drive internal steps on a bus
+      that other accounts may put to. The pattern must not filter `account` itself.
     - `alarms`: True (default): an alarm on events this rule failed to put in a DLQ
       (`{name}-dlq-failure-alarm`) and the alarm of each DLQ it creates.
       `alarm_actions`: SNS topic ARNs to notify (default none).
@@ -336,6 +341,7 @@ class EventRuleArgs:
     schedule: str | None = None
     description: str | None = None
     enabled: bool = True
+    own_account_only: bool = False
     alarms: bool = True
     alarm_actions: Sequence[pulumi.Input[str]] = ()
     tags: Tags = None
@@ -378,6 +384,11 @@ def _is_default_bus(bus: EventBus | pulumi.Input[str]) -> bool:
     return isinstance(bus, str) and (bus == "default" or bus.endswith(":event-bus/default"))
 
 
+def _compact(pattern: Mapping[str, Any]) -> str:
+    # Compact: the 2048-character pattern limit counts the text AWS receives.
+    return json.dumps(pattern, separators=(",", ":"))
+
+
 class InvalidRulePatternError(InvalidEventPatternError):
     """A rule's event pattern that EventBridge would reject; names the rule and field."""
 
@@ -397,7 +408,8 @@ class EventRule(pulumi.ComponentResource):
     target `{name}-{target}` plus, by kind, `{name}-{target}-permission` (Lambda) or
     `{name}-{target}-role` (+ `-role-policy`), and `{name}-{target}-dlq` unless a DLQ
     is given. Attributes: `rule`, `arn`, `name` (the rule name), `bus_name`, `pattern`
-    (the validated dict), `alarm` (or None), and dicts keyed by target name: `targets`,
+    (the validated dict, without the `account` filter that `own_account_only` adds when
+    deployed), `alarm` (or None), and dicts keyed by target name: `targets`,
     `dead_letter_queues`, `roles`, `permissions`.
     """
 
@@ -419,8 +431,16 @@ class EventRule(pulumi.ComponentResource):
         pattern: dict[str, Any] | None = None
         if args.pattern is not None:
             raw = args.pattern.to_dict() if isinstance(args.pattern, Pattern) else args.pattern
+            if args.own_account_only and isinstance(raw, Mapping) and "account" in raw:
+                raise ValueError(
+                    f"EventRule {name!r}: own_account_only adds the `account` filter, but the "
+                    "pattern already has one; drop one of them"
+                )
             try:
                 pattern = validate_pattern(raw)
+                if args.own_account_only:
+                    # What will be deployed, with an account id of the real length.
+                    validate_pattern({**pattern, "account": [_ACCOUNT_PLACEHOLDER]})
             except InvalidEventPatternError as exc:
                 raise InvalidRulePatternError(name, exc) from None
         super().__init__("eventcraft:index:EventRule", name, None, opts)
@@ -436,11 +456,20 @@ class EventRule(pulumi.ComponentResource):
         self.roles = {}
         self.permissions = {}
 
+        event_pattern: pulumi.Input[str] | None = None
+        if pattern is not None:
+            matched = pattern
+            event_pattern = _compact(matched)
+            # A schedule's own events are the account's: the filter is for the pattern.
+            if args.own_account_only:
+                account = aws.get_caller_identity_output(
+                    opts=pulumi.InvokeOptions(parent=self)
+                ).account_id
+                event_pattern = account.apply(lambda a: _compact({**matched, "account": [a]}))
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-rule",
             event_bus_name=self.bus_name,
-            # Compact: the 2048-character pattern limit counts the text AWS receives.
-            event_pattern=None if pattern is None else json.dumps(pattern, separators=(",", ":")),
+            event_pattern=event_pattern,
             schedule_expression=args.schedule,
             description=args.description,
             state="ENABLED" if args.enabled else "DISABLED",

@@ -110,6 +110,8 @@ class EventBusInputs(TypedDict):
     """AWS Organization (o-...) whose accounts may put events (default none)."""
     allowed_sources: NotRequired[list[str]]
     """Sources partners may put (default any); needs partners or an organization."""
+    allowed_detail_types: NotRequired[list[str]]
+    """Detail-types partners may put (default any); needs partners or an organization."""
     kms_key_identifier: NotRequired[pulumi.Input[str]]
     """Customer-managed KMS key (ARN, ID or alias) of the bus and archive (default AWS-owned)."""
     description: NotRequired[str]
@@ -192,6 +194,9 @@ class EventRuleInputs(TypedDict):
     """Description of the rule, at most 512 characters."""
     enabled: NotRequired[bool]
     """Whether the rule is enabled (default true)."""
+    own_account_only: NotRequired[bool]
+    """Match only events put by the deploying account (default false): for rules that
+    drive internal steps on a bus other accounts may put to."""
     alarms: NotRequired[bool]
     """Alarm on events the rule failed to put in a DLQ, and on each DLQ (default true)."""
     alarm_actions: NotRequired[list[pulumi.Input[str]]]
@@ -260,6 +265,7 @@ class EventRule(_Facade):
                     "schedule",
                     "description",
                     "enabled",
+                    "own_account_only",
                     "alarms",
                     "alarm_actions",
                     "tags",

@@ -15,6 +15,13 @@ decision, it only repeats it. Any error left after the retries is caught (`$.err
 and runs the compensations, in reverse order, then ends in a Fail state with Error
 `SagaFailed`.
 
+A step whose task may simply run again (`SagaStep.idempotent=True`: a second attempt
+finds what the first one did and returns it) also retries a lost reply
+(`TIMEOUT_ERRORS`: the task or the function timed out, possibly after it committed)
+instead of compensating it: undoing work that was done, only because its answer was
+lost, would e.g. refund an order that shipped. Only once those retries are spent does
+the timeout go to the compensations, which must then check what really happened.
+
 Which compensations run: by default (`SagaStep.compensate_own_failure=True`) a failed
 step's OWN compensation runs first, then those of the steps completed before it. A step
 can fail after it committed (its Lambda timed out after the write, the response was
@@ -22,7 +29,7 @@ lost, a business failure was recorded before it was raised), and only its own
 compensation can undo that; compensations must therefore be idempotent and accept
 "nothing to undo", which the retries of a compensation require anyway. With
 `compensate_own_failure=False` a failed step is trusted to have done nothing and only
-the earlier steps are undone (except after `States.Timeout`, see below).
+the earlier steps are undone (except after a timeout, see below).
 
 The states of a saga with steps flight, hotel, car (flight and hotel with compensations):
 
@@ -34,7 +41,7 @@ The states of a saga with steps flight, hotel, car (flight and hotel with compen
 
 One compensation chain is shared: a failing step enters it at its own compensation (or,
 without one, at the compensation of the latest completed step that has one). Refinements:
-- A step that timed out (`States.Timeout`, only possible with `timeout_seconds`) may
+- A step that timed out (`TIMEOUT_ERRORS`, after its retries if it is idempotent) may
   still have taken effect, so even with `compensate_own_failure=False` it enters the
   chain at its OWN compensation, and compensations should leave a tombstone so that a
   late step is refused.
@@ -70,8 +77,8 @@ import pulumi
 
 # Raised by the Lambda service or SDK around an invocation (throttling, service
 # faults), never by handler code: retrying them cannot repeat a business decision.
-# The set AWS generates for Lambda tasks. `States.Timeout` is not in it: a step that
-# timed out may have taken effect, so it is compensated, not blindly repeated.
+# The set AWS generates for Lambda tasks. The timeouts are not in it: a step that
+# timed out may have taken effect, so only an idempotent step repeats it.
 TRANSIENT_LAMBDA_ERRORS: Final[tuple[str, ...]] = (
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -79,8 +86,19 @@ TRANSIENT_LAMBDA_ERRORS: Final[tuple[str, ...]] = (
     "Lambda.TooManyRequestsException",
 )
 
+# A lost reply: the task may have run to the end and committed. `States.Timeout`: the
+# task's TimeoutSeconds passed; `Sandbox.Timedout` (reported as `Lambda.Unknown` by older
+# runtimes, which also report running out of memory so): the function's own timeout;
+# `Lambda.ClientExecutionTimeoutException`: the Invoke call itself timed out.
+TIMEOUT_ERRORS: Final[tuple[str, ...]] = (
+    "States.Timeout",
+    "Sandbox.Timedout",
+    "Lambda.Unknown",
+    "Lambda.ClientExecutionTimeoutException",
+)
+
 # A task that timed out may still complete: its own compensation must run too.
-AMBIGUOUS_ERRORS: Final[tuple[str, ...]] = ("States.Timeout",)
+AMBIGUOUS_ERRORS: Final[tuple[str, ...]] = TIMEOUT_ERRORS
 
 SUCCEEDED_STATE: Final = "SagaSucceeded"
 FAILED_STATE: Final = "SagaFailed"
@@ -211,6 +229,11 @@ class SagaStep:
         is a business failure and is not retried. `States.*` names are refused here
         (give them in `retry.errors`), as is a `retry` that retries nothing or already
         retries `States.ALL`.
+    idempotent: False (default). True: running the task again is safe (a second attempt
+        finds what an earlier one did and returns it), so a lost reply (`TIMEOUT_ERRORS`)
+        is retried with `retry`'s backoff instead of compensated; compensated only once
+        those retries are spent. Needs a `retry` with attempts that does not already
+        retry `States.ALL`.
     compensate_own_failure: True (default): when this step fails (after its retries),
         its OWN compensation runs first, then the earlier steps' (see the module doc):
         a step may fail after it committed, and its compensation is safe when there is
@@ -221,7 +244,8 @@ class SagaStep:
     result_path: where the step's result goes in the state (default
         `$.results.<name>`); a plain `$.a.b` path.
     timeout_seconds: the task's TimeoutSeconds (default None: bounded by the function's
-        own timeout). A step that times out is compensated itself (see module doc).
+        own timeout). A step that times out is retried if `idempotent`, then
+        compensated itself (see module doc).
     """
 
     name: str
@@ -229,6 +253,7 @@ class SagaStep:
     compensation: pulumi.Input[str] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     transient_errors: Sequence[str] = ()
+    idempotent: bool = False
     compensate_own_failure: bool = True
     compensation_retry: RetryPolicy = COMPENSATION_RETRY
     result_path: str = ""
@@ -256,6 +281,8 @@ class SagaStep:
             # The step's retrier is the one place errors are retried: merge them in once,
             # so `retry.to_asl()` is what the task really does.
             object.__setattr__(self, "retry", self._with_transient_errors())
+        if self.idempotent:
+            object.__setattr__(self, "retry", self._with_timeouts())
 
     def _with_transient_errors(self) -> RetryPolicy:
         where = f"SagaStep {self.name!r}: transient_errors"
@@ -285,6 +312,21 @@ class SagaStep:
                 raise ValueError(f"{where}: {error!r} is listed twice (or already in retry)")
             seen.add(error)
         return dataclasses.replace(self.retry, errors=(*self.retry.errors, *errors))
+
+    def _with_timeouts(self) -> RetryPolicy:
+        where = f"SagaStep {self.name!r}: idempotent"
+        if self.retry.max_attempts == 0:
+            raise ValueError(
+                f"{where} steps retry a timed-out attempt, but retry.max_attempts is 0 (no "
+                "retries): give the retry policy attempts or set idempotent=False"
+            )
+        if "States.ALL" in self.retry.errors:
+            raise ValueError(
+                f"{where}: retry already retries 'States.ALL' (every error, timeouts "
+                "included); drop idempotent or retry only the transient errors"
+            )
+        missing = [e for e in TIMEOUT_ERRORS if e not in self.retry.errors]
+        return dataclasses.replace(self.retry, errors=(*self.retry.errors, *missing))
 
     @property
     def compensation_state(self) -> str:

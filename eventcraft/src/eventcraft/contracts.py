@@ -3,18 +3,35 @@
 
 An application subclasses `Event` for each of its events, builds one `Registry` of them and
 makes it the default with `set_default_registry` (the envelopes use it when not given one).
+
+Free text (a reason, a note, a display name) is declared with `Truncate`: a value longer
+than the field's `max_length` is cut to it instead of failing, so an event built from a
+long input (an id quoted in a reason) is still a valid event. Identifiers are never
+truncated: they are bounded where they enter the system.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import core_schema
+
+from eventcraft.text import ELLIPSIS, truncate
 
 # Passed as pydantic validation context by the consumer path (`Registry.parse_detail`).
 RECEIVED: Final = {"received": True}
@@ -42,6 +59,36 @@ class UnknownEventVersionError(ContractError):
 
 class RegistryNotSetError(RuntimeError):
     """No registry was given and no default registry is set (a wiring error, not a record's)."""
+
+
+@dataclass(frozen=True)
+class Truncate:
+    """Marks a free-text field: a string longer than the field's `max_length` is cut to
+    it (ending in `marker`) instead of failing validation. Put it after the constraints:
+
+        Reason = Annotated[str, StringConstraints(min_length=1, max_length=256), Truncate()]
+
+    The JSON schema keeps `maxLength`: what producers emit always fits it.
+    """
+
+    marker: str = ELLIPSIS
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        limit = schema.get("max_length") if schema.get("type") == "str" else None
+        if not isinstance(limit, int):
+            raise TypeError(
+                f"Truncate() on {source!r} needs a string type with a max_length before it, "
+                "e.g. Annotated[str, StringConstraints(max_length=256), Truncate()]"
+            )
+        marker = self.marker
+
+        def cut(value: Any) -> Any:
+            return truncate(value, limit, marker=marker) if isinstance(value, str) else value
+
+        return core_schema.no_info_before_validator_function(cut, schema)
 
 
 def new_event_id() -> str:

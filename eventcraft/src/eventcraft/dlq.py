@@ -11,8 +11,12 @@ What a DLQ message can be (`kind`), read from its body and attributes (`read`):
 - `stream-failure`: a DynamoDB / Kinesis event source mapping's on-failure record. Body:
   {requestContext, responseContext, DDBStreamBatchInfo | KinesisBatchInfo: shard,
   sequence numbers, batch size, stream ARN}. A POINTER, not the records: never moved.
+- `consumer`: a work queue's message its consumer dead-lettered itself
+  (`eventcraft.batch`, dead_letter=True). Body: the message; attributes its own, plus
+  ERROR_CODE, ERROR_MESSAGE and SOURCE_QUEUE_ARN.
 - `message`: anything else, e.g. a work queue's message redriven by SQS after
-  maxReceiveCount (SQS records no error).
+  maxReceiveCount: SQS records no error, so its error message says that (the consumer's
+  logs have the error).
 
 Moving messages back (`redrive`): each message goes where its `Plan` says (a queue, the
 bus, the function of a destination record, or nowhere, with the reason). Never loses a
@@ -37,7 +41,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -50,7 +54,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 MessageKind = Literal[
-    "rule-target", "lambda-destination", "lambda-dlq", "stream-failure", "message"
+    "rule-target", "lambda-destination", "lambda-dlq", "stream-failure", "consumer", "message"
 ]
 Action = Literal["queue", "bus", "function", "none"]
 Status = Literal["moved", "not-moved", "moved-not-deleted", "would-move", "would-not-move"]
@@ -59,8 +63,14 @@ MAX_TEXT: Final = 300  # an error message is cut to this many characters
 # The DLQ producers' diagnostics: not part of the original message, never carried over.
 DIAGNOSTIC_ATTRIBUTES: Final = frozenset(
     {"ERROR_CODE", "ERROR_MESSAGE", "RULE_ARN", "TARGET_ARN", "EXHAUSTED_RETRY_CONDITION",
-     "RETRY_ATTEMPTS", "ErrorCode", "ErrorMessage", "RequestID"}
+     "RETRY_ATTEMPTS", "ErrorCode", "ErrorMessage", "RequestID", "SOURCE_QUEUE_ARN"}
 )  # fmt: skip
+# What a message moved by SQS's redrive says about its error (SQS records none).
+NO_ERROR_RECORDED: Final = (
+    "moved here by SQS after its queue's maxReceiveCount receives, which records no "
+    "error: the consumer's logs have it (a consumer with eventcraft.batch dead_letter=True "
+    "sends such messages here itself, with the error)"
+)
 STREAM_BATCH_KEYS: Final = ("DDBStreamBatchInfo", "KinesisBatchInfo")
 NO_EVENT: Final = "carries no EventBridge event: redrive it to a queue instead"
 
@@ -212,6 +222,8 @@ def read(raw: MessageTypeDef) -> DlqMessage:
             payload=body.get("requestPayload"),
             **common,
         )
+    if _attribute(attributes, "SOURCE_QUEUE_ARN"):
+        return DlqMessage(raw, "consumer", described, **common)
     rule_arn = _attribute(attributes, "RULE_ARN")
     target_arn = _attribute(attributes, "TARGET_ARN")
     if rule_arn or target_arn or _attribute(attributes, "ERROR_CODE"):
@@ -220,6 +232,8 @@ def read(raw: MessageTypeDef) -> DlqMessage:
         )
     if _attribute(attributes, "ErrorCode") or _attribute(attributes, "RequestID"):
         return DlqMessage(raw, "lambda-dlq", described, **common)
+    if described.error_message is None:
+        described = replace(described, error_message=NO_ERROR_RECORDED)
     return DlqMessage(raw, "message", described, **common)
 
 

@@ -20,7 +20,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
@@ -42,6 +42,8 @@ class PoisonRecordError(Exception):
     EventBridge id), `reason`, `cause` (the ValidationError / ContractError / JSON error).
     """
 
+    retryable: ClassVar[bool] = False
+
     def __init__(
         self,
         kind: Kind,
@@ -56,8 +58,8 @@ class PoisonRecordError(Exception):
         self.cause = cause
         super().__init__(
             f"{kind} record {record_id or '<no id>'} is poison: {reason}. It is reported as a "
-            "batch item failure; once its retries are spent it is in the DLQ: fix the "
-            "producer (or the contract), then redrive it."
+            "batch item failure (or dead-lettered at once, `dead_letter=True`); in the DLQ: "
+            "fix the producer (or the contract), then redrive it."
         )
 
     @property
@@ -297,6 +299,7 @@ def dispatch(
     *,
     model: type[M],
     registry: Registry | None = None,
+    dead_letter: bool = False,
 ) -> PartialItemFailureResponse | R: ...
 @overload
 def dispatch(
@@ -306,6 +309,7 @@ def dispatch(
     *,
     model: None = None,
     registry: Registry | None = None,
+    dead_letter: bool = False,
 ) -> PartialItemFailureResponse | R: ...
 def dispatch(
     event: Mapping[str, Any],
@@ -314,14 +318,16 @@ def dispatch(
     *,
     model: type[M] | None = None,
     registry: Registry | None = None,
+    dead_letter: bool = False,
 ) -> PartialItemFailureResponse | R:
     """Run `on_event` on what a Lambda invocation delivered, parsed as `model` (None: the
     registered model of its detail-type).
 
     An SQS batch ("Records": rule -> queue -> function): each record's event, and the
     partial batch response (a failed record, e.g. PoisonRecordError, is reported alone;
-    ReportBatchItemFailures on). Otherwise one EventBridge event (rule -> function):
-    on_event's result, or its exception.
+    ReportBatchItemFailures on; `dead_letter=True`: a record that will not succeed goes to
+    the queue's DLQ with its error, `eventcraft.batch`). Otherwise one EventBridge event
+    (rule -> function): on_event's result, or its exception.
     """
     if "Records" in event:
         from eventcraft import batch  # lazy: Powertools batch only for SQS deliveries
@@ -329,5 +335,5 @@ def dispatch(
         def on_record(record: Mapping[str, Any]) -> R:
             return on_event(from_sqs(record, model=model, registry=registry))
 
-        return batch.process_batch(event, context, on_record, kind="sqs")
+        return batch.process_batch(event, context, on_record, kind="sqs", dead_letter=dead_letter)
     return on_event(from_eventbridge(event, model=model, registry=registry))

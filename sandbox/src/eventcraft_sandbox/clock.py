@@ -19,6 +19,18 @@ daemon threads) registers as *background work* (`BackgroundWork`): before the cl
 moves, the scheduler waits until every execution has finished or is parked in a
 virtual wait, so an execution's retry at t+30 happens after everything due at t.
 
+Handler sleeps move the clock too: a `time.sleep` in handler code (its own backoff,
+botocore's retries, a publisher's) is virtual and advances the clock by its length
+(`lambda_runtime.handler_time`), from whichever thread runs the handler. That is safe
+with the scheduler: the clock only moves forward (`advance` and `advance_to` take the
+same lock), and a handler always runs while the scheduler cannot move time itself:
+inside a scheduled item (the scheduler's thread waits for it), inside a Step
+Functions execution (busy background work, so the scheduler is settling and does not
+move time), or outside `run_until_quiet`. Items that fell due during the sleep are
+late, not lost: they run once the handler returns, in (due time, scheduling order),
+at the later virtual time (the sandbox does one thing at a time; in AWS they would
+have run during the sleep).
+
 Recurring work (a scheduled rule) would keep `run_until_quiet` from ever ending, so its
 items are marked (`call_at(..., recurring=work)`) and the run is quiet when nothing but
 recurring items is pending and each recurring work is *settled*: it has fired since the
@@ -103,7 +115,8 @@ class VirtualClock:
                 self._now = float(when)
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by `seconds` (>= 0)."""
+        """Move the clock forward by `seconds` (>= 0); handler sleeps call it, from any
+        thread (see the module docstring)."""
         if seconds < 0:
             raise ValueError(f"cannot move the clock backwards ({seconds} s)")
         with self._lock:

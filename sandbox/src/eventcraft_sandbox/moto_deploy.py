@@ -53,6 +53,7 @@ from eventcraft_sandbox.deployers.base import (
     SchemaRegistryRecord,
     whole_numbers,
 )
+from eventcraft_sandbox.limits import AwsLimits, AwsLimitsPatch
 from eventcraft_sandbox.mock_deploy import REGION, Deployment, RecordingMocks, deploy
 from eventcraft_sandbox.stack_files import project_name, stack_config
 from eventcraft_sandbox.summary import render
@@ -112,7 +113,9 @@ class Sandbox:
     process-wide).
 
     While it runs: AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled (moto does not route
-    account-based endpoints), and the moto bugs in `_moto_fixes` are patched.
+    account-based endpoints), the moto bugs in `_moto_fixes` are patched, and AWS's
+    payload and item limits are enforced on every request, whoever makes it
+    (`limits`, default `AwsLimits()`: AWS's own; see `eventcraft_sandbox.limits`).
     """
 
     _running: Sandbox | None = None
@@ -124,8 +127,10 @@ class Sandbox:
         region: str = REGION,
         moto_config: Mapping[str, Any] | None = None,
         enforce_iam: bool = True,
+        limits: AwsLimits | None = None,
     ) -> None:
         self.region = region
+        self.limits = limits or AwsLimits()
         # Merged per section: {"lambda": {...}} keeps the stepfunctions default.
         self.moto_config: dict[str, Any] = {k: dict(v) for k, v in DEFAULT_MOTO_CONFIG.items()}
         for section, settings in (moto_config or {}).items():
@@ -160,6 +165,7 @@ class Sandbox:
             moto_mock = mock_aws(config=moto_config)
             moto_mock.start()
             stack.callback(moto_mock.stop)
+            stack.enter_context(AwsLimitsPatch(self.limits))
             with disable_iam_authentication():
                 self._admin = self._create_admin()
             for fix in _moto_fixes():

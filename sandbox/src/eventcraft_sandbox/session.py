@@ -48,6 +48,8 @@ from moto.core.botocore_stubber import BotocoreStubber
 
 from eventcraft_sandbox.clock import RunReport, Scheduler, VirtualClock
 from eventcraft_sandbox.delivery import Delivery
+from eventcraft_sandbox.fault_injection import FaultInjector
+from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.lambda_runtime import InvocationResult, LambdaRuntime
 from eventcraft_sandbox.moto_deploy import Sandbox, SandboxDeployment
 from eventcraft_sandbox.speedups import speedups
@@ -283,9 +285,14 @@ class SandboxSession:
       0), among those whose source starts with `duplicate_sources` (default
       `"<project>."`); `seed`: for that choice (default 0);
     - `clock_start`: the virtual clock's start (epoch seconds; default: now);
-    - `timeout_scale`: real seconds per second of function timeout (default 1.0);
+    - `timeout_scale`: CPU seconds of a handler per second of its timeout (default 1.0);
     - `on_event`: called with each event put on the bus (not replays, not
-      duplicates), from whatever thread put it: keep it short.
+      duplicates), from whatever thread put it: keep it short;
+    - `faults`: the faults AWS really produces, injected into the run
+      (`eventcraft_sandbox.faults`): a `FaultPlan`, or texts `NAME[@TARGET]=VALUE`
+      drawn with `seed`; their targets are checked against the deployed functions,
+      `fault_injector` applies them (`eventcraft_sandbox.fault_injection`) and
+      `fault_counts` says how many were injected.
 
     `start()` deploys and installs everything (or `with SandboxSession(...) as s:`);
     `stop()` undoes it. Only one session runs at a time (moto's state is process-wide).
@@ -307,6 +314,7 @@ class SandboxSession:
         clock_start: float | None = None,
         timeout_scale: float = 1.0,
         on_event: Callable[[Mapping[str, Any]], None] | None = None,
+        faults: FaultPlan | Sequence[str] = (),
     ) -> None:
         if not 0.0 <= duplicate_rate <= 1.0:
             raise ValueError(f"duplicate_rate: {duplicate_rate} must be within 0..1")
@@ -322,6 +330,9 @@ class SandboxSession:
         self.duplicate_sources = f"{project}." if duplicate_sources is None else duplicate_sources
         self.seed = seed
         self.on_event = on_event
+        self.faults = (
+            faults if isinstance(faults, FaultPlan) else FaultPlan.parse(faults, seed=seed)
+        )
         self.clock = VirtualClock(clock_start)
         self._clock_follows_real_time = clock_start is None
         self.scheduler = Scheduler(self.clock)
@@ -333,6 +344,7 @@ class SandboxSession:
         self._runtime: _CountingRuntime | None = None
         self._delivery: Delivery | None = None
         self._clients: _DeliveryClients | None = None
+        self.fault_injector: FaultInjector | None = None
         self.calls = _AwsCallCounter()
         self.events: Counter[str] = Counter()
         self.duplicates: Counter[str] = Counter()
@@ -358,15 +370,33 @@ class SandboxSession:
             # from before the deploy (unless the caller fixed the clock's start).
             if self._clock_follows_real_time:
                 self.clock.advance_to(round(time.time(), 3))
+            self.faults.validate_targets(list(deployment.outputs.get("functions") or {}))
+            self.faults.start = self.clock.now()
             runtime = _CountingRuntime(
                 admin=sandbox.admin, clock=self.clock, timeout_scale=self._timeout_scale
             )
             self._clients = _DeliveryClients(sandbox)
-            delivery = Delivery(self.scheduler, runtime, deployment.records, self._clients)
+            functions: Mapping[str, str] = deployment.outputs.get("functions") or {}
+            delivery = Delivery(
+                self.scheduler,
+                runtime,
+                deployment.records,
+                self._clients,
+                faults=self.faults,
+                function_names={name: short for short, name in functions.items()},
+            )
             runtime.event_dispatcher = delivery.dispatch_event
             delivery.lambda_async.dead_letter_targets.update(_dead_letter_targets(deployment))
             stack.enter_context(runtime)
             stack.enter_context(delivery)
+            # Before the call counter: a refused call is still a call the handler made.
+            self.fault_injector = FaultInjector(
+                self.faults,
+                clock=self.clock,
+                functions=functions,
+                account=runtime.default_account,
+            )
+            stack.enter_context(self.fault_injector.installed(runtime))
             self._sandbox, self._deployment = sandbox, deployment
             self._runtime, self._delivery = runtime, delivery
             self.calls.install()
@@ -711,6 +741,11 @@ class SandboxSession:
         with self.runtime._count_lock:
             counted = dict(self.runtime.errors)
         return {self.short_function_name(k): v for k, v in sorted(counted.items())}
+
+    @property
+    def fault_counts(self) -> dict[str, int]:
+        """Faults injected so far, by name (every fault asked for, 0 included)."""
+        return self.faults.snapshot()
 
     @property
     def aws_calls(self) -> int:

@@ -2,9 +2,10 @@
 
     python -m eventcraft_sandbox test-event-pattern --event-pattern JSON --event JSON
 
-Both values may be `file://path` (relative to the working directory), as with the
-AWS CLI. Prints `{"Result": true}` or `{"Result": false}` and exits 0; an invalid
-pattern, invalid JSON, an unreadable file or an event missing a field that
+Both values may be `file://path` (relative to the working directory, UTF-8), as with
+the AWS CLI. Prints `{"Result": true}` or `{"Result": false}` and exits 0; an invalid
+pattern, invalid JSON (NaN and Infinity included), JSON nested more than 1000 levels
+deep, an unreadable or non-UTF-8 file or an event missing a field that
 TestEventPattern requires prints the reason on stderr and exits 2.
 """
 
@@ -20,6 +21,7 @@ from pulumi_eventcraft.event_pattern import (
     MAX_PATTERN_LENGTH,
     InvalidEventPatternError,
     compile_pattern,
+    parse_json,
 )
 
 # The API reference lists `resources` as mandatory too, but TestEventPattern accepts
@@ -62,13 +64,19 @@ def _read_argument(value: str, name: str) -> str:
         raise _UsageError(
             f"Error parsing parameter '{name}': Unable to load paramfile {value}: {exc}"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise _UsageError(
+            f"Error parsing parameter '{name}': Unable to load paramfile {value}, text "
+            f"contents could not be decoded: {path} is not UTF-8 (byte "
+            f"0x{exc.object[exc.start]:02x} at offset {exc.start}: {exc.reason})"
+        ) from None
 
 
 def _event(text: str) -> dict[str, Any]:
     """The event as a dict; raises _UsageError as the service's ValidationException."""
     invalid = "Parameter Event is not valid."
     try:
-        event = json.loads(text)
+        event = parse_json(text)  # as the service reads it: no NaN, at most 1000 levels
     except ValueError as exc:
         raise _UsageError(
             _OPERATION.format(code="ValidationException", message=f"{invalid} ({exc})")

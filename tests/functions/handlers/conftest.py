@@ -111,6 +111,52 @@ class SagaWorld:
         assert item is not None, f"no order {order_id}"
         return item
 
+    def reserve_and_charge(self, order: OrderPlaced) -> None:
+        """Run the inventory and payment steps of `order` (their use cases, as the
+        choreography does before shipping): its stock RESERVED, its total CHARGED."""
+        from saga.inventory_step import reserve
+        from saga.payment_step import charge_of, pay
+
+        self.seed_stock()
+        assert reserve(order).reserved
+        assert pay(charge_of(order)).charged
+
+    def record_steps(self, *events: Event) -> None:
+        """Write the step records that sample PaymentProcessed / OrderShipped events
+        report (what the payment and shipping steps write with them), so that
+        saga_progress takes them for what the steps recorded."""
+        ddb = boto3.client("dynamodb")
+        for event in events:
+            detail = event.to_detail()
+            if event.DETAIL_TYPE == "PaymentProcessed":
+                table, item = (
+                    "PAYMENTS_TABLE",
+                    {
+                        "pk": f"payment#{detail['orderId']}",
+                        "orderId": detail["orderId"],
+                        "status": "CHARGED",
+                        "paymentId": detail["paymentId"],
+                        "chargedCents": detail["amountCents"],
+                        "amountCents": detail["amountCents"],
+                        "currency": detail["currency"],
+                    },
+                )
+            elif event.DETAIL_TYPE == "OrderShipped":
+                table, item = (
+                    "SHIPMENTS_TABLE",
+                    {
+                        "pk": f"shipment#{detail['orderId']}",
+                        "orderId": detail["orderId"],
+                        "status": "SHIPPED",
+                        "shipmentId": detail["shipmentId"],
+                    },
+                )
+            else:
+                continue
+            ddb.put_item(
+                TableName=TABLES[table], Item=outbox.put(TABLES[table], item)["Put"]["Item"]
+            )
+
     # --- events -------------------------------------------------------------------------
 
     def outbox_rows(self, detail_type: str | None = None) -> list[dict[str, Any]]:

@@ -51,6 +51,19 @@ def test_an_unknown_customer_is_a_business_outcome_not_a_crash(side: Side) -> No
     assert detail["creditLimitCents"] is None
 
 
+def test_a_customer_record_beyond_the_contract_bounds_still_enriches(side: Side) -> None:
+    """A long name is cut to the contract's 256 characters and a credit limit over the
+    largest amount an event carries reads as that amount (#11 points 3 and 6): the order
+    is enriched instead of failing its OrderEnriched's validation."""
+    put_customer("customer-0001", name="Ada " * 300, creditLimitCents=10**20)
+
+    enrich_order.handler(sample_event("OrderPlaced"), FakeContext())
+
+    [detail] = side.details("OrderEnriched")
+    assert len(detail["customerName"]) == 256 and detail["customerName"].endswith("...")
+    assert detail["creditLimitCents"] == 5_000_000_000
+
+
 def test_an_unknown_tier_in_the_record_reads_as_standard(side: Side) -> None:
     put_customer("customer-0001", tier="Diamond")
     enrich_order.handler(sample_event("OrderPlaced"), FakeContext())

@@ -105,3 +105,23 @@ def test_access_is_what_the_code_calls(side_calls: CallRecorder) -> None:
     high_value_review.handler(big_order(), None)
     high_value_review.handler(big_order(), None)  # duplicate
     assert side_calls.by_env() == high_value_review.ACCESS
+
+
+def test_every_order_an_order_may_total_is_routed_by_every_threshold_allowed() -> None:
+    """#11 point 6: EventBridge compares numbers up to 5.0e9 only; an order of 6e9 cents
+    skipped the review. Orders now total at most MAX_CENTS and the stack's threshold stays
+    below it, so the largest order reaches review under the largest threshold, and an
+    event over the bound is not an OrderPlaced at all."""
+    from pydantic import ValidationError
+
+    from contracts import MAX_CENTS
+    from order_saga.config import OrderSagaConfig
+
+    highest = OrderSagaConfig(highValueThreshold=(MAX_CENTS - 1) / 100)
+    pattern = high_value_pattern(highest.high_value_threshold_cents)
+    items = [{"sku": "sku-gold-bar", "quantity": 2, "unitPriceCents": MAX_CENTS // 2}]
+    largest = sample_event("OrderPlaced", items=items, totalCents=MAX_CENTS)
+    assert matches(pattern, largest)
+    with pytest.raises(ValidationError, match="less than or equal to 5000000000"):
+        over = [{"sku": "sku-gold-bar", "quantity": 3, "unitPriceCents": MAX_CENTS // 2}]
+        sample_event("OrderPlaced", items=over, totalCents=3 * (MAX_CENTS // 2))

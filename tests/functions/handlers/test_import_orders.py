@@ -4,14 +4,16 @@ once per file line; malformed lines reported on a queue, the others placed."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from contracts import parse_detail
-from eventcraft import outbox
+from eventcraft import clients, outbox
 from eventcraft.publisher import Publisher
 from handlers import dlq_processor, import_orders
 from tests.functions.awsenv import (
@@ -102,14 +104,16 @@ def test_each_line_is_placed_through_place_order(side: Side, rejected: str) -> N
 
 
 def test_the_same_event_again_places_nothing(side: Side, rejected: str) -> None:
-    event = upload("batch-1.jsonl", GOOD)
-    import_orders.handler(event, None)
+    event = upload("batch-1.jsonl", [*GOOD, "{broken"])
+    first = import_orders.handler(event, None)
 
     again = import_orders.handler(event, None)
 
-    assert (again["placed"], again["alreadyPlaced"]) == (0, 3)
+    assert again == first | {"rejected": []}  # the file's totals; nothing done again
+    assert again["done"] is True
     assert len(orders()) == 3
     assert len(scan(OUTBOX)) == 3
+    assert [r["line"] for r in drain(rejected)] == [4]  # reported once
 
 
 def test_an_identical_file_uploaded_again_places_nothing(side: Side, rejected: str) -> None:
@@ -118,13 +122,28 @@ def test_an_identical_file_uploaded_again_places_nothing(side: Side, rejected: s
     reupload = upload("batch-1.jsonl", GOOD)  # same key, same content: same ETag
     result = import_orders.handler(reupload, None)
 
-    assert (result["placed"], result["alreadyPlaced"]) == (0, 3)
+    assert (result["placed"], result["done"]) == (3, True)
+    assert len(orders()) == 3
+
+
+def test_a_lost_checkpoint_still_places_nothing_twice(side: Side, rejected: str) -> None:
+    """Without its checkpoint (deleted by hand), a file's lines are placed again through
+    place_order, which answers each with the order placed the first time."""
+    event = upload("batch-1.jsonl", GOOD)
+    import_orders.handler(event, None)
+    pk = import_orders.progress_key(BUCKET, "batch-1.jsonl", event["detail"]["object"]["etag"])
+    boto3.client("dynamodb").delete_item(TableName=ORDERS, Key={"pk": {"S": pk}})
+
+    again = import_orders.handler(event, None)
+
+    assert (again["placed"], again["alreadyPlaced"]) == (0, 3)
     assert len(orders()) == 3
 
 
 def test_a_changed_file_is_a_new_import(side: Side, rejected: str) -> None:
     import_orders.handler(upload("batch-1.jsonl", GOOD), None)
-    result = import_orders.handler(upload("batch-1.jsonl", [*GOOD, GOOD[0]]), None)
+    fourth = {"customerId": "customer-4", "items": [POT]}
+    result = import_orders.handler(upload("batch-1.jsonl", [*GOOD, fourth]), None)
     assert (result["placed"], result["alreadyPlaced"]) == (4, 0)
     assert len(orders()) == 7
 
@@ -180,20 +199,38 @@ def test_an_overwritten_file_supersedes_its_older_event(side: Side, rejected: st
     assert orders() == []
 
 
-def test_a_transient_failure_fails_the_invocation_and_the_retry_completes(
+def throttled_once_at(monkeypatch: pytest.MonkeyPatch, customer: str) -> None:
+    """place_order fails once, as DynamoDB throttling would, for `customer`'s line."""
+    real = import_orders.place_order
+    failed: list[str] = []
+
+    def place(request: Any) -> Any:
+        if request.customer_id == customer and not failed:
+            failed.append(customer)
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                "TransactWriteItems",
+            )
+        return real(request)
+
+    monkeypatch.setattr(import_orders, "place_order", place)
+
+
+def test_a_transient_failure_stops_at_its_line_and_the_retry_continues_there(
     side: Side, rejected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    event = upload("batch-1.jsonl", [*GOOD, "{broken"])
-    monkeypatch.setenv("ORDERS_TABLE", "orders-not-there-yet")
+    event = upload("batch-1.jsonl", ["{broken", *GOOD, "[1]"])
+    throttled_once_at(monkeypatch, "customer-2")  # line 3
 
-    with pytest.raises(import_orders.ImportIncompleteError, match="lines 1, 2, 3"):
+    with pytest.raises(import_orders.ImportIncompleteError, match="stopped at line 3"):
         import_orders.handler(event, None)
-    assert [r["line"] for r in drain(rejected)] == [4]  # reported all the same
+    assert [o["customerId"] for o in orders()] == ["customer-1"]
+    assert [r["line"] for r in drain(rejected)] == [1]
 
-    monkeypatch.setenv("ORDERS_TABLE", ORDERS)
-    result = import_orders.handler(event, None)  # EventBridge's retry
-    assert result["placed"] == 3
+    result = import_orders.handler(event, None)  # Lambda's retry of the event
+    assert (result["placed"], result["rejectedCount"], result["done"]) == (3, 2, True)
     assert len(orders()) == 3
+    assert [r["line"] for r in drain(rejected)] == [5]  # line 1 is not reported again
 
 
 def test_events_of_another_bucket_are_refused(side: Side, rejected: str) -> None:
@@ -228,3 +265,137 @@ def test_access_is_what_the_code_calls(side: Side, rejected: str, side_calls: Ca
     import_orders.handler(event, None)
     import_orders.handler(event, None)  # duplicate: place_order reads the first order
     assert side_calls.by_env() == import_orders.ACCESS
+
+
+# --- #11 point 9: a file too big for one invocation -----------------------------------------
+
+
+class CountdownContext:
+    """A Lambda context whose remaining time drops by `per_call_ms` each time it is
+    asked (the import asks once a line): time passes with the work, not the wall clock."""
+
+    def __init__(self, timeout_ms: int = 300_000, per_call_ms: int = 40_000) -> None:
+        self.remaining_ms = timeout_ms
+        self.per_call_ms = per_call_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.remaining_ms = max(0, self.remaining_ms - self.per_call_ms)
+        return self.remaining_ms
+
+
+def test_a_file_too_big_for_one_invocation_resumes_from_its_checkpoint(
+    side: Side, rejected: str
+) -> None:
+    """Each invocation stops before its time runs out and saves where it is; each retry
+    continues there: every good line is placed once, every bad line reported once, and
+    the file completes (before, every attempt started again at line 1 and timed out)."""
+    bad = {3: "{not json", 11: '{"customerId": "c"}', 19: "[1]"}
+    lines = [bad.get(n) or {"customerId": f"customer-{n}", "items": [MUG]} for n in range(1, 26)]
+    event = upload("big.jsonl", lines)
+
+    stops: list[int] = []
+    result: dict[str, Any] = {}
+    for _ in range(10):  # Lambda retries the event; a redrive from its DLQ continues alike
+        try:
+            result = import_orders.handler(event, CountdownContext())
+            break
+        except import_orders.ImportIncompleteError as stopped:
+            assert "the function's time was running out" in str(stopped)
+            stops.append(stopped.next_line)
+    assert stops == [9, 17, 25]  # 8 lines an invocation, each resuming at the last stop
+    assert result["done"] is True
+    assert (result["lines"], result["placed"], result["rejectedCount"]) == (25, 22, 3)
+    assert sorted(o["customerId"] for o in orders()) == sorted(
+        f"customer-{n}" for n in range(1, 26) if n not in bad
+    )
+    assert sorted(r["line"] for r in drain(rejected)) == [3, 11, 19]  # each once
+
+    # The event again (a late duplicate): the file is done, nothing placed or reported.
+    assert import_orders.handler(event, CountdownContext())["done"] is True
+    assert len(orders()) == 22
+    assert drain(rejected) == []
+
+
+# --- #11 points 7 and 10: what a line may hold --------------------------------------------
+
+
+def test_a_line_beyond_the_bounds_is_refused_not_retried(side: Side, rejected: str) -> None:
+    """A 39-digit total failed with [<class 'decimal.Rounded'>], was taken for a transient
+    failure, and the whole file was retried until it was dead-lettered."""
+    huge = {"customerId": "customer-9", "items": [{**MUG, "unitPriceCents": 10**39}]}
+    event = upload("huge.jsonl", [GOOD[0], huge, GOOD[1]])
+
+    result = import_orders.handler(event, None)
+
+    assert (result["placed"], result["done"]) == (2, True)
+    (report,) = drain(rejected)
+    assert report["line"] == 2
+    assert (
+        "items.0.unitPriceCents: Input should be less than or equal to 5000000000"
+        in (report["error"])
+    )
+
+
+def test_a_byte_order_mark_does_not_lose_the_first_line(side: Side, rejected: str) -> None:
+    text = "\n".join(json.dumps(line) for line in GOOD)
+    etag = boto3.client("s3").put_object(
+        Bucket=BUCKET, Key="bom.jsonl", Body=b"\xef\xbb\xbf" + text.encode()
+    )["ETag"]
+    event = upload("other.jsonl", [])
+    event["detail"]["object"].update(key="bom.jsonl", etag=etag.strip('"'))
+
+    result = import_orders.handler(event, None)
+
+    assert (result["placed"], result["rejected"]) == (3, [])
+    assert drain(rejected) == []
+
+
+def test_identical_lines_place_one_order(side: Side, rejected: str) -> None:
+    same_order = {"currency": "USD", "items": [MUG], "customerId": "customer-1"}  # key order
+    result = import_orders.handler(
+        upload("twice.jsonl", [GOOD[0], GOOD[1], same_order, GOOD[0]]), None
+    )
+
+    assert (result["placed"], result["rejectedCount"]) == (2, 2)
+    assert [o["customerId"] for o in orders()].count("customer-1") == 1
+    reports = sorted(drain(rejected), key=lambda r: r["line"])
+    assert [r["line"] for r in reports] == [3, 4]
+    assert all("the same order as line 1" in r["error"] for r in reports)
+
+
+def sqs_refuses_what_aws_refuses() -> None:
+    """SendMessage on eventcraft's SQS client fails, as AWS fails it, when a body or an
+    attribute holds a character outside SQS's set (moto accepts them)."""
+    allowed = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+
+    def check(params: dict[str, Any], **_: Any) -> None:
+        texts = [params.get("MessageBody", "")] + [
+            a.get("StringValue", "") for a in params.get("MessageAttributes", {}).values()
+        ]
+        if not all(allowed.fullmatch(text) for text in texts):
+            raise ClientError(
+                {"Error": {"Code": "InvalidParameterValue", "Message": "invalid character"}},
+                "SendMessage",
+            )
+
+    clients.client("sqs").meta.events.register("before-parameter-build.sqs.SendMessage", check)
+
+
+def test_a_control_character_in_a_field_name_is_reported_and_the_file_goes_on(
+    side: Side, rejected: str
+) -> None:
+    """The refusal named the field raw in the ERROR_MESSAGE attribute; AWS refused the
+    message and the import stopped there."""
+    sqs_refuses_what_aws_refuses()
+    odd = {"customerId": "customer-7", "items": [{"sku": "sku-red-mug", "qu\x00antity": 2}]}
+
+    result = import_orders.handler(upload("odd.jsonl", [GOOD[0], odd, GOOD[2]]), None)
+
+    assert (result["placed"], result["done"]) == (2, True)
+    queue = boto3.client("sqs")
+    (message,) = queue.receive_message(
+        QueueUrl=rejected, MessageAttributeNames=["All"], MaxNumberOfMessages=10
+    )["Messages"]
+    error = message["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"]
+    assert "items.0.qu\\x00antity: Extra inputs are not permitted" in error
+    assert json.loads(message["Body"])["line"] == 2

@@ -317,6 +317,7 @@ def test_any_order_and_any_duplicates_reach_the_same_end(path: str) -> None:
 
 def test_out_of_order_delivery_to_saga_progress(aws: SagaWorld) -> None:
     place_sample_order(aws)
+    aws.record_steps(*saga_events("happy"))
     statuses = []
     for event in reversed(saga_events("happy")):
         statuses.append(
@@ -377,6 +378,7 @@ def test_a_late_reservation_after_cancellation_is_released_not_resurrected(aws: 
 @pytest.mark.usefixtures("serializable_moto")
 def test_concurrent_events_for_one_order_are_serialized(aws: SagaWorld) -> None:
     place_sample_order(aws)
+    aws.record_steps(*saga_events("happy"))
     events = saga_events("happy") * 3
     threads = [
         threading.Thread(
@@ -397,6 +399,7 @@ def test_concurrent_events_for_one_order_are_serialized(aws: SagaWorld) -> None:
 
 def test_poison_records_fail_alone_in_an_sqs_batch(aws: SagaWorld) -> None:
     place_sample_order(aws)
+    aws.record_steps(*saga_events("happy"))
     reserved, paid, shipped = (
         as_eventbridge(e.DETAIL_TYPE, e.to_detail()) for e in saga_events("happy")
     )
@@ -557,3 +560,122 @@ def test_orchestrated_transient_payment_failure_is_retried(
     assert len(orchestrator.sleeps) == 1
     assert world.item("PAYMENTS_TABLE", "payment#o-4")["attempts"] == 2
     assert world.order("o-4")["status"] == "COMPLETED"
+
+
+# --- compensations after the order shipped (a lost reply, a stray event) -----------------
+
+
+def test_orchestrated_ship_replies_all_lost_never_undo_the_shipment(
+    orchestrator: Orchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ship commits every time, but Step Functions only ever sees a timeout: once the
+    saga gives up on it, the compensations read the shipments table and refuse. The
+    order stays COMPLETED, charged its total, its stock gone."""
+    world = orchestrator.world
+    world.seed_stock()
+    invoke = orchestrator.invoke
+
+    def reply_lost(name: str, event: Any) -> tuple[str, bool, str]:
+        answer = invoke(name, event)
+        if name != "ship":
+            return answer
+        timeout = {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 30.00"}
+        return json.dumps(timeout), True, ""
+
+    monkeypatch.setattr(orchestrator, "invoke", reply_lost)
+    execution = orchestrator.run(orchestrated_saga(orchestrator), "lost", start("o-5", "c-5"))
+
+    assert execution["status"] == "FAILED"
+    assert orchestrator.calls == ["reserve", "pay", "ship", "refund", "release"]
+    order = world.order("o-5")
+    assert (order["status"], order["chargedCents"], order["refundedCents"]) == (
+        "COMPLETED",
+        7499,
+        0,
+    )
+    payment = world.item("PAYMENTS_TABLE", "payment#o-5")
+    assert (payment["status"], payment["chargedCents"]) == ("CHARGED", 7499)
+    assert world.item("INVENTORY_TABLE", "reservation#o-5")["status"] == "RESERVED"
+    assert (world.stock("sku-red-mug"), world.stock("sku-blue-pot")) == (8, 4)
+    assert world.outbox_events("PaymentRefunded") == world.outbox_events("InventoryReleased") == []
+    assert world.outbox_events("OrderCancelled") == []
+
+
+def test_a_compensation_after_the_order_shipped_is_refused(aws: SagaWorld) -> None:
+    """A ShippingFailed / PaymentFailed delivered after the order shipped (a stray or
+    replayed event): the refund and the release read the shipments table and refuse,
+    saying why; the order stays COMPLETED, its charge and its stock as they were."""
+    aws.seed_stock()
+    order_id, _ = run_saga(aws)
+    stock = (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot"))
+    stray = [
+        as_eventbridge(
+            detail_type,
+            sample_detail(detail_type, orderId=order_id, customerId="customer-1", eventId=e),
+        )
+        for detail_type, e in (("ShippingFailed", "e-x"), ("PaymentFailed", "e-y"))
+    ]
+    refunded = refund_payment.handler(stray[0], CONTEXT)
+    released = [release_inventory.handler(event, CONTEXT) for event in stray]
+
+    assert refunded["action"] == "REFUSED"
+    assert refunded["reason"].startswith(f"order {order_id} has shipped (shipment ")
+    assert [r["action"] for r in released] == ["REFUSED", "REFUSED"]
+    payment = aws.item("PAYMENTS_TABLE", f"payment#{order_id}")
+    assert (payment["status"], payment.get("refundedCents")) == ("CHARGED", None)
+    assert aws.item("INVENTORY_TABLE", f"reservation#{order_id}")["status"] == "RESERVED"
+    assert (aws.stock("sku-red-mug"), aws.stock("sku-blue-pot")) == stock
+    assert aws.relay() == []  # no PaymentRefunded, no InventoryReleased
+    assert aws.order(order_id)["status"] == "COMPLETED"
+
+
+def test_compensation_tasks_after_the_order_shipped_refuse(aws: SagaWorld) -> None:
+    """The orchestrator's compensations, run for a shipped order (its ship reply lost),
+    refuse and record only the caught error in the history."""
+    aws.seed_stock()
+    order = place_sample_order(aws)
+    results = {"reserve": reserve_inventory.task(saga_state(order), CONTEXT)}
+    results["pay"] = process_payment.task(saga_state(order, results=results), CONTEXT)
+    ship_order.task(saga_state(order, results=results), CONTEXT)
+    lost = saga_state(
+        order, results=results, error={"Error": "Sandbox.Timedout", "Cause": "timed out"}
+    )
+
+    refund = refund_payment.task(lost, CONTEXT)
+    release = release_inventory.task(lost, CONTEXT)
+
+    assert (refund["action"], release["action"]) == ("REFUSED", "REFUSED")
+    assert "has shipped" in refund["reason"] and "has shipped" in release["reason"]
+    saga = aws.order("order-1")
+    assert (saga["status"], saga["refundedCents"]) == ("COMPLETED", 0)
+    assert saga["history"][-1]["note"] == "ignored: the order was already completed"
+    assert aws.outbox_events("PaymentRefunded") == aws.outbox_events("InventoryReleased") == []
+
+
+def test_saga_progress_refuses_a_charge_or_shipment_its_step_never_recorded(
+    aws: SagaWorld,
+) -> None:
+    """A forged PaymentProcessed (1 cent) or OrderShipped: saga_progress reads the
+    payments / shipments table, refuses the event (it goes to the DLQ with the reason)
+    and leaves the order as it was."""
+    place_sample_order(aws)
+    before = aws.order("order-1")
+    forged_payment = as_eventbridge(
+        "PaymentProcessed", sample_detail("PaymentProcessed", orderId="order-1", amountCents=1)
+    )
+    with pytest.raises(
+        saga_progress.UnrecordedEventError,
+        match=r"says order order-1 was charged 1 USD cents .*the payments table has no payment",
+    ):
+        saga_progress.handler(forged_payment, CONTEXT)
+    reserved = as_eventbridge(
+        "InventoryReserved", sample_detail("InventoryReserved", orderId="order-1")
+    )
+    forged_shipment = as_eventbridge(
+        "OrderShipped", sample_detail("OrderShipped", orderId="order-1")
+    )
+    response = saga_progress.handler(sqs_batch(forged_shipment, reserved), CONTEXT)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    order = aws.order("order-1")
+    assert (order["status"], order["facts"], order["chargedCents"]) == ("RESERVED", ["reserved"], 0)
+    assert len(order["history"]) == len(before["history"]) + 1

@@ -43,6 +43,7 @@ its patches are process-wide, like moto's state.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -62,6 +63,7 @@ from eventcraft_sandbox.delivery.schedules import ScheduleDelivery
 from eventcraft_sandbox.delivery.sqs import SqsDelivery
 from eventcraft_sandbox.delivery.stepfunctions import StepFunctionsClock
 from eventcraft_sandbox.delivery.streams import StreamDelivery
+from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.lambda_runtime import Invoker
 
 __all__ = [
@@ -87,7 +89,10 @@ class Delivery:
       moto judges every call by the role's policies; False: as the administrator;
     - `check_resource_policies`: True (default): EventBridge only invokes a function /
       sends to a queue (target or DLQ) whose resource policy lets the rule (else
-      NO_PERMISSIONS -> the target's DLQ without retries, as AWS does).
+      NO_PERMISSIONS -> the target's DLQ without retries, as AWS does);
+    - `faults`: the run's `eventcraft_sandbox.faults.FaultPlan` (default: none): its
+      delivery faults (`redeliver`, `reorder`) are made here, as each part's docstring
+      says; `function_names`: deployed name -> the short name a fault's TARGET uses.
     """
 
     _installed: Delivery | None = None
@@ -103,6 +108,8 @@ class Delivery:
         region: str = "us-east-1",
         use_roles: bool = True,
         check_resource_policies: bool = True,
+        faults: FaultPlan | None = None,
+        function_names: Mapping[str, str] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.clock = scheduler.clock
@@ -114,6 +121,8 @@ class Delivery:
             region=region,
             use_roles=use_roles,
             check_resource_policies=check_resource_policies,
+            faults=faults,
+            function_names=function_names,
         )
         mappings: list[MappingLike] = list(records.event_source_mappings) if records else []
         self.time = MotoTimePatch(self.clock)
@@ -121,7 +130,7 @@ class Delivery:
         self.eventbridge = EventBridgeDelivery(self.ctx, self.lambda_async)
         self.sqs = SqsDelivery(self.ctx, mappings)
         self.streams = StreamDelivery(self.ctx, mappings)
-        self.stepfunctions = StepFunctionsClock(scheduler)
+        self.stepfunctions = StepFunctionsClock(scheduler, self.ctx)
         self.schedules = ScheduleDelivery(self.ctx, self.eventbridge)
         self._installed_parts: list[Any] = []
 

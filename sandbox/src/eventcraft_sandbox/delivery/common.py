@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.lambda_runtime import InvocationResult, Invoker
 
 __all__ = [
@@ -36,6 +37,10 @@ __all__ = [
 ]
 
 LAMBDA_SERVICE = "lambda.amazonaws.com"
+# A copy made by the `redeliver` fault (a Lambda async event, a rule target's delivery,
+# an EXPRESS start) comes this many virtual seconds after the delivery it repeats
+# (seeded): late enough that the first one has been handled.
+REDELIVERY_DELAY_SECONDS = (1.0, 60.0)
 # moto does not route account-based endpoints (shared notes/moto.md); one attempt:
 # the sandbox's own retry semantics apply, not botocore's.
 BOTO_CONFIG = Config(account_id_endpoint_mode="disabled", retries={"max_attempts": 1})
@@ -448,6 +453,11 @@ class DeliveryContext:
     role's credentials: the target role of an EventBridge target, or a function's
     execution role (pollers and destinations run with it, as Lambda does), so moto's
     IAM enforcement judges those calls by the role's policies.
+
+    `faults`: the run's `FaultPlan` (default: none) whose delivery faults the parts
+    apply (`redeliver`, `reorder`: `redeliver()`, `reorder_delay()`); a fault's
+    function TARGET is a short name, found through `function_names` (deployed name ->
+    short name; a function not in it is known by its deployed name).
     """
 
     def __init__(
@@ -460,6 +470,8 @@ class DeliveryContext:
         use_roles: bool = True,
         check_resource_policies: bool = True,
         on_invoke: Callable[[str, Any, InvocationResult], None] | None = None,
+        faults: FaultPlan | None = None,
+        function_names: Mapping[str, str] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.clock: VirtualClock = scheduler.clock
@@ -469,6 +481,8 @@ class DeliveryContext:
         self.use_roles = use_roles
         self.check_resource_policies = check_resource_policies
         self.on_invoke = on_invoke
+        self.faults = faults if faults is not None else FaultPlan()
+        self.function_names = dict(function_names or {})
         self.log = DeliveryLog()
         self._admin: dict[tuple[str, str], Any] = {}
         self._roles: dict[tuple[str, str, str], dict[str, str]] = {}
@@ -568,6 +582,37 @@ class DeliveryContext:
         if self.on_invoke is not None:
             self.on_invoke(function_arn, payload, result)
         return result
+
+    # -- faults -------------------------------------------------------------------
+
+    def fault_name(self, function_arn: str | None) -> str | None:
+        """The name a fault's TARGET gives the function with this ARN (or name)."""
+        if not function_arn:
+            return None
+        name = short_name(function_arn).split(":", 1)[0]
+        return self.function_names.get(name, name)
+
+    def redeliver(self, *, service: str, function_arn: str | None = None) -> bool:
+        """Whether to make a successful delivery again (`redeliver`; a yes is counted)."""
+        return self.faults.draw(
+            "redeliver", function=self.fault_name(function_arn), service=service
+        )
+
+    def redelivery_delay(self) -> float:
+        """When a copy made by `redeliver` comes, in virtual seconds from now (seeded)."""
+        low, high = REDELIVERY_DELAY_SECONDS
+        return low + self.faults.uniform("redeliver", high - low)
+
+    def reorder_delay(self, *, service: str, function_arn: str | None = None) -> float:
+        """How long to hold a delivery back (`reorder`: seeded, in [0, SECONDS) of
+        virtual time; a delay is counted), 0.0 if no reorder fault covers it."""
+        window = self.faults.seconds(
+            "reorder", function=self.fault_name(function_arn), service=service
+        )
+        if window <= 0:
+            return 0.0
+        self.faults.count("reorder")
+        return self.faults.uniform("reorder", window)
 
     # -- log --------------------------------------------------------------------
 

@@ -45,6 +45,18 @@ way, on the account's default bus.
 events whose `time` is within the window, with `replay-name` set, to the destination
 bus's rules (only those in `rule_arns`, if given).
 
+Faults (`eventcraft_sandbox.faults`):
+
+* `redeliver=P` (TARGET `events`): a delivery to a target that succeeded is, with
+  probability P, made once more a seeded 1..60 virtual seconds later (EventBridge
+  delivers at least once): the same event (same `id`) to the same target. A Lambda
+  target is delivered by Lambda's event queue, which may duplicate too
+  (`lambda_async`: a fault on the function applies there). A copy is not copied again.
+* `reorder=SECONDS` (TARGET `events` or a Lambda target's function): each delivery to
+  a target is held back by a seeded delay in [0, SECONDS) of virtual time, so later
+  events may overtake it (EventBridge promises no order, to a FIFO queue target
+  neither: the queue keeps the order they reach it in). Retries keep their backoff.
+
 Scheduled rules (`ScheduleExpression`) are run by `delivery.schedules`, through
 `deliver`. Approximations: API destinations are not called; the transformer's JSONPath
 is the subset EventBridge documents (dot notation, array indices, `*`); a path that
@@ -59,7 +71,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -287,6 +299,7 @@ class _Delivery:
     region: str
     attempts: int = 0
     key: str = field(default="")
+    redelivered: bool = False  # a copy made by the `redeliver` fault
 
 
 class EventBridgeDelivery:
@@ -470,7 +483,12 @@ class EventBridgeDelivery:
                 region=backend.region_name,
             )
             delivery.key = f"eventbridge {rule.name} -> {target.get('Id')}"
-            self.ctx.scheduler.call_soon(delivery.key, self._attempter(delivery))
+            function = arn if arn.split(":")[2:3] == ["lambda"] else None
+            held_back = self.ctx.reorder_delay(service="events", function_arn=function)
+            if held_back > 0:
+                self.ctx.scheduler.call_later(held_back, delivery.key, self._attempter(delivery))
+            else:
+                self.ctx.scheduler.call_soon(delivery.key, self._attempter(delivery))
             scheduled += 1
         return scheduled
 
@@ -636,6 +654,8 @@ class EventBridgeDelivery:
             self.ctx.record(
                 "eventbridge.target", source, short_name(target_arn), "ok", _summary(delivery)
             )
+            if not delivery.redelivered and self.ctx.redeliver(service="events"):
+                self._redeliver(delivery)
             return
         policy = delivery.target.get("RetryPolicy") or {}
         max_retries = int(policy.get("MaximumRetryAttempts", DEFAULT_MAX_RETRIES))
@@ -670,6 +690,19 @@ class EventBridgeDelivery:
             f"{failure.code}: {failure.message}",
         )
         self._dead_letter(delivery, failure, exhausted)
+
+    def _redeliver(self, delivery: _Delivery) -> None:
+        """The `redeliver` fault: deliver the same event to the target once more."""
+        copy = replace(delivery, attempts=0, redelivered=True)
+        delay = self.ctx.redelivery_delay()
+        self.ctx.record(
+            "eventbridge.target",
+            delivery.rule_name,
+            short_name(str(delivery.target["Arn"])),
+            "redeliver",
+            f"{_summary(delivery)} in {delay:.1f} s",
+        )
+        self.ctx.scheduler.call_later(delay, f"{delivery.key} (redelivered)", self._attempter(copy))
 
     def _dead_letter(
         self, delivery: _Delivery, failure: DeliveryFailure, exhausted: str | None

@@ -22,6 +22,12 @@ OnSuccess destination. The record has AWS's shape:
 
 Destinations are sent with the function's execution role (as Lambda does): a role
 without `sqs:SendMessage` on its OnFailure queue loses the record, visibly, in the log.
+
+The `redeliver=P` fault (`eventcraft_sandbox.faults`, TARGET `lambda` or the function):
+an event whose invocation succeeded is, with probability P, invoked again (Lambda's
+event queue delivers at least once), with the same payload, a seeded 1..60 virtual
+seconds later; the copy has its own retries and destinations (its invocation records
+carry the same requestId) and is not copied again.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class AsyncInvocation:
     source: str
     attempts: int = 0
     last: InvocationResult | None = None
+    redelivered: bool = False  # a copy made by the `redeliver` fault
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,7 @@ class LambdaAsync:
             self.ctx.record(
                 "lambda.async", invocation.source, name, "ok", f"attempt {invocation.attempts}"
             )
+            self._maybe_redeliver(invocation)
             if config.on_success:
                 self.ctx.send_destination(
                     config.on_success,
@@ -179,6 +187,27 @@ class LambdaAsync:
         self.ctx.record("lambda.async", invocation.source, name, "retry", detail)
         self.ctx.scheduler.call_later(
             delay, f"lambda-async-retry {name}", lambda: self._attempt(invocation)
+        )
+
+    def _maybe_redeliver(self, invocation: AsyncInvocation) -> None:
+        """The `redeliver` fault: queue the succeeded event once more (module docstring)."""
+        if invocation.redelivered or not self.ctx.redeliver(
+            service="lambda", function_arn=invocation.function_arn
+        ):
+            return
+        copy = AsyncInvocation(
+            invocation.request_id,
+            invocation.function_arn,
+            invocation.payload,
+            invocation.enqueued_at,
+            invocation.source,
+            redelivered=True,
+        )
+        delay = self.ctx.redelivery_delay()
+        name = short_name(invocation.function_arn)
+        self.ctx.record("lambda.async", invocation.source, name, "redeliver", f"in {delay:.1f} s")
+        self.ctx.scheduler.call_later(
+            delay, f"lambda-async-redeliver {name}", lambda: self._attempt(copy)
         )
 
     def _fail(self, invocation: AsyncInvocation, config: _AsyncConfig, condition: str) -> None:

@@ -24,6 +24,19 @@ each enabled mapping on a queue gets a poller that runs on the scheduler:
   `batchItemFailures` are deleted (a malformed response fails the whole batch).
 
 `ScalingConfig.MaximumConcurrency` is respected trivially: batches run one at a time.
+
+Faults (`eventcraft_sandbox.faults`, TARGET `sqs` or the consuming function):
+
+* `redeliver=P`: a message of a standard queue that the function handled is, with
+  probability P, not deleted: a copy SQS kept survives, as a standard queue's
+  at-least-once delivery allows, and comes back after the visibility timeout with the
+  same `messageId`, body and attributes and an `ApproximateReceiveCount` one higher
+  (or goes to the DLQ, if that count reached `maxReceiveCount`, as SQS would move
+  it). A message comes back this way once at most. FIFO queues do not duplicate.
+* `reorder=SECONDS`: each message added to a standard queue that a function consumes
+  is held back (moto's `delayed_until`) by a seeded delay in [0, SECONDS) of virtual
+  time, so later messages may overtake it (standard queues promise no order). FIFO
+  queues keep their order.
 """
 
 from __future__ import annotations
@@ -166,6 +179,8 @@ class SqsPoller:
             filters=matching_filters(request.get("FilterCriteria")),
         )
         self.name = f"sqs {short_name(source)} -> {short_name(self.function_arn)}"
+        self.fifo = self.queue_name.endswith(".fifo")
+        self._redelivered: set[str] = set()  # message ids already left for redelivery
         self._handle: Handle | None = None
         self._window_started: float | None = None
         self._client: Any = None
@@ -313,7 +328,7 @@ class SqsPoller:
             )
             return
         for record in records:
-            if record["messageId"] not in failed:
+            if record["messageId"] not in failed and not self._redeliver(record):
                 self._delete(sqs, url, record["receiptHandle"])
         outcome = "partial" if failed else "ok"
         self.ctx.record(
@@ -323,6 +338,24 @@ class SqsPoller:
             outcome,
             f"{len(records)} messages [{bodies}]" + (f", {len(failed)} failed" if failed else ""),
         )
+
+    def _redeliver(self, record: dict[str, Any]) -> bool:
+        """Whether the `redeliver` fault keeps this handled message for another
+        delivery (see the module docstring); logged."""
+        message_id = record["messageId"]
+        if self.fifo or message_id in self._redelivered:
+            return False
+        if not self.ctx.redeliver(service="sqs", function_arn=self.function_arn):
+            return False
+        self._redelivered.add(message_id)
+        self.ctx.record(
+            "sqs.redeliver",
+            short_name(self.queue_arn),
+            short_name(self.function_arn),
+            "kept",
+            message_id,
+        )
+        return True
 
     def _delete(self, sqs: Any, url: str, receipt_handle: str) -> None:
         try:
@@ -372,6 +405,7 @@ class SqsDelivery:
         original = sqs_models.Queue.add_message
 
         def add_message(queue: Any, message: Any) -> None:
+            delivery._hold_back(queue, message)
             original(queue, message)
             delivery._added(queue.queue_arn, message)
 
@@ -381,6 +415,19 @@ class SqsDelivery:
 
     def uninstall(self) -> None:
         self._patches.restore()
+
+    def _hold_back(self, queue: Any, message: Any) -> None:
+        """`reorder`: delay a message of a consumed standard queue (module docstring)."""
+        if queue.fifo_queue:
+            return
+        for poller in self.by_queue(queue.queue_arn):
+            delay = self.ctx.reorder_delay(service="sqs", function_arn=poller.function_arn)
+            if delay > 0:
+                now_ms = self.ctx.clock.now() * 1000
+                message.delayed_until = max(float(message.delayed_until or 0), now_ms) + (
+                    delay * 1000
+                )
+                return
 
     def _added(self, queue_arn: str, message: Any) -> None:
         pollers = self.by_queue(queue_arn)

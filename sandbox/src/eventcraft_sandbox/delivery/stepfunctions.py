@@ -23,6 +23,13 @@ Synchronous executions (`StartSyncExecution`, EXPRESS) run inside the caller's
 request, which may be the scheduler's own thread: their waits are not virtual waits
 but take no time at all (the clock does not move).
 
+The `redeliver=P` fault (`eventcraft_sandbox.faults`, TARGET `states`): an execution of
+an EXPRESS state machine started with `StartExecution` (by any caller) is, with
+probability P, started once more a seeded 1..60 virtual seconds later with the same
+input (asynchronous EXPRESS workflows run at least once), under the name
+`<name>-redelivered-<n>` (moto keeps names unique). A STANDARD start is exactly-once
+for its name, and `StartSyncExecution` answers its caller once: neither is repeated.
+
 Approximations: a task's `TimeoutSeconds` / `HeartbeatSeconds` and an execution's
 `TimeoutSeconds` stay real-time limits (generous next to in-process handlers);
 `.sync` service integrations poll in real time.
@@ -30,6 +37,7 @@ Approximations: a task's `TimeoutSeconds` / `HeartbeatSeconds` and an execution'
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -37,7 +45,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from eventcraft_sandbox.clock import BackgroundState, Patches, Scheduler
+from eventcraft_sandbox.delivery.common import DeliveryContext, short_name
 
 __all__ = ["StepFunctionsClock"]
 
@@ -72,11 +83,21 @@ class _VirtualTime:
         return getattr(time, name)
 
 
-class StepFunctionsClock:
-    """Virtual waits for moto's Step Functions executions (see the module docstring)."""
+# An execution name is at most 80 characters.
+_MAX_NAME = 80
 
-    def __init__(self, scheduler: Scheduler) -> None:
+
+class StepFunctionsClock:
+    """Virtual waits for moto's Step Functions executions (see the module docstring).
+
+    `ctx`: the delivery's context, for the `redeliver` fault of EXPRESS starts (None:
+    no faults)."""
+
+    def __init__(self, scheduler: Scheduler, ctx: DeliveryContext | None = None) -> None:
         self.scheduler = scheduler
+        self.ctx = ctx
+        self._redeliveries = itertools.count(1)
+        self._copies: set[str] = set()  # names of the starts made by `redeliver`
         self.clock = scheduler.clock
         self._lock = threading.Lock()
         self._in_flight: dict[str, bool] = {}  # execution ARN -> synchronous?
@@ -117,7 +138,66 @@ class StepFunctionsClock:
     def install(self) -> None:
         self._patch_executions()
         self._patch_waits()
+        if self.ctx is not None and self.ctx.faults.of("redeliver", service="states"):
+            self._patch_express_starts()
         self.scheduler.add_background(self)
+
+    def _patch_express_starts(self) -> None:
+        """The `redeliver` fault on EXPRESS `StartExecution` (module docstring)."""
+        from moto.stepfunctions.models import StepFunctionBackend
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+        owner = self
+        for backend_cls in (StepFunctionBackend, StepFunctionsParserBackend):
+            original = vars(backend_cls)["start_execution"]
+
+            def start_execution(
+                backend: Any,
+                arn: str,
+                name: Any = None,
+                execution_input: Any = None,
+                *args: Any,
+                original: Any = original,
+                **kwargs: Any,
+            ) -> Any:
+                execution = original(backend, arn, name, execution_input, *args, **kwargs)
+                owner._started(backend, arn, name, execution_input)
+                return execution
+
+            self._patches.set(backend_cls, "start_execution", start_execution)
+
+    def _started(self, backend: Any, arn: str, name: Any, execution_input: Any) -> None:
+        ctx = self.ctx
+        if ctx is None or name in self._copies:
+            return
+        try:
+            machine_type = str(getattr(backend.describe_state_machine(arn), "type", ""))
+        except Exception:  # moto's own errors (e.g. an alias ARN): the start stands alone
+            return
+        if machine_type != "EXPRESS":
+            return
+        if not ctx.faults.draw("redeliver", service="states"):
+            return
+        again = f"-redelivered-{next(self._redeliveries)}"
+        again_name = str(name or "execution")[: _MAX_NAME - len(again)] + again
+        self._copies.add(again_name)
+        delay = ctx.redelivery_delay()
+        ctx.record("stepfunctions.redeliver", short_name(arn), again_name, "scheduled")
+
+        def start_again() -> None:
+            params: dict[str, Any] = {"stateMachineArn": arn, "name": again_name}
+            if execution_input is not None:
+                params["input"] = execution_input
+            try:
+                ctx.admin("stepfunctions", arn.split(":")[3]).start_execution(**params)
+            except ClientError as exc:  # e.g. the state machine was deleted meanwhile
+                ctx.record(
+                    "stepfunctions.redeliver", short_name(arn), again_name, "failed", str(exc)
+                )
+                return
+            ctx.record("stepfunctions.redeliver", short_name(arn), again_name, "started")
+
+        self.scheduler.call_later(delay, f"stepfunctions-redeliver {short_name(arn)}", start_again)
 
     def _patch_executions(self) -> None:
         """Count executions in flight, and their progress (history events)."""

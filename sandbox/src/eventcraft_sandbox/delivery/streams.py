@@ -37,6 +37,11 @@ a poller per shard, run on the scheduler and woken by the writes themselves (mot
         "endSequenceNumber", "approximateArrivalOfFirstRecord",
         "approximateArrivalOfLastRecord", "batchSize", "streamArn"}}
 
+The `redeliver=P` fault (`eventcraft_sandbox.faults`, TARGET `dynamodb`, `kinesis` or
+the function): a batch the function handled is, with probability P, read again before
+the shard moves on (as after a checkpoint Lambda did not save): the same records, same
+sequence numbers, delivered once more at once; a batch is read again once at most.
+
 Approximations: `ParallelizationFactor` is 1; tumbling windows
 (`TumblingWindowInSeconds`) are not computed; stream retention (24 h) is not applied.
 """
@@ -81,6 +86,7 @@ class _Batch:
     attempts: int = 0
     invocations: int = 0
     last: InvocationResult | None = field(default=None)
+    redelivered: bool = False  # read again by the `redeliver` fault
 
 
 def _epoch(value: Any) -> float:
@@ -317,7 +323,14 @@ class ShardPoller:
             whole = failed_from == -1
         if not whole and failed_from is None:
             self.ctx.record("stream.batch", source, target, "ok", span)
-            self._done(batch)
+            if not batch.redelivered and self.ctx.redeliver(
+                service=self.kind, function_arn=self.function_arn
+            ):
+                # The checkpoint is not moved: the same records are read again.
+                self.pending[0] = _Batch(batch.records, batch.end_sequence, redelivered=True)
+                self.ctx.record("stream.batch", source, target, "redeliver", span)
+            else:
+                self._done(batch)
             self.wake()
             return
         if whole and self.bisect and len(batch.records) > 1:

@@ -10,9 +10,10 @@ reports it).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,6 +84,30 @@ class FakeInvoker:
     def calls_of(self, name: str) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.function == name]
+
+    @contextlib.contextmanager
+    def in_moto_lambda(self) -> Iterator[FakeInvoker]:
+        """moto's own Lambda invocations (a Step Functions Lambda task) run this
+        invoker's callables while the context is open (the Lambda runtime's job in
+        the sandbox); a function error is reported as Lambda reports it."""
+        import json
+
+        from moto.awslambda.models import LambdaFunction
+
+        def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
+            payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
+            result = self.invoke(function.function_arn, payload)
+            if result.error_type is not None:
+                error = {"errorType": result.error_type, "errorMessage": result.error_message}
+                return json.dumps(error), True, ""
+            return json.dumps(result.payload), False, ""
+
+        original = vars(LambdaFunction)["_invoke_lambda"]
+        LambdaFunction._invoke_lambda = invoke  # type: ignore[method-assign,assignment]
+        try:
+            yield self
+        finally:
+            LambdaFunction._invoke_lambda = original  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

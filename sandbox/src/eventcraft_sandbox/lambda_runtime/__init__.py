@@ -42,12 +42,26 @@ How a function runs (what Lambda does, and how it is done in one process):
   as AWS does (a TransactWriteItems Put needs dynamodb:PutItem on its table), uses
   AWS's action names (lambda:InvokeFunction, not moto's lambda:Invoke) and answers a
   denial on a JSON service with AccessDeniedException naming the resource.
-- Timeouts: the handler runs in a worker thread; the caller waits up to the
-  function's timeout (times `timeout_scale`). Past it the result is
-  "Sandbox.Timedout" ("Task timed out after N.00 seconds"), the side effects made so
-  far stay, the thread is not killed but frozen (any further AWS call from it is
-  refused, as a frozen Lambda sandbox makes none) and its container is discarded:
-  the next invocation is a cold start, as after a timeout in Lambda.
+- Time: the handler runs in a worker thread, and its time is its own, never the wall
+  clock of a loaded machine (`handler_time`): its thread's CPU time (divided by
+  `timeout_scale`), plus its sleeps, plus the synchronous invocations it waits on.
+  `time.sleep` on an invocation's thread is virtual: it returns at once, counts
+  its seconds and moves the runtime's clock (the sandbox's `VirtualClock`) forward,
+  so botocore's retry backoffs, a publisher's backoff and a handler's own polling
+  cost no real time. The timeout and `context.get_remaining_time_in_millis()` count
+  that time; the REPORT line's Duration too.
+- Timeouts: past its timeout (a busy loop's CPU, or a sleep that outlasts it) the
+  result is "Sandbox.Timedout" ("Task timed out after N.00 seconds"), the side
+  effects made so far stay, the thread is stopped where that leaves nothing half
+  done (an `InvocationTimedOut` raised in its handler code, never inside an AWS
+  request), any further AWS call from it is refused (a frozen Lambda sandbox makes
+  none) and its container is discarded: the next invocation is a cold start, as
+  after a timeout in Lambda. A handler that neither uses CPU nor sleeps (blocked,
+  a deadlock) is stopped by a generous wall-clock backstop, reported as
+  "Sandbox.Backstop" with a message saying it is the sandbox's, not Lambda's.
+- Payloads: a response over 6 MB (6,291,556 bytes, as Lambda counts) is the function
+  error Lambda reports, "Function.ResponseSizeTooLarge". Request limits are the
+  `Sandbox`'s (`eventcraft_sandbox.limits`).
 - Errors: an unhandled exception gives `error_type` = the exception's class name
   (what Step Functions' Retry/Catch match) and `error_message` = str(exc). Init
   errors are Lambda's: Runtime.ImportModuleError, Runtime.HandlerNotFound,
@@ -78,7 +92,12 @@ The hooked moto internals are checked against moto 5.2.5 (`check_moto_hooks`):
 Known limits: `os.environ`, `sys.modules` and `sys.path` are process-wide, so one
 handler runs at a time (others wait; a nested synchronous Invoke from a handler runs
 inside it); a handler that waits for another invocation to run concurrently (polls
-a Step Functions execution it started) stalls until its own timeout. Code outside a
+a Step Functions execution it started) runs out its timeout (in virtual time, when
+it polls with sleeps). Work due elsewhere in the sandbox while a handler sleeps runs
+after it returns, at the later virtual time (the sandbox delivers one thing at a
+time). A handler's `time.time()` stays real: a loop bounded by it that sleeps runs
+out its timeout instead. Sleeps other than `time.sleep` (`threading.Event.wait`,
+`asyncio.sleep`) are real. Code outside a
 handler that reads the environment during an invocation sees the function's.
 Threads a handler starts are not part of the invocation (their output is not
 captured, their Invoke calls wait for it to end). Process-wide state of shared
@@ -94,6 +113,7 @@ The package, by seam:
 - `function_spec`: a function version as moto holds it;
 - `containers`: code/layer extraction, the import guard, the process-wide swap;
 - `log_capture`: stdout/stderr and `logging` routed to the running invocation;
+- `handler_time`: a handler's elapsed time, virtual sleeps;
 - `invocation`: handler loading, the worker thread, marshalling, the outcome;
 - `runtime`: `LambdaRuntime`, which ties them together.
 """

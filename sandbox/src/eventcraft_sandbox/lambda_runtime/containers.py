@@ -269,8 +269,7 @@ def swap_out(invocation: Invocation) -> None:
     while _SWAPS:
         swap = _SWAPS.pop()
         if swap.invocation is not invocation:
-            swap.invocation.frozen = True
-            swap.invocation.discard = True
+            swap.invocation.freeze()
         _undo_swap(swap)
         if swap.invocation is invocation:
             return

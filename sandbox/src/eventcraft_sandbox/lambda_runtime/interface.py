@@ -36,9 +36,10 @@ class Invoker(Protocol):
 class Clock(Protocol):
     """What the runtime needs of the sandbox's clock: the current time.
 
-    `time()` is seconds since the epoch, like `time.time()`. With a clock, a
-    context's remaining time counts down on it; the timeout itself is always real
-    time (times `timeout_scale`), since handler code runs in real time.
+    `time()` is seconds since the epoch, like `time.time()`. A clock that also has
+    `advance(seconds)` (the sandbox's `VirtualClock`) is moved forward by every sleep
+    of handler code. Timeouts and the context's remaining time do not read the clock:
+    they count the handler's own elapsed time (`lambda_runtime.handler_time`).
     """
 
     def time(self) -> float: ...

@@ -1,8 +1,11 @@
 """One invocation: the handler loaded from its handler string, run on a worker
-thread with its context, its result marshalled, its outcome as Invoke reports it."""
+thread with its context, its result marshalled, its outcome as Invoke reports it.
+Its time (what the timeout and the context's remaining time count) is a
+`handler_time.HandlerTime`."""
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -10,7 +13,6 @@ import io
 import json
 import os
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -20,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from eventcraft_sandbox.lambda_context import LambdaContext
 from eventcraft_sandbox.lambda_runtime.containers import Container
-from eventcraft_sandbox.lambda_runtime.interface import InvocationResult
+from eventcraft_sandbox.lambda_runtime.handler_time import HandlerTime, InvocationTimedOut
+from eventcraft_sandbox.lambda_runtime.interface import InvocationFrozenError, InvocationResult
 from eventcraft_sandbox.lambda_runtime.thread_state import STATE
 
 if TYPE_CHECKING:
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 
 
 _PACKAGE_DIR = os.path.dirname(__file__) + os.sep
+INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase
 
 
 class _RuntimeFault(Exception):
@@ -46,12 +50,13 @@ def _decimal(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _marshal(result: Any) -> Any:
+def _marshal(result: Any) -> tuple[Any, int]:
+    """The result as JSON sees it, and its size in bytes as the runtime sends it."""
     try:
         text = json.dumps(result, default=_decimal)
     except (TypeError, ValueError) as exc:
         raise _RuntimeFault("Runtime.MarshalError", f"Unable to marshal response: {exc}") from exc
-    return json.loads(text)
+    return json.loads(text), len(text.encode("utf-8"))
 
 
 def _load_handler(handler: str) -> Callable[[Any, Any], Any]:
@@ -101,14 +106,20 @@ class Invocation:
         self.cold = container.handler is None
         self.frozen = False
         self.discard = False
+        # Guards `frozen`, the AWS requests in flight and whether handler code runs:
+        # `freeze` interrupts the thread only where that leaves nothing half done.
+        self._guard = threading.Lock()
+        self._requests = 0
+        self._in_handler = False
+        self._thread_id: int | None = None
         self.init_done = threading.Event()
         self.done = threading.Event()
-        self.deadline: float | None = None  # time.monotonic()
-        self.deadline_epoch_ms: float | None = None  # on the runtime's clock
-        self.handler_started: float | None = None  # time.perf_counter()
-        self.finished: float | None = None
+        self.time = HandlerTime(timeout_scale=runtime.timeout_scale, clock=runtime.clock)
+        self.handler_started = False
+        self.duration_ms = 0.0  # the handler phase, in function milliseconds
         self.init_ms: float | None = None
         self.payload: Any = None
+        self.payload_bytes = 0
         self.error_type: str | None = None
         self.error_message: str | None = None
         self.error_trace: list[str] = []
@@ -124,29 +135,69 @@ class Invocation:
         with self._log_lock:
             return self._log.getvalue()
 
+    # -- stopping a timed-out invocation ------------------------------------------------
+
+    def freeze(self) -> None:
+        """The invocation timed out: it makes no more AWS calls, its container is not
+        reused, and its thread is stopped (an `InvocationTimedOut` raised in it) as soon
+        as it runs handler code outside an AWS request: a busy loop ends at once, a
+        request in flight completes first (moto's state stays whole), a thread blocked
+        outside Python stays blocked until it returns to it."""
+        with self._guard:
+            self.frozen = True
+            self.discard = True
+            self.time.stop()
+            if self._in_handler and self._requests == 0 and self._thread_id is not None:
+                _raise_in_thread(self._thread_id, InvocationTimedOut)
+
+    def enter_request(self) -> None:
+        """An AWS request from this invocation's thread starts (refused once frozen)."""
+        with self._guard:
+            if self.frozen:
+                raise InvocationFrozenError(
+                    f"{self.spec.name} (request {self.request_id}) timed out: its execution "
+                    "environment is frozen and makes no more AWS calls"
+                )
+            self._requests += 1
+
+    def leave_request(self) -> None:
+        """The request ended: a thread frozen meanwhile stops here."""
+        with self._guard:
+            self._requests -= 1
+            stop = self.frozen and self._requests == 0 and self._in_handler
+        if stop:
+            raise InvocationTimedOut
+
+    def _call_handler(self, handler: Callable[[Any, Any], Any], context: LambdaContext) -> Any:
+        with self._guard:
+            self._in_handler = True
+        try:
+            return handler(self.event, context)
+        finally:
+            with self._guard:
+                self._in_handler = False
+                if self.frozen:  # drop a stop that would land outside handler code
+                    _raise_in_thread(threading.get_ident(), None)
+
     def remaining_ms(self) -> int:
-        clock = self.runtime.clock
-        if clock is not None and self.deadline_epoch_ms is not None:
-            return int(self.deadline_epoch_ms - clock.time() * 1000)
-        if self.deadline is None:
+        """The context's remaining time: the timeout less the handler's elapsed time."""
+        if not self.handler_started:
             return int(self.spec.timeout * 1000)
-        return int((self.deadline - time.monotonic()) / self.runtime.timeout_scale * 1000)
+        return int(self.time.remaining() * 1000)
 
     def run(self) -> None:
         """The worker thread's body."""
         STATE.invocation = self
+        self._thread_id = threading.get_ident()
         try:
+            timeout = self.spec.timeout
             if self.container.handler is None:
-                started = time.perf_counter()
+                self.time.start(max(INIT_TIMEOUT_SECONDS, timeout))
                 try:
                     self.container.handler = _load_handler(self.spec.handler)
                 finally:
-                    self.init_ms = (time.perf_counter() - started) * 1000
+                    self.init_ms = self.time.elapsed() * 1000
             handler = self.container.handler
-            timeout = self.spec.timeout
-            self.deadline = time.monotonic() + timeout * self.runtime.timeout_scale
-            if self.runtime.clock is not None:
-                self.deadline_epoch_ms = self.runtime.clock.time() * 1000 + timeout * 1000
             context = LambdaContext(
                 aws_request_id=self.request_id,
                 function_name=self.spec.name,
@@ -157,15 +208,20 @@ class Invocation:
                 log_stream_name=self.container.log_stream,
                 remaining_time_in_millis=self.remaining_ms,
             )
-            self.handler_started = time.perf_counter()
+            self.time.start(timeout)
+            self.handler_started = True
             self.init_done.set()
-            self.payload = _marshal(handler(self.event, context))
+            self.payload, self.payload_bytes = _marshal(self._call_handler(handler, context))
+        except InvocationTimedOut:
+            pass  # out of time mid-sleep: the caller reports the timeout
         except _RuntimeFault as fault:
             self._fail(fault.error_type, fault.message, fault)
         except BaseException as exc:  # everything a handler raises is its error
             self._fail(type(exc).__name__, str(exc), exc)
         finally:
-            self.finished = time.perf_counter()
+            if self.handler_started:
+                self.duration_ms = self.time.elapsed() * 1000
+            self.time.finish()
             self.init_done.set()
             self.done.set()
             STATE.invocation = None
@@ -183,6 +239,14 @@ class Invocation:
         self.write_log(f"[ERROR] {error_type}: {message}\n")
         if self.error_trace:
             self.write_log("Traceback (most recent call last):\n" + "".join(self.error_trace))
+
+
+def _raise_in_thread(thread_id: int, exception: type[BaseException] | None) -> None:
+    """Raise `exception` in thread `thread_id` when it next runs Python code (None:
+    cancel one pending). CPython's PyThreadState_SetAsyncExc."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exception) if exception else None
+    )
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from eventcraft_sandbox.lambda_runtime.function_spec import FunctionSpec
 from eventcraft_sandbox.lambda_runtime.interface import (
     InternalInvocationError,
-    InvocationFrozenError,
     LambdaRuntimeError,
     MotoHookError,
 )
@@ -193,18 +192,60 @@ _HOOKS = (
     ),
 )
 
+# What `eventcraft_sandbox.limits` hooks (DynamoDB item sizes), checked when it installs
+# (it also wraps DynamoDBBackend.transact_write_items, passing every argument through).
+LIMITS_HOOKS = (
+    _Hook(
+        "moto.dynamodb.models",
+        "DynamoDBBackend.put_item",
+        (
+            "self",
+            "table_name",
+            "item_attrs",
+            "expected",
+            "condition_expression",
+            "expression_attribute_names",
+            "expression_attribute_values",
+            "overwrite",
+            "return_values_on_condition_check_failure",
+        ),
+    ),
+    _Hook(
+        "moto.dynamodb.models",
+        "DynamoDBBackend.update_item",
+        (
+            "self",
+            "table_name",
+            "key",
+            "update_expression",
+            "expression_attribute_names",
+            "expression_attribute_values",
+            "attribute_updates",
+            "expected",
+            "condition_expression",
+            "return_values_on_condition_check_failure",
+        ),
+    ),
+    _Hook("moto.dynamodb.models", "DynamoDBBackend.get_keys_value", ("self", "table", "keys")),
+    _Hook("moto.dynamodb.parsing.executors", "UpdateExpressionExecutor.execute", ("self", "node")),
+    _Hook(
+        "moto.dynamodb.models.dynamo_type", "LimitedSizeDict.__setitem__", ("self", "key", "value")
+    ),
+)
 
-def check_moto_hooks() -> list[str]:
-    """What differs between the installed moto and the internals this module hooks.
 
-    Empty when everything the runtime replaces or relies on has the signature it was
+def check_moto_hooks(hooks: tuple[_Hook, ...] | None = None) -> list[str]:
+    """What differs between the installed moto and the internals the sandbox hooks
+    (`hooks`; default: the runtime's and the limits').
+
+    Empty when everything the sandbox replaces or relies on has the signature it was
     written against (moto `PINNED_MOTO`); otherwise one line per difference, each
     naming the installed moto version.
     """
     import moto
 
     problems = []
-    for hook in _HOOKS:
+    for hook in (_HOOKS + LIMITS_HOOKS) if hooks is None else hooks:
         name = f"{hook.module}.{hook.qualname}"
         try:
             obj = hook.resolve()
@@ -220,8 +261,8 @@ def check_moto_hooks() -> list[str]:
     return problems
 
 
-def require_moto_hooks() -> None:
-    problems = check_moto_hooks()
+def require_moto_hooks(hooks: tuple[_Hook, ...] = _HOOKS) -> None:
+    problems = check_moto_hooks(hooks)
     if problems:
         raise MotoHookError(
             f"the sandbox's Lambda runtime hooks moto {PINNED_MOTO} internals that the "
@@ -281,13 +322,15 @@ def install_moto_lock() -> None:
 
             def process_request(self: Any, request: Any) -> Any:
                 invocation = STATE.invocation
-                if invocation is not None and invocation.frozen:
-                    raise InvocationFrozenError(
-                        f"{invocation.spec.name} (request {invocation.request_id}) timed out: "
-                        "its execution environment is frozen and makes no more AWS calls"
-                    )
-                with MOTO_LOCK:
-                    return original(self, request)
+                if invocation is None:
+                    with MOTO_LOCK:
+                        return original(self, request)
+                invocation.enter_request()  # refused once the invocation timed out
+                try:
+                    with MOTO_LOCK:
+                        return original(self, request)
+                finally:
+                    invocation.leave_request()  # one that timed out meanwhile stops here
 
             functools.update_wrapper(process_request, original)
             _lock_patches.set(BotocoreStubber, "process_request", process_request)

@@ -35,6 +35,7 @@ from eventcraft_sandbox.lambda_runtime.containers import (
 )
 from eventcraft_sandbox.lambda_runtime.credentials import assume_role_as_service
 from eventcraft_sandbox.lambda_runtime.function_spec import FunctionSpec
+from eventcraft_sandbox.lambda_runtime.handler_time import install_virtual_sleep
 from eventcraft_sandbox.lambda_runtime.iam import install_iam_resources, uninstall_iam_resources
 from eventcraft_sandbox.lambda_runtime.interface import (
     AdminIdentity,
@@ -46,7 +47,7 @@ from eventcraft_sandbox.lambda_runtime.interface import (
     RoleNotAssumableError,
     SessionFactory,
 )
-from eventcraft_sandbox.lambda_runtime.invocation import Invocation, Outcome
+from eventcraft_sandbox.lambda_runtime.invocation import INIT_TIMEOUT_SECONDS, Invocation, Outcome
 from eventcraft_sandbox.lambda_runtime.log_capture import LOG_ROUTER, iso_timestamp
 from eventcraft_sandbox.lambda_runtime.moto_hooks import (
     INSTALL_GUARD,
@@ -65,12 +66,30 @@ from eventcraft_sandbox.lambda_runtime.thread_state import STATE
 
 log = logging.getLogger(__name__)
 
+Stop = Literal["timeout", "backstop"]  # why the runtime stopped an invocation
+
+
+class _SizeUnchecked:
+    """`sys` for moto's Lambda responses, whose only use is its response size check."""
+
+    @staticmethod
+    def getsizeof(value: object, default: int = 0) -> int:
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys, name)
+
 
 _HOST_ENV_KEPT = frozenset(
     {"PATH", "HOME", "TMPDIR", "TEMP", "TMP", "LANG", "LC_ALL", "LC_CTYPE", "SYSTEMROOT",
      "PYTHONHASHSEED"}
 )  # fmt: skip
-_INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase
+_WATCH_SECONDS = 0.01  # how often a waiting caller looks at the handler's elapsed time
+# The largest response Lambda returns (its error message names this many bytes: 6 MB
+# and 100 bytes). "Response payload size (N bytes) exceeded maximum allowed payload
+# size (6291556 bytes)." with errorType Function.ResponseSizeTooLarge, as reported by
+# Lambda to callers (e.g. umihico/pythonista-chromeless#11, DataBiosphere/azul#7466).
+MAX_RESPONSE_BYTES = 6_291_556
 
 
 class LambdaRuntime:
@@ -79,9 +98,16 @@ class LambdaRuntime:
     - `account` / `region`: where a bare function name is looked up (default: the
       account of `admin` (its ARN), else of `session_factory()`'s caller identity,
       else moto's default account; the region of that session, else us-east-1).
-    - `clock`: the sandbox's clock, for the context's remaining time (default: real).
-    - `timeout_scale`: real seconds per second of function timeout (default 1.0;
-      tests use less). Messages and the context still speak in function seconds.
+    - `clock`: the sandbox's clock (default: none). A handler's sleeps move it forward
+      when it has `advance(seconds)` (a `VirtualClock`); see `handler_time`.
+    - `timeout_scale`: CPU seconds of handler code per function second (default 1.0;
+      tests use less, so that a busy loop times out sooner). Sleeps are virtual and
+      count in function seconds as they are. Messages and the context still speak in
+      function seconds.
+    - `wall_clock_backstop`: real seconds after which a handler that neither uses CPU
+      nor sleeps (it is blocked: a deadlock) is stopped, reported as
+      "Sandbox.Backstop", not as Lambda's timeout (default None: 60 + 4 x the phase's
+      timeout x `timeout_scale`).
     - `event_dispatcher(function_arn, event)`: where InvocationType=Event requests
       made through moto's Invoke API go (the delivery part's async queue, which
       retries); default None: run inline, the result only logged.
@@ -99,18 +125,24 @@ class LambdaRuntime:
         session_factory: SessionFactory | None = None,
         clock: Clock | None = None,
         timeout_scale: float = 1.0,
+        wall_clock_backstop: float | None = None,
         event_dispatcher: EventDispatcher | None = None,
         write_logs: bool = True,
         work_dir: str | Path | None = None,
     ) -> None:
         if timeout_scale <= 0:
             raise ValueError(f"timeout_scale: {timeout_scale} must be > 0")
+        if wall_clock_backstop is not None and wall_clock_backstop <= 0:
+            raise ValueError(
+                f"wall_clock_backstop: {wall_clock_backstop} must be > 0 real seconds (or None)"
+            )
         self._account = account
         self._region = region
         self._admin = admin
         self._session_factory = session_factory
         self.clock = clock
         self.timeout_scale = timeout_scale
+        self.wall_clock_backstop = wall_clock_backstop
         self.event_dispatcher = event_dispatcher
         self.write_logs = write_logs
         self._owns_work_dir = work_dir is None
@@ -224,14 +256,14 @@ class LambdaRuntime:
                 )
             invocation = Invocation(self, container, event, invocation_type, invoked_arn)
             try:
-                timed_out = self._run(invocation)
+                stopped = self._run(invocation)
             except BaseException:
                 self._checkin(container, discard=True)
                 raise
         finally:
             if not nested:
                 RUN_LOCK.release()
-        return self._finish(invocation, timed_out)
+        return self._finish(invocation, stopped)
 
     def _unsupported(self, spec: FunctionSpec) -> Outcome | None:
         problem = None
@@ -248,10 +280,13 @@ class LambdaRuntime:
             InvocationResult(None, "Sandbox.Unsupported", message, 0.0, ""), str(uuid.uuid4())
         )
 
-    def _run(self, invocation: Invocation) -> bool:
-        """Run on a worker thread and wait; True if it timed out."""
+    def _run(self, invocation: Invocation) -> Stop | None:
+        """Run on a worker thread and wait; why it was stopped, if it was."""
         environ = self._environment(invocation)
+        parent = STATE.invocation  # a handler invoking synchronously waits for this one
         swap_in(invocation, environ)
+        if parent is not None:
+            parent.time.waiting_on(invocation.time)
         try:
             worker = threading.Thread(
                 target=invocation.run,
@@ -259,47 +294,79 @@ class LambdaRuntime:
                 daemon=True,
             )
             worker.start()
-            init_limit = max(_INIT_TIMEOUT_SECONDS, invocation.spec.timeout) * self.timeout_scale
-            timed_out = not invocation.init_done.wait(init_limit)
-            if not timed_out and not invocation.done.is_set():
-                assert invocation.deadline is not None
-                remaining = invocation.deadline - time.monotonic()
-                timed_out = not invocation.done.wait(max(0.0, remaining))
-            if timed_out:
-                invocation.frozen = True
-                invocation.discard = True
+            stopped = self._watch(invocation)
+            if stopped is not None:
+                invocation.freeze()
         finally:
+            if parent is not None:
+                parent.time.waiting_on(None)
             swap_out(invocation)
-        return timed_out
+        return stopped
 
-    def _finish(self, invocation: Invocation, timed_out: bool) -> Outcome:
+    def _watch(self, invocation: Invocation) -> Stop | None:
+        """Wait for the worker; stop it when its elapsed time reaches the phase's limit
+        (init, then handler: `handler_time`), or at the wall-clock backstop."""
+        clock = invocation.time
+        phase_timeout = max(INIT_TIMEOUT_SECONDS, invocation.spec.timeout)
+        backstop = self.wall_clock_backstop or 60.0 + 4 * phase_timeout * self.timeout_scale
+        while not invocation.done.wait(_WATCH_SECONDS):
+            if clock.stopped.is_set():
+                return "timeout"
+            if clock.limit and clock.elapsed() >= clock.limit:
+                return "timeout"
+            if clock.real_seconds() > backstop:
+                return "backstop"
+        # Finished: past its deadline (or unwound by a sleep that outlasted it), Lambda
+        # would have stopped it before it returned.
+        if clock.stopped.is_set() or (clock.limit and clock.elapsed() > clock.limit):
+            return "timeout"
+        return None
+
+    def _finish(self, invocation: Invocation, stopped: Stop | None) -> Outcome:
         container, spec = invocation.container, invocation.spec
         self._checkin(container, discard=invocation.discard)
-        end = time.perf_counter()
-        started = invocation.handler_started or end
-        finished = end if timed_out else (invocation.finished or end)
-        duration_ms = max(0.0, (finished - started) * 1000)
-        if timed_out:
-            error_type: str | None = "Sandbox.Timedout"
-            message: str | None = (
+        error_type, message = invocation.error_type, invocation.error_message
+        payload = invocation.payload
+        duration_ms = invocation.duration_ms
+        if stopped == "timeout":
+            error_type = "Sandbox.Timedout"
+            message = (
                 f"RequestId: {invocation.request_id} Error: Task timed out after "
                 f"{spec.timeout:.2f} seconds"
             )
-            payload = None
+            payload, duration_ms = None, spec.timeout * 1000
             invocation.write_log(
                 f"{iso_timestamp(time.time())} {invocation.request_id} Task timed out after "
                 f"{spec.timeout:.2f} seconds\n"
             )
-        else:
-            error_type, message = invocation.error_type, invocation.error_message
-            payload = invocation.payload
+        elif stopped == "backstop":
+            clock = invocation.time
+            error_type = "Sandbox.Backstop"
+            message = (
+                f"RequestId: {invocation.request_id} Error: the sandbox's wall-clock backstop "
+                f"stopped {spec.name} after {clock.real_seconds():.0f} real seconds, in which "
+                f"its code used {clock.cpu_seconds():.2f} CPU seconds and slept "
+                f"{clock.slept:.2f} virtual seconds of its {spec.timeout:.2f}-second timeout: "
+                "it is blocked (a deadlock?), not out of time. This is not Lambda's timeout "
+                "(LambdaRuntime(wall_clock_backstop=...) sets the backstop)."
+            )
+            payload = None
+            invocation.write_log(f"{iso_timestamp(time.time())} {message}\n")
+        elif error_type is None and invocation.payload_bytes > MAX_RESPONSE_BYTES:
+            error_type = "Function.ResponseSizeTooLarge"
+            message = (
+                f"Response payload size ({invocation.payload_bytes} bytes) exceeded maximum "
+                f"allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+            )
+            payload = None
+            invocation.write_log(f"[ERROR] {error_type}: {message}\n")
         logs = self._frame_log(invocation, duration_ms)
         if self.write_logs:
             self._write_cloudwatch(container, logs)
         return Outcome(
             InvocationResult(payload, error_type, message, duration_ms, logs),
             invocation.request_id,
-            tuple(invocation.error_trace),
+            tuple(invocation.error_trace) if error_type == invocation.error_type else (),
         )
 
     @staticmethod
@@ -479,6 +546,7 @@ class LambdaRuntime:
         return self
 
     def _install_hooks(self) -> None:
+        from moto.awslambda import responses as lambda_responses
         from moto.awslambda.models import LambdaFunction
         from moto.awslambda.responses import LambdaResponse
 
@@ -489,10 +557,15 @@ class LambdaRuntime:
         self._patches.set(
             LambdaResponse, "invoke_async", api_entry(LambdaResponse.invoke_async, "Event")
         )
+        # moto refuses responses whose sys.getsizeof (object overhead included) is over
+        # 6,000,000, where Lambda allows 6,291,556 bytes: the runtime enforces Lambda's
+        # limit itself (MAX_RESPONSE_BYTES), so moto's check sees no size.
+        self._patches.set(lambda_responses, "sys", _SizeUnchecked())
         for name in SFN_CLIENT_MODULES:
             module = importlib.import_module(name)
             original = module.boto_client_for
             self._patches.set(module, "boto_client_for", sfn_client_factory(original))
+        install_virtual_sleep(self._patches)
         root = logging.getLogger()
         if LOG_ROUTER not in root.handlers:
             root.addHandler(LOG_ROUTER)

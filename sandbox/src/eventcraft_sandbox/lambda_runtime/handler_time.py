@@ -1,0 +1,234 @@
+"""How long a handler has run, in function seconds, and sleeps that cost no real time.
+
+A handler's elapsed time is what its timeout and `context.get_remaining_time_in_millis()`
+are measured on:
+
+    elapsed = CPU seconds of its worker thread / timeout_scale
+            + the seconds it slept (virtually)
+            + the elapsed time of the synchronous invocations it waited on
+
+never the wall clock, which on a loaded machine runs ahead of the handler's own work.
+An infinite loop still times out (its CPU time grows); a handler blocked forever (a
+deadlock) uses neither CPU nor sleeps, and only the runtime's wall-clock backstop
+stops it.
+
+`virtual_sleep` replaces `time.sleep` while a `LambdaRuntime` is installed: on an
+invocation's worker thread (`thread_state.STATE.invocation`) a sleep returns at once,
+adds its seconds to the invocation's elapsed time and moves the runtime's clock (the
+sandbox's `VirtualClock`) forward by as much. A sleep that outlasts the time left
+ends the invocation as a Lambda timeout: the clock moves to the deadline and the
+thread unwinds with `InvocationTimedOut` (a BaseException, so handler code's
+`except Exception` does not swallow it). Sleeps on any other thread (the sandbox's own,
+a test's, threads a handler starts) are real.
+
+`time.sleep` is looked up at call time by most code (botocore's legacy retries and
+waiters, `time.sleep(...)` in handlers), but some code captured the function object
+when it was defined: a default argument (botocore's standard-mode `RetryHandler`,
+eventcraft's `Publisher`) or a module-level `from time import sleep`. `install` also
+points those at `virtual_sleep`, in every module already imported; modules imported
+later capture `virtual_sleep` itself. Everything is restored by the runtime's
+uninstall.
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+import threading
+import time
+import types
+from typing import TYPE_CHECKING, Any
+
+from eventcraft_sandbox.lambda_runtime.thread_state import STATE
+
+if TYPE_CHECKING:
+    from eventcraft_sandbox.lambda_runtime.moto_hooks import Patches
+
+__all__ = ["HandlerTime", "InvocationTimedOut", "install_virtual_sleep", "virtual_sleep"]
+
+REAL_SLEEP = time.sleep
+
+
+class InvocationTimedOut(BaseException):
+    """Unwinds a worker thread whose invocation has run out of time (see module doc)."""
+
+
+def virtual_sleep(seconds: float) -> None:
+    """`time.sleep` that is virtual on an invocation's thread (see the module docstring)."""
+    invocation = STATE.invocation
+    if invocation is None:
+        REAL_SLEEP(seconds)
+        return
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        raise TypeError(
+            f"'{type(seconds).__name__}' object cannot be interpreted as an integer or float"
+        )
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    invocation.time.sleep(float(seconds))
+
+
+class HandlerTime:
+    """One invocation's elapsed time (function seconds) and its timeout.
+
+    `start(limit)` is called on the worker thread at the start of each phase (init,
+    then the handler), `limit` being the phase's timeout in function seconds. Every
+    other method may be called from any thread.
+    """
+
+    def __init__(self, *, timeout_scale: float, clock: Any = None) -> None:
+        self.timeout_scale = timeout_scale
+        self._advance = getattr(clock, "advance", None)  # a VirtualClock moves; time() only
+        self._lock = threading.Lock()
+        self.limit = 0.0
+        self.slept = 0.0  # virtual seconds slept, all phases
+        self.nested = 0.0  # elapsed seconds of finished synchronous child invocations
+        self._child: HandlerTime | None = None
+        self._started = False
+        self._clock_id: int | None = None  # the worker thread's CPU clock
+        self._cpu_final: float | None = None  # its CPU time when it ended
+        self._real_start = time.monotonic()
+        self._phase_cpu = 0.0
+        self._phase_other = 0.0  # slept + nested at the phase's start
+        self._real_phase_start = self._real_start
+        self.stopped = threading.Event()  # timed out: the thread may run no further
+
+    # -- on the worker thread -------------------------------------------------------
+
+    def start(self, limit: float) -> None:
+        """Begin a phase of `limit` function seconds (on the worker thread)."""
+        if not self._started:
+            try:  # Linux (and most Unixes); elsewhere the thread's real time stands in
+                self._clock_id = time.pthread_getcpuclockid(threading.get_ident())
+            except (AttributeError, OSError):
+                self._clock_id = None
+            self._real_start = time.monotonic()
+            self._started = True
+        with self._lock:
+            self.limit = limit
+            self._phase_cpu = self._cpu()
+            self._phase_other = self.slept + self.nested
+            self._real_phase_start = time.monotonic()
+
+    def finish(self) -> None:
+        """The worker thread ends: keep its CPU time (its clock goes with it)."""
+        self._cpu_final = self._cpu()
+
+    def sleep(self, seconds: float) -> None:
+        """A virtual sleep on the worker thread (see the module docstring)."""
+        if self.stopped.is_set():  # already timed out: go no further
+            raise InvocationTimedOut
+        REAL_SLEEP(0)  # a sleep still lets other threads run
+        left = self.limit - self.elapsed()
+        if seconds < left:
+            self._move(seconds)
+            return
+        self._move(max(0.0, left))  # Lambda stops it at its deadline, mid-sleep
+        self.stop()
+        raise InvocationTimedOut
+
+    def stop(self) -> None:
+        """The invocation timed out: its thread's next sleep unwinds it."""
+        self.stopped.set()
+
+    def _move(self, seconds: float) -> None:
+        with self._lock:
+            self.slept += seconds
+        if self._advance is not None and seconds > 0:
+            self._advance(seconds)
+
+    # -- nested invocations -----------------------------------------------------------
+
+    def waiting_on(self, child: HandlerTime | None) -> None:
+        """The worker thread waits for `child` (a synchronous invocation), or stopped
+        waiting (None): the child's elapsed time counts as this one's."""
+        with self._lock:
+            previous, self._child = self._child, child
+            if child is None and previous is not None:
+                self.nested += previous.elapsed_total()
+
+    # -- from any thread ----------------------------------------------------------------
+
+    def _cpu(self) -> float:
+        """CPU time of the worker thread in function seconds (0 before it started)."""
+        if not self._started:
+            return 0.0
+        if self._cpu_final is not None:
+            return self._cpu_final
+        if self._clock_id is not None:
+            try:
+                return time.clock_gettime(self._clock_id) / self.timeout_scale
+            except OSError:  # the thread has just ended
+                return self._cpu_final if self._cpu_final is not None else self._phase_cpu
+        # No per-thread CPU clock: the thread's real time, an overestimate under load.
+        return (time.monotonic() - self._real_start) / self.timeout_scale
+
+    def elapsed_total(self) -> float:
+        """Function seconds since the invocation's worker thread started (all phases)."""
+        with self._lock:
+            child = self._child
+            other = self.slept + self.nested
+        return self._cpu() + other + (child.elapsed_total() if child is not None else 0.0)
+
+    def elapsed(self) -> float:
+        """Function seconds since the current phase started."""
+        with self._lock:
+            child = self._child
+            other = self.slept + self.nested - self._phase_other
+            phase_cpu = self._phase_cpu
+        running = child.elapsed_total() if child is not None else 0.0
+        return max(0.0, self._cpu() - phase_cpu) + other + running
+
+    def remaining(self) -> float:
+        """Function seconds left in the current phase (never below 0)."""
+        return max(0.0, self.limit - self.elapsed())
+
+    def real_seconds(self) -> float:
+        """Wall-clock seconds since the current phase started (for the backstop only)."""
+        return time.monotonic() - self._real_phase_start
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the worker thread used in the current phase (unscaled)."""
+        return max(0.0, self._cpu() - self._phase_cpu) * self.timeout_scale
+
+
+# ----------------------------------------------------------------------- install
+
+
+def install_virtual_sleep(patches: Patches) -> None:
+    """Point `time.sleep`, and every captured reference to it in the modules imported so
+    far, at `virtual_sleep` (undone with `patches`)."""
+    patches.set(time, "sleep", virtual_sleep)
+    for name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if module is time or not isinstance(namespace, dict) or name == __name__:
+            continue
+        for attribute, value in list(namespace.items()):
+            if value is REAL_SLEEP:  # `from time import sleep`
+                patches.set(module, attribute, virtual_sleep)
+            elif type(value) is types.FunctionType:
+                _rebind_defaults(patches, value)
+            elif isinstance(value, type) and vars(value).get("__module__") == name:
+                # vars(), not getattr(): lazy modules (six.moves) import on attribute access
+                for member in list(vars(value).values()):
+                    function = (
+                        member.__func__
+                        if isinstance(member, staticmethod | classmethod)
+                        else member
+                    )
+                    if type(function) is types.FunctionType:
+                        _rebind_defaults(patches, function)
+
+
+def _rebind_defaults(patches: Patches, function: types.FunctionType) -> None:
+    defaults = function.__defaults__
+    if defaults and any(d is REAL_SLEEP for d in defaults):
+        rebound = tuple(virtual_sleep if d is REAL_SLEEP else d for d in defaults)
+        patches.set(function, "__defaults__", rebound)
+    keyword = function.__kwdefaults__
+    if keyword and any(d is REAL_SLEEP for d in keyword.values()):
+        patches.set(
+            function,
+            "__kwdefaults__",
+            {k: virtual_sleep if d is REAL_SLEEP else d for k, d in keyword.items()},
+        )
