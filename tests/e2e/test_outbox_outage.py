@@ -4,17 +4,15 @@ stranded rows once the bus is back. Orders placed during the outage all end COMP
 or CANCELLED after it, every outbox row is published, and the relay's DLQ message says
 what it holds and how to recover (`ops dlq inspect`, `ops dlq redrive`).
 
-The outage is patched into the sandbox for a virtual window (every PutEvents entry
-fails with InternalFailure, as a partial failure does); the named fault option of the
-sandbox (`outage@events=START+DURATION`) will replace `events_outage`.
+The outage is the sandbox's named fault `outage@events=START+DURATION`: every call to
+EventBridge fails for that window of virtual time (PutEvents, and the deliveries it
+makes: the sweeper's scheduled event too).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +28,9 @@ OUTAGE_SECONDS = 1200.0
 RELAY_DLQ = "outbox-relay"
 
 
-@contextlib.contextmanager
-def events_outage(session: OrderSagaSession, start: float, duration: float) -> Iterator[None]:
-    """Every PutEvents entry fails (InternalFailure) while the virtual clock is in
-    [start, start + duration)."""
-    eventbridge = session.delivery.eventbridge
-    original = eventbridge.put_events
-    clock = session.clock
-
-    def put_events(backend: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if start <= clock.now() < start + duration:
-            failure = {"ErrorCode": "InternalFailure", "ErrorMessage": "EventBridge is down"}
-            return [dict(failure) for _ in entries]
-        return original(backend, entries)
-
-    eventbridge.put_events = put_events  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del eventbridge.put_events
+def outage(start: float) -> str:
+    """EventBridge down from `start` virtual seconds into the run, for OUTAGE_SECONDS."""
+    return f"outage@events={start:g}+{OUTAGE_SECONDS:g}"
 
 
 def outbox_rows(session: OrderSagaSession) -> list[dict[str, Any]]:
@@ -72,7 +54,7 @@ def ops(session: OrderSagaSession, tmp_path: Path, *argv: str) -> Run:
 
 
 def test_orders_placed_during_an_outage_all_end_after_it(tmp_path: Path) -> None:
-    with e2e_session() as e2e:  # dev, both sagas
+    with e2e_session(faults=[outage(0)]) as e2e:  # dev, both sagas
         session = e2e.session
         start = session.clock.now()
         sku = e2e.sku(50)
@@ -81,9 +63,8 @@ def test_orders_placed_during_an_outage_all_end_after_it(tmp_path: Path) -> None
             f"{DECLINED_PREFIX}outage",
             f"{UNDELIVERABLE_PREFIX}outage",
         ]
-        with events_outage(session, start, OUTAGE_SECONDS):
-            orders = {e2e.place(customer, sku, 1): customer for customer in customers}
-            e2e.run()
+        orders = {e2e.place(customer, sku, 1): customer for customer in customers}
+        e2e.run()
 
         statuses = {order_id: e2e.order(order_id)["status"] for order_id in orders}
         failing = (DECLINED_PREFIX, UNDELIVERABLE_PREFIX)
@@ -128,15 +109,13 @@ def test_saga_steps_written_during_an_outage_are_published_after_it() -> None:
     the payment is retried (the queue's visibility timeout, Step Functions' backoff)
     while EventBridge is down; the outbox rows those retries write are stranded like
     the orders' own, and published once it is back."""
-    with e2e_session(paymentTransientFailureRate="1") as e2e:
+    # The outage begins once the orders and their reservations are out (at once, in
+    # virtual time), before the retried payments.
+    with e2e_session(faults=[outage(0.5)], paymentTransientFailureRate="1") as e2e:
         session = e2e.session
-        start = session.clock.now()
         sku = e2e.sku(20)
         orders = [e2e.place(f"retried-{n}", sku, 1) for n in range(6)]
-        # The outage begins once the orders and their reservations are out (at once,
-        # in virtual time), before the retried payments.
-        with events_outage(session, start + 0.5, OUTAGE_SECONDS):
-            e2e.run()
+        e2e.run()
 
         assert {e2e.order(order_id)["status"] for order_id in orders} == {"COMPLETED"}
         assert [row for row in outbox_rows(session) if row["published"] is not True] == []
