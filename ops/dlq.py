@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eventcraft import dlq as dlqs
+from eventcraft import outbox
 from eventcraft.dlq import DeadLetterQueue, DlqMessage, Outcome, Plan
 from eventcraft.publisher import Publisher
 from ops.aws import Clients, describe_aws_error, error_code
@@ -79,6 +80,10 @@ OUTBOX_RECOVERY: Final = (
     "the outbox sweeper republishes them within minutes once EventBridge takes events "
     "again; to do it now: `python -m ops ... outbox republish` (`outbox list` shows them), "
     "then delete this message"
+)
+OUTBOX_RESOLVED: Final = (
+    "no outbox row is unpublished: the rows this pointer names were republished since "
+    "(by the sweeper or `outbox republish`); the pointer is deleted"
 )
 NATIVE_MOVE_NOTE: Final = (
     "ops moves messages one by one (receive, send, delete); on AWS a work queue's DLQ "
@@ -153,12 +158,17 @@ class Destination:
     source_queues: tuple[str, ...]
     bus: str | None
     outbox_table: str | None = None
+    # Whether no outbox row is unpublished (None: not known): a relay's pointer is then
+    # resolved, the rows it points at were republished.
+    outbox_clear: bool | None = None
 
 
 def plan(message: DlqMessage, where: Destination) -> Plan:  # noqa: PLR0911 (one per case)
     """Where `message` goes back (pure; see the module doc)."""
     if message.kind == "stream-failure":
         if _points_into(message, where.outbox_table):
+            if where.outbox_clear:
+                return Plan("resolved", reason=OUTBOX_RESOLVED)
             holds, recover = stream_pointer(message, where.outbox_table)
             return Plan("none", reason=f"{holds}. To recover: {recover}")
         return dlqs.stream_failure_plan(message, example=STREAM_REPROCESS_EXAMPLE)
@@ -226,6 +236,14 @@ def _remaining(clients: Clients, url: str) -> int | None:
     except UsageError:
         return None
     return int(value) if value is not None else None
+
+
+def _outbox_clear(clients: Clients, table_name: str) -> bool | None:
+    """Whether the outbox has no unpublished row (None: it cannot be read)."""
+    try:
+        return next(outbox.unpublished(table_name, client=clients.dynamodb), None) is None
+    except (ClientError, BotoCoreError):
+        return None
 
 
 def resolve_dlq(clients: Clients, outputs: StackOutputs, ref: str) -> NamedDlq:
@@ -548,7 +566,13 @@ def redrive(
     bus: str | None = None
     if target == "bus" or (target is None and not sources):
         bus = outputs.require_bus("redriving EventBridge events to the bus")
-    where = Destination(target, sources, bus, outputs.tables.get("outbox"))
+    outbox_table = outputs.tables.get("outbox")
+    outbox_clear = (
+        _outbox_clear(clients, outbox_table)
+        if outbox_table and dlq.kind in ("stream-failure", None)
+        else None
+    )
+    where = Destination(target, sources, bus, outbox_table, outbox_clear)
     publisher = Publisher(bus, client=clients.events, sleep=sleep) if bus else None
     run = dlqs.redrive(
         _Dlq(clients.sqs, dlq.url, visibility=VISIBILITY_TIMEOUT),
@@ -598,6 +622,7 @@ def _redrive_result(
         "wouldMove": status["would-move"],
         "notMoved": [_outcome(o) for o in outcomes if o.status in ("not-moved", "would-not-move")],
         "movedNotDeleted": [_outcome(o) for o in outcomes if o.status == "moved-not-deleted"],
+        "resolved": [_outcome(o) for o in outcomes if o.status in ("resolved", "would-resolve")],
         "byTarget": dict(by_target),
         "messages": [_outcome(o) for o in outcomes],
         "approximateRemaining": _remaining(clients, dlq.url),
@@ -611,6 +636,7 @@ def _redrive_result(
             "dlq": dlq.name,
             "examined": len(outcomes),
             verb: data["wouldMove"] if dry_run else data["moved"],
+            "would resolve" if dry_run else "resolved": len(data["resolved"]),
             "not moved": len(data["notMoved"]),
             "left in queue": data["approximateRemaining"],
         }
@@ -626,6 +652,13 @@ def _redrive_result(
             )
         )
         parts.append("\n".join(f"{o.message.message_id}: {o.reason}" for o in problems if o.reason))
+    if data["resolved"]:
+        parts.append(
+            "\n".join(
+                f"{o['messageId']}: {'would be ' if dry_run else ''}resolved: {o['reason']}"
+                for o in data["resolved"]
+            )
+        )
     if data["movedNotDeleted"]:
         parts.append(
             "moved but not deleted: they are still in the DLQ and would be moved again by a "

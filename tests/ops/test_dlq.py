@@ -388,6 +388,7 @@ def test_redrive_json_shape_and_native_move_note(stack: Stack) -> None:
         "wouldMove",
         "notMoved",
         "movedNotDeleted",
+        "resolved",
         "byTarget",
         "messages",
         "approximateRemaining",

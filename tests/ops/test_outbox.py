@@ -131,6 +131,7 @@ def outbox_pointer() -> dict[str, Any]:
 
 
 def test_a_relay_pointer_says_what_it_holds_and_how_to_recover(stack: Stack) -> None:
+    write(1, minutes_ago=10)  # a row the relay gave up on, still unpublished
     stack.send("outbox-relay-failures", outbox_pointer())
 
     inspected = stack.ops("dlq", "inspect", "outbox-relay")
@@ -149,3 +150,22 @@ def test_a_relay_pointer_says_what_it_holds_and_how_to_recover(stack: Stack) -> 
     )
     assert f"the rows stay in table {OUTBOX}, unpublished. To recover:" in redriven.out
     assert len(stack.peek("outbox-relay-failures")) == 1  # never moved, never lost
+
+
+def test_a_relay_pointer_is_resolved_once_every_row_is_published(stack: Stack) -> None:
+    write(1, minutes_ago=10)
+    stack.send("outbox-relay-failures", outbox_pointer())
+    assert stack.ops("outbox", "republish").code == 0
+
+    dry = stack.ops("dlq", "redrive", "outbox-relay", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "would be resolved: no outbox row is unpublished" in dry.out
+    assert len(stack.peek("outbox-relay-failures")) == 1
+
+    redriven = stack.ops("dlq", "redrive", "outbox-relay", "--json")
+    assert redriven.code == 0, redriven.err
+    answer = redriven.json()
+    (resolved,) = answer["resolved"]
+    assert (resolved["status"], answer["notMoved"]) == ("resolved", [])
+    assert "the rows this pointer names were republished since" in resolved["reason"]
+    assert stack.peek("outbox-relay-failures") == []
