@@ -17,7 +17,8 @@ What a DLQ message is, read from its body and attributes (`kind`):
   inspect and redrive say what it points at and how to recover. A pointer into the
   outbox table's stream (the relay gave up on those rows, e.g. during an EventBridge
   outage) is recovered by republishing the rows, which stay in the table unpublished:
-  the outbox sweeper does it on its schedule, `ops outbox republish` at once.
+  the outbox sweeper does it on its schedule, `ops outbox republish` at once; once no
+  outbox row is unpublished, redrive deletes the pointer (resolved).
 - `consumer`: a work queue's message its consumer dead-lettered itself, with the error
   (attributes ERROR_CODE, ERROR_MESSAGE, SOURCE_QUEUE_ARN). Back: to its source queue,
   as `message`.
