@@ -196,6 +196,12 @@ OBSERVER_RULES: Final = frozenset({"history", "activity", "forward"})
 # the state machine retries them like the Lambda service's own faults.
 CONFLICT_ERRORS: Final = ("ConcurrentUpdateError", "TransactionConflictError")
 PAYMENT_TRANSIENT_ERRORS: Final = ("PaymentProviderUnavailable", *CONFLICT_ERRORS)
+# The views derived from streams (history read model, snapshots, activity windows) are
+# idempotent and rebuildable: they ride out hours of throttling or an outage by retrying
+# (bisect still isolates a poison record, which ends as a pointer after 6 hours) instead
+# of giving a batch up after 5 tries, which leaves a hole only a rebuild fills.
+DERIVED_VIEW_RETRY_ATTEMPTS: Final = 200
+DERIVED_VIEW_RECORD_AGE_SECONDS: Final = 6 * 3600
 
 # Lambda's log levels are WARN, Python's WARNING: the stack config uses Python's.
 _FUNCTION_LOG_LEVEL: Final = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
@@ -889,6 +895,8 @@ class OrderSaga(pulumi.ComponentResource):
                     # Appends only: the event store never updates or deletes an event.
                     filter_patterns=[dynamodb_insert_only()],
                     on_failure=self._stream_failures(short),
+                    maximum_retry_attempts=DERIVED_VIEW_RETRY_ATTEMPTS,
+                    maximum_record_age_seconds=DERIVED_VIEW_RECORD_AGE_SECONDS,
                 ),
             )
 
@@ -929,6 +937,8 @@ class OrderSaga(pulumi.ComponentResource):
                 stream=self.activity_stream,
                 maximum_batching_window_seconds=1,
                 on_failure=self._stream_failures("activity-windows"),
+                maximum_retry_attempts=DERIVED_VIEW_RETRY_ATTEMPTS,
+                maximum_record_age_seconds=DERIVED_VIEW_RECORD_AGE_SECONDS,
             ),
         )
 
