@@ -30,6 +30,12 @@ its messages is in flight); each stream shard its next batch (shards in parallel
 asynchronous queue every attempt due; Step Functions tasks already run on executions'
 own threads and take their turns like the rest.
 
+Approximation: an invocation takes no virtual time, so the delivery's invocations
+overlap only when they are due at the same virtual instant (a burst of events, one
+poll's batches, shards written by one transaction); deliveries spread out in time (by
+`reorder`, a redelivery's delay, retries' backoff) seldom meet. Step Functions tasks
+overlap whenever their executions run at once.
+
 With an `Invoker` that cannot run invocations together (no `invoke_together`, e.g.
 the delivery tests' `FakeInvoker`), invocations submitted together run one after the
 other, in order.
