@@ -217,8 +217,8 @@ SIDE_FLOW_FUNCTIONS: Final = (
         settings=("windows",),
     ),
     SystemFunction(
-        # About 50 orders a second; a larger file continues from its checkpoint in the
-        # retries of its event (its docstring).
+        # About 50 orders a second; a larger file continues from its checkpoint in new
+        # invocations of this function, which it invokes itself (its docstring).
         name="import-orders",
         handler="handlers.import_orders.handler",
         timeout_seconds=300,

@@ -132,6 +132,7 @@ from pulumi_eventcraft.function import (
     MIN_UNRESERVED_CONCURRENCY,
     Function,
     FunctionArgs,
+    RecursiveLoop,
     reservable_concurrency,
     scoped_name,
 )
@@ -206,6 +207,12 @@ OBSERVER_RULES: Final = frozenset({"history", "activity", "forward"})
 # the state machine retries them like the Lambda service's own faults.
 CONFLICT_ERRORS: Final = ("ConcurrentUpdateError", "TransactionConflictError")
 PAYMENT_TRANSIENT_ERRORS: Final = ("PaymentProviderUnavailable", *CONFLICT_ERRORS)
+# The views derived from streams (history read model, snapshots, activity windows) are
+# idempotent and rebuildable: they ride out hours of throttling or an outage by retrying
+# (bisect still isolates a poison record, which ends as a pointer after 6 hours) instead
+# of giving a batch up after 5 tries, which leaves a hole only a rebuild fills.
+DERIVED_VIEW_RETRY_ATTEMPTS: Final = 200
+DERIVED_VIEW_RECORD_AGE_SECONDS: Final = 6 * 3600
 
 # Lambda's log levels are WARN, Python's WARNING: the stack config uses Python's.
 _FUNCTION_LOG_LEVEL: Final = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
@@ -599,6 +606,7 @@ class OrderSaga(pulumi.ComponentResource):
         environment: Mapping[str, pulumi.Input[str]],
         reserved: bool = True,
         async_on_failure: DeadLetterQueue | bool = False,
+        recursive_loop: RecursiveLoop = "Terminate",
     ) -> FunctionArgs:
         config = self.config
         return FunctionArgs(
@@ -613,6 +621,7 @@ class OrderSaga(pulumi.ComponentResource):
             log_level=_FUNCTION_LOG_LEVEL[config.log_level],
             layer=self.layer,
             async_on_failure=async_on_failure,
+            recursive_loop=recursive_loop,
             alarm_actions=self._actions,
         )
 
@@ -642,10 +651,12 @@ class OrderSaga(pulumi.ComponentResource):
                 environment={**self._settings(spec), **wiring.environment},
                 reserved=spec.reserved,
                 async_on_failure=on_failure,
+                # A handler that may invoke its own function continues itself on purpose.
+                recursive_loop="Allow" if wiring.own_actions else "Terminate",
             ),
             self._child,
         )
-        for grant, statements in wiring.grants.items():
+        for grant, statements in {**wiring.grants, **wiring.own_grants(function.arn)}.items():
             function.grant(grant, statements)
         return function
 
@@ -939,6 +950,8 @@ class OrderSaga(pulumi.ComponentResource):
                     # Appends only: the event store never updates or deletes an event.
                     filter_patterns=[dynamodb_insert_only()],
                     on_failure=self._stream_failures(short),
+                    maximum_retry_attempts=DERIVED_VIEW_RETRY_ATTEMPTS,
+                    maximum_record_age_seconds=DERIVED_VIEW_RECORD_AGE_SECONDS,
                 ),
             )
 
@@ -979,6 +992,8 @@ class OrderSaga(pulumi.ComponentResource):
                 stream=self.activity_stream,
                 maximum_batching_window_seconds=1,
                 on_failure=self._stream_failures("activity-windows"),
+                maximum_retry_attempts=DERIVED_VIEW_RETRY_ATTEMPTS,
+                maximum_record_age_seconds=DERIVED_VIEW_RECORD_AGE_SECONDS,
             ),
         )
 

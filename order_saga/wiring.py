@@ -12,6 +12,14 @@ actions on exactly that resource's ARN (a table's `/index/*` too when the action
 include Query and the table has indexes; an S3 object action on `<bucket>/*`). Reading
 a stream is not in ACCESS: the event source mapping grants it, knowing both ends.
 
+`AWS_LAMBDA_FUNCTION_NAME` (OWN_FUNCTION), which the Lambda runtime sets to the
+function's own name, names the function itself: its actions (lambda:InvokeFunction, for
+a handler that continues its work in a new invocation) are granted on that function's
+ARN only (`Wiring.own_grants`). That grant is a policy of its own, attached once the
+function exists: the role does not depend on the function's ARN, so the function, which
+depends on the role, can be named in it without a cycle (and without guessing the ARN
+from its name, region and account).
+
 `read_access` reads ACCESS with `ast`, without importing the handler: the Pulumi
 program must not run handler code (imports of boto3 and Powertools, module-level
 settings) to deploy it, and a handler that fails to import must not stop a preview.
@@ -33,6 +41,9 @@ from order_saga.catalogue import CODE_DIR
 from pulumi_eventcraft.iam import Statement
 
 ACCESS_NAME = "ACCESS"
+# Set by the Lambda runtime to the function's own name: ACCESS on it is on the function.
+OWN_FUNCTION = "AWS_LAMBDA_FUNCTION_NAME"
+OWN_FUNCTION_SERVICE = "lambda"
 
 Kind = Literal["table", "queue", "bus", "bucket", "stream"]
 # The IAM service prefix of the actions a resource of each kind accepts.
@@ -198,10 +209,20 @@ class Binding:
 
 @dataclass(frozen=True)
 class Wiring:
-    """A handler's environment variables (name -> value) and grants (name -> statements)."""
+    """A handler's environment variables (name -> value) and grants (name -> statements);
+    `own_actions`: what it may do on its own function (OWN_FUNCTION), granted by
+    `own_grants` once the function exists."""
 
     environment: dict[str, pulumi.Input[str]]
     grants: dict[str, list[Statement]]
+    own_actions: frozenset[str] = frozenset()
+
+    def own_grants(self, function_arn: pulumi.Input[str]) -> dict[str, list[Statement]]:
+        """The grant of `own_actions` on exactly the function's ARN (none without)."""
+        if not self.own_actions:
+            return {}
+        statement = Statement(actions=sorted(self.own_actions), resources=[function_arn])
+        return {grant_name(OWN_FUNCTION): [statement]}
 
 
 def grant_name(variable: str) -> str:
@@ -213,8 +234,8 @@ def check_bindings(
     handler: str, access: Mapping[str, frozenset[str]], bindings: Mapping[str, Binding]
 ) -> None:
     """Raise UnmappedResourceError naming `handler` and every variable of its ACCESS that
-    `bindings` do not provide."""
-    unmapped = sorted(set(access) - set(bindings))
+    `bindings` do not provide (OWN_FUNCTION needs none: it is the function itself)."""
+    unmapped = sorted(set(access) - set(bindings) - {OWN_FUNCTION})
     if unmapped:
         raise UnmappedResourceError(
             f"{handler}: its ACCESS names {', '.join(unmapped)}, which the system provides no "
@@ -230,24 +251,35 @@ def wire(
 
     Raises UnmappedResourceError naming the handler and every variable the bindings do
     not provide, and AccessError for an action of another service than its resource's
-    (e.g. "sqs:SendMessage" on a table) or a variable that grants nothing.
+    (e.g. "sqs:SendMessage" on a table) or a variable that grants nothing. OWN_FUNCTION
+    is not set (the runtime sets it) and its actions are `own_actions`.
     """
     check_bindings(handler, access, bindings)
     environment: dict[str, pulumi.Input[str]] = {}
     grants: dict[str, list[Statement]] = {}
+    own_actions: frozenset[str] = frozenset()
     for variable in sorted(access):
         actions = access[variable]
-        binding = bindings[variable]
         if not actions:
             raise AccessError(f"{handler}: ACCESS[{variable!r}] grants no action")
-        service = SERVICE[binding.kind]
-        foreign = sorted(a for a in actions if a.split(":", 1)[0] != service)
-        if foreign:
-            raise AccessError(
-                f"{handler}: ACCESS[{variable!r}] lists {', '.join(foreign)}, but "
-                f"{variable} names {binding.label!r}, a {binding.kind} (only {service}:* "
-                "actions apply to it)"
-            )
+        if variable == OWN_FUNCTION:
+            _check_service(handler, variable, actions, OWN_FUNCTION_SERVICE, "its own function")
+            own_actions = actions
+            continue
+        binding = bindings[variable]
+        label = f"{binding.label!r}, a {binding.kind}"
+        _check_service(handler, variable, actions, SERVICE[binding.kind], label)
         environment[variable] = binding.value
         grants[grant_name(variable)] = binding.statements(actions)
-    return Wiring(environment, grants)
+    return Wiring(environment, grants, own_actions)
+
+
+def _check_service(
+    handler: str, variable: str, actions: frozenset[str], service: str, what: str
+) -> None:
+    foreign = sorted(a for a in actions if a.split(":", 1)[0] != service)
+    if foreign:
+        raise AccessError(
+            f"{handler}: ACCESS[{variable!r}] lists {', '.join(foreign)}, but {variable} "
+            f"names {what} (only {service}:* actions apply to it)"
+        )

@@ -33,16 +33,38 @@ tells an operator. A refused line is final: it is never retried.
 
 Progress: a file may need more than one invocation. The import keeps a checkpoint in the
 orders table, item `import#<sha256 of bucket/key/etag>` {bucket, key, etag, nextLine,
-lines, placed, alreadyPlaced, rejected, done, updatedAt}, saved every CHECKPOINT_EVERY
-lines, when it stops and at the end. It stops before the function's time runs out (less
-than STOP_MARGIN_MS left, `context.get_remaining_time_in_millis()`), or at the first line
-that fails for a transient reason (throttling, a transaction conflict, the rejected-lines
-queue unavailable), saves the checkpoint and fails with ImportIncompleteError: Lambda
-retries the event (twice, a minute or two apart; then it is in the function's on-failure
-queue, and redriving it there continues the same way), and the retry resumes at the
-checkpoint. Lines before the checkpoint are neither placed nor reported again: each
-refused line is reported once (a crash between a report and the next checkpoint, at most
-CHECKPOINT_EVERY lines, may repeat a few). The event of a finished file does nothing.
+lines, placed, alreadyPlaced, rejected, done, version, updatedAt}, saved every
+CHECKPOINT_EVERY lines, before each refused line is reported, when it stops and at the
+end. An invocation stops:
+- when its time runs out (less than STOP_MARGIN_MS left,
+  `context.get_remaining_time_in_millis()`): it saves the checkpoint, invokes this same
+  function asynchronously with the same event (lambda:InvokeFunction, InvocationType
+  Event, on `context.invoked_function_arn`) and returns (`continued`: true). The new
+  invocation resumes at the checkpoint, and so on until the file is done: a long file
+  completes on its own, and no error is counted. The chain cannot spin: an invocation
+  that imported no line (it reached its first line with less than STOP_MARGIN_MS left:
+  the function's timeout is too short, or re-reading the lines before the checkpoint
+  took its time) fails with ImportStalledError instead of continuing. The function
+  allows recursive invocations (Lambda's loop detection would end the chain after 16):
+  the system sets that for a function whose ACCESS may invoke itself;
+- at the first line that fails for a transient reason (throttling, a transaction
+  conflict, the rejected-lines queue or Lambda unavailable): it saves the checkpoint and
+  fails with ImportIncompleteError: Lambda retries the event (twice, a minute or two
+  apart, with backoff; then it is in the function's on-failure queue, and redriving it
+  there continues the same way), and the retry resumes at the checkpoint.
+Lines before the checkpoint are neither placed nor reported again, but each invocation
+re-reads them to know their orders (duplicates): about 160 bytes of memory and 26 us of
+CPU a line (measured on the development machine), which bounds a file to some 2 million
+lines at the function's 512 MB.
+
+Each save is conditional on the checkpoint's `version` being the one this invocation
+last read or wrote: a second invocation of the same event (a continuation or an S3
+event delivered twice, Lambda's retry of an invocation that had continued) that finds
+the checkpoint saved by the other since stops there and leaves the file to it
+(`overtaken`: true); as it saves before reporting a refused line, it stops before
+reporting one the other reports. So each order is placed once (place_order) and each
+refused line reported once; a crash, or a duplicate starting just after a report, may
+repeat that one report. The event of a finished file does nothing.
 
 The object is read with If-Match on the event's ETag: if the key was overwritten since,
 this event is superseded (the newer upload has its own event) and nothing is placed.
@@ -72,6 +94,9 @@ ACCESS: Final[dict[str, frozenset[str]]] = {
     "OUTBOX_TABLE": frozenset({"dynamodb:PutItem"}),
     "IMPORT_BUCKET": frozenset({"s3:GetObject"}),
     "REJECTED_LINES_QUEUE_URL": frozenset({"sqs:SendMessage"}),
+    # This function itself (the Lambda runtime sets the variable to its name): a file
+    # too long for one invocation continues in a new one (see Progress).
+    "AWS_LAMBDA_FUNCTION_NAME": frozenset({"lambda:InvokeFunction"}),
 }
 IMPORT_BUCKET_ENV: Final = "IMPORT_BUCKET"
 ORDERS_TABLE_ENV: Final = "ORDERS_TABLE"
@@ -83,9 +108,11 @@ MAX_REPORTED_ERROR: Final = 4000  # of its error, in the body
 MAX_ERROR_ATTRIBUTE: Final = 256  # of its error, in the ERROR_MESSAGE attribute
 MAX_RESULT_REJECTIONS: Final = 100  # refused lines listed in the invocation's result
 CHECKPOINT_EVERY: Final = 100  # lines
-# Time kept in reserve when the import stops: one line (place_order and its retries)
-# and the checkpoint's write.
+# Time kept in reserve when the import stops: one line (place_order and its retries),
+# the checkpoint's write and the continuation's Invoke.
 STOP_MARGIN_MS: Final = 20_000
+# Lines re-read before the checkpoint (for duplicates) between two looks at the time.
+SKIP_TIME_CHECK_EVERY: Final = 1000
 UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 logger = logging.getLogger(__name__)
@@ -94,6 +121,7 @@ __all__ = [
     "ACCESS",
     "ConfigurationError",
     "ImportIncompleteError",
+    "ImportStalledError",
     "WrongBucketError",
     "client_request_id",
     "handler",
@@ -108,12 +136,16 @@ class WrongBucketError(ValueError):
 
 
 class ImportIncompleteError(RuntimeError):
-    """The import stopped at `next_line` (time running out, or a transient failure); its
-    checkpoint is saved, and the retry of the event continues from there."""
+    """The import stopped at `next_line` for a transient reason; its checkpoint is saved,
+    and the retry of the event continues from there."""
 
     def __init__(self, where: str, next_line: int, why: str) -> None:
         self.next_line = next_line
-        super().__init__(
+        super().__init__(self.explain(where, next_line, why))
+
+    @staticmethod
+    def explain(where: str, next_line: int, why: str) -> str:
+        return (
             f"{where}: stopped at line {next_line} ({why}). The lines before it are placed "
             "or reported; the invocation fails so that Lambda retries the event, and the "
             f"retry continues from line {next_line} (redrive the event from the function's "
@@ -121,8 +153,34 @@ class ImportIncompleteError(RuntimeError):
         )
 
 
+class ImportStalledError(ImportIncompleteError):
+    """An invocation imported no line before its time ran out: continuing would start
+    an invocation that stops at the same line, so it fails instead."""
+
+    @staticmethod
+    def explain(where: str, next_line: int, why: str) -> str:
+        return (
+            f"{where}: no line imported in this invocation, stopped at line {next_line} "
+            f"({why}). Not continued in a new invocation, which would stop there again; "
+            "the file resumes at that line when the event is retried or redriven from the "
+            "function's on-failure queue."
+        )
+
+
+class CheckpointMovedError(Exception):
+    """Another invocation of the same event saved the file's checkpoint since this one
+    read it: this one stops and leaves the file to the other."""
+
+
 class RemainingTime(Protocol):
     def get_remaining_time_in_millis(self) -> int: ...
+
+
+class InvocationContext(RemainingTime, Protocol):
+    """What the import reads of the Lambda context."""
+
+    @property
+    def invoked_function_arn(self) -> str: ...
 
 
 # --- the file format (pure) --------------------------------------------------------------
@@ -183,7 +241,10 @@ def numbered_lines(body: Iterable[bytes]) -> Iterable[tuple[int, bytes]]:
 @dataclass
 class ImportResult:
     """What the import of a file did, over all its invocations so far (`rejected`: the
-    refusals of this invocation, at most MAX_RESULT_REJECTIONS)."""
+    refusals of this invocation, at most MAX_RESULT_REJECTIONS). When it is not done:
+    `out_of_time` (this invocation stopped at `next_line`, checkpoint saved: to be
+    continued), `continued` (a new invocation was asked to), `overtaken` (another
+    invocation of the same event went further: the file is left to it)."""
 
     bucket: str
     key: str
@@ -196,6 +257,9 @@ class ImportResult:
     done: bool = False
     rejected: list[dict[str, Any]] = field(default_factory=list)
     superseded: bool = False
+    out_of_time: bool = False
+    continued: bool = False
+    overtaken: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -208,6 +272,9 @@ class ImportResult:
             "rejectedCount": self.rejected_count,
             "rejected": self.rejected,
             "done": self.done,
+            "nextLine": self.next_line,
+            "continued": self.continued,
+            "overtaken": self.overtaken,
             "superseded": self.superseded,
         }
 
@@ -243,26 +310,31 @@ class Checkpoint:
         self.pk = progress_key(result.bucket, result.key, result.etag)
         self.result = result
         self.saved_line = 1
+        self.version = 0  # of the item as this invocation last read or wrote it (0: none)
 
     def load(self) -> None:
         record = dynamodb.get(self.table, {"pk": self.pk})
         if record is not None:
             self.result.resume(record)
             self.saved_line = self.result.next_line
+            self.version = int(record.get("version", 0))
 
     def save(self) -> None:
-        """Write the progress; never moves it back (a concurrent invocation of the same
-        event may be further)."""
+        """Write the progress if the item is still the version this invocation last read
+        or wrote; CheckpointMovedError if another invocation of the event saved it since."""
         ddb = clients.client("dynamodb")
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(version)"}
+        if self.version:
+            condition = {
+                "ConditionExpression": "version = :seen",
+                "ExpressionAttributeValues": {":seen": {"N": str(self.version)}},
+            }
+        item = {"pk": self.pk, **self.result.record(), "version": self.version + 1}
         try:
-            ddb.put_item(
-                TableName=self.table,
-                Item=dynamodb.serialize({"pk": self.pk, **self.result.record()}),
-                ConditionExpression="attribute_not_exists(pk) OR nextLine <= :next",
-                ExpressionAttributeValues={":next": {"N": str(self.result.next_line)}},
-            )
-        except ddb.exceptions.ConditionalCheckFailedException:
-            logger.info("checkpoint %s: another invocation is further", self.pk)
+            ddb.put_item(TableName=self.table, Item=dynamodb.serialize(item), **condition)
+        except ddb.exceptions.ConditionalCheckFailedException as exc:
+            raise CheckpointMovedError(self.pk) from exc
+        self.version += 1
         self.saved_line = self.result.next_line
 
     def save_if_due(self) -> None:
@@ -270,11 +342,20 @@ class Checkpoint:
             self.save()
 
 
-def _report(
-    result: ImportResult, line: int, *, request_id: str, code: str, message: str, text: str
-) -> None:
+@dataclass(frozen=True)
+class Refusal:
+    """Why a line is refused: its ERROR_CODE and message."""
+
+    code: str
+    message: str
+
+
+def _report(result: ImportResult, line: int, raw: bytes, refusal: Refusal) -> None:
     """Send a refused line to the rejected-lines queue (raises if it cannot: the line
     must not be lost, so the import stops there and the retry reports it)."""
+    code, message = refusal.code, refusal.message
+    text = raw.decode("utf-8", errors="replace")
+    request_id = client_request_id(result.bucket, result.key, result.etag, line)
     rejection = {
         "bucket": result.bucket,
         "key": result.key,
@@ -339,7 +420,9 @@ def import_file(
 ) -> ImportResult:
     """Place every order of the file from its checkpoint on (see the module doc);
     returns what happened. `context`: the Lambda context, to stop in time (None: no
-    limit). Raises ImportIncompleteError when it stopped before the end."""
+    limit); a result that stopped for time is `out_of_time`, to be continued. Raises
+    ImportIncompleteError when it stopped at a transient failure, ImportStalledError
+    when it ran out of time without importing a line."""
     opened = _open(bucket, key, etag)
     if opened is None:
         logger.warning(
@@ -353,38 +436,77 @@ def import_file(
     if result.done:
         logger.info("s3://%s/%s (ETag %s) was imported already", bucket, key, result.etag)
         return result
-    where = f"s3://{bucket}/{key}"
+    try:
+        _import_from_checkpoint(result, checkpoint, body, context)
+    except CheckpointMovedError:
+        logger.warning(
+            "s3://%s/%s: another invocation of this event saved its checkpoint since this "
+            "one read it; this one stops at line %d and leaves the file to it",
+            bucket,
+            key,
+            result.next_line,
+        )
+        result.overtaken = True
+    return result
+
+
+def _import_from_checkpoint(
+    result: ImportResult,
+    checkpoint: Checkpoint,
+    body: Iterable[bytes],
+    context: RemainingTime | None,
+) -> None:
+    where = f"s3://{result.bucket}/{result.key}"
     first_of: dict[str, int] = {}  # the order a valid line asks for -> its first line
-    handled = 0  # lines of this invocation: at least one, so that every retry progresses
+    handled = skipped = 0  # lines of this invocation, lines before the checkpoint
     for number, raw in numbered_lines(body):
         if number < result.next_line:
             # Done by an earlier invocation: only remember its order, for duplicates.
             seen = _order_fingerprint(raw)
             if seen is not None:
                 first_of.setdefault(seen, number)
+            skipped += 1
+            if skipped % SKIP_TIME_CHECK_EVERY == 0 and _out_of_time(context):
+                why = "re-reading the lines before the checkpoint took the invocation's time"
+                raise ImportStalledError(where, result.next_line, why)
             continue
-        if handled and _out_of_time(context):
+        if _out_of_time(context):
+            if not handled:
+                raise ImportStalledError(
+                    where,
+                    number,
+                    f"less than {STOP_MARGIN_MS} ms of the invocation were left at its first "
+                    "line: the function's timeout must be longer",
+                )
             result.next_line = number
             checkpoint.save()
-            raise ImportIncompleteError(where, number, "the function's time was running out")
+            result.out_of_time = True
+            return
         try:
-            _import_line(result, number, raw, first_of)
-        except ConfigurationError:
+            refusal = _place_line(result, number, raw, first_of)
+            if refusal is not None:
+                # Saved first: a duplicate invocation that has not reported the line
+                # stops at its next save instead of reporting it too.
+                checkpoint.save()
+                _report(result, number, raw, refusal)
+        except (ConfigurationError, CheckpointMovedError):
             raise
         except Exception as exc:  # transient: the retry resumes at this line
             logger.exception("line %d of %s: not placed for now", number, where)
             _save_after_failure(checkpoint)
             raise ImportIncompleteError(where, number, f"{type(exc).__name__}: {exc}") from exc
+        result.lines += 1
         handled += 1
         result.next_line = number + 1
         checkpoint.save_if_due()
     result.done = True
     checkpoint.save()
-    return result
 
 
-def _import_line(result: ImportResult, number: int, raw: bytes, first_of: dict[str, int]) -> None:
-    """Place one line, or report why it is refused (refusals are final). Raises on a
+def _place_line(
+    result: ImportResult, number: int, raw: bytes, first_of: dict[str, int]
+) -> Refusal | None:
+    """Place one line, or say why it is refused (refusals are final). Raises on a
     transient failure, having counted nothing."""
     request_id = client_request_id(result.bucket, result.key, result.etag, number)
     try:
@@ -400,24 +522,47 @@ def _import_line(result: ImportResult, number: int, raw: bytes, first_of: dict[s
         placed = place_order(request)
     except (MalformedLineError, InvalidOrderError, RequestIdReusedError) as exc:
         code = exc.code if isinstance(exc, MalformedLineError) else "InvalidOrderLine"
-        text = raw.decode("utf-8", errors="replace")
-        _report(result, number, request_id=request_id, code=code, message=str(exc), text=text)
+        return Refusal(code, str(exc))
+    if placed.created:
+        result.placed += 1
     else:
-        if placed.created:
-            result.placed += 1
-        else:
-            result.already_placed += 1
-    result.lines += 1
+        result.already_placed += 1
+    return None
 
 
 def _save_after_failure(checkpoint: Checkpoint) -> None:
     try:
         checkpoint.save()
+    except CheckpointMovedError:
+        raise
     except Exception:  # the same outage: the retry resumes at the last saved checkpoint
         logger.exception("checkpoint %s not saved", checkpoint.pk)
 
 
-def handler(event: Mapping[str, Any], context: RemainingTime | None) -> dict[str, Any]:
+def _continue(event: Mapping[str, Any], context: InvocationContext, result: ImportResult) -> None:
+    """Hand the rest of the file to a new invocation of this function: the same event,
+    asynchronously; it resumes at the checkpoint just saved. ImportIncompleteError if
+    Lambda does not take it (the retry of this event resumes there instead)."""
+    try:
+        clients.client("lambda").invoke(
+            FunctionName=context.invoked_function_arn,
+            InvocationType="Event",
+            Payload=json.dumps(event).encode(),
+        )
+    except Exception as exc:
+        where = f"s3://{result.bucket}/{result.key}"
+        why = f"out of time, and the rest was not handed over: {type(exc).__name__}: {exc}"
+        raise ImportIncompleteError(where, result.next_line, why) from exc
+    result.continued = True
+    logger.info(
+        "s3://%s/%s: continued from line %d in a new invocation",
+        result.bucket,
+        result.key,
+        result.next_line,
+    )
+
+
+def handler(event: Mapping[str, Any], context: InvocationContext | None) -> dict[str, Any]:
     created = from_eventbridge(event, model=S3ObjectCreated)
     expected = env(IMPORT_BUCKET_ENV)
     if created.bucket.name != expected:
@@ -426,4 +571,7 @@ def handler(event: Mapping[str, Any], context: RemainingTime | None) -> dict[str
             f"{expected!r} (IMPORT_BUCKET): narrow the rule to the import bucket"
         )
     bucket, obj = created.bucket.name, created.object
-    return import_file(bucket, obj.key, obj.etag, context=context).as_dict()
+    result = import_file(bucket, obj.key, obj.etag, context=context)
+    if result.out_of_time and context is not None:
+        _continue(event, context, result)
+    return result.as_dict()

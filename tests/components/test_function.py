@@ -401,6 +401,17 @@ def test_no_async_config_by_default(code_dir: Path) -> None:
     assert not d.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
 
 
+def test_recursive_invocations_are_allowed_only_when_asked(code_dir: Path) -> None:
+    """Lambda stops a chain of invocations of one event after ~16 hops by default; a
+    function that continues itself in new invocations must allow them."""
+    recursion = "aws:lambda/functionRecursionConfig:FunctionRecursionConfig"
+    assert not deploy_function(args(code_dir)).of_type(recursion)
+    d = deploy_function(args(code_dir, recursive_loop="Allow"))
+    config = d.named("place-order-recursion", recursion)
+    assert config.inputs == {"functionName": FN_NAME, "recursiveLoop": "Allow"}
+    assert config.parent == d.named("place-order", "eventcraft:index:Function").urn
+
+
 def test_missing_timeout_is_a_clear_type_error(code_dir: Path) -> None:
     with pytest.raises(
         TypeError, match="missing 1 required keyword-only argument: 'timeout_seconds'"
@@ -474,6 +485,10 @@ class FifoDlq(FakeDlq):
             "async_on_failure: Lambda destinations cannot send to a FIFO queue",
         ),
         ({"function_name": "a/b"}, "function_name: 'a/b' must be 1..64 letters"),
+        (
+            {"recursive_loop": "Forever"},
+            "recursive_loop: 'Forever' is not allowed; use one of Terminate, Allow",
+        ),
     ],
 )
 def test_refuses_bad_args_before_creating_anything(

@@ -300,16 +300,20 @@ _ITEM_ACTIONS: Final = {
     "Delete": "DeleteItem",
     "ConditionCheck": "ConditionCheckItem",
 }
-# Environment variables that name a resource (CHECK_NAME=inventory does not).
-RESOURCE_ENV_SUFFIXES: Final = ("_TABLE", "_URL", "_BUCKET", "_BUS_NAME")
+# Environment variables that name a resource (CHECK_NAME=inventory does not);
+# AWS_LAMBDA_FUNCTION_NAME names the function itself.
+RESOURCE_ENV_SUFFIXES: Final = ("_TABLE", "_URL", "_BUCKET", "_BUS_NAME", "_FUNCTION_NAME")
+# API operations that IAM authorizes under another action name.
+_IAM_ACTIONS: Final = {"lambda:Invoke": "lambda:InvokeFunction"}
 
 
 @dataclass
 class CallRecorder:
     """(environment variable naming the resource, IAM action) of each call made through
-    eventcraft's clients, once `attach`ed. A table, queue or bucket is named by the one
-    environment variable that holds its name (or URL); TransactWriteItems counts as its
-    per-item actions and BatchGetItem per table, as IAM does; PutEvents as EVENT_BUS_NAME's.
+    eventcraft's clients, once `attach`ed. A table, queue, bucket or function is named by
+    the one environment variable that holds its name (or URL); TransactWriteItems counts
+    as its per-item actions and BatchGetItem per table, as IAM does; PutEvents as
+    EVENT_BUS_NAME's; Invoke as lambda:InvokeFunction.
     """
 
     calls: set[tuple[str, str]] = field(default_factory=set)
@@ -335,6 +339,7 @@ class CallRecorder:
     def __call__(self, model: Any, params: Mapping[str, Any], **_: Any) -> None:
         service = model.service_model.endpoint_prefix
         action = f"{service}:{model.name}"
+        action = _IAM_ACTIONS.get(action, action)
         found: set[tuple[str, str]]
         if model.name == "TransactWriteItems":
             found = set()
@@ -351,6 +356,12 @@ class CallRecorder:
             found = {(self._env_of(params["Bucket"]), action)}
         elif "Entries" in params:
             found = {("EVENT_BUS_NAME", action)}
+        elif "FunctionName" in params:
+            # A name, or an ARN arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>].
+            name = str(params["FunctionName"])
+            found = {
+                (self._env_of(name.split(":")[6] if name.startswith("arn:") else name), action)
+            }
         else:
             found = {("?", action)}
         with self.lock:

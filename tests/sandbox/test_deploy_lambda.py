@@ -274,3 +274,31 @@ def test_a_stream_mapping_needs_a_starting_position(sandbox: Sandbox, code_dir: 
 
     with pytest.raises(DeployError, match="needs startingPosition"):
         sandbox.deploy(program)
+
+
+def test_a_recursion_config_is_checked_as_lambda_checks_it(
+    sandbox: Sandbox, code_dir: Path
+) -> None:
+    """moto has no recursion config: the deployer checks the call's parameters and that
+    the function exists, as PutFunctionRecursionConfig would, and sends nothing."""
+
+    def allowed() -> None:
+        _function(code_dir, recursive_loop="Allow")
+
+    deployment = sandbox.deploy(allowed)
+    config = deployment.named("echo-recursion")
+    assert config.outputs == {"functionName": "project-dev-echo", "recursiveLoop": "Allow"}
+
+    def for_a_missing_function() -> None:
+        aws.lambda_.FunctionRecursionConfig("ghost", function_name="ghost", recursive_loop="Allow")
+
+    with pytest.raises(DeployError, match=r"Function not found: .*function:ghost"):
+        sandbox.deploy(for_a_missing_function)
+
+    def sometimes() -> None:  # on the function deployed above
+        aws.lambda_.FunctionRecursionConfig(
+            "sometimes", function_name="project-dev-echo", recursive_loop="Sometimes"
+        )
+
+    with pytest.raises(DeployError, match="recursiveLoop 'Sometimes' is not one of Allow"):
+        sandbox.deploy(sometimes)

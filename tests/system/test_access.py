@@ -4,6 +4,7 @@ on exactly the resources it touches, and ACCESS is read without importing handle
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from order_saga.catalogue import CODE_DIR, DLQ_PROCESSOR_HANDLER, function_specs
 from order_saga.config import OrderSagaConfig
 from order_saga.system import OrderSaga, OrderSagaArgs
 from order_saga.wiring import (
+    OWN_FUNCTION,
     AccessError,
     Binding,
     UnmappedResourceError,
@@ -75,10 +77,15 @@ def _pairs(document: dict[str, Any]) -> set[tuple[str, str]]:
 def _expected(
     system: System, function: Any, access: dict[str, frozenset[str]]
 ) -> set[tuple[str, str]]:
-    """ACCESS with each variable resolved to the ARN of the resource its value names."""
+    """ACCESS with each variable resolved to the ARN of the resource its value names
+    (OWN_FUNCTION: the function itself)."""
     env = function.inputs["environment"]["variables"]
     pairs = set()
     for variable, actions in access.items():
+        if variable == OWN_FUNCTION:
+            assert variable not in env  # the Lambda runtime sets it
+            pairs |= {(action, function.arn) for action in actions}
+            continue
         resource = system.resource_named(env[variable])
         arn = resource.arn
         assert arn is not None
@@ -168,6 +175,31 @@ def test_every_role_allows_exactly_what_its_handler_declares(stack: str, mode: s
                 assert "dynamodb:PutItem" not in actions, name
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_only_the_import_may_invoke_itself_and_it_allows_recursive_loops(stack: str) -> None:
+    """The bulk import continues a long file in new invocations of itself: it may invoke
+    its own function and nothing else, and Lambda's loop detection (16 hops) must not
+    end the chain."""
+    system = deploy(stack, "both")
+    invokers = {
+        policy.name: _pairs(json.loads(policy.inputs["policy"]))
+        for policy in system.of_type("aws:iam/rolePolicy:RolePolicy")
+        if "lambda:InvokeFunction" in policy.inputs["policy"]
+        and not policy.name.startswith("saga-orchestrator")
+    }
+    importer = system.function("import-orders")
+    assert invokers == {
+        "saga-import-orders-access-aws-lambda-function-name": {
+            ("lambda:InvokeFunction", importer.arn)
+        }
+    }
+    (recursion,) = system.of_type("aws:lambda/functionRecursionConfig:FunctionRecursionConfig")
+    assert recursion.inputs == {
+        "functionName": importer.outputs["name"],
+        "recursiveLoop": "Allow",
+    }
+
+
 def test_the_state_machine_may_invoke_exactly_its_task_functions() -> None:
     system = deploy("prod", "orchestration")
     (policy,) = [
@@ -175,7 +207,6 @@ def test_the_state_machine_may_invoke_exactly_its_task_functions() -> None:
         for p in system.of_type("aws:iam/rolePolicy:RolePolicy")
         if p.name == "saga-orchestrator-role-policy"
     ]
-    import json
 
     (invoke,) = [
         s
@@ -251,6 +282,29 @@ def test_wire_sets_the_variable_and_grants_exactly_the_actions() -> None:
     (statement,) = wiring.grants["access-orders-table"]
     assert list(statement.actions) == ["dynamodb:GetItem", "dynamodb:PutItem"]
     assert list(statement.resources) == [TABLE.arn]
+
+
+def test_the_own_function_is_granted_on_its_arn_once_it_exists() -> None:
+    """AWS_LAMBDA_FUNCTION_NAME, set by the Lambda runtime, names the function itself:
+    no variable is set, no binding needed, and the grant waits for the function's ARN."""
+    wiring = wire(
+        "handlers.x.handler",
+        {OWN_FUNCTION: frozenset({"lambda:InvokeFunction"})},
+        {"ORDERS_TABLE": TABLE},
+    )
+    assert (wiring.environment, wiring.grants) == ({}, {})
+    (statement,) = wiring.own_grants("arn:aws:lambda:us-east-1:123456789012:function:x")[
+        "access-aws-lambda-function-name"
+    ]
+    assert list(statement.actions) == ["lambda:InvokeFunction"]
+    assert list(statement.resources) == ["arn:aws:lambda:us-east-1:123456789012:function:x"]
+    assert wire("handlers.x.handler", {}, {}).own_grants("arn:x") == {}
+    with pytest.raises(
+        AccessError,
+        match=r"lists sqs:SendMessage, but AWS_LAMBDA_FUNCTION_NAME names its own function "
+        r"\(only lambda:\* actions",
+    ):
+        wire("handlers.x.handler", {OWN_FUNCTION: frozenset({"sqs:SendMessage"})}, {})
 
 
 def test_a_query_on_a_table_with_indexes_includes_its_indexes() -> None:

@@ -435,10 +435,18 @@ def test_streams_feed_the_projection_the_snapshots_and_the_windows_inserts_only(
         "handlers.project_order_history.handler",
         "handlers.snapshot_aggregates.handler",
     )
+    views = 0
     for mapping in system.of_type("aws:lambda/eventSourceMapping:EventSourceMapping"):
         if mapping.inputs["eventSourceArn"] == stream_arn:
             (criteria,) = mapping.inputs["filterCriteria"]["filters"]
             assert json.loads(criteria["pattern"]) == {"eventName": ["INSERT"]}
+        if mapping.inputs.get("startingPosition") and "outbox" not in mapping.name:
+            # Derived views ride out hours of throttling rather than leave a hole.
+            views += 1
+            assert mapping.inputs["maximumRetryAttempts"] == 200, mapping.name
+            assert mapping.inputs["maximumRecordAgeInSeconds"] == 6 * 3600, mapping.name
+            assert mapping.inputs["bisectBatchOnFunctionError"] is True, mapping.name
+    assert views == 3
 
 
 def _settings(system: System, short: str) -> dict[str, Any]:

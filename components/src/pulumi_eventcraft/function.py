@@ -9,7 +9,9 @@
   everything else is granted explicitly, one inline policy per grant
   (`grant(...)`, `grant_read(table)`, `grant_send(queue)`, ...);
 - alarms on Errors >= 1 and Throttles >= 1;
-- optionally, for asynchronous invocations, an on-failure destination queue.
+- optionally, for asynchronous invocations, an on-failure destination queue;
+- optionally, a recursion config allowing recursive invocations (a function that
+  continues its own work in new invocations of itself).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 Architecture = Literal["arm64", "x86_64"]
 ARCHITECTURES: tuple[str, ...] = ("arm64", "x86_64")
+RecursiveLoop = Literal["Terminate", "Allow"]
+RECURSIVE_LOOPS: tuple[str, ...] = ("Terminate", "Allow")
 # The retention values CloudWatch Logs accepts (PutRetentionPolicy), in days.
 LOG_RETENTION_DAYS: tuple[int, ...] = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
@@ -158,6 +162,10 @@ class FunctionArgs:
       pass a DeadLetterQueue: asynchronous invocations that fail
       `async_max_retry_attempts` (2, 0..2) retries or are older than
       `async_max_event_age_seconds` (3600 s, 60..21600) are recorded there.
+    - `recursive_loop`: "Terminate" (default, Lambda's) or "Allow". Lambda's recursive
+      loop detection stops a chain of invocations of the same event after about 16 hops
+      (a function invoking itself included); "Allow" is for a function that continues
+      its own work in new invocations of itself, and must then guard its own progress.
     - `function_name`: None (default) = "<project>-<stack>-<name>"; the physical name.
     - `description`: None (default) = the handler.
     - `alarms`: True (default): Errors >= 1 and Throttles >= 1 per minute.
@@ -181,6 +189,7 @@ class FunctionArgs:
     async_on_failure: bool | DeadLetterQueueLike = False
     async_max_retry_attempts: int = 2
     async_max_event_age_seconds: int = 3600
+    recursive_loop: RecursiveLoop = "Terminate"
     function_name: str | None = None
     description: str | None = None
     alarms: bool = True
@@ -266,6 +275,11 @@ class FunctionArgs:
             raise ValueError(
                 "async_on_failure: Lambda destinations cannot send to a FIFO queue; "
                 "use a standard DeadLetterQueue (or True to create one)"
+            )
+        if self.recursive_loop not in RECURSIVE_LOOPS:
+            raise ValueError(
+                f"recursive_loop: {self.recursive_loop!r} is not allowed; use one of "
+                f"{', '.join(RECURSIVE_LOOPS)}"
             )
         if self.function_name is not None and not _FUNCTION_NAME.fullmatch(self.function_name):
             raise ValueError(
@@ -354,7 +368,8 @@ class Function(pulumi.ComponentResource):
 
     Attributes: `function`, `arn`, `name` (physical), `role`, `log_group`,
     `timeout_seconds`, `architecture`, `reserved_concurrency`, `async_dlq` (or None),
-    `alarms` (the MetricAlarms), `grants` (grant name -> RolePolicy), `args`.
+    `recursion_config` (or None), `alarms` (the MetricAlarms), `grants` (grant name ->
+    RolePolicy), `args`.
     """
 
     function: aws.lambda_.Function
@@ -441,6 +456,14 @@ class Function(pulumi.ComponentResource):
         self.event_invoke_config: aws.lambda_.FunctionEventInvokeConfig | None = None
         if args.async_on_failure is not False:
             self._async_on_failure(name, args)
+        self.recursion_config: aws.lambda_.FunctionRecursionConfig | None = None
+        if args.recursive_loop != "Terminate":
+            self.recursion_config = aws.lambda_.FunctionRecursionConfig(
+                f"{name}-recursion",
+                function_name=self.function.name,
+                recursive_loop=args.recursive_loop,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         if args.alarms:
             self._alarm(name, "Errors", "errors", "an invocation failed")

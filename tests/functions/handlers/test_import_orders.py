@@ -3,9 +3,12 @@ once per file line; malformed lines reported on a queue, the others placed."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -13,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from contracts import parse_detail
-from eventcraft import clients, outbox
+from eventcraft import clients, dynamodb, outbox
 from eventcraft.publisher import Publisher
 from handlers import dlq_processor, import_orders
 from tests.functions.awsenv import (
@@ -217,13 +220,16 @@ def throttled_once_at(monkeypatch: pytest.MonkeyPatch, customer: str) -> None:
 
 
 def test_a_transient_failure_stops_at_its_line_and_the_retry_continues_there(
-    side: Side, rejected: str, monkeypatch: pytest.MonkeyPatch
+    side: Side, rejected: str, invokes: list[InvokeRequest], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A transient failure is not continued at once: the invocation fails, and Lambda
+    retries the event with backoff."""
     event = upload("batch-1.jsonl", ["{broken", *GOOD, "[1]"])
     throttled_once_at(monkeypatch, "customer-2")  # line 3
 
     with pytest.raises(import_orders.ImportIncompleteError, match="stopped at line 3"):
-        import_orders.handler(event, None)
+        import_orders.handler(event, CountdownContext(per_call_ms=0))
+    assert invokes == []
     assert [o["customerId"] for o in orders()] == ["customer-1"]
     assert [r["line"] for r in drain(rejected)] == [1]
 
@@ -260,60 +266,238 @@ def test_access_covers_what_place_order_needs() -> None:
     assert {k: import_orders.ACCESS[k] for k in place_order.ACCESS} == place_order.ACCESS
 
 
-def test_access_is_what_the_code_calls(side: Side, rejected: str, side_calls: CallRecorder) -> None:
+def test_access_is_what_the_code_calls(
+    side: Side, rejected: str, invokes: list[InvokeRequest], side_calls: CallRecorder
+) -> None:
+    side_calls.attach("lambda")
     event = upload("batch-1.jsonl", [*GOOD, "{broken"])
-    import_orders.handler(event, None)
-    import_orders.handler(event, None)  # duplicate: place_order reads the first order
+    import_orders.handler(event, CountdownContext(per_call_ms=100_000))  # continues itself
+    assert deliver_continuations(invokes)[-1]["done"] is True
     assert side_calls.by_env() == import_orders.ACCESS
 
 
 # --- #11 point 9: a file too big for one invocation -----------------------------------------
 
+FUNCTION = "order-import"
+FUNCTION_ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
+
 
 class CountdownContext:
     """A Lambda context whose remaining time drops by `per_call_ms` each time it is
-    asked (the import asks once a line): time passes with the work, not the wall clock."""
+    asked (the import asks once a line): time passes with the work, not the wall clock.
+    From 300 s by 40 s, the import does 7 lines an invocation (the 7th finds 20 s left,
+    its STOP_MARGIN_MS; the 8th none)."""
 
-    def __init__(self, timeout_ms: int = 300_000, per_call_ms: int = 40_000) -> None:
+    def __init__(
+        self,
+        timeout_ms: int = 300_000,
+        per_call_ms: int = 40_000,
+        invoked_function_arn: str = FUNCTION_ARN,
+    ) -> None:
         self.remaining_ms = timeout_ms
         self.per_call_ms = per_call_ms
+        self.invoked_function_arn = invoked_function_arn
 
     def get_remaining_time_in_millis(self) -> int:
         self.remaining_ms = max(0, self.remaining_ms - self.per_call_ms)
         return self.remaining_ms
 
 
-def test_a_file_too_big_for_one_invocation_resumes_from_its_checkpoint(
-    side: Side, rejected: str
-) -> None:
-    """Each invocation stops before its time runs out and saves where it is; each retry
-    continues there: every good line is placed once, every bad line reported once, and
-    the file completes (before, every attempt started again at line 1 and timed out)."""
-    bad = {3: "{not json", 11: '{"customerId": "c"}', 19: "[1]"}
-    lines = [bad.get(n) or {"customerId": f"customer-{n}", "items": [MUG]} for n in range(1, 26)]
-    event = upload("big.jsonl", lines)
+@dataclass(frozen=True)
+class InvokeRequest:
+    """An Invoke request as moto received it."""
 
-    stops: list[int] = []
-    result: dict[str, Any] = {}
-    for _ in range(10):  # Lambda retries the event; a redrive from its DLQ continues alike
-        try:
-            result = import_orders.handler(event, CountdownContext())
-            break
-        except import_orders.ImportIncompleteError as stopped:
-            assert "the function's time was running out" in str(stopped)
-            stops.append(stopped.next_line)
-    assert stops == [9, 17, 25]  # 8 lines an invocation, each resuming at the last stop
-    assert result["done"] is True
-    assert (result["lines"], result["placed"], result["rejectedCount"]) == (25, 22, 3)
-    assert sorted(o["customerId"] for o in orders()) == sorted(
-        f"customer-{n}" for n in range(1, 26) if n not in bad
+    function_arn: str
+    invocation_type: str
+    payload: dict[str, Any]
+
+
+@pytest.fixture
+def invokes(rejected: str, monkeypatch: pytest.MonkeyPatch) -> list[InvokeRequest]:
+    """The import function in moto (FUNCTION_ARN, what the context names), and the Invoke
+    requests moto receives for it, recorded instead of run: the test delivers each, as
+    Lambda's asynchronous queue does."""
+    from moto.awslambda.models import LambdaFunction
+
+    role = boto3.client("iam").create_role(RoleName="import", AssumeRolePolicyDocument="{}")
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return None\n")
+    boto3.client("lambda").create_function(
+        FunctionName=FUNCTION,
+        Runtime="python3.12",
+        Role=role["Role"]["Arn"],
+        Handler="handler.handler",
+        Code={"ZipFile": code.getvalue()},
     )
-    assert sorted(r["line"] for r in drain(rejected)) == [3, 11, 19]  # each once
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)  # as the Lambda runtime sets it
+    received: list[InvokeRequest] = []
 
-    # The event again (a late duplicate): the file is done, nothing placed or reported.
-    assert import_orders.handler(event, CountdownContext())["done"] is True
+    def invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> bytes:
+        invocation_type = request_headers.get("x-amz-invocation-type", "RequestResponse")
+        received.append(InvokeRequest(self.function_arn, invocation_type, json.loads(body)))
+        return b""
+
+    monkeypatch.setattr(LambdaFunction, "invoke", invoke)
+    return received
+
+
+def deliver_continuations(invokes: list[InvokeRequest], *, start: int = 0) -> list[dict[str, Any]]:
+    """Run each invocation the import asked for from `invokes[start]` on (and those they
+    ask for), in order, as Lambda's asynchronous queue does; their results."""
+    results = []
+    delivered = start
+    while delivered < len(invokes):
+        request = invokes[delivered]
+        delivered += 1
+        results.append(import_orders.handler(request.payload, CountdownContext()))
+    return results
+
+
+BAD_LINES = {3: "{not json", 11: '{"customerId": "c"}', 19: "[1]"}
+
+
+def big_file() -> dict[str, Any]:
+    """25 lines, 3 of them refused (BAD_LINES): 4 invocations of 7 lines."""
+    lines = [
+        BAD_LINES.get(n) or {"customerId": f"customer-{n}", "items": [MUG]} for n in range(1, 26)
+    ]
+    return upload("big.jsonl", lines)
+
+
+def assert_imported_once(rejected: str) -> None:
+    """Every good line of big_file placed once, every bad line reported once."""
+    assert sorted(o["customerId"] for o in orders()) == sorted(
+        f"customer-{n}" for n in range(1, 26) if n not in BAD_LINES
+    )
+    assert sorted(r["line"] for r in drain(rejected)) == sorted(BAD_LINES)
+
+
+def test_a_file_too_big_for_one_invocation_continues_itself_until_it_is_done(
+    side: Side, rejected: str, invokes: list[InvokeRequest]
+) -> None:
+    """An invocation whose time runs out saves its checkpoint, invokes its own function
+    with the same event and succeeds; the chain completes the file. Before, it failed
+    (an error each time) and Lambda's two retries took the file 3 invocations far at
+    most; the rest waited in the function's DLQ."""
+    event = big_file()
+
+    first = import_orders.handler(event, CountdownContext())
+
+    assert (first["done"], first["continued"], first["nextLine"]) == (False, True, 8)
+    assert invokes == [InvokeRequest(FUNCTION_ARN, "Event", event)]  # itself, async, same event
+    results = deliver_continuations(invokes)
+    assert [(r["nextLine"], r["continued"], r["done"]) for r in results] == [
+        (15, True, False),
+        (22, True, False),
+        (26, False, True),
+    ]
+    assert len(invokes) == 3
+    assert all(i == InvokeRequest(FUNCTION_ARN, "Event", event) for i in invokes)
+    last = results[-1]
+    assert (last["lines"], last["placed"], last["alreadyPlaced"], last["rejectedCount"]) == (
+        25,
+        22,
+        0,
+        3,
+    )
+    assert_imported_once(rejected)
+
+    # A continuation delivered again once the file is done: nothing placed or reported.
+    again = import_orders.handler(invokes[0].payload, CountdownContext())
+    assert (again["done"], again["continued"]) == (True, False)
+    assert len(invokes) == 3
     assert len(orders()) == 22
     assert drain(rejected) == []
+
+
+def test_a_continuation_delivered_twice_imports_each_line_once(
+    side: Side, rejected: str, invokes: list[InvokeRequest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two invocations of the same continuation at once: the second starts from the same
+    checkpoint while the first places its first line. The one that saves first goes on;
+    the other finds the checkpoint moved at its next save (before it reports line 11)
+    and stops without continuing: one chain, each order placed once, each bad line
+    reported once."""
+    event = big_file()
+    import_orders.handler(event, CountdownContext())
+    (continuation,) = invokes
+    real = import_orders.place_order
+    overlap: list[dict[str, Any]] = []
+
+    def place_while_the_duplicate_runs(request: Any) -> Any:
+        monkeypatch.setattr(import_orders, "place_order", real)  # once
+        overlap.append(import_orders.handler(continuation.payload, CountdownContext()))
+        return real(request)
+
+    monkeypatch.setattr(import_orders, "place_order", place_while_the_duplicate_runs)
+    first = import_orders.handler(continuation.payload, CountdownContext())
+
+    (duplicate,) = overlap
+    assert (duplicate["nextLine"], duplicate["continued"]) == (15, True)
+    assert (first["overtaken"], first["continued"], first["done"]) == (True, False, False)
+    assert len(invokes) == 2  # the first import's, and the duplicate's: one chain
+    results = deliver_continuations(invokes, start=1)
+    assert results[-1]["done"] is True
+    assert (results[-1]["placed"], results[-1]["rejectedCount"]) == (22, 3)
+    assert_imported_once(rejected)
+
+
+def test_an_invocation_that_imports_no_line_fails_instead_of_continuing(
+    side: Side, rejected: str, invokes: list[InvokeRequest]
+) -> None:
+    """Less than STOP_MARGIN_MS left at the first line (a function timeout of 20 s):
+    continuing would start an invocation that stops there again, forever."""
+    event = big_file()
+
+    with pytest.raises(import_orders.ImportStalledError) as stalled:
+        import_orders.handler(event, CountdownContext(timeout_ms=20_000, per_call_ms=1))
+
+    assert str(stalled.value).startswith(
+        "s3://order-imports/big.jsonl: no line imported in this invocation, stopped at line 1 "
+        "(less than 20000 ms of the invocation were left at its first line: the function's "
+        "timeout must be longer). Not continued in a new invocation"
+    )
+    assert invokes == []
+    assert orders() == []
+    assert drain(rejected) == []
+
+
+def test_re_reading_a_long_head_that_takes_the_whole_invocation_fails_too(
+    side: Side, rejected: str, invokes: list[InvokeRequest]
+) -> None:
+    """The lines before the checkpoint are re-read (for duplicates); an invocation that
+    spends its time there imports nothing, and says why instead of continuing."""
+    lines = [{"customerId": f"customer-{n}", "items": [MUG]} for n in range(1, 1501)]
+    event = upload("long.jsonl", lines)
+    pk = import_orders.progress_key(BUCKET, "long.jsonl", event["detail"]["object"]["etag"])
+    checkpoint = {"pk": pk, "nextLine": 1400, "lines": 1399, "placed": 1399, "version": 14}
+    boto3.client("dynamodb").put_item(TableName=ORDERS, Item=dynamodb.serialize(checkpoint))
+
+    with pytest.raises(import_orders.ImportStalledError, match="re-reading the lines before"):
+        # The first look at the time, at line 1000, finds 10 s left.
+        import_orders.handler(event, CountdownContext(per_call_ms=290_000))
+    assert invokes == []
+    assert orders() == []
+
+
+def test_a_continuation_lambda_refuses_fails_so_that_the_event_is_retried(
+    side: Side, rejected: str, invokes: list[InvokeRequest]
+) -> None:
+    event = big_file()
+    elsewhere = FUNCTION_ARN.replace(FUNCTION, "no-such-function")
+
+    with pytest.raises(import_orders.ImportIncompleteError) as stopped:
+        import_orders.handler(event, CountdownContext(invoked_function_arn=elsewhere))
+    assert "stopped at line 8 (out of time, and the rest was not handed over: " in str(
+        stopped.value
+    )
+    assert "ResourceNotFoundException" in str(stopped.value)
+
+    retry = import_orders.handler(event, CountdownContext())  # resumes at line 8
+    assert (retry["nextLine"], retry["continued"]) == (15, True)
+    deliver_continuations(invokes)
+    assert_imported_once(rejected)
 
 
 # --- #11 points 7 and 10: what a line may hold --------------------------------------------

@@ -34,9 +34,10 @@ Parts (each module's docstring has the semantics and what is approximated):
 `eventbridge` (PutEvents -> rules -> targets, retry policies, DLQs, archives, replay),
 `lambda_async` (asynchronous invocation retries and destinations), `schedules`
 (scheduled rules), `sqs` (queue -> function pollers), `streams` (DynamoDB stream /
-Kinesis shard pollers),
-`stepfunctions` (virtual Retry / Wait), and `eventcraft_sandbox.clock` (virtual time, the
-scheduler, moto's SQS / stream clocks). Only one `Delivery` can be installed at a time:
+Kinesis shard pollers), `stepfunctions` (virtual Retry / Wait), `concurrency`
+(deliveries started together under the `concurrency` fault), and
+`eventcraft_sandbox.clock` (virtual time, the scheduler, moto's SQS / stream clocks).
+Only one `Delivery` can be installed at a time:
 its patches are process-wide, like moto's state.
 """
 
@@ -91,8 +92,9 @@ class Delivery:
       sends to a queue (target or DLQ) whose resource policy lets the rule (else
       NO_PERMISSIONS -> the target's DLQ without retries, as AWS does);
     - `faults`: the run's `eventcraft_sandbox.faults.FaultPlan` (default: none): its
-      delivery faults (`redeliver`, `reorder`) are made here, as each part's docstring
-      says; `function_names`: deployed name -> the short name a fault's TARGET uses.
+      delivery faults (`redeliver`, `reorder`, and `concurrency`'s side) are made
+      here, as each part's docstring says; `function_names`: deployed name -> the
+      short name a fault's TARGET uses.
     """
 
     _installed: Delivery | None = None

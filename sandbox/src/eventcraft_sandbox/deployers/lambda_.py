@@ -191,6 +191,25 @@ def function_event_invoke_config(ctx: DeployContext, request: ResourceRequest) -
     return resource_id, outputs(request)
 
 
+_RECURSIVE_LOOPS = ("Allow", "Terminate")
+
+
+def function_recursion_config(ctx: DeployContext, request: ResourceRequest) -> Created:
+    """Checked as PutFunctionRecursionConfig (parameters, the function exists), not sent:
+    moto has no recursion config, and the sandbox does not stop recursive loops."""
+    client = ctx.for_request(request, "lambda")
+    function_name = request.require("functionName")
+    params = {"FunctionName": function_name, "RecursiveLoop": request.require("recursiveLoop")}
+    check_params(client, "PutFunctionRecursionConfig", params)
+    if params["RecursiveLoop"] not in _RECURSIVE_LOOPS:  # an enum botocore does not check
+        raise DeployError(
+            f"{request.typ} {request.name!r}: recursiveLoop {params['RecursiveLoop']!r} is not "
+            f"one of {', '.join(_RECURSIVE_LOOPS)}; Lambda refuses it"
+        )
+    client.get_function(FunctionName=function_name)
+    return function_name, outputs(request)
+
+
 # ------------------------------------------------------------ event source mappings
 
 _ESM_TOP_LEVEL = (
@@ -371,4 +390,5 @@ DEPLOYERS: dict[str, Deployer] = {
         function_event_invoke_config
     ),
     "aws:lambda/eventSourceMapping:EventSourceMapping": event_source_mapping,
+    "aws:lambda/functionRecursionConfig:FunctionRecursionConfig": function_recursion_config,
 }
