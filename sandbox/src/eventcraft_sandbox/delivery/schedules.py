@@ -19,7 +19,9 @@ Quiet: each rule is a `RecurringWork` of the scheduler (`eventcraft_sandbox.cloc
 settled: it fired after the last other activity, and each of its targets took that
 firing (EventBridge delivered it, and a Lambda target's invocation succeeded). A target
 that found nothing to do ends the run; one that failed (e.g. a sweeper during an
-outage) fires again on schedule until it succeeds, or until the run's bounds.
+outage) fires again on schedule until it succeeds, or until the run's bounds. So a
+target that leaves work for a later firing must say so by failing (the outbox sweeper
+raises when rows are left), or the run may end before that firing.
 Approximations: the first `rate` firing is one period after the sandbox saw the rule;
 the firing time has no jitter.
 """
