@@ -8,6 +8,8 @@
     dlq list
     dlq inspect QUEUE [--max N]
     dlq redrive QUEUE [--to bus|QUEUE] [--max N] [--dry-run]
+    outbox list [--older-than S] [--max N]
+    outbox republish [--older-than S] [--max N] [--dry-run]
     order show ORDER_ID [--max-executions N] [--last-events N]
     events put --detail-type T --detail JSON|@FILE|- [--source S]
     events sample DETAIL_TYPE
@@ -28,7 +30,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ops import dlq, events, orders, replay
+from ops import dlq, events, orders, outbox, replay
 from ops.aws import Clients, describe_aws_error
 from ops.errors import EXIT_USAGE, OpsError
 from ops.outputs import StackOutputs, load
@@ -73,6 +75,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _age(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -87,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
         prog="python -m ops",
-        description="Operate a deployed order-saga stack: replays, DLQs, orders, test events.",
+        description=(
+            "Operate a deployed order-saga stack: replays, DLQs, the outbox, orders, test events."
+        ),
         parents=[common],
         epilog="Exit codes: 0 ok, 1 the operation failed, 2 bad usage or configuration.",
     )
@@ -133,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     redrive.add_argument("--max", type=_positive_int, default=dlq.DEFAULT_MAX, metavar="N")
     redrive.add_argument("--dry-run", action="store_true", help="show where each would go")
+
+    outbox_parser = commands.add_parser("outbox", help="outbox rows not yet published")
+    outbox_commands = outbox_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = outbox_commands.add_parser(
+        "list", parents=[common], help="the unpublished outbox rows, oldest first"
+    )
+    republish = outbox_commands.add_parser(
+        "republish", parents=[common], help="publish the unpublished outbox rows and mark them"
+    )
+    for sub in (listing, republish):
+        sub.add_argument(
+            "--older-than",
+            type=_age,
+            default=outbox.DEFAULT_OLDER_THAN,
+            metavar="S",
+            help="only rows written at least S seconds ago (default %(default)s: rows the "
+            "relay is still publishing are left to it)",
+        )
+        sub.add_argument("--max", type=_positive_int, default=outbox.DEFAULT_MAX, metavar="N")
+    republish.add_argument("--dry-run", action="store_true", help="show which rows would go")
 
     order_parser = commands.add_parser("order", help="orders")
     order_commands = order_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -239,6 +273,17 @@ COMMANDS: dict[tuple[str, str], Callable[[Context], Result]] = {
         ctx.stack(),
         ctx.args.queue,
         to=ctx.args.to,
+        limit=ctx.args.max,
+        dry_run=ctx.args.dry_run,
+        sleep=ctx.sleep,
+    ),
+    ("outbox", "list"): lambda ctx: outbox.list_rows(
+        ctx.clients, ctx.stack(), older_than=ctx.args.older_than, limit=ctx.args.max
+    ),
+    ("outbox", "republish"): lambda ctx: outbox.republish(
+        ctx.clients,
+        ctx.stack(),
+        older_than=ctx.args.older_than,
         limit=ctx.args.max,
         dry_run=ctx.args.dry_run,
         sleep=ctx.sleep,

@@ -13,7 +13,12 @@ What a DLQ message is, read from its body and attributes (`kind`):
   ErrorCode, ErrorMessage, RequestID. Back: an EventBridge event goes on the bus.
 - `stream-failure`: a DynamoDB / Kinesis event source mapping's on-failure record. Body:
   {requestContext, responseContext, DDBStreamBatchInfo | KinesisBatchInfo: shard,
-  sequence numbers, batch size, stream ARN}. A POINTER, not the records: never moved.
+  sequence numbers, batch size, stream ARN}. A POINTER, not the records: never moved;
+  inspect and redrive say what it points at and how to recover. A pointer into the
+  outbox table's stream (the relay gave up on those rows, e.g. during an EventBridge
+  outage) is recovered by republishing the rows, which stay in the table unpublished:
+  the outbox sweeper does it on its schedule, `ops outbox republish` at once; once no
+  outbox row is unpublished, redrive deletes the pointer (resolved).
 - `consumer`: a work queue's message its consumer dead-lettered itself, with the error
   (attributes ERROR_CODE, ERROR_MESSAGE, SOURCE_QUEUE_ARN). Back: to its source queue,
   as `message`.
@@ -51,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from eventcraft import dlq as dlqs
+from eventcraft import outbox
 from eventcraft.dlq import DeadLetterQueue, DlqMessage, Outcome, Plan
 from eventcraft.publisher import Publisher
 from ops.aws import Clients, describe_aws_error, error_code
@@ -71,6 +77,15 @@ VISIBILITY_TIMEOUT: Final = 300
 STREAM_REPROCESS_EXAMPLE: Final = (
     ", e.g. for the history projection rebuild the read model from the event store"
 )
+OUTBOX_RECOVERY: Final = (
+    "the outbox sweeper republishes them within minutes once EventBridge takes events "
+    "again; to do it now: `python -m ops ... outbox republish` (`outbox list` shows them), "
+    "then delete this message"
+)
+OUTBOX_RESOLVED: Final = (
+    "no outbox row is unpublished: the rows this pointer names were republished since "
+    "(by the sweeper or `outbox republish`); the pointer is deleted"
+)
 NATIVE_MOVE_NOTE: Final = (
     "ops moves messages one by one (receive, send, delete); on AWS a work queue's DLQ "
     "can also go back to its source with SQS StartMessageMoveTask (console: Start DLQ "
@@ -82,7 +97,32 @@ AGE_METRIC_WINDOW_SECONDS: Final = 900
 # --- reading a message (pure) -------------------------------------------------------------
 
 
-def sample(message: DlqMessage) -> dict[str, Any]:
+def _stream_table(stream_arn: str) -> str | None:
+    """The table of a DynamoDB stream ARN (`...:table/<name>/stream/<label>`)."""
+    _, found, rest = stream_arn.partition(":table/")
+    return rest.split("/stream/", 1)[0] if found else None
+
+
+def _points_into(message: DlqMessage, table_name: str | None) -> bool:
+    """Whether a stream failure record points into the stream of table `table_name`."""
+    stream = str((message.stream_batch or {}).get("streamArn") or "")
+    return table_name is not None and _stream_table(stream) == table_name
+
+
+def stream_pointer(message: DlqMessage, outbox_table: str | None = None) -> tuple[str, str]:
+    """What a stream failure record holds and how to recover, in words."""
+    if _points_into(message, outbox_table):
+        holds = (
+            f"a pointer to {(message.stream_batch or {}).get('batchSize')} outbox rows the "
+            f"relay could not publish ({message.pointer()}); the rows stay in table "
+            f"{outbox_table}, unpublished"
+        )
+        return holds, OUTBOX_RECOVERY
+    holds = f"a pointer, not the data: {message.pointer()}"
+    return holds, dlqs.STREAM_RECOVERY.format(example=STREAM_REPROCESS_EXAMPLE)
+
+
+def sample(message: DlqMessage, outbox_table: str | None = None) -> dict[str, Any]:
     """What `inspect` shows of one message."""
     d = message.described
     result: dict[str, Any] = {
@@ -102,6 +142,7 @@ def sample(message: DlqMessage) -> dict[str, Any]:
     }
     if message.stream_batch is not None:
         result["streamBatch"] = dict(message.stream_batch)
+        result["holds"], result["recover"] = stream_pointer(message, outbox_table)
     return result
 
 
@@ -111,16 +152,26 @@ def sample(message: DlqMessage) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Destination:
     """Where `redrive` sends: `to` ("bus", a queue URL, or None: each message's source),
-    the DLQ's source queues (for `message` kind), the bus name."""
+    the DLQ's source queues (for `message` kind), the bus name, and the outbox table (a
+    stream pointer into it names the outbox's recovery)."""
 
     to: str | None
     source_queues: tuple[str, ...]
     bus: str | None
+    outbox_table: str | None = None
+    # Whether no outbox row is unpublished (None: not known): a relay's pointer is then
+    # resolved, the rows it points at were republished.
+    outbox_clear: bool | None = None
 
 
 def plan(message: DlqMessage, where: Destination) -> Plan:  # noqa: PLR0911 (one per case)
     """Where `message` goes back (pure; see the module doc)."""
     if message.kind == "stream-failure":
+        if _points_into(message, where.outbox_table):
+            if where.outbox_clear:
+                return Plan("resolved", reason=OUTBOX_RESOLVED)
+            holds, recover = stream_pointer(message, where.outbox_table)
+            return Plan("none", reason=f"{holds}. To recover: {recover}")
         return dlqs.stream_failure_plan(message, example=STREAM_REPROCESS_EXAMPLE)
     event = message.described.event
     if where.to == "bus":
@@ -186,6 +237,14 @@ def _remaining(clients: Clients, url: str) -> int | None:
     except UsageError:
         return None
     return int(value) if value is not None else None
+
+
+def _outbox_clear(clients: Clients, table_name: str) -> bool | None:
+    """Whether the outbox has no unpublished row (None: it cannot be read)."""
+    try:
+        return next(outbox.unpublished(table_name, client=clients.dynamodb), None) is None
+    except (ClientError, BotoCoreError):
+        return None
 
 
 def resolve_dlq(clients: Clients, outputs: StackOutputs, ref: str) -> NamedDlq:
@@ -355,6 +414,7 @@ class Summary:
     by_function: Counter[str] = field(default_factory=Counter)
     samples: list[dict[str, Any]] = field(default_factory=list)
     oldest: datetime | None = None
+    outbox_table: str | None = None
 
     def add(self, message: DlqMessage) -> None:
         d = message.described
@@ -373,7 +433,7 @@ class Summary:
         if message.sent_at and (self.oldest is None or message.sent_at < self.oldest):
             self.oldest = message.sent_at
         if len(self.samples) < MAX_SAMPLES:
-            self.samples.append(sample(message))
+            self.samples.append(sample(message, self.outbox_table))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -401,7 +461,7 @@ def inspect(
     """Summarise up to `limit` messages of a DLQ, leaving every one of them in it."""
     _check_max(limit)
     dlq = resolve_dlq(clients, outputs, ref)
-    summary = Summary()
+    summary = Summary(outbox_table=outputs.tables.get("outbox"))
     messages, not_released = dlqs.examine(
         _Dlq(clients.sqs, dlq.url, visibility=VISIBILITY_TIMEOUT), limit
     )
@@ -450,6 +510,9 @@ def inspect(
             ],
         )
     )
+    pointers = {(s["holds"].split(" (")[0], s["recover"]) for s in summary.samples if "holds" in s}
+    for holds, recover in sorted(pointers):
+        parts.append(f"stream pointers: {holds}\nto recover: {recover}")
     if not_released:
         parts.append(
             f"warning: {len(not_released)} message(s) could not be made visible at once; "
@@ -504,7 +567,13 @@ def redrive(
     bus: str | None = None
     if target == "bus" or (target is None and not sources):
         bus = outputs.require_bus("redriving EventBridge events to the bus")
-    where = Destination(target, sources, bus)
+    outbox_table = outputs.tables.get("outbox")
+    outbox_clear = (
+        _outbox_clear(clients, outbox_table)
+        if outbox_table and dlq.kind in ("stream-failure", None)
+        else None
+    )
+    where = Destination(target, sources, bus, outbox_table, outbox_clear)
     publisher = Publisher(bus, client=clients.events, sleep=sleep) if bus else None
     run = dlqs.redrive(
         _Dlq(clients.sqs, dlq.url, visibility=VISIBILITY_TIMEOUT),
@@ -554,6 +623,7 @@ def _redrive_result(
         "wouldMove": status["would-move"],
         "notMoved": [_outcome(o) for o in outcomes if o.status in ("not-moved", "would-not-move")],
         "movedNotDeleted": [_outcome(o) for o in outcomes if o.status == "moved-not-deleted"],
+        "resolved": [_outcome(o) for o in outcomes if o.status in ("resolved", "would-resolve")],
         "byTarget": dict(by_target),
         "messages": [_outcome(o) for o in outcomes],
         "approximateRemaining": _remaining(clients, dlq.url),
@@ -567,6 +637,7 @@ def _redrive_result(
             "dlq": dlq.name,
             "examined": len(outcomes),
             verb: data["wouldMove"] if dry_run else data["moved"],
+            "would resolve" if dry_run else "resolved": len(data["resolved"]),
             "not moved": len(data["notMoved"]),
             "left in queue": data["approximateRemaining"],
         }
@@ -582,6 +653,13 @@ def _redrive_result(
             )
         )
         parts.append("\n".join(f"{o.message.message_id}: {o.reason}" for o in problems if o.reason))
+    if data["resolved"]:
+        parts.append(
+            "\n".join(
+                f"{o['messageId']}: {'would be ' if dry_run else ''}resolved: {o['reason']}"
+                for o in data["resolved"]
+            )
+        )
     if data["movedNotDeleted"]:
         parts.append(
             "moved but not deleted: they are still in the DLQ and would be moved again by a "

@@ -21,6 +21,9 @@ HANDLER_LIBRARY: Final = ROOT / "eventcraft"
 LAYER_CACHE_DIR: Final = ROOT / ".build" / "layers"
 
 RELAY_HANDLER: Final = "handlers.outbox_relay.handler"
+# Republishes what the relay gave up on (an outage longer than its retries), on a schedule.
+SWEEPER_HANDLER: Final = "handlers.outbox_sweeper.handler"
+SWEEPER_TIMEOUT_SECONDS: Final = 300
 
 # The event types each handler entry emits (to the outbox or the bus), as its docstring
 # says; a saga step recorded in the order's saga state may also end the saga.

@@ -115,6 +115,9 @@ class OrderSagaConfig(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="logLevel")
     lambda_architecture: Literal["arm64", "x86_64"] = Field("arm64", alias="lambdaArchitecture")
     reserved_concurrency: int | None = Field(None, alias="reservedConcurrency", ge=1)
+    # The account's Lambda concurrency quota (AWS's default; new accounts start lower):
+    # every reservation together must leave 100 of it unreserved.
+    account_concurrency_limit: int = Field(1000, alias="accountConcurrencyLimit", ge=1)
     deletion_protection: bool = Field(False, alias="deletionProtection")
     state_machine_type: Literal["STANDARD", "EXPRESS"] = Field("STANDARD", alias="stateMachineType")
     snapshot_every: int = Field(50, alias="snapshotEvery", ge=1, le=10_000)

@@ -90,12 +90,15 @@ from order_saga.catalogue import (
     DLQ_PROCESSOR_TIMEOUT_SECONDS,
     HANDLER_LIBRARY,
     LAYER_CACHE_DIR,
+    ORCHESTRATION_FUNCTIONS,
     RELAY_HANDLER,
     REQUIREMENTS_FILE,
+    SWEEPER_HANDLER,
+    SWEEPER_TIMEOUT_SECONDS,
     SystemFunction,
     function_specs,
 )
-from order_saga.config import OrderSagaConfig, SagaMode
+from order_saga.config import NAMESPACE, OrderSagaConfig, SagaMode
 from order_saga.wiring import (
     Binding,
     check_bindings,
@@ -105,6 +108,7 @@ from order_saga.wiring import (
     wire,
 )
 from pulumi_eventcraft.alarms import Alerts, AlertsArgs, metric_alarm
+from pulumi_eventcraft.config import ConfigError
 from pulumi_eventcraft.event_bus import EventBus, EventBusArgs
 from pulumi_eventcraft.event_rule import (
     EventBusTarget,
@@ -124,7 +128,14 @@ from pulumi_eventcraft.event_source import (
     SqsSource,
     dynamodb_insert_only,
 )
-from pulumi_eventcraft.function import Function, FunctionArgs, RecursiveLoop, scoped_name
+from pulumi_eventcraft.function import (
+    MIN_UNRESERVED_CONCURRENCY,
+    Function,
+    FunctionArgs,
+    RecursiveLoop,
+    reservable_concurrency,
+    scoped_name,
+)
 from pulumi_eventcraft.layer import DependencyLayer, DependencyLayerArgs
 from pulumi_eventcraft.outbox_relay import OutboxRelay, OutboxRelayArgs
 from pulumi_eventcraft.queue import (
@@ -136,7 +147,7 @@ from pulumi_eventcraft.queue import (
 )
 from pulumi_eventcraft.renames import former_types
 from pulumi_eventcraft.saga import SagaStep, function_arns, saga_definition
-from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
+from pulumi_eventcraft.state_machine import ExpressDurationError, StateMachine, StateMachineArgs
 from pulumi_eventcraft.stream import Stream, StreamArgs
 from pulumi_eventcraft.table import (
     KeyAttribute,
@@ -196,6 +207,12 @@ OBSERVER_RULES: Final = frozenset({"history", "activity", "forward"})
 # the state machine retries them like the Lambda service's own faults.
 CONFLICT_ERRORS: Final = ("ConcurrentUpdateError", "TransactionConflictError")
 PAYMENT_TRANSIENT_ERRORS: Final = ("PaymentProviderUnavailable", *CONFLICT_ERRORS)
+# The views derived from streams (history read model, snapshots, activity windows) are
+# idempotent and rebuildable: they ride out hours of throttling or an outage by retrying
+# (bisect still isolates a poison record, which ends as a pointer after 6 hours) instead
+# of giving a batch up after 5 tries, which leaves a hole only a rebuild fills.
+DERIVED_VIEW_RETRY_ATTEMPTS: Final = 200
+DERIVED_VIEW_RECORD_AGE_SECONDS: Final = 6 * 3600
 
 # Lambda's log levels are WARN, Python's WARNING: the stack config uses Python's.
 _FUNCTION_LOG_LEVEL: Final = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
@@ -287,6 +304,7 @@ class OrderSaga(pulumi.ComponentResource):
             handler_module(DLQ_PROCESSOR_HANDLER), code_dir=self.code_dir
         )
         self._check_bindable()
+        self._check_reserved_concurrency()
         self.bucket_prefix = _bucket_prefix(name)
 
         self.provider = _emulator_provider(name, config.aws_endpoint)
@@ -330,13 +348,44 @@ class OrderSaga(pulumi.ComponentResource):
         if mode in ("choreography", "both"):
             self._declare_choreography()
         if mode in ("orchestration", "both"):
-            self._declare_orchestration()
+            try:
+                self._declare_orchestration()
+            except ExpressDurationError as exc:
+                raise ConfigError(
+                    f"Invalid stack config:\n  {NAMESPACE}:stateMachineType = 'EXPRESS': {exc}"
+                ) from None
         self._declare_side_flows()
         self._declare_dlq_processors()
         self.outputs = self._outputs()
         self.register_outputs({})
 
     # ------------------------------------------------------------------ checks
+
+    def reserved_functions(self) -> int:
+        """How many functions reserve `reservedConcurrency`: the catalogue's reserved
+        ones and the outbox relay (not the DLQ tools, not the sweeper)."""
+        return sum(1 for spec in self.specs if spec.reserved) + 1
+
+    def _check_reserved_concurrency(self) -> None:
+        """Every reservation fits in the account's quota (accountConcurrencyLimit) minus
+        what Lambda keeps unreserved; else `pulumi up` fails halfway."""
+        per_function = self.config.reserved_concurrency
+        if per_function is None:
+            return
+        count = self.reserved_functions()
+        limit = self.config.account_concurrency_limit
+        available = reservable_concurrency(limit)
+        if per_function * count <= available:
+            return
+        raise ConfigError(
+            "Invalid stack config:\n  "
+            f"{NAMESPACE}:reservedConcurrency = {per_function}: {count} functions reserve "
+            f"{per_function} each, {per_function * count} in all, but "
+            f"{NAMESPACE}:accountConcurrencyLimit = {limit} leaves {available} to reserve "
+            f"(Lambda keeps {MIN_UNRESERVED_CONCURRENCY} of the account's concurrency "
+            f"unreserved): reserve at most {available // count} per function, or raise the "
+            "account's Lambda concurrency quota (Service Quotas) and accountConcurrencyLimit"
+        )
 
     def _spec_access(self, spec: SystemFunction) -> dict[str, frozenset[str]]:
         access = read_access(handler_module(spec.handler), code_dir=self.code_dir)
@@ -758,11 +807,21 @@ class OrderSaga(pulumi.ComponentResource):
                     timeout_seconds=60,
                     environment={"DEFAULT_CURRENCY": self.config.default_currency},
                 ),
+                # Publishes what the relay gave up on; a scheduled run, not capacity.
+                sweeper=self._function_args(
+                    handler=SWEEPER_HANDLER,
+                    timeout_seconds=SWEEPER_TIMEOUT_SECONDS,
+                    environment={"DEFAULT_CURRENCY": self.config.default_currency},
+                    reserved=False,
+                ),
                 dead_letter_queue=self._stream_failures("outbox-relay"),
                 alarm_actions=self._actions,
             ),
             self._child,
         )
+        assert self.relay.sweep_rule is not None
+        sweep_dlq = self.relay.sweep_rule.dead_letter_queues["lambda"]
+        self.dead_letter_queues["outbox-sweep-lambda"] = (sweep_dlq, "rule-target")
 
     def _declare_choreography(self) -> None:
         orders = order_filter(self.mode, "choreography")
@@ -830,6 +889,8 @@ class OrderSaga(pulumi.ComponentResource):
                 ),
                 task_function_arns=function_arns(steps, on_failure=hook),
                 type=self.config.state_machine_type,
+                # Each task runs at most its function's timeout (the EXPRESS check).
+                max_task_seconds=max(s.timeout_seconds for s in ORCHESTRATION_FUNCTIONS),
                 log_level="ALL" if self.config.log_level == "DEBUG" else "ERROR",
                 log_retention_days=self.config.log_retention_days,
                 alarm_actions=self._actions,
@@ -889,6 +950,8 @@ class OrderSaga(pulumi.ComponentResource):
                     # Appends only: the event store never updates or deletes an event.
                     filter_patterns=[dynamodb_insert_only()],
                     on_failure=self._stream_failures(short),
+                    maximum_retry_attempts=DERIVED_VIEW_RETRY_ATTEMPTS,
+                    maximum_record_age_seconds=DERIVED_VIEW_RECORD_AGE_SECONDS,
                 ),
             )
 
@@ -929,6 +992,8 @@ class OrderSaga(pulumi.ComponentResource):
                 stream=self.activity_stream,
                 maximum_batching_window_seconds=1,
                 on_failure=self._stream_failures("activity-windows"),
+                maximum_retry_attempts=DERIVED_VIEW_RETRY_ATTEMPTS,
+                maximum_record_age_seconds=DERIVED_VIEW_RECORD_AGE_SECONDS,
             ),
         )
 
@@ -1005,6 +1070,7 @@ class OrderSaga(pulumi.ComponentResource):
             "functions": {
                 **{name: fn.name for name, fn in self.functions.items()},
                 "outbox-relay": self.relay.function.name,
+                **({"outbox-sweeper": self.relay.sweeper.name} if self.relay.sweeper else {}),
             },
             "bucket": self.bucket.bucket,
             "stream": self.activity_stream.name,

@@ -3,6 +3,7 @@ the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -115,9 +116,14 @@ def test_values_arrive_as_strings_and_json_like_from_the_cli() -> None:
             "order-saga:awsEndpoint = 'http://localhost:99999': must be an http(s) URL",
         ),
         (
+            "accountConcurrencyLimit",
+            "0",
+            "order-saga:accountConcurrencyLimit = '0': must be a number greater than or equal to 1",
+        ),
+        (
             "sagaMod",
             "both",
-            "order-saga:sagaMod = 'both': unknown key; allowed keys: activityStreamShards,",
+            "order-saga:sagaMod = 'both': unknown key; allowed keys: accountConcurrencyLimit,",
         ),
     ],
 )
@@ -228,3 +234,58 @@ def test_prod_is_stricter_than_dev() -> None:
     assert prod.log_retention_days > dev.log_retention_days
     assert prod.alert_email and not dev.alert_email
     assert prod.reserved_concurrency is not None
+
+
+def prod_with(**values: str) -> dict[str, str]:
+    return {**stack_config("prod", ROOT), **{f"{NAMESPACE}:{k}": v for k, v in values.items()}}
+
+
+def test_reserved_concurrency_must_fit_the_accounts_quota() -> None:
+    """prod reserves 20 on each of its 20 functions: 400 of an account's concurrency,
+    which Lambda refuses on an account whose quota leaves less than that beside the 100
+    it keeps unreserved (new accounts start far below the default 1000)."""
+    with pytest.raises(ConfigError) as raised:
+        run_program_file(PROGRAM, stack="prod", config=prod_with(accountConcurrencyLimit="499"))
+    assert str(raised.value) == (
+        "Invalid stack config:\n"
+        "  order-saga:reservedConcurrency = 20: 20 functions reserve 20 each, 400 in all, but "
+        "order-saga:accountConcurrencyLimit = 499 leaves 399 to reserve (Lambda keeps 100 of "
+        "the account's concurrency unreserved): reserve at most 19 per function, or raise "
+        "the account's Lambda concurrency quota (Service Quotas) and accountConcurrencyLimit"
+    )
+
+
+def test_a_quota_that_holds_every_reservation_deploys() -> None:
+    deployment = run_program_file(
+        PROGRAM, stack="prod", config=prod_with(accountConcurrencyLimit="500")
+    )
+    reserved = [
+        r.inputs["reservedConcurrentExecutions"]
+        for r in deployment.of_type("aws:lambda/function:Function")
+        if r.inputs.get("reservedConcurrentExecutions") is not None
+    ]
+    # The check counts exactly the functions that reserve (20 x 20 = 500 - 100).
+    assert reserved == [20] * 20
+    # Without reservations any quota will do.
+    run_program_file(
+        PROGRAM,
+        stack="dev",
+        config={**stack_config("dev", ROOT), f"{NAMESPACE}:accountConcurrencyLimit": "10"},
+    )
+
+
+def test_an_express_saga_that_can_outlast_five_minutes_is_refused() -> None:
+    """EXPRESS stops an execution after 5 minutes, wherever it is: the saga's worst case
+    (every step retried, the last failing, every compensation retried) is longer, so an
+    order could be left half-compensated. The error names the key, the state machine,
+    its worst case and the limit."""
+    config = {**stack_config("dev", ROOT), f"{NAMESPACE}:stateMachineType": "EXPRESS"}
+    with pytest.raises(ConfigError) as raised:
+        run_program_file(PROGRAM, stack="dev", config=config)
+    message = str(raised.value)
+    assert message.startswith(
+        "Invalid stack config:\n  order-saga:stateMachineType = 'EXPRESS': StateMachine "
+        "'saga-orchestrator' is EXPRESS, which stops an execution after 300 s"
+    )
+    assert re.search(r"but its worst case is \d+ s: reserve \d+ s -> pay \d+ s -> ", message)
+    assert message.endswith("or use type 'STANDARD'")

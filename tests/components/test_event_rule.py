@@ -252,11 +252,43 @@ def test_invalid_pattern_fails_at_declaration_naming_rule_and_field(
         ({"bus": "my bus"}, r"EventRuleArgs.bus: 'my bus' is not an event bus name or ARN"),
         ({"description": "x" * 513}, r"EventRuleArgs.description: 513 characters; at most 512"),
         ({"pattern": "source"}, r"EventRuleArgs.pattern: give a dict or a Pattern, not str"),
+        ({"pattern": None}, r"EventRuleArgs: give a pattern .*, a schedule .*, or both"),
+        (
+            {"schedule": "rate(1 minutes)"},
+            r"EventRuleArgs.schedule: 'rate\(1 minutes\)': with the value 1 the unit is 'minute'",
+        ),
+        (
+            {"bus": "orders", "schedule": "rate(5 minutes)"},
+            r"EventRuleArgs.schedule: scheduled rules run on the default event bus only",
+        ),
     ],
 )
 def test_refused_rule_args(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EventRuleArgs(**{"bus": "default", "pattern": PATTERN, **kwargs})
+
+
+def test_a_scheduled_rule_on_the_default_bus() -> None:
+    made: list[EventRule] = []
+
+    def program() -> None:
+        rule = EventRule(
+            "nightly",
+            EventRuleArgs(bus="default", schedule="cron(0 2 * * ? *)", description="Nightly"),
+        )
+        rule.add_target(lambda_target())
+        made.append(rule)
+
+    d = deploy(program)
+    rule = d.named("nightly-rule", RULE)
+    assert rule.inputs["scheduleExpression"] == "cron(0 2 * * ? *)"
+    assert rule.inputs["eventBusName"] == "default"
+    assert "eventPattern" not in rule.inputs
+    assert (made[0].pattern, made[0].schedule) == (None, "cron(0 2 * * ? *)")
+    assert d.named("nightly-lambda", TARGET).inputs["arn"] == FUNCTION_ARN
+    # Rules of the default bus have the RuleName dimension only.
+    alarm = d.named("nightly-dlq-failure-alarm", ALARM)
+    assert alarm.inputs["dimensions"] == {"RuleName": "nightly-rule"}
 
 
 # ------------------------------------------------------------------------ Lambda

@@ -1,5 +1,5 @@
 """OutboxRelay: the function, stream mapping, grants and alarms a user sees in
-`pulumi preview`, and the tables and settings it refuses."""
+`pulumi preview`, its sweeper and schedule, and the tables and settings it refuses."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pulumi_eventcraft.outbox_relay import (
     OutboxRelayArgs,
 )
 from pulumi_eventcraft.queue import DeadLetterQueue
-from pulumi_eventcraft.table import Table, outbox_table, state_table
+from pulumi_eventcraft.table import OUTBOX_PENDING_INDEX, Table, outbox_table, state_table
 
 ACCOUNT = "123456789012"
 FUNCTION = "aws:lambda/function:Function"
@@ -36,6 +36,10 @@ STREAM_ARN = f"{TABLE_ARN}/stream/2026-01-01T00:00:00.000"
 BUS_ARN = f"arn:aws:events:us-east-1:{ACCOUNT}:event-bus/orders-bus"
 DLQ_ARN = f"arn:aws:sqs:us-east-1:{ACCOUNT}:relay-stream-failures-queue"
 KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+INDEX_ARN = f"{TABLE_ARN}/index/pending"
+RULE = "aws:cloudwatch/eventRule:EventRule"
+TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+PERMISSION = "aws:lambda/permission:Permission"
 
 
 @pytest.fixture
@@ -45,7 +49,19 @@ def code_dir(tmp_path: Path) -> Path:
     (tmp_path / "handlers" / "outbox_relay.py").write_text(
         "def handler(event, context):\n    return {'batchItemFailures': []}\n"
     )
+    (tmp_path / "handlers" / "outbox_sweeper.py").write_text(
+        "def handler(event, context):\n    return {}\n"
+    )
     return tmp_path
+
+
+def sweeper_args(code_dir: Path, **overrides: Any) -> FunctionArgs:
+    return FunctionArgs(
+        handler="handlers.outbox_sweeper.handler",
+        timeout_seconds=300,
+        code_dir=code_dir,
+        **overrides,
+    )
 
 
 def relay_program(
@@ -62,9 +78,13 @@ def relay_program(
             "function": FunctionArgs(
                 handler="handlers.outbox_relay.handler", timeout_seconds=60, code_dir=code_dir
             ),
+            # The relay alone unless a test asks for the sweeper.
+            "sweeper": False,
             "alarm_actions": ["arn:aws:sns:us-east-1:123456789012:alerts"],
             **overrides,
         }
+        if args.get("sweeper") == "default":
+            args["sweeper"] = sweeper_args(code_dir)
         if args.get("dead_letter_queue") == "own":
             args["dead_letter_queue"] = DeadLetterQueue("own-dlq")
         relay = OutboxRelay("relay", OutboxRelayArgs(**args))
@@ -74,9 +94,8 @@ def relay_program(
     return deploy(program, mocks=mocks), mocks
 
 
-def role_statements(d: Deployment) -> list[dict[str, Any]]:
-    """Every statement of every inline policy of the relay function's role."""
-    role_id = "relay-function-role"
+def role_statements(d: Deployment, role_id: str = "relay-function-role") -> list[dict[str, Any]]:
+    """Every statement of every inline policy of the relay function's role (or another)."""
     found = []
     for policy in d.of_type(ROLE_POLICY):
         if policy.inputs["role"] == role_id:
@@ -299,6 +318,26 @@ def test_the_row_layout_matches_eventkit_outbox() -> None:
             r"OutboxRelayArgs.iterator_age_alarm_seconds: 0 is outside 1..604800 seconds",
         ),
         (None, {"function": {"handler": "x"}}, r"OutboxRelayArgs.function: expected FunctionArgs"),
+        (
+            None,
+            {"sweeper": {"handler": "x"}},
+            r"OutboxRelayArgs.sweeper: expected FunctionArgs, or False for no sweeper",
+        ),
+        (
+            outbox_table(global_secondary_indexes=()),
+            {"sweeper": "default"},
+            r"'outbox' has no index 'pending' \(pendingShard, createdAt\): the sweeper finds",
+        ),
+        (
+            None,
+            {"sweeper": "default", "sweep_schedule": "rate(5 minute)"},
+            r"OutboxRelayArgs.sweep_schedule: 'rate\(5 minute\)': with the value 5 the unit is",
+        ),
+        (
+            None,
+            {"sweeper": "default", "sweep_after_seconds": 30},
+            r"OutboxRelayArgs.sweep_after_seconds: 30 is outside 60..604800 seconds",
+        ),
     ],
 )
 def test_bad_tables_and_settings_are_refused_before_any_relay_resource(
@@ -315,8 +354,11 @@ def test_bad_tables_and_settings_are_refused_before_any_relay_resource(
             "function": FunctionArgs(
                 handler="handlers.outbox_relay.handler", timeout_seconds=60, code_dir=code_dir
             ),
+            "sweeper": False,
             **overrides,
         }
+        if args["sweeper"] == "default":
+            args["sweeper"] = sweeper_args(code_dir)
         OutboxRelay("relay", OutboxRelayArgs(**args))
 
     with pytest.raises(ValueError, match=message):
@@ -324,6 +366,81 @@ def test_bad_tables_and_settings_are_refused_before_any_relay_resource(
     assert not [r for r in mocks.registrations if r.name.startswith("relay")]
 
 
-def test_the_relay_function_is_an_argument() -> None:
-    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'function'"):
+def test_the_relay_function_and_the_sweeper_are_arguments() -> None:
+    with pytest.raises(TypeError, match="missing 2 required keyword-only arguments: 'function'"):
         OutboxRelayArgs(table=None, bus=None)  # type: ignore[call-arg, arg-type]
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'sweeper'"):
+        OutboxRelayArgs(table=None, bus=None, function=None)  # type: ignore[call-arg, arg-type]
+
+
+# ------------------------------------------------------------------------ the sweeper
+
+
+def test_the_sweeper_runs_on_a_schedule_told_which_bus_table_and_age(code_dir: Path) -> None:
+    d, _ = relay_program(code_dir, sweeper="default", sweep_after_seconds=300)
+    sweeper = d.named("relay-sweeper-function", FUNCTION)
+    assert sweeper.parent == d.named("relay-sweeper").urn
+    assert sweeper.inputs["handler"] == "handlers.outbox_sweeper.handler"
+    variables = sweeper.inputs["environment"]["variables"]
+    assert (
+        variables["EVENT_BUS_NAME"],
+        variables["OUTBOX_TABLE"],
+        variables["SWEEP_AFTER_SECONDS"],
+    ) == ("orders-bus", "outbox-table", "300")
+
+    rule = d.named("relay-sweep-rule", RULE)
+    assert rule.parent == d.named("relay-sweep").urn
+    assert d.named("relay-sweep").parent == d.named("relay").urn
+    assert rule.inputs["scheduleExpression"] == "rate(5 minutes)"
+    assert rule.inputs["eventBusName"] == "default"
+    assert "eventPattern" not in rule.inputs
+    target = d.named("relay-sweep-lambda", TARGET)
+    assert target.inputs["arn"] == sweeper.outputs["arn"]
+    assert target.inputs["deadLetterConfig"]["arn"].endswith("relay-sweep-lambda-dlq-queue")
+    permission = d.named("relay-sweep-lambda-permission", PERMISSION)
+    assert permission.inputs["principal"] == "events.amazonaws.com"
+
+
+def test_the_sweeper_may_query_the_pending_index_mark_rows_and_put_events_only(
+    code_dir: Path,
+) -> None:
+    d, _ = relay_program(code_dir, outbox_table(kms_key_arn=KEY_ARN), sweeper="default")
+    allowed = actions_on(role_statements(d, "relay-sweeper-role"))
+    log_group = (
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/project-dev-relay-sweeper"
+    )
+    assert allowed == {
+        f"{log_group}:*": {"logs:CreateLogStream", "logs:PutLogEvents"},
+        "*": {"xray:PutTraceSegments", "xray:PutTelemetryRecords"},
+        BUS_ARN: {"events:PutEvents"},
+        # The unpublished rows, through the sparse index only; no Scan, no writes but
+        # the conditional mark.
+        INDEX_ARN: {"dynamodb:Query"},
+        TABLE_ARN: {"dynamodb:UpdateItem"},
+        KEY_ARN: {"kms:Decrypt", "kms:GenerateDataKey"},
+    }
+
+
+def test_the_schedule_and_age_are_settings(code_dir: Path) -> None:
+    d, _ = relay_program(
+        code_dir, sweeper="default", sweep_schedule="cron(0/10 * * * ? *)", sweep_after_seconds=60
+    )
+    assert d.named("relay-sweep-rule", RULE).inputs["scheduleExpression"] == "cron(0/10 * * * ? *)"
+    variables = d.named("relay-sweeper-function", FUNCTION).inputs["environment"]["variables"]
+    assert variables["SWEEP_AFTER_SECONDS"] == "60"
+
+
+def test_without_a_sweeper_nothing_is_scheduled(code_dir: Path) -> None:
+    d, _ = relay_program(code_dir, sweeper=False)
+    assert d.of_type(RULE) == []
+    assert [f.name for f in d.of_type(FUNCTION)] == ["relay-function-function"]
+
+
+def test_the_pending_index_matches_eventcraft_outbox() -> None:
+    from eventcraft import outbox
+
+    assert OUTBOX_PENDING_INDEX.name == outbox.PENDING_INDEX
+    assert OUTBOX_PENDING_INDEX.hash_key.name == outbox.PENDING_SHARD
+    assert OUTBOX_PENDING_INDEX.range_key is not None
+    assert OUTBOX_PENDING_INDEX.range_key.name == outbox.CREATED_AT
+    assert OUTBOX_PENDING_INDEX in outbox_table().global_secondary_indexes

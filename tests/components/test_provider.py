@@ -48,8 +48,11 @@ ARGS: dict[str, type] = {
 }
 # Required dataclass args that the provider takes in another shape (module docstring):
 # a mapping's `source` is one of sqsQueue / dynamodbStream / kinesisStream; the relay
-# creates its outbox table.
-NOT_REQUIRED_IN_PROVIDER = {"EventSourceMapping": {"source"}, "OutboxRelay": {"table"}}
+# creates its outbox table, and an omitted sweeper is the dataclass's `sweeper=False`.
+NOT_REQUIRED_IN_PROVIDER = {
+    "EventSourceMapping": {"source"},
+    "OutboxRelay": {"table", "sweeper"},
+}
 # Provider inputs that are not dataclass fields: they call a method after construction.
 PROVIDER_ONLY = {
     "EventRule": {"targets"},
@@ -268,6 +271,31 @@ def test_construct_function_with_a_grant(provider: ComponentProvider, code_dir: 
     state = d.outputs["state"]
     assert state["arn"] == fn.outputs["arn"]
     assert state["roleName"] == d.named("notify-role", "aws:iam/role:Role").outputs["name"]
+
+
+def test_construct_outbox_relay_with_its_sweeper_on_a_schedule(
+    provider: ComponentProvider, code_dir: Path
+) -> None:
+    function = {"handler": "handlers.notify.handler", "timeoutSeconds": 60.0}
+    d = construct(
+        provider,
+        "OutboxRelay",
+        "outbox",
+        {
+            "bus": {"name": "accounts", "arn": ARN.format("events", "event-bus/accounts")},
+            "function": {**function, "codeDir": str(code_dir)},
+            "sweeper": {**function, "codeDir": str(code_dir)},
+            "sweepSchedule": "rate(10 minutes)",
+            "sweepAfterSeconds": 300.0,
+        },
+    )
+    table = d.named("outbox-outbox-table", "aws:dynamodb/table:Table")
+    assert [i["name"] for i in table.inputs["globalSecondaryIndexes"]] == ["pending"]
+    rule = d.named("outbox-sweep-rule", "aws:cloudwatch/eventRule:EventRule")
+    assert rule.inputs["scheduleExpression"] == "rate(10 minutes)"
+    sweeper = d.named("outbox-sweeper-function", "aws:lambda/function:Function")
+    assert sweeper.inputs["environment"]["variables"]["SWEEP_AFTER_SECONDS"] == "300"
+    assert d.outputs["state"]["sweeperArn"] == sweeper.outputs["arn"]
 
 
 def test_construct_sqs_mapping_grants_the_role_on_the_queue(provider: ComponentProvider) -> None:

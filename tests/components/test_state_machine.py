@@ -17,8 +17,10 @@ from pulumi_eventcraft.state_machine import (
     DefinitionError,
     StateMachine,
     StateMachineArgs,
+    UnboundedDurationError,
     lambda_task_arns,
     validate_definition,
+    worst_case_duration,
 )
 
 SFN = "aws:sfn/stateMachine:StateMachine"
@@ -58,8 +60,11 @@ def lambda_function(name: str) -> aws.lambda_.Function:
     )
 
 
-def saga_program(**overrides: Any) -> tuple[Deployment, Resource]:
-    """The orders saga, with its functions declared in the program."""
+def saga_program(
+    mocks: RecordingMocks | None = None, **overrides: Any
+) -> tuple[Deployment, Resource]:
+    """The orders saga, with its functions declared in the program (`mocks`: to see what
+    was registered when it fails)."""
 
     def program() -> None:
         fns = {n: lambda_function(n) for n in ("reserve", "release", "pay", "refund", "ship")}
@@ -80,7 +85,7 @@ def saga_program(**overrides: Any) -> tuple[Deployment, Resource]:
         pulumi.export("arn", machine.arn)
         pulumi.export("roleArn", machine.role.arn)
 
-    d = deploy(program)
+    d = deploy(program, mocks=mocks)
     return d, d.named("orders-sm", SFN)
 
 
@@ -191,6 +196,7 @@ def test_failed_and_timed_out_executions_raise_alarms() -> None:
 def test_options_reach_the_resources() -> None:
     d, sm = saga_program(
         type="EXPRESS",
+        max_task_seconds=5,  # the worst case, 203 s, fits in EXPRESS's 5 minutes
         log_level="ALL",
         include_execution_data=True,
         log_retention_days=30,
@@ -465,6 +471,12 @@ def test_express_refuses_integration_patterns_it_cannot_run() -> None:
         ),
         ({"task_function_arns": f"{FN}:a"}, r"task_function_arns must be a list of ARNs"),
         ({"definition": {"StartAt": "A", "States": {}}}, r"definition has no States"),
+        ({"max_task_seconds": 0}, r"StateMachineArgs.max_task_seconds must be 1..99999999"),
+        # A Lambda task without a timeout may run Lambda's 900 s.
+        (
+            {"type": "EXPRESS"},
+            r"StateMachine 'orders' is EXPRESS, .* but its worst case is 900 s: A 900 s\.",
+        ),
     ],
 )
 def test_bad_args_are_refused_before_any_resource(kwargs: dict[str, Any], message: str) -> None:
@@ -477,3 +489,101 @@ def test_bad_args_are_refused_before_any_resource(kwargs: dict[str, Any], messag
     with pytest.raises(ValueError, match=message):
         deploy(program, mocks=mocks)
     assert mocks.registrations == []
+
+
+# ------------------------------------------------------------------ worst case
+
+
+def test_an_express_saga_that_can_outlast_five_minutes_is_refused_naming_its_worst_case() -> None:
+    """The orders saga with 30 s tasks: three steps retried 3 times (4 x 30 s + 1 + 2 + 4
+    s waits) and two compensations retried 5 times (6 x 30 s + 31 s) take 803 s when the
+    last step fails; EXPRESS would stop the execution halfway through the compensations."""
+    mocks = RecordingMocks()
+    with pytest.raises(ValueError) as raised:
+        saga_program(mocks, type="EXPRESS", max_task_seconds=30)
+    assert str(raised.value) == (
+        "StateMachine 'orders' is EXPRESS, which stops an execution after 300 s wherever it "
+        "is (e.g. halfway through its compensations), but its worst case is 803 s: "
+        "reserve 127 s -> pay 127 s -> ship 127 s -> CompensatePay 211 s -> "
+        "CompensateReserve 211 s. Shorten the task timeouts (TimeoutSeconds, "
+        "StateMachineArgs.max_task_seconds) or the retries, or use type 'STANDARD'"
+    )
+    assert [r.name for r in mocks.registrations if r.name.startswith("orders")] == []
+    # STANDARD runs for up to a year: the same saga is fine.
+    _, sm = saga_program(type="STANDARD", max_task_seconds=30)
+    assert sm.inputs["type"] == "STANDARD"
+
+
+def task(resource: str = f"{FN}:a", **fields: Any) -> dict[str, Any]:
+    return {"Type": "Task", "Resource": resource, **fields}
+
+
+def test_the_worst_case_takes_the_longest_path_with_its_timeouts_retries_and_waits() -> None:
+    definition = {
+        "StartAt": "Fetch",
+        "States": {
+            "Fetch": task(
+                TimeoutSeconds=10,
+                Retry=[
+                    {"ErrorEquals": ["A"], "MaxAttempts": 2, "IntervalSeconds": 3},
+                    {
+                        "ErrorEquals": ["B"],
+                        "MaxAttempts": 3,
+                        "IntervalSeconds": 20,
+                        "BackoffRate": 3.0,
+                        "MaxDelaySeconds": 30,
+                    },
+                ],
+                Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Undo"}],
+                Next="Pause",
+            ),
+            "Pause": {"Type": "Wait", "Seconds": 5, "Next": "Fan"},
+            "Fan": {
+                "Type": "Parallel",
+                "Branches": [
+                    {"StartAt": "Quick", "States": {"Quick": task(TimeoutSeconds=1, End=True)}},
+                    {"StartAt": "Slow", "States": {"Slow": task(TimeoutSeconds=40, End=True)}},
+                ],
+                "End": True,
+            },
+            "Undo": task(TimeoutSeconds=20, Next="Failed"),
+            "Failed": {"Type": "Fail"},
+        },
+    }
+    validate_definition(definition)
+    worst = worst_case_duration(definition)
+    # Fetch: 6 attempts x 10 s + waits 3 + 6 (retrier A) + 20 + 30 + 30 (B, capped).
+    assert worst.path == (("Fetch", 149.0), ("Pause", 5.0), ("Fan", 40.0))
+    assert worst.seconds == 194.0
+    # A function timeout below a task's TimeoutSeconds bounds it.
+    assert worst_case_duration(definition, max_task_seconds=5).seconds == 6 * 5 + 89 + 5 + 5
+
+
+@pytest.mark.parametrize(
+    ("states", "message"),
+    [
+        (
+            {
+                "Poll": task(TimeoutSeconds=5, Next="Done?"),
+                "Done?": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.done", "BooleanEquals": False, "Next": "Poll"}],
+                    "Default": "End",
+                },
+                "End": {"Type": "Succeed"},
+            },
+            r"state 'Poll' can run again \(a loop\)",
+        ),
+        (
+            {"Poll": {"Type": "Wait", "TimestampPath": "$.at", "End": True}},
+            r"Wait state 'Poll' waits for a path or a timestamp",
+        ),
+        (
+            {"Poll": task("arn:aws:states:::sqs:sendMessage", End=True)},
+            r"Task state 'Poll' \(arn:aws:states:::sqs:sendMessage\) has no TimeoutSeconds",
+        ),
+    ],
+)
+def test_an_unbounded_definition_is_named(states: dict[str, Any], message: str) -> None:
+    with pytest.raises(UnboundedDurationError, match=message):
+        worst_case_duration({"StartAt": "Poll", "States": states})

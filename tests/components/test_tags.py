@@ -140,7 +140,10 @@ def outbox_relay(tags: Tags, code_dir: Path) -> None:
     relay = FunctionArgs(handler="handlers.echo.handler", timeout_seconds=60, code_dir=code_dir)
     bus = EventBus("bus", EventBusArgs(archive=False))
     table = Table("outbox", outbox_table())
-    OutboxRelay("it", OutboxRelayArgs(table=table, bus=bus, function=relay, tags=tags))
+    # With its sweeper: the tags reach its function, scheduled rule and DLQ too.
+    OutboxRelay(
+        "it", OutboxRelayArgs(table=table, bus=bus, function=relay, sweeper=relay, tags=tags)
+    )
 
 
 def queue(tags: Tags, _: Path) -> None:
@@ -214,11 +217,15 @@ def test_a_function_tag_of_the_relay_wins_over_the_relays_own(code_dir: Path) ->
         )
         bus = EventBus("bus", EventBusArgs(archive=False))
         table = Table("outbox", outbox_table())
-        OutboxRelay("it", OutboxRelayArgs(table=table, bus=bus, function=relay, tags=TAGS))
+        OutboxRelay(
+            "it", OutboxRelayArgs(table=table, bus=bus, function=relay, sweeper=relay, tags=TAGS)
+        )
 
     d = deploy(program)
     created = d.named("it-function-function", "aws:lambda/function:Function")
     assert created.inputs["tags"] == {**TAGS, "team": "relay"}
+    sweeper = d.named("it-sweeper-function", "aws:lambda/function:Function")
+    assert sweeper.inputs["tags"] == {**TAGS, "team": "relay"}
     mapping = d.named("it-stream-mapping", "aws:lambda/eventSourceMapping:EventSourceMapping")
     assert mapping.inputs["tags"] == TAGS
 

@@ -189,14 +189,21 @@ class E2E:
 
 @contextlib.contextmanager
 def e2e_session(
-    saga_mode: str | None = None, *, duplicate_rate: float = 0.0, **config: str
+    saga_mode: str | None = None,
+    *,
+    duplicate_rate: float = 0.0,
+    faults: Sequence[str] = (),
+    **config: str,
 ) -> Iterator[E2E]:
-    """A deployed dev stack (`sagaMode` overridden when given), deterministic providers."""
+    """A deployed dev stack (`sagaMode` overridden when given), deterministic providers,
+    `faults` injected (`eventcraft_sandbox.faults`, windows from the session's start)."""
     overrides: dict[str, str] = {**DETERMINISTIC, **config}
     if saga_mode is not None:
         overrides["sagaMode"] = saga_mode
     bus = EventLog()
-    session = OrderSagaSession("dev", config=overrides, duplicate_rate=duplicate_rate, on_event=bus)
+    session = OrderSagaSession(
+        "dev", config=overrides, duplicate_rate=duplicate_rate, on_event=bus, faults=faults
+    )
     with session:
         assert session.outputs["sagaMode"] == (saga_mode or "both")
         yield E2E(session, bus, InvocationLog(session))

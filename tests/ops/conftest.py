@@ -5,10 +5,11 @@ Resources (region us-east-1), with the outputs a deployment would export for the
     rule `reserve` on the bus (OrderPlaced) -> queue `reserve-target`, target DLQ
         `reserve-dlq` (kind rule-target)
     work queue `payments` with DLQ `payments-dlq` (redrive policy + redrive allow policy)
-    DLQ `ship-failures` (Lambda destinations) and `history-stream-failures` (stream)
+    DLQ `ship-failures` (Lambda destinations), `history-stream-failures` and
+        `outbox-relay` (stream)
     a capture rule `all` -> queue `capture`: every order-saga event put on the bus
     tables `orders` (pk S), `order-events` (aggregateId S + version N),
-        `order-history` (orderId S)
+        `order-history` (orderId S), `order-outbox` (the outbox layout, its pending index)
     state machine `saga` (a Pass state: executions succeed at once)
 """
 
@@ -112,6 +113,30 @@ def _table(ddb: Any, name: str, key: str, sort: str | None = None) -> None:
     )
 
 
+def _outbox_table(ddb: Any, name: str) -> None:
+    """The layout of `pulumi_eventcraft.table.outbox_table()` (eventcraft.outbox's rows)."""
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": attribute, "AttributeType": "S"}
+            for attribute in ("pk", "pendingShard", "createdAt")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "pending",
+                "KeySchema": [
+                    {"AttributeName": "pendingShard", "KeyType": "HASH"},
+                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+
+
 def build(session: boto3.session.Session) -> dict[str, Any]:
     """Create the resources; return the stack outputs (camelCase, as exported)."""
     sqs = session.client("sqs")
@@ -140,6 +165,7 @@ def build(session: boto3.session.Session) -> dict[str, Any]:
     _, reserve_target_arn = _queue(sqs, "reserve-target")
     ship_failures_url, _ = _queue(sqs, "ship-failures")
     stream_failures_url, _ = _queue(sqs, "history-stream-failures")
+    relay_failures_url, _ = _queue(sqs, "outbox-relay-failures")
     _, capture_arn = _queue(sqs, "capture")
 
     events.put_rule(
@@ -171,6 +197,7 @@ def build(session: boto3.session.Session) -> dict[str, Any]:
     _table(ddb, "orders", "pk")
     _table(ddb, "order-events", "aggregateId", "version")
     _table(ddb, "order-history", "orderId")
+    _outbox_table(ddb, "order-outbox")
 
     role = session.client("iam").create_role(
         RoleName="saga-role",
@@ -200,7 +227,12 @@ def build(session: boto3.session.Session) -> dict[str, Any]:
         "busArn": bus_arn,
         "archiveName": "order-archive",
         "archiveArn": archive_arn,
-        "tables": {"orders": "orders", "events": "order-events", "history": "order-history"},
+        "tables": {
+            "orders": "orders",
+            "events": "order-events",
+            "history": "order-history",
+            "outbox": "order-outbox",
+        },
         "queues": {
             "payments": {
                 "url": payments_url,
@@ -217,6 +249,7 @@ def build(session: boto3.session.Session) -> dict[str, Any]:
             },
             "ship-failures": {"url": ship_failures_url, "kind": "lambda-destination"},
             "history-stream-failures": {"url": stream_failures_url, "kind": "stream-failure"},
+            "outbox-relay": {"url": relay_failures_url, "kind": "stream-failure"},
         },
         "stateMachineArn": machine_arn,
         "functions": {"ship_order": "ship"},

@@ -110,6 +110,7 @@ def test_list_shows_every_dlq_with_depth_and_oldest_age(stack: Stack) -> None:
     rows = {row["name"]: row for row in answer["dlqs"]}
     assert sorted(rows) == [
         "history-stream-failures",
+        "outbox-relay",
         "payments-dlq",
         "reserve-target-dlq",
         "ship-failures",
@@ -136,7 +137,7 @@ def test_list_shows_every_dlq_with_depth_and_oldest_age(stack: Stack) -> None:
 
     text = stack.ops("dlq", "list")
     assert text.code == 0
-    assert "reserve-target-dlq" in text.out and "4 DLQ(s), 3 message(s)" in text.out
+    assert "reserve-target-dlq" in text.out and "5 DLQ(s), 3 message(s)" in text.out
 
 
 # --- inspect ------------------------------------------------------------------------------
@@ -387,6 +388,7 @@ def test_redrive_json_shape_and_native_move_note(stack: Stack) -> None:
         "wouldMove",
         "notMoved",
         "movedNotDeleted",
+        "resolved",
         "byTarget",
         "messages",
         "approximateRemaining",

@@ -133,7 +133,9 @@ def test_a_saga_over_the_real_handlers_and_an_outbox_relay(sandbox: Sandbox) -> 
         relay = FunctionArgs(handler=RELAY_HANDLER, timeout_seconds=60, code_dir=CODE_DIR)
         OutboxRelay(
             "relay",
-            OutboxRelayArgs(table=Table("outbox", outbox_table()), bus=bus, function=relay),
+            OutboxRelayArgs(
+                table=Table("outbox", outbox_table()), bus=bus, function=relay, sweeper=False
+            ),
         )
         pulumi.export("machineArn", machine.arn)
         pulumi.export("reserveArn", reserve.arn)

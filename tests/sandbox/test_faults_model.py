@@ -97,3 +97,17 @@ def test_a_share_of_entries_fails_with_the_probability() -> None:
     assert 150 < total < 350
     assert all(0 <= i < 10 for f in failed for i in f)
     assert plan.snapshot() == {"putevents-partial": total}
+
+
+def test_a_choice_is_seeded_by_the_run_and_the_fault() -> None:
+    """`choice` (whose turn among the invocations in flight) draws from the first
+    `concurrency` fault's generator, targeted or not: the same seed, the same turns."""
+
+    def turns(seed: int, fault: str = "concurrency@worker=2") -> list[int]:
+        plan = FaultPlan.parse([fault], seed=seed)
+        return [plan.choice("concurrency", 3) for _ in range(20)]
+
+    assert turns(1) == turns(1)
+    assert turns(1) != turns(2)
+    assert set(turns(1)) == {0, 1, 2}
+    assert FaultPlan.parse(["throttle=0.5"]).choice("concurrency", 3) == 0  # no such fault

@@ -161,6 +161,8 @@ class System:
             targets_by_rule.setdefault(target.inputs["rule"], []).append(target)
         rules = {}
         for rule in self.of_type(RULE):
+            if "eventPattern" not in rule.inputs:
+                continue  # a scheduled rule (the outbox sweep): see `scheduled_rules`
             short = rule.name.removeprefix(f"{SYSTEM}-").removesuffix("-rule")
             targets = tuple(self._target(t) for t in targets_by_rule.get(rule.outputs["name"], []))
             rules[short] = Rule(
@@ -171,6 +173,15 @@ class System:
                 targets,
             )
         return rules
+
+    @functools.cached_property
+    def scheduled_rules(self) -> dict[str, Resource]:
+        """The rules that run on a schedule (no event pattern), by short name."""
+        return {
+            rule.name.removeprefix(f"{SYSTEM}-").removesuffix("-rule"): rule
+            for rule in self.of_type(RULE)
+            if "eventPattern" not in rule.inputs
+        }
 
     def _target(self, target: Resource) -> Target:
         arn = target.inputs["arn"]

@@ -44,6 +44,6 @@ def test_the_stack_deploys_into_moto(stack: str) -> None:
         machine = client("stepfunctions").describe_state_machine(
             stateMachineArn=outputs["stateMachineArn"]
         )
-        assert machine["type"] == ("EXPRESS" if stack == "dev" else "STANDARD")
+        assert machine["type"] == "STANDARD"
         # The sandbox delivers the event source mappings itself (queues and streams).
         assert len(deployment.event_source_mappings) == (8 if stack == "dev" else 5)

@@ -34,7 +34,7 @@ from tests.system.conftest import (
 )
 
 # Deployed handlers that emit no event of the contracts (readers, projections, tools;
-# the relay republishes what others wrote).
+# the relay and the sweeper republish what others wrote).
 EMITS_NOTHING = frozenset(
     {
         "handlers.order_status.handler",
@@ -44,6 +44,7 @@ EMITS_NOTHING = frozenset(
         "handlers.window_aggregate.handler",
         "handlers.dlq_processor.handler",
         "handlers.outbox_relay.handler",
+        "handlers.outbox_sweeper.handler",
     }
 )
 CASES = [(stack, mode) for stack in STACKS for mode in MODES]

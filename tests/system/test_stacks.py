@@ -40,7 +40,8 @@ def counts(stack: str, mode: str | None = None) -> Counter[str]:
 def test_what_each_stack_and_mode_declares(stack: str, mode: str) -> None:
     declared = counts(stack, mode)
     queues = {"choreography": 4, "orchestration": 1, "both": 4}[mode]  # + 2 report queues
-    expected_functions = len(function_specs(mode)) + queues + 1  # DLQ tools + the relay
+    # DLQ tools + the outbox relay and its sweeper
+    expected_functions = len(function_specs(mode)) + queues + 2
     assert declared[FUNCTION] == expected_functions
     assert declared[TABLE] == 13
     assert declared["aws:cloudwatch/eventBus:EventBus"] == 1
@@ -65,7 +66,8 @@ def test_dev_and_prod_differ_where_they_should() -> None:
 
     assert retention(dev) == {7} and retention(prod) == {90}
     (dev_sm,), (prod_sm,) = dev.of_type(STATE_MACHINE), prod.of_type(STATE_MACHINE)
-    assert (dev_sm.inputs["type"], prod_sm.inputs["type"]) == ("EXPRESS", "STANDARD")
+    # Both STANDARD: the saga's worst case is longer than an EXPRESS execution may run.
+    assert (dev_sm.inputs["type"], prod_sm.inputs["type"]) == ("STANDARD", "STANDARD")
     assert dev.outputs["sagaMode"] == "both" and prod.outputs["sagaMode"] == "orchestration"
     assert not dev.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert prod.of_type("aws:sns/topicSubscription:TopicSubscription")

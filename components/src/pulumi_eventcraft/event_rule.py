@@ -1,9 +1,9 @@
 """An EventBridge rule and its targets, each with a retry policy, a DLQ and least privilege.
 
-`EventRule` validates its event pattern when it is declared, so a pattern EventBridge
-would reject fails `pulumi preview` (and the tests) with the rule's name and the
-offending field, not `pulumi up` halfway through. Targets are added with
-`rule.add_target(...)`; each gets:
+`EventRule` validates its event pattern (or its schedule expression, for a rule that runs
+on a schedule) when it is declared, so a pattern EventBridge would reject fails `pulumi
+preview` (and the tests) with the rule's name and the offending field, not `pulumi up`
+halfway through. Targets are added with `rule.add_target(...)`; each gets:
 
 * an explicit `RetryPolicy` (default 8 attempts within 1 hour; AWS's own default is
   185 attempts over 24 hours, which hides a broken target for a day);
@@ -37,6 +37,7 @@ from pulumi_eventcraft.event_bus import EventBus
 from pulumi_eventcraft.event_pattern import InvalidEventPatternError, Pattern, validate_pattern
 from pulumi_eventcraft.iam import Statement, service_role
 from pulumi_eventcraft.queue import DeadLetterQueue, DeadLetterQueueArgs, Queue, QueueSender
+from pulumi_eventcraft.schedule import InvalidScheduleError, parse_schedule
 from pulumi_eventcraft.tags import Tags, check_tags, tag_input
 
 EVENTS_SERVICE: Final = "events.amazonaws.com"
@@ -317,8 +318,11 @@ class EventRuleArgs:
 
     - `bus` (required): the `EventBus`, or a bus name or ARN (`"default"` for the
       account's default bus).
-    - `pattern` (required): the event pattern, a dict or a `Pattern`; validated when the
-      rule is declared.
+    - `pattern`: the event pattern, a dict or a `Pattern`; validated when the rule is
+      declared. `schedule`: a schedule expression (`rate(5 minutes)`, `cron(0 12 * * ?
+      *)`, see `pulumi_eventcraft.schedule`): the rule then also fires on that schedule
+      (UTC), delivering a `Scheduled Event` from `aws.events`; only on the default bus.
+      At least one of the two (default None).
     - `description`: None (default); at most 512 characters.
     - `enabled`: True (default).
     - `own_account_only`: False (default). True: only events put by the deploying AWS
@@ -333,7 +337,8 @@ class EventRuleArgs:
     """
 
     bus: EventBus | pulumi.Input[str]
-    pattern: Mapping[str, Any] | Pattern
+    pattern: Mapping[str, Any] | Pattern | None = None
+    schedule: str | None = None
     description: str | None = None
     enabled: bool = True
     own_account_only: bool = False
@@ -353,11 +358,30 @@ class EventRuleArgs:
                 f"EventRuleArgs.bus: {self.bus!r} is not an event bus name or ARN; give the "
                 "EventBus, its name, or 'default'"
             )
-        if not isinstance(self.pattern, Pattern | Mapping):
+        if self.pattern is None and self.schedule is None:
+            raise ValueError(
+                "EventRuleArgs: give a pattern (the events the rule matches), a schedule "
+                "(when it fires), or both"
+            )
+        if self.pattern is not None and not isinstance(self.pattern, Pattern | Mapping):
             raise ValueError(
                 f"EventRuleArgs.pattern: give a dict or a Pattern, not "
                 f"{type(self.pattern).__name__}"
             )
+        if self.schedule is not None:
+            try:
+                parse_schedule(self.schedule)
+            except InvalidScheduleError as exc:
+                raise ValueError(f"EventRuleArgs.schedule: {exc}") from None
+            if not _is_default_bus(self.bus):
+                raise ValueError(
+                    "EventRuleArgs.schedule: scheduled rules run on the default event bus "
+                    "only; give bus='default'"
+                )
+
+
+def _is_default_bus(bus: EventBus | pulumi.Input[str]) -> bool:
+    return isinstance(bus, str) and (bus == "default" or bus.endswith(":event-bus/default"))
 
 
 def _compact(pattern: Mapping[str, Any]) -> str:
@@ -393,7 +417,8 @@ class EventRule(pulumi.ComponentResource):
     arn: pulumi.Output[str]
     name: pulumi.Output[str]
     bus_name: pulumi.Input[str]
-    pattern: dict[str, Any]
+    pattern: dict[str, Any] | None
+    schedule: str | None
     alarm: aws.cloudwatch.MetricAlarm | None
     targets: dict[str, aws.cloudwatch.EventTarget]
     dead_letter_queues: dict[str, DeadLetterQueue]
@@ -403,41 +428,49 @@ class EventRule(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: EventRuleArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        raw = args.pattern.to_dict() if isinstance(args.pattern, Pattern) else args.pattern
-        if args.own_account_only and isinstance(raw, Mapping) and "account" in raw:
-            raise ValueError(
-                f"EventRule {name!r}: own_account_only adds the `account` filter, but the "
-                "pattern already has one; drop one of them"
-            )
-        try:
-            pattern = validate_pattern(raw)
-            if args.own_account_only:
-                # What will be deployed, with an account id of the real length.
-                validate_pattern({**pattern, "account": [_ACCOUNT_PLACEHOLDER]})
-        except InvalidEventPatternError as exc:
-            raise InvalidRulePatternError(name, exc) from None
+        pattern: dict[str, Any] | None = None
+        if args.pattern is not None:
+            raw = args.pattern.to_dict() if isinstance(args.pattern, Pattern) else args.pattern
+            if args.own_account_only and isinstance(raw, Mapping) and "account" in raw:
+                raise ValueError(
+                    f"EventRule {name!r}: own_account_only adds the `account` filter, but the "
+                    "pattern already has one; drop one of them"
+                )
+            try:
+                pattern = validate_pattern(raw)
+                if args.own_account_only:
+                    # What will be deployed, with an account id of the real length.
+                    validate_pattern({**pattern, "account": [_ACCOUNT_PLACEHOLDER]})
+            except InvalidEventPatternError as exc:
+                raise InvalidRulePatternError(name, exc) from None
         super().__init__("eventcraft:index:EventRule", name, None, opts)
         self._component_name = name
         self._alarms = args.alarms
         self._alarm_actions = tuple(args.alarm_actions)
         self._tags = args.tags
         self.pattern = pattern
+        self.schedule = args.schedule
         self.bus_name = args.bus.name if isinstance(args.bus, EventBus) else args.bus
         self.targets = {}
         self.dead_letter_queues = {}
         self.roles = {}
         self.permissions = {}
 
-        event_pattern: pulumi.Input[str] = _compact(pattern)
-        if args.own_account_only:
-            account = aws.get_caller_identity_output(
-                opts=pulumi.InvokeOptions(parent=self)
-            ).account_id
-            event_pattern = account.apply(lambda a: _compact({**pattern, "account": [a]}))
+        event_pattern: pulumi.Input[str] | None = None
+        if pattern is not None:
+            matched = pattern
+            event_pattern = _compact(matched)
+            # A schedule's own events are the account's: the filter is for the pattern.
+            if args.own_account_only:
+                account = aws.get_caller_identity_output(
+                    opts=pulumi.InvokeOptions(parent=self)
+                ).account_id
+                event_pattern = account.apply(lambda a: _compact({**matched, "account": [a]}))
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-rule",
             event_bus_name=self.bus_name,
             event_pattern=event_pattern,
+            schedule_expression=args.schedule,
             description=args.description,
             state="ENABLED" if args.enabled else "DISABLED",
             tags=tag_input(args.tags),

@@ -52,6 +52,9 @@ MIN_PYTHON_MINOR = 12
 # Lambda's limits for asynchronous invocation retries and event age.
 MAX_ASYNC_RETRY_ATTEMPTS = 2
 MIN_EVENT_AGE_SECONDS, MAX_EVENT_AGE_SECONDS = 60, 21600
+# Lambda keeps this much of an account's concurrency unreserved: reservations beyond the
+# account's quota minus this fail (PutFunctionConcurrency, so `pulumi up`).
+MIN_UNRESERVED_CONCURRENCY = 100
 # Set by the Lambda runtime; a function may not define them.
 RESERVED_ENVIRONMENT = frozenset(
     {
@@ -126,6 +129,12 @@ class DeadLetterQueueLike(Protocol):
     def arn(self) -> pulumi.Output[str]: ...
 
     def send_statements(self) -> list[Statement]: ...
+
+
+def reservable_concurrency(account_limit: int) -> int:
+    """How many concurrent executions an account with this concurrency quota lets its
+    functions reserve in all: the quota minus the 100 Lambda keeps unreserved."""
+    return max(0, account_limit - MIN_UNRESERVED_CONCURRENCY)
 
 
 # ------------------------------------------------------------------------- args

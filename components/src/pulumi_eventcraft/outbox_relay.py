@@ -1,9 +1,19 @@
-"""The outbox relay: publishes each new outbox row of a table's stream to an event bus.
+"""The outbox relay: publishes each new outbox row of a table's stream to an event bus,
+and its sweeper publishes the rows the relay gave up on.
 
 Rows are written by `eventcraft.outbox.write` in the same DynamoDB transaction as the
 business change; this component delivers them: the outbox table's stream -> a Lambda
 event source mapping -> the relay function (`eventcraft.outbox.relay`) -> PutEvents on
 the bus, then the row is marked published (which also sets its TTL).
+
+The relay gives up on a record after its retries (an EventBridge outage longer than its
+retry budget); its dead-letter queue then gets a pointer to the stream records, and the
+rows stay in the table, unpublished. The sweeper (`sweeper`: a function calling
+`eventcraft.outbox.sweep`, run by a scheduled rule, every 5 minutes by default)
+republishes every row still unpublished `sweep_after_seconds` after it was written,
+found through the table's sparse `pending` index. Relay and sweeper mark rows with the
+same conditional update, so neither undoes the other; a row both publish goes out twice,
+which consumers absorb (they are idempotent on the event id).
 
 Why a function and not EventBridge Pipes (which would run no code, and was preferred).
 A pipe (DynamoDB stream source, event bus target) can take DetailType, Source and Time
@@ -30,9 +40,11 @@ queue with an alarm. For stream sources that queue receives a pointer to the fai
 records (shard and sequence numbers), not the rows; the rows stay in the table with
 `published = false`, which is what a redrive republishes from.
 
-The handler contract (`function.handler`, the caller's own module): it reads
+The handler contracts (the caller's own modules): the relay (`function.handler`) reads
 `EVENT_BUS_NAME` and `OUTBOX_TABLE` from its environment (set here), calls
-`eventcraft.outbox.relay(event["Records"], ...)` and returns `.batch_response()`.
+`eventcraft.outbox.relay(event["Records"], ...)` and returns `.batch_response()`; the
+sweeper (`sweeper.handler`) reads the same two and `SWEEP_AFTER_SECONDS`, calls
+`eventcraft.outbox.sweep(...)` and raises (`SweepIncompleteError`) when rows are left.
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ from typing import Any, Final, Literal, Protocol
 
 import pulumi
 
+from pulumi_eventcraft.event_rule import EventRule, EventRuleArgs, LambdaTarget
 from pulumi_eventcraft.event_source import (
     MAX_RECORD_AGE_SECONDS,
     DynamoDbStreamSource,
@@ -52,7 +65,8 @@ from pulumi_eventcraft.event_source import (
 )
 from pulumi_eventcraft.function import DeadLetterQueueLike, Function, FunctionArgs
 from pulumi_eventcraft.iam import Statement
-from pulumi_eventcraft.table import Table
+from pulumi_eventcraft.schedule import InvalidScheduleError, parse_schedule
+from pulumi_eventcraft.table import OUTBOX_PENDING_INDEX, Table
 from pulumi_eventcraft.tags import Tags, check_tags
 
 # The outbox row layout of eventcraft.outbox: key, key prefix and TTL attribute.
@@ -61,6 +75,8 @@ OUTBOX_KEY_PREFIX: Final = "outbox#"
 OUTBOX_TTL_ATTRIBUTE: Final = "expiresAt"
 BUS_ENV: Final = "EVENT_BUS_NAME"
 TABLE_ENV: Final = "OUTBOX_TABLE"
+SWEEP_AFTER_ENV: Final = "SWEEP_AFTER_SECONDS"
+MIN_SWEEP_AFTER_SECONDS, MAX_SWEEP_AFTER_SECONDS = 60, 604_800
 # New outbox rows only: MODIFY is the relay's own `published` update, REMOVE the TTL,
 # and rows of other kinds may share the table.
 INSERT_FILTER: Final[dict[str, Any]] = {
@@ -88,6 +104,15 @@ class OutboxRelayArgs:
     function: the relay's FunctionArgs (required: its handler, code folder and limits;
         60 s is a good timeout); EVENT_BUS_NAME and OUTBOX_TABLE are always set to
         `bus` and `table`.
+    sweeper: the sweeper's FunctionArgs (required: its handler, e.g. one calling
+        `eventcraft.outbox.sweep`, code folder and limits; EVENT_BUS_NAME, OUTBOX_TABLE
+        and SWEEP_AFTER_SECONDS are always set), or False for no sweeper: rows the relay
+        gave up on then stay unpublished until someone republishes them by hand.
+    sweep_schedule: when the sweeper runs, a schedule expression (default
+        "rate(5 minutes)").
+    sweep_after_seconds: the sweeper republishes rows still unpublished this long after
+        they were written, in seconds (default 120, 60..604800); the relay publishes
+        within seconds and gives up minutes into an outage.
     starting_position: "TRIM_HORIZON" (default: rows written before the mapping existed
         are relayed too) or "LATEST".
     batch_size: stream records per invocation (default 100, 1..10000).
@@ -113,6 +138,9 @@ class OutboxRelayArgs:
     table: Table
     bus: EventBusLike
     function: FunctionArgs
+    sweeper: FunctionArgs | Literal[False]
+    sweep_schedule: str = "rate(5 minutes)"
+    sweep_after_seconds: int = 120
     starting_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     batch_size: int = 100
     maximum_batching_window_seconds: int = 0
@@ -128,17 +156,23 @@ class OutboxRelayArgs:
 
 
 class OutboxRelay(pulumi.ComponentResource):
-    """The relay function, its stream mapping, its grants, dead-letter queue and alarms.
+    """The relay function, its stream mapping, its grants, dead-letter queue and alarms,
+    and the sweeper.
 
     Children: `<name>-function` (a Function, with the grants `put-events` and
-    `mark-published`) and `<name>-stream` (an EventSourceMapping: the stream read grant,
-    the mapping, the on-failure queue and the iterator-age alarm).
-    Attributes: `function`, `event_source_mapping`, `dead_letter_queue`.
+    `mark-published`), `<name>-stream` (an EventSourceMapping: the stream read grant,
+    the mapping, the on-failure queue and the iterator-age alarm), and unless `sweeper`
+    is False `<name>-sweeper` (a Function, grants `put-events` and `sweep`) run by
+    `<name>-sweep` (a scheduled EventRule on the default bus, its target's DLQ and alarms).
+    Attributes: `function`, `event_source_mapping`, `dead_letter_queue`, `sweeper` and
+    `sweep_rule` (None without a sweeper).
     """
 
     function: Function
     event_source_mapping: EventSourceMapping
     dead_letter_queue: DeadLetterQueueLike
+    sweeper: Function | None
+    sweep_rule: EventRule | None
 
     def __init__(
         self, name: str, args: OutboxRelayArgs, opts: pulumi.ResourceOptions | None = None
@@ -160,14 +194,7 @@ class OutboxRelay(pulumi.ComponentResource):
         self.function.grant("put-events", args.bus.put_events_statements())
         # Marking a row published is one conditional UpdateItem (which sets its TTL).
         mark = [Statement(actions=["dynamodb:UpdateItem"], resources=[table.arn])]
-        if table.args.kms_key_arn is not None:
-            mark.append(
-                Statement(
-                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                    resources=[table.args.kms_key_arn],
-                )
-            )
-        self.function.grant("mark-published", mark)
+        self.function.grant("mark-published", [*mark, *_key_statements(table)])
 
         self.event_source_mapping = EventSourceMapping(
             f"{name}-stream",
@@ -184,9 +211,75 @@ class OutboxRelay(pulumi.ComponentResource):
         on_failure = self.event_source_mapping.on_failure
         assert on_failure is not None  # a stream mapping always has one
         self.dead_letter_queue = on_failure
+
+        self.sweeper = None
+        self.sweep_rule = None
+        if args.sweeper is not False:
+            self._declare_sweeper(name, args, args.sweeper, child)
         self.register_outputs(
-            {"functionArn": self.function.arn, "deadLetterQueueArn": on_failure.arn}
+            {
+                "functionArn": self.function.arn,
+                "deadLetterQueueArn": on_failure.arn,
+                "sweeperArn": self.sweeper.arn if self.sweeper is not None else None,
+            }
         )
+
+    def _declare_sweeper(
+        self,
+        name: str,
+        args: OutboxRelayArgs,
+        sweeper: FunctionArgs,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        table = args.table
+        function_args = dataclasses.replace(
+            sweeper,
+            environment={
+                **sweeper.environment,
+                BUS_ENV: args.bus.name,
+                TABLE_ENV: table.name,
+                SWEEP_AFTER_ENV: str(args.sweep_after_seconds),
+            },
+            tags={**(args.tags or {}), **(sweeper.tags or {})} or None,
+        )
+        self.sweeper = Function(f"{name}-sweeper", function_args, opts=child)
+        self.sweeper.grant("put-events", args.bus.put_events_statements())
+        # Find the unpublished rows in the pending index, mark each one published.
+        index = pulumi.Output.concat(table.arn, "/index/", OUTBOX_PENDING_INDEX.name)
+        sweep = [
+            Statement(actions=["dynamodb:Query"], resources=[index]),
+            Statement(actions=["dynamodb:UpdateItem"], resources=[table.arn]),
+        ]
+        self.sweeper.grant("sweep", [*sweep, *_key_statements(table)])
+        self.sweep_rule = EventRule(
+            f"{name}-sweep",
+            EventRuleArgs(
+                bus="default",
+                schedule=args.sweep_schedule,
+                description=(
+                    f"{name}: republish the outbox rows still unpublished "
+                    f"{args.sweep_after_seconds} s after they were written"
+                ),
+                alarms=args.alarms,
+                alarm_actions=args.alarm_actions,
+                tags=args.tags,
+            ),
+            opts=child,
+        )
+        self.sweep_rule.add_target(
+            LambdaTarget(function_arn=self.sweeper.arn, function_name=self.sweeper.name)
+        )
+
+
+def _key_statements(table: Table) -> list[Statement]:
+    """The table's customer-managed key, used to read and write its items (if any)."""
+    if table.args.kms_key_arn is None:
+        return []
+    return [
+        Statement(
+            actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[table.args.kms_key_arn]
+        )
+    ]
 
 
 def _validate(args: OutboxRelayArgs) -> DynamoDbStreamSource:
@@ -221,6 +314,8 @@ def _validate(args: OutboxRelayArgs) -> DynamoDbStreamSource:
         raise ValueError(
             f"OutboxRelayArgs.function: expected FunctionArgs, got {type(args.function).__name__}"
         )
+    if args.sweeper is not False:
+        _validate_sweeper(args, where)
     try:
         return DynamoDbStreamSource(
             stream=table,
@@ -236,3 +331,25 @@ def _validate(args: OutboxRelayArgs) -> DynamoDbStreamSource:
         )
     except ValueError as exc:
         raise ValueError(f"OutboxRelayArgs.{exc}") from None
+
+
+def _validate_sweeper(args: OutboxRelayArgs, where: str) -> None:
+    if not isinstance(args.sweeper, FunctionArgs):
+        raise ValueError(
+            "OutboxRelayArgs.sweeper: expected FunctionArgs, or False for no sweeper; got "
+            f"{type(args.sweeper).__name__}"
+        )
+    if OUTBOX_PENDING_INDEX not in args.table.args.global_secondary_indexes:
+        raise ValueError(
+            f"{where} has no index {OUTBOX_PENDING_INDEX.name!r} (pendingShard, createdAt): the "
+            "sweeper finds the unpublished rows through it; use table.outbox_table()"
+        )
+    try:
+        parse_schedule(args.sweep_schedule)
+    except InvalidScheduleError as exc:
+        raise ValueError(f"OutboxRelayArgs.sweep_schedule: {exc}") from None
+    if not MIN_SWEEP_AFTER_SECONDS <= args.sweep_after_seconds <= MAX_SWEEP_AFTER_SECONDS:
+        raise ValueError(
+            f"OutboxRelayArgs.sweep_after_seconds: {args.sweep_after_seconds!r} is outside "
+            f"{MIN_SWEEP_AFTER_SECONDS}..{MAX_SWEEP_AFTER_SECONDS} seconds"
+        )

@@ -182,8 +182,11 @@ class RuleTargetInputs(TypedDict):
 class EventRuleInputs(TypedDict):
     bus: pulumi.Input[str]
     """Name or ARN of the event bus ("default" for the account's default bus)."""
-    pattern: dict[str, Any]
+    pattern: NotRequired[dict[str, Any]]
     """Event pattern (JSON object), validated when the rule is declared."""
+    schedule: NotRequired[str]
+    """Schedule expression, e.g. "rate(5 minutes)" or "cron(0 12 * * ? *)" (default bus
+    only); a rule needs a pattern, a schedule or both."""
     targets: NotRequired[list[RuleTargetInputs]]
     """Where matching events go (at most 5); each gets a retry policy, a DLQ and the
     permission to deliver."""
@@ -256,9 +259,10 @@ class EventRule(_Facade):
             name,
             _event_rule.EventRuleArgs(
                 bus=args["bus"],
-                pattern=args["pattern"],
                 **_present(
                     args,
+                    "pattern",
+                    "schedule",
                     "description",
                     "enabled",
                     "own_account_only",
@@ -895,7 +899,11 @@ class StateMachineInputs(TypedDict):
     task_function_arns: NotRequired[list[pulumi.Input[str]]]
     """Lambda function ARNs the definition invokes; the role may invoke exactly these."""
     type: NotRequired[str]
-    """"STANDARD" (default) or "EXPRESS"."""
+    """"STANDARD" (default) or "EXPRESS" (refused when its worst case can outlast 5
+    minutes)."""
+    max_task_seconds: NotRequired[int]
+    """The longest a task without TimeoutSeconds runs, in seconds, for the EXPRESS check
+    (default: Lambda's 900 s)."""
     log_level: NotRequired[str]
     """"ERROR" (default), "ALL", "FATAL" or "OFF"."""
     include_execution_data: NotRequired[bool]
@@ -967,6 +975,14 @@ class OutboxRelayInputs(TypedDict):
     function: FunctionInputs
     """The relay function: its handler (e.g. one calling `eventcraft.outbox.relay`), code
     folder and limits."""
+    sweeper: NotRequired[FunctionInputs]
+    """The sweeper function (e.g. one calling `eventcraft.outbox.sweep`), run on a schedule
+    to republish the rows the relay gave up on; omit it for no sweeper."""
+    sweep_schedule: NotRequired[str]
+    """When the sweeper runs (default "rate(5 minutes)")."""
+    sweep_after_seconds: NotRequired[int]
+    """Rows still unpublished this many seconds after they were written are republished
+    (default 120)."""
     table_kms_key_arn: NotRequired[pulumi.Input[str]]
     """Customer-managed KMS key of the outbox table (default the AWS-managed key)."""
     starting_position: NotRequired[str]
@@ -1005,6 +1021,8 @@ class OutboxRelay(_Facade):
     """ARN of the relay function."""
     dead_letter_queue_arn: pulumi.Output[str]
     """ARN of the queue receiving records that exhausted their retries."""
+    sweeper_arn: pulumi.Output[str | None]
+    """ARN of the sweeper function (none without a sweeper)."""
 
     def __init__(
         self, name: str, args: OutboxRelayInputs, opts: pulumi.ResourceOptions | None = None
@@ -1025,8 +1043,11 @@ class OutboxRelay(_Facade):
                     pulumi.Output.from_input(bus["name"]), pulumi.Output.from_input(bus["arn"])
                 ),
                 function=_function_args(args["function"]),
+                sweeper=_function_args(args["sweeper"]) if "sweeper" in args else False,
                 **_present(
                     args,
+                    "sweep_schedule",
+                    "sweep_after_seconds",
                     "starting_position",
                     "batch_size",
                     "maximum_batching_window_seconds",
@@ -1043,11 +1064,16 @@ class OutboxRelay(_Facade):
             opts,
         )
         _grant(relay.function, args["function"].get("grants", []))
+        if relay.sweeper is not None:
+            _grant(relay.sweeper, args["sweeper"].get("grants", []))
         self._expose(relay)
         self.table_name = table.name
         self.table_arn = table.arn
         self.function_arn = relay.function.arn
         self.dead_letter_queue_arn = relay.dead_letter_queue.arn
+        self.sweeper_arn = (
+            relay.sweeper.arn if relay.sweeper is not None else pulumi.Output.from_input(None)
+        )
 
 
 # ------------------------------------------------------------------ Alerts

@@ -6,11 +6,17 @@ structurally before any resource is declared and rendered to JSON once the ARNs 
 known. The role may invoke exactly the functions in `task_function_arns` (and their
 versions/aliases), and a definition that calls any other function is refused at
 render time, since it would fail at run time with AccessDenied.
+
+An EXPRESS execution is stopped after 5 minutes wherever it is, e.g. halfway through
+its compensations, so an EXPRESS definition's worst case (`worst_case_duration`: the
+longest path through its states, each task's timeout x its attempts plus the retries'
+waits) must fit in that limit; it is checked when the state machine is declared.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +42,10 @@ XRAY_ACTIONS: Final = (
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
 )
+# An EXPRESS execution's limit (Step Functions quotas); a Lambda invocation's longest run.
+EXPRESS_MAX_SECONDS: Final = 300
+LAMBDA_MAX_SECONDS: Final = 900
+MAX_TASK_SECONDS: Final = 99999999  # ASL's limit on TimeoutSeconds
 _FUNCTION_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:[A-Za-z0-9_-]+$")
 _LAMBDA_RESOURCE = re.compile(r"^arn:aws[a-z-]*:lambda:")
 _LAMBDA_INVOKE = re.compile(r"^arn:aws[a-z-]*:states:::lambda:invoke")
@@ -45,6 +55,10 @@ _EXPRESS_UNSUPPORTED = (".sync", ".waitForTaskToken")
 
 class DefinitionError(ValueError):
     """The ASL definition is not a valid state machine."""
+
+
+class ExpressDurationError(ValueError):
+    """An EXPRESS state machine whose executions can outlast EXPRESS's 5 minutes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +71,11 @@ class StateMachineArgs:
         role may call lambda:InvokeFunction on exactly these and their `:*` versions and
         aliases (default none).
     type: "STANDARD" (default: exactly-once steps, up to a year) or "EXPRESS" (at least
-        once, up to 5 minutes, no `.sync` / `.waitForTaskToken` tasks).
+        once, up to 5 minutes, no `.sync` / `.waitForTaskToken` tasks). An EXPRESS
+        definition whose worst case (`worst_case_duration`) is over 5 minutes is refused.
+    max_task_seconds: the longest a Task without TimeoutSeconds runs, in seconds (e.g.
+        the longest timeout of the functions it invokes), for the EXPRESS check (default
+        None: a Lambda task counts as Lambda's 900 s maximum, any other as unbounded).
     log_level: "ERROR" (default), "ALL", "FATAL" or "OFF". Logs go to a log group of
         its own, `/aws/vendedlogs/states/<state machine name>`. "OFF" is refused for EXPRESS, whose
         executions leave no history anywhere else.
@@ -77,6 +95,7 @@ class StateMachineArgs:
     definition: Mapping[str, Any]
     task_function_arns: Sequence[pulumi.Input[str]] = ()
     type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
+    max_task_seconds: int | None = None
     log_level: Literal["ALL", "ERROR", "FATAL", "OFF"] = "ERROR"
     include_execution_data: bool = False
     log_retention_days: int = 14
@@ -112,6 +131,8 @@ class StateMachine(pulumi.ComponentResource):
         self, name: str, args: StateMachineArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         _validate_args(args)
+        if args.type == "EXPRESS":
+            _check_express_duration(name, args)
         super().__init__("eventcraft:index:StateMachine", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # An explicit name, unique per stack (as Functions have): the role's trust
@@ -266,6 +287,11 @@ def _validate_args(args: StateMachineArgs) -> None:
             "StateMachineArgs.log_retention_days must be a CloudWatch Logs retention period "
             f"({', '.join(map(str, LOG_RETENTION_DAYS))}), got {args.log_retention_days}"
         )
+    if args.max_task_seconds is not None and not 1 <= args.max_task_seconds <= MAX_TASK_SECONDS:
+        raise ValueError(
+            f"StateMachineArgs.max_task_seconds must be 1..{MAX_TASK_SECONDS} seconds or None, "
+            f"got {args.max_task_seconds}"
+        )
     if isinstance(args.task_function_arns, str):
         raise ValueError("StateMachineArgs.task_function_arns must be a list of ARNs, not a str")
     for arn in args.task_function_arns:
@@ -275,6 +301,141 @@ def _validate_args(args: StateMachineArgs) -> None:
     allowed = list(args.task_function_arns)
     if all(isinstance(arn, str) for arn in allowed):
         _check_covered(lambda_task_arns(args.definition), [str(a) for a in allowed])
+
+
+def _check_express_duration(name: str, args: StateMachineArgs) -> None:
+    try:
+        worst = worst_case_duration(args.definition, max_task_seconds=args.max_task_seconds)
+    except UnboundedDurationError as exc:
+        raise ExpressDurationError(
+            f"StateMachine {name!r} is EXPRESS, which stops an execution after "
+            f"{EXPRESS_MAX_SECONDS} s, but its duration has no bound: {exc}; bound it, or "
+            "use type 'STANDARD'"
+        ) from None
+    if worst.seconds > EXPRESS_MAX_SECONDS:
+        raise ExpressDurationError(
+            f"StateMachine {name!r} is EXPRESS, which stops an execution after "
+            f"{EXPRESS_MAX_SECONDS} s wherever it is (e.g. halfway through its "
+            f"compensations), but its worst case is {worst.seconds:.0f} s: {worst.describe()}. "
+            "Shorten the task timeouts (TimeoutSeconds, StateMachineArgs.max_task_seconds) "
+            "or the retries, or use type 'STANDARD'"
+        )
+
+
+# ----------------------------------------------------------- worst-case duration
+
+
+class UnboundedDurationError(ValueError):
+    """A definition whose executions can run for ever (a loop, a task or wait without a
+    bound); the message names the state."""
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """The longest an execution can run, in seconds, and the path that takes it: each
+    state that takes time, with its own worst case."""
+
+    seconds: float
+    path: tuple[tuple[str, float], ...]
+
+    def describe(self) -> str:
+        return " -> ".join(f"{state} {math.ceil(seconds)} s" for state, seconds in self.path)
+
+
+def worst_case_duration(
+    definition: Mapping[str, Any], *, max_task_seconds: float | None = None
+) -> WorstCase:
+    """The worst case of a definition: the longest path from StartAt to an end, each
+    Task counting its timeout x (1 + every retrier's MaxAttempts) plus each retry's wait
+    (IntervalSeconds x BackoffRate^n, capped by MaxDelaySeconds; jitter only shortens
+    it), a Wait its Seconds, a Parallel its longest branch, a Map one run of its
+    processor (its items run side by side).
+
+    A Task's timeout: its TimeoutSeconds, at most `max_task_seconds` when given; without
+    TimeoutSeconds, `max_task_seconds`, or Lambda's 900 s for a Lambda task (a Resource
+    only known at deploy time counts as one). Raises UnboundedDurationError for a loop,
+    a Wait on a path or timestamp, or any other task without a bound.
+    """
+    return _scope_worst_case(definition, max_task_seconds, "")
+
+
+def _scope_worst_case(
+    scope: Mapping[str, Any], max_task_seconds: float | None, where: str
+) -> WorstCase:
+    states: Mapping[str, Any] = scope.get("States") or {}
+    longest: dict[str, WorstCase] = {}
+    visiting: set[str] = set()
+
+    def walk(name: str) -> WorstCase:
+        if name in longest:
+            return longest[name]
+        if name in visiting:
+            raise UnboundedDurationError(f"state {where}{name!r} can run again (a loop)")
+        visiting.add(name)
+        state = states[name]
+        own = _state_seconds(state, f"{where}{name}", max_task_seconds)
+        following = [walk(target) for target in _targets(state, f"state {name!r}")]
+        rest = max(following, key=lambda w: w.seconds, default=WorstCase(0.0, ()))
+        path = ((f"{where}{name}", own), *rest.path) if own > 0 else rest.path
+        longest[name] = WorstCase(own + rest.seconds, path)
+        visiting.discard(name)
+        return longest[name]
+
+    return walk(str(scope["StartAt"]))
+
+
+def _state_seconds(state: Mapping[str, Any], name: str, max_task_seconds: float | None) -> float:
+    """One state's own worst case, retries included."""
+    typ = state.get("Type")
+    if typ == "Wait":
+        if "Seconds" not in state:
+            raise UnboundedDurationError(
+                f"Wait state {name!r} waits for a path or a timestamp, not Seconds"
+            )
+        return float(state["Seconds"])
+    if typ == "Task":
+        once = _task_seconds(state, name, max_task_seconds)
+    elif typ == "Parallel":
+        branches = state.get("Branches") or ()
+        once = max(
+            (_scope_worst_case(b, max_task_seconds, f"{name}/").seconds for b in branches),
+            default=0.0,
+        )
+    elif typ == "Map":
+        processor = state.get("ItemProcessor", state.get("Iterator")) or {}
+        once = _scope_worst_case(processor, max_task_seconds, f"{name}/").seconds
+    else:
+        return 0.0
+    attempts = 1
+    waits = 0.0
+    for retrier in state.get("Retry") or ():
+        tries = int(retrier.get("MaxAttempts", 3))
+        interval = float(retrier.get("IntervalSeconds", 1))
+        rate = float(retrier.get("BackoffRate", 2.0))
+        cap = retrier.get("MaxDelaySeconds")
+        attempts += tries
+        for n in range(tries):
+            wait = interval * rate**n
+            waits += min(wait, float(cap)) if cap is not None else wait
+    return attempts * once + waits
+
+
+def _task_seconds(state: Mapping[str, Any], name: str, max_task_seconds: float | None) -> float:
+    timeout = state.get("TimeoutSeconds")
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        return float(timeout if max_task_seconds is None else min(timeout, max_task_seconds))
+    if max_task_seconds is not None:
+        return float(max_task_seconds)
+    resource = state.get("Resource")
+    is_lambda = not isinstance(resource, str) or bool(
+        _LAMBDA_RESOURCE.match(resource) or _LAMBDA_INVOKE.match(resource)
+    )
+    if is_lambda:
+        return float(LAMBDA_MAX_SECONDS)
+    raise UnboundedDurationError(
+        f"Task state {name!r} ({resource}) has no TimeoutSeconds; give it one, or set "
+        "StateMachineArgs.max_task_seconds"
+    )
 
 
 def _check_function_arn(arn: Any) -> None:

@@ -413,13 +413,24 @@ def snapshot_table(**overrides: Any) -> TableArgs:
     return _preset(TableArgs(hash_key=KeyAttribute("aggregateId", "S")), overrides)
 
 
+# The outbox's sparse index of unpublished rows (eventcraft.outbox's row layout).
+OUTBOX_PENDING_INDEX = GlobalSecondaryIndex(
+    name="pending",
+    hash_key=KeyAttribute("pendingShard", "S"),
+    range_key=KeyAttribute("createdAt", "S"),
+)
+
+
 def outbox_table(**overrides: Any) -> TableArgs:
-    """Transactional outbox: `pk` (S), NEW_IMAGE stream to the relay, TTL on `expiresAt`."""
+    """Transactional outbox: `pk` (S), NEW_IMAGE stream to the relay, TTL on `expiresAt`,
+    and the sparse index `pending` (`pendingShard`, `createdAt`): the rows not yet
+    published, which the outbox sweeper republishes."""
     return _preset(
         TableArgs(
             hash_key=KeyAttribute("pk", "S"),
             stream_view_type="NEW_IMAGE",
             ttl_attribute="expiresAt",
+            global_secondary_indexes=(OUTBOX_PENDING_INDEX,),
         ),
         overrides,
     )

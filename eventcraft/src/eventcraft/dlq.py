@@ -19,15 +19,18 @@ What a DLQ message can be (`kind`), read from its body and attributes (`read`):
   logs have the error).
 
 Moving messages back (`redrive`): each message goes where its `Plan` says (a queue, the
-bus, the function of a destination record, or nowhere, with the reason). Never loses a
-message: a message is deleted from the DLQ only after its send / put / invoke succeeded;
-every other message is kept, reported with the reason, and made visible again at the end
-of the run. A failed delete after a successful move is reported (the message will be
-moved again later: consumers deduplicate). A FIFO target gets a deduplication id derived
-from the DLQ message id, never the original one: SQS would silently drop a resend
-carrying the original id within its 5-minute window, and the delete would then lose the
-message. A message carrying what the run already moved (its target failing again) is
-left for the next run, so a redrive never chases its own failures.
+bus, the function of a destination record, or nowhere, with the reason), or is
+`resolved`: what it stands for was recovered another way (e.g. a stream pointer to rows
+that were republished since), so it is deleted, with the reason. Never loses a
+message: a message is deleted from the DLQ only after its send / put / invoke succeeded
+(or its planner found it resolved); every other message is kept, reported with the
+reason, and made visible again at the end of the run. A failed delete after a successful
+move is reported (the message will be moved again later: consumers deduplicate). A FIFO
+target gets a deduplication id derived from the DLQ message id, never the original one:
+SQS would silently drop a resend carrying the original id within its 5-minute window,
+and the delete would then lose the message. A message carrying what the run already
+moved (its target failing again) is left for the next run, so a redrive never chases
+its own failures.
 
 Why receive/send/delete and not SQS StartMessageMoveTask: the move task only moves to
 the original source queue(s) or one queue ARN, cannot target an event bus or a function,
@@ -56,8 +59,16 @@ if TYPE_CHECKING:
 MessageKind = Literal[
     "rule-target", "lambda-destination", "lambda-dlq", "stream-failure", "consumer", "message"
 ]
-Action = Literal["queue", "bus", "function", "none"]
-Status = Literal["moved", "not-moved", "moved-not-deleted", "would-move", "would-not-move"]
+Action = Literal["queue", "bus", "function", "resolved", "none"]
+Status = Literal[
+    "moved",
+    "not-moved",
+    "moved-not-deleted",
+    "would-move",
+    "would-not-move",
+    "resolved",
+    "would-resolve",
+]
 
 MAX_TEXT: Final = 300  # an error message is cut to this many characters
 # The DLQ producers' diagnostics: not part of the original message, never carried over.
@@ -276,7 +287,15 @@ def bus_entry(event: Mapping[str, Any]) -> PutEventsRequestEntryTypeDef:
 class Plan:
     action: Action
     target: str | None = None
-    reason: str | None = None  # why not moved (action "none")
+    reason: str | None = None  # why not moved (action "none"), or why resolved
+
+
+# How to recover what a stream failure record points at; {example}: ", e.g. ..." or "".
+STREAM_RECOVERY: Final = (
+    "Fix the function, then reprocess those records while the stream still has them "
+    "(DynamoDB Streams keep 24 h; Kinesis its retention){example}; delete the record by "
+    "hand once handled"
+)
 
 
 def stream_failure_plan(message: DlqMessage, *, example: str = "") -> Plan:
@@ -285,9 +304,7 @@ def stream_failure_plan(message: DlqMessage, *, example: str = "") -> Plan:
         "none",
         reason=(
             f"a stream failure record is a pointer, not the data: {message.pointer()}. "
-            "Fix the function, then reprocess those records while the stream still has "
-            f"them (DynamoDB Streams keep 24 h; Kinesis its retention){example}; delete the "
-            "record by hand once handled"
+            + STREAM_RECOVERY.format(example=example)
         ),
     )
 
@@ -477,6 +494,19 @@ class _Redrive:
             return
         self.run.outcomes.append(Outcome(message, plan, "moved"))
 
+    def _resolve(self, message: DlqMessage, plan: Plan) -> None:
+        """Delete a message whose content was recovered another way (kept if it cannot)."""
+        if self.dry_run:
+            self.keep.append(message.raw)
+            self.run.outcomes.append(Outcome(message, plan, "would-resolve", plan.reason))
+            return
+        try:
+            self.queue.delete(message.raw)
+        except Exception as exc:  # stays in the DLQ, visible again: nothing lost
+            self._not_moved(message, plan, failure_reason(exc))
+            return
+        self.run.outcomes.append(Outcome(message, plan, "resolved", plan.reason))
+
     def _not_moved(self, message: DlqMessage, plan: Plan, reason: str) -> None:
         self.keep.append(message.raw)
         status: Status = "would-not-move" if self.dry_run else "not-moved"
@@ -488,6 +518,9 @@ class _Redrive:
             chosen = self.planner(message)
             if chosen.action == "none":
                 self._not_moved(message, chosen, chosen.reason or "not movable")
+                continue
+            if chosen.action == "resolved":
+                self._resolve(message, chosen)
                 continue
             if self.dry_run:
                 self.keep.append(message.raw)

@@ -34,6 +34,16 @@ have run during the sleep). Handler code also reads this clock as its own
 plus the handler's elapsed time, `lambda_runtime.handler_clock`); the CPU time a
 handler uses is in its reading but does not move the clock.
 
+Recurring work (a scheduled rule) would keep `run_until_quiet` from ever ending, so its
+items are marked (`call_at(..., recurring=work)`) and the run is quiet when nothing but
+recurring items is pending and each recurring work is *settled*: it has fired since the
+last other activity and what it fired succeeded (`RecurringWork.settled`). Activity is
+counted per item run (`Scheduler.activity`); an item scheduled while a recurring item,
+or an item it caused, runs (from any thread: a handler runs on a worker thread while
+the scheduler waits for it) is caused by that work and is not activity. So a sweeper
+that finds nothing to do stops the run, and one that keeps failing (an outage) keeps it
+going, firing on its schedule, until it succeeds.
+
 moto's own time and virtual time: moto stamps SQS messages and decides visibility,
 delays, receive counts' timing, retention and FIFO deduplication windows with
 `unix_time()` / `unix_time_millis()` imported into `moto.sqs.models`; DynamoDB stream
@@ -72,6 +82,7 @@ __all__ = [
     "MotoTimePatch",
     "NotQuietError",
     "Patches",
+    "RecurringWork",
     "RunReport",
     "Scheduler",
     "SchedulerError",
@@ -273,6 +284,20 @@ class BackgroundWork(Protocol):
         ...
 
 
+class RecurringWork(Protocol):
+    """Work that repeats as long as the sandbox runs (a scheduled rule): its items must
+    not keep `run_until_quiet` from ending once it has nothing left to do."""
+
+    def settled(self) -> bool:
+        """Whether the run may end without firing it again: it fired after the last
+        activity (`Scheduler.activity`) and what it fired succeeded."""
+        ...
+
+    def describe(self) -> str:
+        """What it is and how its last firing went, for error messages."""
+        ...
+
+
 @dataclass(order=True)
 class _Item:
     due: float
@@ -280,6 +305,10 @@ class _Item:
     name: str = field(compare=False)
     action: Callable[[], None] = field(compare=False)
     cancelled: bool = field(default=False, compare=False)
+    # The recurring work this item fires (None: an ordinary item).
+    recurring: RecurringWork | None = field(default=None, compare=False)
+    # The recurring work this item was caused by, if any: not activity.
+    cause: RecurringWork | None = field(default=None, compare=False)
 
 
 class Handle:
@@ -353,13 +382,33 @@ class Scheduler:
         self._background: list[BackgroundWork] = []
         self._running_thread: int | None = None
         self._current: str | None = None
+        self._cause: RecurringWork | None = None
+        self._activity_count = 0
 
     # -- scheduling ---------------------------------------------------------------
 
-    def call_at(self, when: float, name: str, action: Callable[[], None]) -> Handle:
-        """Run `action` when the virtual clock reaches `when` (epoch seconds)."""
+    def call_at(
+        self,
+        when: float,
+        name: str,
+        action: Callable[[], None],
+        *,
+        recurring: RecurringWork | None = None,
+    ) -> Handle:
+        """Run `action` when the virtual clock reaches `when` (epoch seconds).
+
+        `recurring`: the item fires that recurring work (module docstring): it does not
+        by itself keep `run_until_quiet` going once the work is settled.
+        """
         with self._cond:
-            item = _Item(max(when, self.clock.now()), next(self._seq), name, action)
+            item = _Item(
+                max(when, self.clock.now()),
+                next(self._seq),
+                name,
+                action,
+                recurring=recurring,
+                cause=recurring or self._cause,
+            )
             heapq.heappush(self._heap, item)
             self._cond.notify_all()
         return Handle(self, item)
@@ -391,6 +440,30 @@ class Scheduler:
     def current(self) -> str | None:
         """The name of the item running now, if any."""
         return self._current
+
+    @property
+    def current_cause(self) -> RecurringWork | None:
+        """The recurring work that caused the item running now (None: none, or idle)."""
+        return self._cause
+
+    @property
+    def activity(self) -> int:
+        """How many items have run that no recurring work caused (module docstring)."""
+        return self._activity_count
+
+    def _quiet_but_recurring(self) -> bool:
+        """Only recurring items are pending, and each of their works is settled."""
+        with self._cond:
+            live = [item for item in self._heap if not item.cancelled]
+        works = {id(i.recurring): i.recurring for i in live if i.recurring is not None}
+        if len(works) == 0 or any(i.recurring is None for i in live):
+            return False
+        return all(work.settled() for work in works.values())
+
+    def _unsettled(self) -> list[str]:
+        with self._cond:
+            works = {id(i.recurring): i.recurring for i in self._heap if i.recurring}
+        return [work.describe() for work in works.values() if not work.settled()]
 
     # -- background work ----------------------------------------------------------
 
@@ -517,7 +590,7 @@ class Scheduler:
                         )
                     continue
                 upcoming = self._peek()
-                if upcoming is None:
+                if upcoming is None or self._quiet_but_recurring():
                     break
                 if upcoming.due - start_virtual > max_virtual_seconds:
                     raise NotQuietError(
@@ -540,12 +613,16 @@ class Scheduler:
 
     def _run(self, item: _Item) -> None:
         self._current = item.name
+        self._cause = item.cause
+        if item.cause is None:
+            self._activity_count += 1
         try:
             item.action()
         except Exception as exc:
             raise SchedulerError(f"{item.name}: {type(exc).__name__}: {exc}") from exc
         finally:
             self._current = None
+            self._cause = None
 
     def _not_quiet(self, bound: str, ran: Counter[str], next_item: _Item | None = None) -> str:
         busiest = ", ".join(f"{name!r} ({count}x)" for name, count in ran.most_common(3))
@@ -556,7 +633,9 @@ class Scheduler:
             f"{name!r} at +{due - self.clock.now():.0f}s" for due, name in pending[:5]
         )
         more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        unsettled = self._unsettled()
+        recurring = f"; recurring work not settled: {'; '.join(unsettled)}" if unsettled else ""
         return (
             f"delivery did not quiesce {bound}: still scheduling {busiest or 'nothing'}; "
-            f"pending: {shown or 'nothing'}{more}"
+            f"pending: {shown or 'nothing'}{more}{recurring}"
         )

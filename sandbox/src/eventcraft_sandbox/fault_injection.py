@@ -56,12 +56,21 @@ Where each fault acts:
     end without running, with `TooManyRequestsException` / `ServiceException`; the
     Invoke API (handlers, clients, Step Functions tasks, which see
     `Lambda.TooManyRequestsException` / `Lambda.ServiceException`) gets the error
-    response above.
+    response above. A refused invocation did not run (`InvocationResult.refused`): the
+    delivery retries an asynchronous event or a stream batch without using up an
+    attempt, as Lambda does.
+* **concurrency** (`concurrency=N`, TARGET a function or `lambda`): installed into the
+  runtime. Its limit per function is N (`lambda_runtime.concurrency`: an invocation
+  past it is throttled as Lambda throttles, beside the function's reserved
+  concurrency); invocations in flight together take turns drawn with the fault's seed
+  at each of their AWS calls and sleeps (`lambda_runtime.interleaving`: without the
+  fault a chain of invocations runs to its end before the next starts); the delivery
+  starts up to N of a function's deliveries together (`delivery.concurrency`). Counted:
+  each invocation of a covered function that starts while another of the same
+  function is in flight.
 
 Approximations: a lost reply or a stop takes no virtual time (a real timeout costs the
-caller the function's timeout); SQS answers in its JSON protocol only (botocore's); the
-delivery counts a refused invocation as a failed attempt (Lambda retries a throttled
-asynchronous event for up to six hours without using up its retry attempts).
+caller the function's timeout); SQS answers in its JSON protocol only (botocore's).
 """
 
 from __future__ import annotations
@@ -83,7 +92,9 @@ from botocore.exceptions import ReadTimeoutError
 from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.lambda_runtime import InvocationResult, LambdaRuntime
 from eventcraft_sandbox.lambda_runtime.interface import Clock
+from eventcraft_sandbox.lambda_runtime.interleaving import BATON
 from eventcraft_sandbox.lambda_runtime.invocation import Outcome
+from eventcraft_sandbox.lambda_runtime.moto_hooks import lambda_error_response
 from eventcraft_sandbox.lambda_runtime.thread_state import STATE
 
 __all__ = ["FaultInjector", "FunctionTimedOut"]
@@ -207,11 +218,7 @@ def _error(service: str, status: int, code: str, message: str, **members: Any) -
         "x-amzn-RequestId": str(uuid.uuid4()),
     }
     if service == "lambda":
-        # REST-JSON: the code in a header; "Type" says whose fault it is.
-        headers["x-amzn-ErrorType"] = code
-        message_key = "Message" if code == "ServiceException" else "message"
-        body = {"Type": "Service" if status >= 500 else "User", message_key: message, **members}
-        return status, headers, json.dumps(body)
+        return lambda_error_response(status, code, message, **members)
     if service == "sqs":
         # SQS's JSON protocol also names the error as its query protocol did.
         headers["x-amzn-query-error"] = f"{code};{'Receiver' if status >= 500 else 'Sender'}"
@@ -310,7 +317,23 @@ class FaultInjector:
             invoke = runtime._invoke
             runtime._invoke = self._invocation_hook(invoke)  # type: ignore[method-assign,assignment]
             self._undo.append(lambda: vars(runtime).pop("_invoke", None))
+            self._install_concurrency(runtime)
         return self
+
+    def _install_concurrency(self, runtime: LambdaRuntime) -> None:
+        """`concurrency`: the runtime's limit per function, the overlaps counted, and
+        the seeded turns of the invocations in flight (`lambda_runtime.interleaving`).
+        Read from `self.plan` at each use (a test may swap the plan)."""
+        concurrency = runtime.concurrency
+        previous = (concurrency.limit, concurrency.on_overlap, BATON.pick)
+        concurrency.limit = self._concurrency_limit
+        concurrency.on_overlap = self._overlapped
+        BATON.pick = self._pick_turn
+
+        def undo() -> None:
+            concurrency.limit, concurrency.on_overlap, BATON.pick = previous
+
+        self._undo.append(undo)
 
     def uninstall(self) -> None:
         self._active = False
@@ -544,6 +567,8 @@ class FaultInjector:
             if refused is not None:
                 return refused
         outcome = invoke(spec, event, invocation_type, invoked_arn)
+        if outcome.result.refused:
+            return outcome  # throttled: it never ran, there is no reply to lose
         with self._lock:
             self._written.discard(outcome.request_id)
             stopped = outcome.request_id in self._stopped
@@ -560,15 +585,34 @@ class FaultInjector:
 
     def _refused_invocation(self) -> Outcome | None:
         if self.plan.in_outage(self._now(), service="lambda"):
-            _, code, message = _OUTAGE["lambda"]
+            status, code, message = _OUTAGE["lambda"]
         elif self.plan.draw("throttle", service="lambda"):
-            code, message = "TooManyRequestsException", "Rate Exceeded."
+            status, code, message = 429, "TooManyRequestsException", "Rate Exceeded."
         else:
             return None
-        return Outcome(InvocationResult(None, code, message, 0.0, ""), str(uuid.uuid4()))
+        result = InvocationResult(None, code, message, 0.0, "", status)
+        return Outcome(result, str(uuid.uuid4()))
 
     def _short_name(self, deployed: str) -> str:
         return self._short.get(deployed, deployed)
+
+    # ----------------------------------------------------------- concurrency
+
+    def _concurrency_limit(self, deployed: str) -> int:
+        if not self._active:
+            return 0
+        return self.plan.limit("concurrency", function=self._short_name(deployed))
+
+    def _overlapped(self, deployed: str) -> None:
+        if self._concurrency_limit(deployed):
+            self.plan.count("concurrency")
+
+    def _pick_turn(self, candidates: int) -> int | None:
+        """The next chain to run among `candidates` (None: no switching without a
+        `concurrency` fault)."""
+        if not self._active or not any(f.name == "concurrency" for f in self.plan.faults):
+            return None
+        return self.plan.choice("concurrency", candidates)
 
 
 def _timed_out(outcome: Outcome, timeout: float) -> Outcome:

@@ -21,7 +21,8 @@ A fault is `NAME[@TARGET]=VALUE` (the `--fault` option of a driver's command lin
 | `redeliver`         | P                 | a delivery that succeeded is made again, as AWS's    |
 |                     |                   | at-least-once delivery does                          |
 | `reorder`           | SECONDS           | deliveries held back up to that long, out of order  |
-| `concurrency`       | N (>= 1)          | up to N invocations of a function at once            |
+| `concurrency`       | N (>= 1)          | up to N invocations of a function at once, their    |
+|                     |                   | AWS calls interleaved; more are throttled            |
 
 TARGET is a function's short name (`ship-order-task`: what the stack's `functions`
 output calls it) or a service (`dynamodb`, `events`, `sqs`, `lambda`, `states`,
@@ -290,6 +291,15 @@ class FaultPlan:
                 with self._lock:
                     return self._rng(fault).uniform(0.0, high)
         return 0.0
+
+    def choice(self, name: str, size: int) -> int:
+        """A seeded index in [0, size) from the generator of the first fault `name`
+        (0 if there is none)."""
+        for fault in self.faults:
+            if fault.name == name:
+                with self._lock:
+                    return self._rng(fault).randrange(size)
+        return 0
 
     def limit(self, name: str, *, function: str | None = None) -> int:
         """The smallest `count` of a fault covering this function (0: no fault)."""

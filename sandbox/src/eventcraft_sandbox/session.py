@@ -191,7 +191,8 @@ class _DeliveryClients:
 
 class _CountingRuntime(LambdaRuntime):
     """The Lambda runtime, counting invocations per function (every path: the Invoke
-    API, Step Functions tasks, the delivery's pollers and rule targets)."""
+    API, Step Functions tasks, the delivery's pollers and rule targets; not those
+    Lambda throttled, which never ran: `concurrency.throttles` counts them)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -201,6 +202,8 @@ class _CountingRuntime(LambdaRuntime):
 
     def _invoke(self, spec: Any, event: Any, invocation_type: str, invoked_arn: str) -> Any:
         outcome = super()._invoke(spec, event, invocation_type, invoked_arn)
+        if outcome.result.refused:
+            return outcome
         with self._count_lock:
             self.invocations[spec.name] += 1
             if outcome.result.error_type:

@@ -32,10 +32,12 @@ only then (`eventcraft_sandbox.clock`).
 
 Parts (each module's docstring has the semantics and what is approximated):
 `eventbridge` (PutEvents -> rules -> targets, retry policies, DLQs, archives, replay),
-`lambda_async` (asynchronous invocation retries and destinations), `sqs` (queue ->
-function pollers), `streams` (DynamoDB stream / Kinesis shard pollers),
-`stepfunctions` (virtual Retry / Wait), and `eventcraft_sandbox.clock` (virtual time, the
-scheduler, moto's SQS / stream clocks). Only one `Delivery` can be installed at a time:
+`lambda_async` (asynchronous invocation retries and destinations), `schedules`
+(scheduled rules), `sqs` (queue -> function pollers), `streams` (DynamoDB stream /
+Kinesis shard pollers), `stepfunctions` (virtual Retry / Wait), `concurrency`
+(deliveries started together under the `concurrency` fault), and
+`eventcraft_sandbox.clock` (virtual time, the scheduler, moto's SQS / stream clocks).
+Only one `Delivery` can be installed at a time:
 its patches are process-wide, like moto's state.
 """
 
@@ -58,6 +60,7 @@ from eventcraft_sandbox.delivery.common import (
 )
 from eventcraft_sandbox.delivery.eventbridge import ArchivedEvent, EventBridgeDelivery
 from eventcraft_sandbox.delivery.lambda_async import LambdaAsync
+from eventcraft_sandbox.delivery.schedules import ScheduleDelivery
 from eventcraft_sandbox.delivery.sqs import SqsDelivery
 from eventcraft_sandbox.delivery.stepfunctions import StepFunctionsClock
 from eventcraft_sandbox.delivery.streams import StreamDelivery
@@ -89,8 +92,9 @@ class Delivery:
       sends to a queue (target or DLQ) whose resource policy lets the rule (else
       NO_PERMISSIONS -> the target's DLQ without retries, as AWS does);
     - `faults`: the run's `eventcraft_sandbox.faults.FaultPlan` (default: none): its
-      delivery faults (`redeliver`, `reorder`) are made here, as each part's docstring
-      says; `function_names`: deployed name -> the short name a fault's TARGET uses.
+      delivery faults (`redeliver`, `reorder`, and `concurrency`'s side) are made
+      here, as each part's docstring says; `function_names`: deployed name -> the
+      short name a fault's TARGET uses.
     """
 
     _installed: Delivery | None = None
@@ -129,6 +133,7 @@ class Delivery:
         self.sqs = SqsDelivery(self.ctx, mappings)
         self.streams = StreamDelivery(self.ctx, mappings)
         self.stepfunctions = StepFunctionsClock(scheduler, self.ctx)
+        self.schedules = ScheduleDelivery(self.ctx, self.eventbridge)
         self._installed_parts: list[Any] = []
 
     @property
@@ -147,7 +152,14 @@ class Delivery:
                 )
             Delivery._installed = self
         try:
-            for part in (self.time, self.stepfunctions, self.eventbridge, self.sqs, self.streams):
+            for part in (
+                self.time,
+                self.stepfunctions,
+                self.eventbridge,
+                self.sqs,
+                self.streams,
+                self.schedules,
+            ):
                 part.install()
                 self._installed_parts.append(part)
         except BaseException:

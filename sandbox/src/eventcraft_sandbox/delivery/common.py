@@ -10,13 +10,14 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from eventcraft_sandbox.clock import Scheduler, VirtualClock
+from eventcraft_sandbox.delivery.concurrency import Launches
 from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.lambda_runtime import InvocationResult, Invoker
 
@@ -455,9 +456,10 @@ class DeliveryContext:
     IAM enforcement judges those calls by the role's policies.
 
     `faults`: the run's `FaultPlan` (default: none) whose delivery faults the parts
-    apply (`redeliver`, `reorder`: `redeliver()`, `reorder_delay()`); a fault's
-    function TARGET is a short name, found through `function_names` (deployed name ->
-    short name; a function not in it is known by its deployed name).
+    apply (`redeliver`, `reorder`: `redeliver()`, `reorder_delay()`; `concurrency`:
+    `start()`, `free_slots()`); a fault's function TARGET is a short name, found
+    through `function_names` (deployed name -> short name; a function not in it is
+    known by its deployed name).
     """
 
     def __init__(
@@ -490,6 +492,15 @@ class DeliveryContext:
         self._queue_urls: dict[str, str] = {}
         self._function_roles: dict[str, str] = {}
         self._lock = threading.RLock()
+        self.launches = Launches(
+            scheduler,
+            concurrent=lambda function_arn: self.concurrency_limit(function_arn) > 0,
+            free_slots=self.free_slots,
+            invoke=lambda function_arn, payload, asynchronous: self.invoke(
+                function_arn, payload, asynchronous=asynchronous
+            ),
+            run_together=self.invoke_together,
+        )
 
     # -- clients ----------------------------------------------------------------
 
@@ -582,6 +593,66 @@ class DeliveryContext:
         if self.on_invoke is not None:
             self.on_invoke(function_arn, payload, result)
         return result
+
+    def start(
+        self,
+        function_arn: str,
+        payload: Any,
+        then: Callable[[InvocationResult], None],
+        *,
+        asynchronous: bool = False,
+        errors_as_results: bool = False,
+    ) -> None:
+        """Invoke and hand the result to `then`: at once, or, under a `concurrency`
+        fault, together with the other invocations started at this virtual instant
+        (`delivery.concurrency`)."""
+        self.launches.submit(
+            function_arn,
+            payload,
+            then,
+            asynchronous=asynchronous,
+            errors_as_results=errors_as_results,
+        )
+
+    def invoke_together(
+        self, calls: Sequence[tuple[str, Any, Literal["RequestResponse", "Event"]]]
+    ) -> list[InvocationResult | Exception]:
+        """Run `calls` as invocations in flight together when the invoker can
+        (`LambdaRuntime.invoke_together`), else one after the other; results (or the
+        exception each raised) in order."""
+        together = getattr(self.invoker, "invoke_together", None)
+        results: list[InvocationResult | Exception]
+        if together is not None:
+            results = list(together(calls))
+        else:
+            results = []
+            for function, payload, invocation_type in calls:
+                try:
+                    results.append(
+                        self.invoker.invoke(function, payload, invocation_type=invocation_type)
+                    )
+                except Exception as exc:
+                    results.append(exc)
+        if self.on_invoke is not None:
+            for (function, payload, _), result in zip(calls, results, strict=True):
+                if isinstance(result, InvocationResult):
+                    self.on_invoke(function, payload, result)
+        return results
+
+    # -- concurrency ----------------------------------------------------------------
+
+    def concurrency_limit(self, function_arn: str) -> int:
+        """The `concurrency` fault's N for this function (0: not covered: the delivery
+        starts its invocations one at a time)."""
+        return self.faults.limit("concurrency", function=self.fault_name(function_arn))
+
+    def free_slots(self, function_arn: str) -> int:
+        """How many more invocations of the function the delivery may start now: N
+        less those in flight (`Invoker.in_flight`, when it counts them) and those
+        submitted but not started."""
+        in_flight = getattr(self.invoker, "in_flight", None)
+        running = int(in_flight(function_arn)) if in_flight is not None else 0
+        return self.concurrency_limit(function_arn) - running - self.launches.pending(function_arn)
 
     # -- faults -------------------------------------------------------------------
 

@@ -57,10 +57,11 @@ Faults (`eventcraft_sandbox.faults`):
   events may overtake it (EventBridge promises no order, to a FIFO queue target
   neither: the queue keeps the order they reach it in). Retries keep their backoff.
 
-Approximations: scheduled rules (`ScheduleExpression`) are not run; API destinations
-are not called; the transformer's JSONPath is the subset EventBridge documents (dot
-notation, array indices, `*`); a path that matches nothing fills `null` outside quotes
-and nothing inside a string; replayed events keep their original `id`.
+Scheduled rules (`ScheduleExpression`) are run by `delivery.schedules`, through
+`deliver`. Approximations: API destinations are not called; the transformer's JSONPath
+is the subset EventBridge documents (dot notation, array indices, `*`); a path that
+matches nothing fills `null` outside quotes and nothing inside a string; replayed
+events keep their original `id`.
 """
 
 from __future__ import annotations
@@ -456,30 +457,39 @@ class EventBridgeDelivery:
             compiled = self._pattern(rule)
             if compiled is None or not compiled.matches(event):
                 continue
-            for target in list(rule.targets):
-                arn = str(target.get("Arn", ""))
-                if _is_archive_target(arn):
-                    self._archive(backend, rule, event, ingested)
-                    continue
-                delivery = _Delivery(
-                    rule_arn=rule.arn,
-                    rule_name=rule.name,
-                    target=json.loads(json.dumps(target)),
-                    event=event,
-                    ingested=ingested,
-                    account=backend.account_id,
-                    region=backend.region_name,
-                )
-                delivery.key = f"eventbridge {rule.name} -> {target.get('Id')}"
-                function = arn if arn.split(":")[2:3] == ["lambda"] else None
-                held_back = self.ctx.reorder_delay(service="events", function_arn=function)
-                if held_back > 0:
-                    self.ctx.scheduler.call_later(
-                        held_back, delivery.key, self._attempter(delivery)
-                    )
-                else:
-                    self.ctx.scheduler.call_soon(delivery.key, self._attempter(delivery))
-                scheduled += 1
+            scheduled += self.deliver(backend, rule, event, ingested=ingested)
+        return scheduled
+
+    def deliver(
+        self, backend: Any, rule: Any, event: dict[str, Any], *, ingested: float | None = None
+    ) -> int:
+        """Schedule a delivery of `event` to each target of `rule` (an archive keeps
+        it); returns the number scheduled. `route` calls it for each matching rule, the
+        schedules (`delivery.schedules`) for a scheduled rule's event."""
+        ingested = self.ctx.clock.now() if ingested is None else ingested
+        scheduled = 0
+        for target in list(rule.targets):
+            arn = str(target.get("Arn", ""))
+            if _is_archive_target(arn):
+                self._archive(backend, rule, event, ingested)
+                continue
+            delivery = _Delivery(
+                rule_arn=rule.arn,
+                rule_name=rule.name,
+                target=json.loads(json.dumps(target)),
+                event=event,
+                ingested=ingested,
+                account=backend.account_id,
+                region=backend.region_name,
+            )
+            delivery.key = f"eventbridge {rule.name} -> {target.get('Id')}"
+            function = arn if arn.split(":")[2:3] == ["lambda"] else None
+            held_back = self.ctx.reorder_delay(service="events", function_arn=function)
+            if held_back > 0:
+                self.ctx.scheduler.call_later(held_back, delivery.key, self._attempter(delivery))
+            else:
+                self.ctx.scheduler.call_soon(delivery.key, self._attempter(delivery))
+            scheduled += 1
         return scheduled
 
     def _attempter(self, delivery: _Delivery) -> Callable[[], None]:

@@ -20,6 +20,13 @@ OnSuccess destination. The record has AWS's shape:
                          "functionError": "Unhandled"},
      "responsePayload": {"errorType", "errorMessage"} | <the return value>}
 
+An invocation Lambda did not run (throttled: the function's reserved concurrency or
+the run's concurrency limit reached; or Lambda's own 5xx error, e.g. an `outage` of
+`lambda`) does not use up an attempt: the event goes back to the queue and is tried
+again 1 s later, then 2, 4 ... at most 5 minutes apart, until it is older than
+`MaximumEventAgeInSeconds` (then `EventAgeExceeded`), as AWS documents for throttling
+(429) and system (500-series) errors.
+
 Destinations are sent with the function's execution role (as Lambda does): a role
 without `sqs:SendMessage` on its OnFailure queue loses the record, visibly, in the log.
 
@@ -28,6 +35,11 @@ an event whose invocation succeeded is, with probability P, invoked again (Lambd
 event queue delivers at least once), with the same payload, a seeded 1..60 virtual
 seconds later; the copy has its own retries and destinations (its invocation records
 carry the same requestId) and is not copied again.
+
+Under a `concurrency` fault on the function (`delivery.concurrency`) the attempts due at
+the same instant are started together, as many at a time as the function has free
+slots; one that Lambda throttles all the same (reserved concurrency below N, slots taken
+by Step Functions tasks) is retried as above.
 """
 
 from __future__ import annotations
@@ -53,6 +65,8 @@ DEFAULT_RETRIES = 2
 DEFAULT_MAX_EVENT_AGE = 21_600
 # Seconds before the 2nd and the 3rd attempt (AWS: "one minute", "two minutes").
 RETRY_DELAYS = (60.0, 120.0)
+# After a throttle: 1 s, doubling, at most 5 minutes (AWS).
+MAX_THROTTLE_BACKOFF = 300.0
 
 
 @dataclass
@@ -65,6 +79,7 @@ class AsyncInvocation:
     enqueued_at: float
     source: str
     attempts: int = 0
+    throttles: int = 0  # invocations Lambda refused (not attempts)
     last: InvocationResult | None = None
     redelivered: bool = False  # a copy made by the `redeliver` fault
 
@@ -143,16 +158,32 @@ class LambdaAsync:
 
     def _attempt(self, invocation: AsyncInvocation) -> None:
         config = self._config(invocation.function_arn)
-        name = short_name(invocation.function_arn)
         age = self.ctx.clock.now() - invocation.enqueued_at
         if invocation.attempts > 0 and age > config.max_age:
             self._fail(invocation, config, "EventAgeExceeded")
             return
         invocation.attempts += 1
-        try:
-            result = self.ctx.invoke(invocation.function_arn, invocation.payload, asynchronous=True)
-        except Exception as exc:  # e.g. the function was deleted after the event was queued
-            result = InvocationResult(None, type(exc).__name__, str(exc), 0.0, "")
+        # An invoker's error (e.g. the function was deleted after the event was queued)
+        # is the attempt's error.
+        self.ctx.start(
+            invocation.function_arn,
+            invocation.payload,
+            lambda result: self._attempted(invocation, config, age, result),
+            asynchronous=True,
+            errors_as_results=True,
+        )
+
+    def _attempted(
+        self,
+        invocation: AsyncInvocation,
+        config: _AsyncConfig,
+        age: float,
+        result: InvocationResult,
+    ) -> None:
+        name = short_name(invocation.function_arn)
+        if result.refused:
+            self._throttled(invocation, config, result)
+            return
         invocation.last = result
         if result.error_type is None:
             self.ctx.record(
@@ -185,6 +216,32 @@ class LambdaAsync:
             )
             return
         self.ctx.record("lambda.async", invocation.source, name, "retry", detail)
+        self.ctx.scheduler.call_later(
+            delay, f"lambda-async-retry {name}", lambda: self._attempt(invocation)
+        )
+
+    def _throttled(
+        self, invocation: AsyncInvocation, config: _AsyncConfig, result: InvocationResult
+    ) -> None:
+        """Lambda did not run it: back to the queue, the attempt not used up (module
+        docstring)."""
+        invocation.attempts -= 1
+        invocation.throttles += 1
+        name = short_name(invocation.function_arn)
+        delay = min(MAX_THROTTLE_BACKOFF, 2.0 ** (invocation.throttles - 1))
+        detail = f"{result.error_type}: {result.error_message} (not an attempt)"
+        age = self.ctx.clock.now() - invocation.enqueued_at
+        if age + delay > config.max_age:
+            self.ctx.record("lambda.async", invocation.source, name, "throttled", detail)
+            self.ctx.scheduler.call_at(
+                invocation.enqueued_at + config.max_age,
+                f"lambda-async-expire {name}",
+                lambda: self._fail(invocation, config, "EventAgeExceeded"),
+            )
+            return
+        self.ctx.record(
+            "lambda.async", invocation.source, name, "throttled", f"{detail}, again in {delay:g} s"
+        )
         self.ctx.scheduler.call_later(
             delay, f"lambda-async-retry {name}", lambda: self._attempt(invocation)
         )

@@ -23,7 +23,18 @@ each enabled mapping on a queue gets a poller that runs on the scheduler:
   visibility timeout; with `ReportBatchItemFailures` only the messages not listed in
   `batchItemFailures` are deleted (a malformed response fails the whole batch).
 
-`ScalingConfig.MaximumConcurrency` is respected trivially: batches run one at a time.
+Concurrency: without a `concurrency` fault, batches run one at a time (so
+`ScalingConfig.MaximumConcurrency` is respected trivially). With `concurrency=N` on the
+function (`delivery.concurrency`), a poll receives up to its free slots as separate
+batches, all started together: N less the function's invocations in flight or about to
+start, and at most `MaximumConcurrency` less the poller's own batches in flight. So the
+poller never takes a batch it has no slot for, and a FIFO queue's batches overlap
+across message groups only (SQS does not hand out a group with a message in flight). A
+function's reserved concurrency is not the poller's to know, as in AWS: with less
+reserved than N, the batches beyond it are throttled and come back after the
+visibility timeout with a higher receive count (on to the DLQ after
+`maxReceiveCount`), which is why `MaximumConcurrency` exists. With no slot free (taken
+by invocations the poller did not start) it looks again `SLOT_WAIT_SECONDS` later.
 
 Faults (`eventcraft_sandbox.faults`, TARGET `sqs` or the consuming function):
 
@@ -63,6 +74,9 @@ from pulumi_eventcraft.event_pattern import CompiledPattern, compile_pattern
 __all__ = ["SqsDelivery", "SqsPoller", "batch_item_failures", "sqs_record"]
 
 RECEIVE_MAX = 10
+# With every slot of its function taken by invocations it did not start (a Step
+# Functions task, a synchronous Invoke), a poller looks again this much later.
+SLOT_WAIT_SECONDS = 1.0
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
@@ -178,8 +192,11 @@ class SqsPoller:
             in (request.get("FunctionResponseTypes") or []),
             filters=matching_filters(request.get("FilterCriteria")),
         )
+        scaling = request.get("ScalingConfig") or {}
+        self.maximum_concurrency = int(scaling.get("MaximumConcurrency") or 0)
         self.name = f"sqs {short_name(source)} -> {short_name(self.function_arn)}"
         self.fifo = self.queue_name.endswith(".fifo")
+        self._in_flight = 0  # batches started and not yet handled
         self._redelivered: set[str] = set()  # message ids already left for redelivery
         self._handle: Handle | None = None
         self._window_started: float | None = None
@@ -232,11 +249,48 @@ class SqsPoller:
     def poll(self) -> None:
         with self._lock:
             self._handle = None
+        slots = self._free_slots()
+        if slots <= 0:
+            self._wait_for_slot()
+            return
         sqs = self._client_for()
         url = self.ctx.queue_url(self.queue_arn)
         if self.config.window > 0 and self._wait_for_batch(sqs, url):
             return
         self._window_started = None
+        received = False
+        for _ in range(slots):
+            messages = self._receive(sqs, url)
+            if not messages:
+                break
+            received = True
+            records = self._filtered(sqs, url, messages)
+            if records:
+                self._deliver(sqs, url, records)
+        if not received:
+            self._reschedule()
+            return
+        # Progress was made: poll again (more may be visible, or a FIFO group unblocked);
+        # a poll that receives nothing waits for the next message to become visible.
+        self.wake()
+
+    def _free_slots(self) -> int:
+        """How many batches this poll may start (module docstring)."""
+        if self.ctx.concurrency_limit(self.function_arn) <= 0:
+            return 1
+        free = self.ctx.free_slots(self.function_arn)
+        if self.maximum_concurrency:
+            free = min(free, self.maximum_concurrency - self._in_flight)
+        return free
+
+    def _wait_for_slot(self) -> None:
+        if self._in_flight or self.ctx.launches.pending(self.function_arn):
+            self.wake()  # after this instant's launch, which frees them
+        else:
+            self.wake(self.ctx.clock.now() + SLOT_WAIT_SECONDS)
+
+    def _receive(self, sqs: Any, url: str) -> list[dict[str, Any]]:
+        """One batch: up to `BatchSize` messages (several receives of at most 10)."""
         messages: list[dict[str, Any]] = []
         while len(messages) < self.config.batch_size:
             response = sqs.receive_message(
@@ -251,9 +305,10 @@ class SqsPoller:
             if not received:
                 break
             messages.extend(received)
-        if not messages:
-            self._reschedule()
-            return
+        return messages
+
+    def _filtered(self, sqs: Any, url: str, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The batch's records that `FilterCriteria` let through (the others deleted)."""
         records = [sqs_record(m, self.queue_arn, self.region) for m in messages]
         if self.config.filters:
             kept = []
@@ -271,11 +326,7 @@ class SqsPoller:
                         record["messageId"],
                     )
             records = kept
-        if records:
-            self._deliver(sqs, url, records)
-        # Progress was made: poll again (more may be visible, or a FIFO group unblocked);
-        # a poll that receives nothing waits for the next message to become visible.
-        self.wake()
+        return records
 
     def _wait_for_batch(self, sqs: Any, url: str) -> bool:
         """Within `MaximumBatchingWindowInSeconds`, whether to wait for a fuller batch
@@ -300,12 +351,32 @@ class SqsPoller:
         return False
 
     def _deliver(self, sqs: Any, url: str, records: list[dict[str, Any]]) -> None:
+        self._in_flight += 1
+        self.ctx.start(
+            self.function_arn,
+            {"Records": records},
+            lambda result: self._delivered(sqs, url, records, result),
+        )
+
+    def _delivered(
+        self, sqs: Any, url: str, records: list[dict[str, Any]], result: InvocationResult
+    ) -> None:
+        self._in_flight -= 1
         ids = [r["messageId"] for r in records]
-        result = self.ctx.invoke(self.function_arn, {"Records": records})
         source, target = short_name(self.queue_arn), short_name(self.function_arn)
         bodies = ",".join(
             r["body"] if len(r["body"]) <= 64 else r["body"][:61] + "..." for r in records
         )
+        if result.refused:
+            # Lambda did not run it: the batch comes back after its visibility timeout.
+            self.ctx.record(
+                "sqs.batch",
+                source,
+                target,
+                "throttled",
+                f"{len(records)} messages [{bodies}]: {result.error_type}",
+            )
+            return
         if result.error_type is not None:
             self.ctx.record(
                 "sqs.batch",

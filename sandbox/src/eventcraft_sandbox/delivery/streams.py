@@ -42,6 +42,14 @@ the function): a batch the function handled is, with probability P, read again b
 the shard moves on (as after a checkpoint Lambda did not save): the same records, same
 sequence numbers, delivered once more at once; a batch is read again once at most.
 
+Concurrency: without a `concurrency` fault the shards' batches run one at a time. With
+`concurrency=N` on the function (`delivery.concurrency`), each shard's next batch is
+started together with the others' due at the same instant, up to the function's free
+slots (shards in parallel, a shard's own batches still one at a time and in order). A
+batch Lambda did not run (throttled: the function's reserved concurrency or N reached)
+is retried with the same backoff, without counting as a retry attempt (the records
+still expire).
+
 Approximations: `ParallelizationFactor` is 1; tumbling windows
 (`TumblingWindowInSeconds`) are not computed; stream retention (24 h) is not applied.
 """
@@ -85,6 +93,7 @@ class _Batch:
     end_sequence: str  # the checkpoint once this batch is done (filtered records included)
     attempts: int = 0
     invocations: int = 0
+    throttles: int = 0  # invocations Lambda refused (not attempts)
     last: InvocationResult | None = field(default=None)
     redelivered: bool = False  # read again by the `redeliver` fault
 
@@ -153,6 +162,7 @@ class ShardPoller:
         self._client: Any = None
         self._lock = threading.Lock()
         self._request_ids = itertools.count(1)
+        self._in_flight = False  # a batch started and not yet handled
 
     # -- setup ----------------------------------------------------------------------
 
@@ -269,6 +279,8 @@ class ShardPoller:
     def poll(self) -> None:
         with self._lock:
             self._handle = None
+        if self._in_flight:
+            return  # its batch's handling polls again
         now = self.ctx.clock.now()
         if not self.pending:
             chunk = self._read(self.checkpoint, self.batch_size)
@@ -311,11 +323,22 @@ class ShardPoller:
 
     def _invoke(self, batch: _Batch) -> None:
         payload = {"Records": [r.record for r in batch.records]}
-        result = self.ctx.invoke(self.function_arn, payload)
-        batch.invocations += 1
-        batch.last = result
+        self._in_flight = True
+        self.ctx.start(self.function_arn, payload, lambda result: self._invoked(batch, result))
+
+    def _invoked(self, batch: _Batch, result: InvocationResult) -> None:
+        self._in_flight = False
         source, target = short_name(self.stream_arn), short_name(self.function_arn)
         span = f"{batch.records[0].sequence}..{batch.records[-1].sequence} ({len(batch.records)})"
+        if result.refused:
+            # Lambda did not run it: retried, without using up an attempt.
+            batch.throttles += 1
+            self.ctx.record("stream.batch", source, target, "throttled", span)
+            delay = min(MAX_RETRY_BACKOFF, 2.0 ** (batch.throttles - 1))
+            self.wake(self.ctx.clock.now() + delay)
+            return
+        batch.invocations += 1
+        batch.last = result
         failed_from: int | None = None
         whole = result.error_type is not None
         if not whole and self.report_failures:

@@ -27,7 +27,18 @@ How a function runs (what Lambda does, and how it is done in one process):
   zip's. A top-level import that neither the zip, a layer, the stdlib nor the venv
   provides fails with ModuleNotFoundError, as in Lambda (even if the repository has
   it on the host's `sys.path`). Containers are reused warm; a busy one (a function
-  invoking itself) gets a sibling, as Lambda scales out.
+  invoking itself, invocations in flight together) gets a sibling, as Lambda scales
+  out: each has its own module state.
+- Concurrency (`concurrency`, `interleaving`): each invocation takes a slot of its
+  function while it runs; past the function's reserved concurrency
+  (`PutFunctionConcurrency`; always enforced) or the run's limit (`concurrency.limit`,
+  the `concurrency=N` fault) it is throttled as Lambda throttles:
+  `TooManyRequestsException` (429, with its `Reason`) to a synchronous Invoke,
+  `Lambda.TooManyRequestsException` to a Step Functions task, a refused
+  `InvocationResult` (`status_code` 429) to the delivery. Invocations in flight
+  together (a Step Functions execution's task beside a poller's batch, or batches the
+  delivery starts together: `invoke_together`) run in turns, each with its own
+  process-wide state, switching at their AWS calls and sleeps (see `interleaving`).
 - Environment: `os.environ` is replaced for the call by Lambda's variables
   (AWS_LAMBDA_FUNCTION_NAME, AWS_REGION, _HANDLER, LAMBDA_TASK_ROOT, ...), the
   function's own, and the credentials of its role, then restored. Nothing of the
@@ -83,6 +94,8 @@ moto integration (`install()` / `uninstall()`, or `with runtime:`):
 - moto invoking a function by itself (its own event source mappings, SNS
   subscriptions, S3/log notifications) raises `InternalInvocationError`: the sandbox
   delivers those events itself.
+- A Task whose Resource is a function's ARN reports a Lambda API error (a throttle)
+  as `Lambda.<code>`, as Step Functions does (moto names them all `Exception`).
 - Step Functions tasks call AWS with the state machine's role (assumed as
   states.amazonaws.com) instead of moto's fixed fake key, which IAM enforcement
   rejects.
@@ -92,21 +105,24 @@ The hooked moto internals are checked against moto 5.2.5 (`check_moto_hooks`):
 `install()` raises `MotoHookError` naming what changed.
 
 Known limits: `os.environ`, `sys.modules` and `sys.path` are process-wide, so one
-handler runs at a time (others wait; a nested synchronous Invoke from a handler runs
-inside it); a handler that waits for another invocation to run concurrently (polls
-a Step Functions execution it started) runs out its timeout (in virtual time, when
-it polls with sleeps). Work due elsewhere in the sandbox while a handler sleeps runs
-after it returns, at the later virtual time (the sandbox delivers one thing at a
-time). A handler's `time.monotonic()` and `time.perf_counter()` stay real: a loop
-bounded by them that sleeps runs out its timeout instead (one bounded by its clock,
-`time.time()` or `datetime.now()`, ends as in AWS). Sleeps other than `time.sleep`
-(`threading.Event.wait`, `asyncio.sleep`) are real. Code outside a
-handler that reads the environment during an invocation sees the function's.
-Threads a handler starts are not part of the invocation (their output is not
-captured, their Invoke calls wait for it to end). Process-wide state of shared
-libraries is shared between functions: `logging` loggers by name, Powertools
-Metrics/Tracer class state. Modules the host already imported (e.g. `components`)
-are not hidden from a handler; only fresh imports are checked.
+handler runs at a time: invocations in flight together take turns at their AWS calls and
+sleeps (`interleaving`; without the `concurrency` fault a chain runs to its end before
+the next one starts, and a nested synchronous Invoke from a handler runs inside it); a
+handler that waits for another invocation without an AWS call or a sleep keeps the turn
+and meets the backstop, and one that polls a Step Functions execution it started runs
+out its timeout (in virtual time, when it polls with sleeps). Work due elsewhere in the
+sandbox while a handler sleeps runs after it returns, at the later virtual time (the
+sandbox delivers one thing at a time); the sleeps of invocations in flight together add
+up on the virtual clock instead of overlapping. A handler's `time.monotonic()` and
+`time.perf_counter()` stay real: a loop bounded by them that sleeps runs out its timeout
+instead (one bounded by its clock, `time.time()` or `datetime.now()`, ends as in AWS).
+Sleeps other than `time.sleep` (`threading.Event.wait`, `asyncio.sleep`) are real. Code
+outside a handler that reads the environment during an invocation sees the function's.
+Threads a handler starts are not part of the invocation (their output is not captured,
+their Invoke calls are chains of their own that wait for their turn). Process-wide
+state of shared libraries is shared between functions: `logging` loggers by name, Powertools
+Metrics/Tracer class state. Modules the host already imported (e.g. `components`) are
+not hidden from a handler; only fresh imports are checked.
 
 The package, by seam:
 - `interface`: `InvocationResult`, `Invoker`, `Clock`, the errors;
@@ -115,6 +131,8 @@ The package, by seam:
 - `credentials`: role trust and AssumeRole as a service;
 - `function_spec`: a function version as moto holds it;
 - `containers`: code/layer extraction, the import guard, the process-wide swap;
+- `concurrency`: invocations in flight per function, reserved concurrency, throttling;
+- `interleaving`: the turns of the invocations in flight together (the baton);
 - `log_capture`: stdout/stderr and `logging` routed to the running invocation;
 - `handler_time`: a handler's elapsed time, virtual sleeps;
 - `handler_clock`: a handler's clock on the virtual one (`time.time`, `datetime.now`);

@@ -1,6 +1,7 @@
 """Execution environments: code and layers extracted, the import guard, and
 the swap of `sys.modules`, `sys.path`, `os.environ`, stdout/stderr and boto3's
-default session in and out of the process around an invocation."""
+default session in and out of the process around an invocation (and around each of
+its chain's turns: `suspend` / `resume`, `interleaving`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import site
 import sys
 import sysconfig
 import tempfile
-import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +32,7 @@ from eventcraft_sandbox.lambda_runtime.log_capture import demux
 from eventcraft_sandbox.lambda_runtime.thread_state import STATE
 
 if TYPE_CHECKING:
+    from eventcraft_sandbox.lambda_runtime.interleaving import Chain
     from eventcraft_sandbox.lambda_runtime.invocation import Invocation
 
 
@@ -206,15 +207,30 @@ class _Swap:
     boto3_session: Any
 
 
-_SWAPS: list[_Swap] = []  # innermost last; guarded by the one-invocation-at-a-time rule
-RUN_LOCK = threading.Lock()  # one invocation chain at a time (process-wide state)
+@dataclass
+class Parked:
+    """An invocation's process-wide state while its chain waits for its turn: its
+    environment and path as its code left them (its modules and boto3 session stay in
+    its container)."""
+
+    invocation: Invocation
+    environ: dict[str, str]
+    path: list[str]
+
+
+# An invocation's swaps live on its chain (`interleaving.Chain.swaps`, innermost last):
+# only the chain holding the baton has its swaps in place.
 
 
 def _own(name: str, own_names: frozenset[str]) -> bool:
     return name.partition(".")[0] in own_names
 
 
-def swap_in(invocation: Invocation, environ: Mapping[str, str]) -> None:
+def swap_in(
+    invocation: Invocation, environ: Mapping[str, str], *, path: list[str] | None = None
+) -> None:
+    """Put the invocation's container in place (its modules, environment, boto3 session,
+    and `path`, or the host's with its code and layers added)."""
     import boto3
 
     container = invocation.container
@@ -232,9 +248,12 @@ def swap_in(invocation: Invocation, environ: Mapping[str, str]) -> None:
         stderr=sys.stderr,
         boto3_session=boto3.DEFAULT_SESSION,
     )
-    _SWAPS.append(swap)
-    sys.path[:0] = [str(container.code_dir)]
-    sys.path.extend(str(d) for d in container.layer_dirs)
+    invocation.chain.swaps.append(swap)
+    if path is None:
+        sys.path[:0] = [str(container.code_dir)]
+        sys.path.extend(str(d) for d in container.layer_dirs)
+    else:
+        sys.path[:] = path
     os.environ.clear()
     os.environ.update(environ)
     sys.stdout, sys.stderr = demux(sys.stdout), demux(sys.stderr)
@@ -264,12 +283,35 @@ def _undo_swap(swap: _Swap) -> None:
 def swap_out(invocation: Invocation) -> None:
     """Undo `invocation`'s swap, and first any nested one still in place (an outer
     invocation that timed out while an inner one ran: the inner one is frozen too)."""
-    if not any(s.invocation is invocation for s in _SWAPS):
-        return
-    while _SWAPS:
-        swap = _SWAPS.pop()
-        if swap.invocation is not invocation:
-            swap.invocation.freeze()
-        _undo_swap(swap)
-        if swap.invocation is invocation:
+    chain = invocation.chain
+    with chain.lock:
+        swaps = chain.swaps
+        if not any(s.invocation is invocation for s in swaps):
             return
+        while swaps:
+            swap = swaps.pop()
+            if swap.invocation is not invocation:
+                swap.invocation.freeze()
+            _undo_swap(swap)
+            if swap.invocation is invocation:
+                return
+
+
+def suspend(chain: Chain) -> None:
+    """Set the chain's swaps aside, innermost first, keeping each invocation's
+    environment and path as its code left them (call with `chain.lock` held, on the
+    chain's turn)."""
+    parked: list[Parked] = []
+    while chain.swaps:
+        swap = chain.swaps[-1]
+        parked.append(Parked(swap.invocation, dict(os.environ), list(sys.path)))
+        chain.swaps.pop()
+        _undo_swap(swap)
+    chain.suspended = parked[::-1]
+
+
+def resume(chain: Chain) -> None:
+    """Put a suspended chain's swaps back, outermost first (its turn has come)."""
+    parked, chain.suspended = chain.suspended, []
+    for entry in parked:
+        swap_in(entry.invocation, entry.environ, path=entry.path)

@@ -39,6 +39,9 @@ class FunctionSpec:
     code_sha256: str
     code: bytes = field(repr=False)
     layers: tuple[LayerCode, ...] = ()
+    # PutFunctionConcurrency's ReservedConcurrentExecutions (None: unreserved): the
+    # most invocations of the function in flight at once (`concurrency`).
+    reserved_concurrency: int | None = None
 
     @property
     def qualified_arn(self) -> str:
@@ -92,4 +95,16 @@ class FunctionSpec:
             code_sha256=str(fn.code_sha_256),
             code=bytes(getattr(fn, "code_bytes", b"") or b""),
             layers=tuple(layers),
+            reserved_concurrency=_reserved_concurrency(backend, fn),
         )
+
+
+def _reserved_concurrency(backend: Any, fn: Any) -> int | None:
+    """The function's reserved concurrency: set on the function, for every version
+    (moto keeps it on the unpublished one, $LATEST)."""
+    try:
+        latest = backend.get_function(fn.function_name)
+    except Exception:  # moto's not-found: the version stands alone
+        latest = fn
+    reserved = getattr(latest, "reserved_concurrency", None)
+    return None if reserved is None else int(reserved)

@@ -13,12 +13,13 @@ deadlock) uses neither CPU nor sleeps, and only the runtime's wall-clock backsto
 stops it.
 
 `virtual_sleep` replaces `time.sleep` while a `LambdaRuntime` is installed: on an
-invocation's worker thread (`thread_state.STATE.invocation`) a sleep returns at once,
-adds its seconds to the invocation's elapsed time and moves the runtime's clock (the
-sandbox's `VirtualClock`) forward by as much. A sleep that outlasts the time left
-ends the invocation as a Lambda timeout: the clock moves to the deadline and the
-thread unwinds with `InvocationTimedOut` (a BaseException, so handler code's
-`except Exception` does not swallow it). Sleeps on any other thread (the sandbox's own,
+invocation's worker thread (`thread_state.STATE.invocation`) a sleep returns at once
+(after the other invocations in flight had their chance to run: a switch point of
+`interleaving`), adds its seconds to the invocation's elapsed time and moves the
+runtime's clock (the sandbox's `VirtualClock`) forward by as much. A sleep that
+outlasts the time left ends the invocation as a Lambda timeout: the clock moves to the
+deadline and the thread unwinds with `InvocationTimedOut` (a BaseException, so handler
+code's `except Exception` does not swallow it). Sleeps on any other thread (the sandbox's own,
 a test's, threads a handler starts) are real.
 
 The handler's clock (`time.time()`, `datetime.now()`, ...) reads the same time on
@@ -69,6 +70,7 @@ def virtual_sleep(seconds: float) -> None:
         )
     if seconds < 0:
         raise ValueError("sleep length must be non-negative")
+    invocation.sleep_turn()  # others in flight may run meanwhile (`interleaving`)
     invocation.time.sleep(float(seconds))
 
 
@@ -105,6 +107,8 @@ class HandlerTime:
         self._phase_cpu = 0.0
         self._phase_other = 0.0  # slept + nested at the phase's start
         self._real_phase_start = self._real_start
+        self._parked = 0.0  # real seconds parked waiting for its turn (`interleaving`)
+        self._parked_at_phase = 0.0
         self.stopped = threading.Event()  # timed out: the thread may run no further
 
     # -- on the worker thread -------------------------------------------------------
@@ -124,6 +128,7 @@ class HandlerTime:
             self._phase_cpu = self._cpu()
             self._phase_other = self.slept + self.nested
             self._real_phase_start = time.monotonic()
+            self._parked_at_phase = self._parked
 
     def finish(self) -> None:
         """The worker thread ends: keep its CPU time (its clock goes with it)."""
@@ -151,6 +156,13 @@ class HandlerTime:
             self.slept += seconds
         if self._advance is not None and seconds > 0:
             self._advance(seconds)
+
+    def parked(self, seconds: float) -> None:
+        """The invocation waited `seconds` of real time for its turn among invocations in
+        flight together (`interleaving`): not the handler's time, nor a sign that it is
+        blocked."""
+        with self._lock:
+            self._parked += seconds
 
     # -- nested invocations -----------------------------------------------------------
 
@@ -219,8 +231,11 @@ class HandlerTime:
         return start if self._not_before is None else max(start, self._not_before)
 
     def real_seconds(self) -> float:
-        """Wall-clock seconds since the current phase started (for the backstop only)."""
-        return time.monotonic() - self._real_phase_start
+        """Wall-clock seconds since the current phase started, less the time it was
+        parked waiting for its turn (for the backstop only)."""
+        with self._lock:
+            parked = self._parked - self._parked_at_phase
+        return time.monotonic() - self._real_phase_start - parked
 
     def cpu_seconds(self) -> float:
         """CPU seconds the worker thread used in the current phase (unscaled)."""

@@ -12,13 +12,25 @@ from typing import Any, Literal, Protocol
 
 @dataclass(frozen=True)
 class InvocationResult:
-    """The outcome of one invocation, as Lambda reports it."""
+    """The outcome of one invocation, as Lambda reports it.
+
+    `status_code` is the Invoke API's: 200 when the function ran (whether it returned
+    or raised), 429 when Lambda throttled the invocation, 5xx when Lambda itself
+    failed; in the last two the function did not run (`refused`) and `error_type` is
+    the API's error code (`TooManyRequestsException`, `ServiceException`)."""
 
     payload: Any  # the handler's return value (JSON-compatible) or None
     error_type: str | None  # e.g. "QuotaExceeded", "Sandbox.Timedout"; None on success
     error_message: str | None
     duration_ms: float
     logs: str
+    status_code: int = 200
+
+    @property
+    def refused(self) -> bool:
+        """Lambda did not run the function (throttled, or its own error): an
+        asynchronous event or a stream batch is retried without using up an attempt."""
+        return self.status_code != 200
 
 
 class Invoker(Protocol):

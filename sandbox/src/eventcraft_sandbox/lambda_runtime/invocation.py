@@ -1,7 +1,8 @@
 """One invocation: the handler loaded from its handler string, run on a worker
 thread with its context, its result marshalled, its outcome as Invoke reports it.
 Its time (what the timeout and the context's remaining time count) is a
-`handler_time.HandlerTime`."""
+`handler_time.HandlerTime`; its turns among the invocations in flight, its chain's
+(`interleaving`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from eventcraft_sandbox.lambda_context import LambdaContext
 from eventcraft_sandbox.lambda_runtime.containers import Container
 from eventcraft_sandbox.lambda_runtime.handler_time import HandlerTime, InvocationTimedOut
 from eventcraft_sandbox.lambda_runtime.interface import InvocationFrozenError, InvocationResult
+from eventcraft_sandbox.lambda_runtime.interleaving import BATON, Chain
 from eventcraft_sandbox.lambda_runtime.thread_state import STATE
 
 if TYPE_CHECKING:
@@ -97,9 +99,12 @@ class Invocation:
         event: Any,
         invocation_type: str,
         invoked_arn: str,
+        *,
+        chain: Chain,
     ) -> None:
         self.runtime = runtime
         self.container = container
+        self.chain = chain
         self.spec = container.spec
         self.event = event
         self.invocation_type = invocation_type
@@ -180,6 +185,35 @@ class Invocation:
             stop = self.frozen and self._requests == 0 and self._in_handler
         if stop:
             raise InvocationTimedOut
+
+    # -- turns among invocations in flight (`interleaving`) -----------------------------
+
+    def request_turn(self) -> None:
+        """A switch point before an AWS request (between `enter_request` and
+        `leave_request`, so a freeze while parked is not raised inside the wait): other
+        invocations in flight may run first; refused if this one timed out meanwhile."""
+        if not self.handler_started:  # never inside an import (module docstring)
+            return
+        BATON.switch(self.chain)
+        with self._guard:
+            if self.frozen:
+                raise InvocationFrozenError(
+                    f"{self.spec.name} (request {self.request_id}) timed out while "
+                    "others ran: it makes no more AWS calls"
+                )
+
+    def sleep_turn(self) -> None:
+        """A switch point at a sleep of the handler's code (the others run meanwhile)."""
+        if not self.handler_started:
+            return
+        with self._guard:
+            if self.frozen:
+                raise InvocationTimedOut
+            self._requests += 1  # no stop raised while parked
+        try:
+            BATON.switch(self.chain)
+        finally:
+            self.leave_request()
 
     def _call_handler(self, handler: Callable[[Any, Any], Any], context: LambdaContext) -> Any:
         with self._guard:
@@ -267,6 +301,7 @@ class Outcome:
     result: InvocationResult
     request_id: str
     error_trace: tuple[str, ...] = ()
+    reason: str | None = None  # why Lambda refused it (TooManyRequestsException's Reason)
 
     def wire(self) -> tuple[str, bool]:
         """The payload as the Invoke API returns it, and whether it is an error."""

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -130,6 +131,7 @@ class _Hook:
 
 
 _SFN_STATE_TASK = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
+SFN_LAMBDA_TASK = f"{_SFN_STATE_TASK}.state_task_lambda"
 _SFN_STATE_MAP = "moto.stepfunctions.parser.asl.component.state.exec.state_map"
 # Every module of moto's Step Functions interpreter that builds its AWS clients with
 # `boto_client_for` (imported by name, so each keeps its own reference).
@@ -189,6 +191,12 @@ _HOOKS = (
     *(
         _Hook(module, "boto_client_for", ("region", "service", "state_credentials"))
         for module in SFN_CLIENT_MODULES
+    ),
+    _Hook(SFN_LAMBDA_TASK, "StateTaskLambda._from_error", ("self", "env", "ex")),
+    _Hook(
+        f"{_SFN_STATE_TASK}.service.state_task_service_lambda",
+        "StateTaskServiceLambda._error_cause_from_client_error",
+        ("client_error",),
     ),
 )
 
@@ -314,7 +322,8 @@ def install_moto_lock() -> None:
 
     Wraps `BotocoreStubber.process_request`, the one entry of every in-process request
     (botocore's before-send hook and the `responses` mock both end there). A request
-    from an invocation that already timed out is refused there.
+    from an invocation that already timed out is refused there; a request from handler
+    code is a switch point among the invocations in flight (`interleaving`).
     """
     with INSTALL_GUARD:
         if Registry.lock_refs == 0:
@@ -330,6 +339,7 @@ def install_moto_lock() -> None:
                         return original(self, request)
                 invocation.enter_request()  # refused once the invocation timed out
                 try:
+                    invocation.request_turn()  # others in flight may go first
                     with MOTO_LOCK:
                         return original(self, request)
                 finally:
@@ -361,6 +371,7 @@ class ApiCall:
         self.qualifier = qualifier
         self.used = False
         self.errored = False
+        self.refusal: tuple[int, dict[str, str], str] | None = None  # Lambda's answer instead
 
     @property
     def payload(self) -> Any:
@@ -410,10 +421,33 @@ def moto_invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
                 )
             return "", False, ""
         outcome = runtime._invoke(spec, payload, call.invocation_type, invoked)
+    result = outcome.result
+    if result.refused:  # throttled: the API's error, not a function error
+        members = {"Reason": outcome.reason} if outcome.reason else {}
+        call.refusal = lambda_error_response(
+            result.status_code, result.error_type or "", result.error_message or "", **members
+        )
+        return "", False, ""
     text, errored = outcome.wire()
     call.errored = errored
     tail = outcome.result.logs.encode("utf-8")[-_LOG_TAIL_BYTES:].decode("utf-8", "ignore")
     return text, errored, tail
+
+
+def lambda_error_response(
+    status: int, code: str, message: str, **members: Any
+) -> tuple[int, dict[str, str], str]:
+    """An error of the Lambda API as Lambda sends it (REST-JSON: the code in a header,
+    `Type` saying whose fault it is), as botocore parses it: e.g. 429
+    TooManyRequestsException with its `Reason`."""
+    headers = {
+        "Content-Type": "application/json",
+        "x-amzn-RequestId": str(uuid.uuid4()),
+        "x-amzn-ErrorType": code,
+    }
+    message_key = "Message" if code == "ServiceException" else "message"
+    body = {"Type": "Service" if status >= 500 else "User", message_key: message, **members}
+    return status, headers, json.dumps(body)
 
 
 def api_entry(original: Callable[[Any], Any], default_type: str) -> Callable[[Any], Any]:
@@ -429,12 +463,58 @@ def api_entry(original: Callable[[Any], Any], default_type: str) -> Callable[[An
             response = original(self)
         finally:
             STATE.api_call = previous
+        if call.refusal is not None:
+            status, headers, body = call.refusal
+            return status, {**headers, "status": str(status)}, body  # moto reads "status"
         if call.errored and isinstance(response, tuple) and len(response) == 3:
             response[1]["x-amz-function-error"] = "Unhandled"
         return response
 
     functools.update_wrapper(entry, original)
     return entry
+
+
+def sfn_lambda_task_error(original: Callable[[Any, Any, Exception], Any]) -> Any:
+    """`StateTaskLambda._from_error` (a Task whose Resource is a function's ARN) naming
+    a Lambda API error as Step Functions does, `Lambda.<code>` (e.g.
+    `Lambda.TooManyRequestsException` for a throttled invocation), as moto's
+    `arn:aws:states:::lambda:invoke` tasks already do; moto names every one of them
+    `Exception`, which no Retry on the Lambda errors AWS documents would match."""
+    from botocore.exceptions import ClientError
+
+    def _from_error(task: Any, env: Any, ex: Exception) -> Any:
+        if not isinstance(ex, ClientError):
+            return original(task, env, ex)
+        from moto.stepfunctions.parser.api import (
+            HistoryEventType,
+            LambdaFunctionFailedEventDetails,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import (
+            CustomErrorName,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+            FailureEvent,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_lambda,
+        )
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+        service = state_task_service_lambda.StateTaskServiceLambda
+        error, cause = service._error_cause_from_client_error(ex)
+        return FailureEvent(
+            env=env,
+            error_name=CustomErrorName(error),
+            event_type=HistoryEventType.LambdaFunctionFailed,
+            event_details=EventDetails(  # type: ignore[typeddict-item]  # as moto builds it
+                lambdaFunctionFailedEventDetails=LambdaFunctionFailedEventDetails(
+                    error=error, cause=cause
+                )
+            ),
+        )
+
+    functools.update_wrapper(_from_error, original)
+    return _from_error
 
 
 def sfn_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,13 +18,18 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from eventcraft_sandbox.lambda_runtime.concurrency import (
+    THROTTLED_CODE,
+    THROTTLED_MESSAGE,
+    Concurrency,
+)
 from eventcraft_sandbox.lambda_runtime.containers import (
     IMPORT_GUARD,
-    RUN_LOCK,
     Container,
     extract,
     layer_python_dirs,
@@ -47,12 +52,14 @@ from eventcraft_sandbox.lambda_runtime.interface import (
     RoleNotAssumableError,
     SessionFactory,
 )
+from eventcraft_sandbox.lambda_runtime.interleaving import BATON, Chain
 from eventcraft_sandbox.lambda_runtime.invocation import INIT_TIMEOUT_SECONDS, Invocation, Outcome
 from eventcraft_sandbox.lambda_runtime.log_capture import LOG_ROUTER, iso_timestamp
 from eventcraft_sandbox.lambda_runtime.moto_hooks import (
     INSTALL_GUARD,
     MOTO_LOCK,
     SFN_CLIENT_MODULES,
+    SFN_LAMBDA_TASK,
     Patches,
     Registry,
     api_entry,
@@ -60,6 +67,7 @@ from eventcraft_sandbox.lambda_runtime.moto_hooks import (
     moto_invoke_lambda,
     require_moto_hooks,
     sfn_client_factory,
+    sfn_lambda_task_error,
     uninstall_moto_lock,
 )
 from eventcraft_sandbox.lambda_runtime.thread_state import STATE
@@ -157,6 +165,8 @@ class LambdaRuntime:
         # client loads its service model (~0.1 s), too slow for every task.
         self._sfn_clients: dict[tuple[str, str, str], Any] = {}
         self._patches = Patches()
+        # Invocations in flight per function, and what throttles them.
+        self.concurrency = Concurrency()
 
     # ------------------------------------------------------------ defaults
 
@@ -237,15 +247,72 @@ class LambdaRuntime:
         invoked = spec.arn if qualifier is None else f"{spec.arn}:{qualifier}"
         return spec, invoked
 
+    def invoke_together(
+        self, calls: Sequence[tuple[str, Any, Literal["RequestResponse", "Event"]]]
+    ) -> list[InvocationResult | Exception]:
+        """Run `calls` (function, payload, invocation type) as invocations in flight
+        together: each on a thread of its own, started in order (each takes its
+        concurrency slot, or is throttled, and waits for its turn before the next
+        starts), then run in turns (`interleaving`). Their results, or the exception
+        `invoke` raised, in the order of `calls`."""
+        results: list[InvocationResult | Exception] = [LambdaRuntimeError("not run") for _ in calls]
+        threads = []
+
+        def run(index: int, arrived: threading.Event) -> None:
+            function, payload, invocation_type = calls[index]
+            with BATON.gathered(arrived):
+                try:
+                    results[index] = self.invoke(function, payload, invocation_type=invocation_type)
+                except Exception as exc:  # the caller's to handle, as from invoke()
+                    results[index] = exc
+
+        with BATON.holding():
+            for index, (function, _, _) in enumerate(calls):
+                arrived = threading.Event()
+                thread = threading.Thread(
+                    target=run,
+                    args=(index, arrived),
+                    name=f"together:{function.rsplit(':', 1)[-1]}:{index}",
+                    daemon=True,
+                )
+                thread.start()
+                arrived.wait()
+                threads.append(thread)
+        for thread in threads:
+            thread.join()
+        return results
+
+    def in_flight(self, function: str) -> int:
+        """Invocations of `function` (name or ARN) in flight now."""
+        return self.concurrency.in_flight(function)
+
     def _invoke(
         self, spec: FunctionSpec, event: Any, invocation_type: str, invoked_arn: str
     ) -> Outcome:
         unsupported = self._unsupported(spec)
         if unsupported is not None:
             return unsupported
-        nested = STATE.invocation is not None
-        if not nested:
-            RUN_LOCK.acquire()
+        reason = self.concurrency.enter(spec)
+        if reason is not None:
+            return Outcome(
+                InvocationResult(None, THROTTLED_CODE, THROTTLED_MESSAGE, 0.0, "", 429),
+                str(uuid.uuid4()),
+                reason=reason,
+            )
+        try:
+            return self._invoke_in_turn(spec, event, invocation_type, invoked_arn)
+        finally:
+            self.concurrency.leave(spec)
+
+    def _invoke_in_turn(
+        self, spec: FunctionSpec, event: Any, invocation_type: str, invoked_arn: str
+    ) -> Outcome:
+        """Run the invocation in its chain's turns: a nested one in its parent's chain,
+        a top-level one in a chain of its own (`interleaving`)."""
+        parent = STATE.invocation
+        chain = parent.chain if parent is not None else Chain()
+        if parent is None:
+            BATON.join(chain)
         try:
             try:
                 container = self._checkout(spec)
@@ -255,15 +322,17 @@ class LambdaRuntime:
                     InvocationResult(None, "AccessDeniedException", message, 0.0, ""),
                     str(uuid.uuid4()),
                 )
-            invocation = Invocation(self, container, event, invocation_type, invoked_arn)
+            invocation = Invocation(
+                self, container, event, invocation_type, invoked_arn, chain=chain
+            )
             try:
                 stopped = self._run(invocation)
             except BaseException:
                 self._checkin(container, discard=True)
                 raise
         finally:
-            if not nested:
-                RUN_LOCK.release()
+            if parent is None:
+                BATON.leave(chain)
         return self._finish(invocation, stopped)
 
     def _unsupported(self, spec: FunctionSpec) -> Outcome | None:
@@ -298,6 +367,8 @@ class LambdaRuntime:
             stopped = self._watch(invocation)
             if stopped is not None:
                 invocation.freeze()
+                # Its worker may be parked waiting for its turn: act on the chain's.
+                BATON.reclaim(invocation.chain)
         finally:
             if parent is not None:
                 parent.time.waiting_on(None)
@@ -315,7 +386,7 @@ class LambdaRuntime:
                 return "timeout"
             if clock.limit and clock.elapsed() >= clock.limit:
                 return "timeout"
-            if clock.real_seconds() > backstop:
+            if clock.real_seconds() > backstop and not invocation.chain.parked:
                 return "backstop"
         # Finished: past its deadline (or unwound by a sleep that outlasted it), Lambda
         # would have stopped it before it returned.
@@ -566,6 +637,10 @@ class LambdaRuntime:
             module = importlib.import_module(name)
             original = module.boto_client_for
             self._patches.set(module, "boto_client_for", sfn_client_factory(original))
+        lambda_task = importlib.import_module(SFN_LAMBDA_TASK).StateTaskLambda
+        self._patches.set(
+            lambda_task, "_from_error", sfn_lambda_task_error(lambda_task._from_error)
+        )
         install_handler_time(self._patches)
         root = logging.getLogger()
         if LOG_ROUTER not in root.handlers:
