@@ -45,10 +45,10 @@ def test_up_deploys_the_dev_stack_into_moto(up_dev: str) -> None:
     assert up_dev.startswith("Stack order-saga-dev (sandbox: deployed into an in-process moto)")
     types = _types(up_dev)
     assert types["aws:dynamodb/table:Table"] == 13
-    assert types["aws:lambda/function:Function"] == 30
+    assert types["aws:lambda/function:Function"] == 31
     assert types["aws:sfn/stateMachine:StateMachine"] == 1
     assert types["aws:cloudwatch/eventBus:EventBus"] == 1
-    assert types["aws:cloudwatch/eventRule:EventRule"] == 14
+    assert types["aws:cloudwatch/eventRule:EventRule"] == 15
     assert types["aws:lambda/eventSourceMapping:EventSourceMapping"] == 8
     assert types["order-saga:order_saga:OrderSaga"] == 1
     custom = sum(n for t, n in types.items() if t.startswith("aws:"))
