@@ -653,7 +653,8 @@ def _rate(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
+def whole_number(text: str) -> int:
+    """An option's whole number >= 1 (argparse type)."""
     try:
         value = int(text)
     except ValueError:
@@ -676,7 +677,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
         "--orders",
-        type=_positive,
+        type=whole_number,
         default=DEFAULT_ORDERS,
         help=f"orders to place, a generated mix (default {DEFAULT_ORDERS})",
     )

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from order_saga.sandbox.demo import whole_number as _whole
+
 __all__ = ["MODES", "ROWS", "Cell", "Row", "main", "render", "run_cell"]
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -204,16 +206,6 @@ def _modes(text: str) -> tuple[str, ...]:
     if not names or any(n not in MODES for n in names):
         raise argparse.ArgumentTypeError(f"{text!r}: allowed modes are {', '.join(MODES)}")
     return names
-
-
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
