@@ -281,7 +281,8 @@ class OrderSagaSession(SandboxSession):
     def redrive_dead_letters(self) -> dict[str, dict[str, int]]:
         """Move every DLQ's messages back, as an operator does with `python -m ops dlq
         redrive <dlq>` (the same code), as the administrator; returns, per DLQ that held
-        messages, how many were `examined`, `moved` and `kept` (not moved, e.g. a
+        messages, how many were `examined`, `moved` (or resolved: an outbox relay's
+        pointer once its rows are published) and `kept` (not moved, e.g. a
         stream-failure pointer). Run the scheduler afterwards to deliver them."""
         from ops.aws import Clients
         from ops.dlq import redrive
@@ -294,9 +295,11 @@ class OrderSagaSession(SandboxSession):
             if not depth:
                 continue
             data = redrive(clients, outputs, name, limit=max(depth, 1) * 2).data
+            # A relay pointer whose rows were all republished is resolved (deleted), not
+            # moved: it counts as redriven too.
             moved[name] = {
                 "examined": int(data["examined"]),
-                "moved": int(data["moved"]),
+                "moved": int(data["moved"]) + len(data.get("resolved") or ()),
                 "kept": len(data["notMoved"]),
             }
         return moved
