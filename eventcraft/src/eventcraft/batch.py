@@ -134,16 +134,15 @@ def process_batch(
 
 
 def is_permanent(error: BaseException) -> bool:
-    """Whether retrying cannot help: `retryable = False` on the exception, a
-    PoisonRecordError, or a pydantic ValidationError (the same input fails the same way)."""
+    """Whether retrying cannot help: `retryable = False` on the exception (a
+    PoisonRecordError, a ContractError), or a pydantic ValidationError (the same input
+    fails the same way)."""
     retryable = getattr(error, "retryable", None)
     if isinstance(retryable, bool):
         return not retryable
     from pydantic import ValidationError  # lazy: only on a failure
 
-    from eventcraft.envelopes import PoisonRecordError
-
-    return isinstance(error, PoisonRecordError | ValidationError)
+    return isinstance(error, ValidationError)
 
 
 def queue_url(sqs: Any, arn: str) -> str:
