@@ -126,10 +126,11 @@ def test_invoke_with_invocation_type_event_is_retried_by_the_delivery(world: Wor
         with delivery:
             result = runtime.invoke("caller", {"orderId": "o-1"})
             report = delivery.run_until_quiet()
-            (body,) = world.bodies(url)
+            bodies = world.bodies(url)
 
     assert result.error_type is None, result.error_message
     assert report.virtual_seconds == 60
+    (body,) = bodies
     record = json.loads(body)
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 2

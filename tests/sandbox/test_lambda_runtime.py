@@ -941,6 +941,35 @@ def test_a_busy_loop_times_out_on_its_cpu_time_and_stops(
         time.sleep(0.01)
 
 
+def test_collecting_the_sandboxs_garbage_is_not_the_handlers_time(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    # A full collection walks the whole process's heap (moto, the test, every other
+    # function's state): on the thread that happens to trigger it, it is CPU time the
+    # function's own code never used, and must not time a 1-second function out.
+    account.function(
+        "collector",
+        {
+            "app.py": """
+                import gc
+                import time
+
+                def handler(event, context):
+                    started = time.thread_time()
+                    while time.thread_time() - started < 2.5:
+                        gc.collect()
+                    return context.get_remaining_time_in_millis()
+            """
+        },
+        timeout=1,
+    )
+    heap = [[i] for i in range(300_000)]  # a heap worth collecting
+    result = runtime.invoke("collector", {})
+    assert len(heap) == 300_000
+    assert result.error_type is None, result.error_message
+    assert result.payload > 500  # the loop's own CPU (the clock reads, the calls) only
+
+
 def test_botocore_retry_sleeps_are_virtual(
     account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,10 @@ are measured on:
             + the seconds it slept (virtually)
             + the elapsed time of the synchronous invocations it waited on
 
-never the wall clock, which on a loaded machine runs ahead of the handler's own work.
+never the wall clock, which on a loaded machine runs ahead of the handler's own work,
+nor the CPU time the thread spent collecting garbage: the heap is the whole sandbox's
+(moto, every function, the test), not the function's, and a full collection of it
+can take seconds (`GcTime`).
 An infinite loop still times out (its CPU time grows); a handler blocked forever (a
 deadlock) uses neither CPU nor sleeps, and only the runtime's wall-clock backstop
 stops it.
@@ -38,6 +41,7 @@ The runtime's uninstall restores everything, those later captures included.
 
 from __future__ import annotations
 
+import gc
 import numbers
 import sys
 import threading
@@ -74,6 +78,41 @@ def virtual_sleep(seconds: float) -> None:
     invocation.time.sleep(float(seconds))
 
 
+class GcTime:
+    """CPU seconds each thread spent in the garbage collector (a `gc.callbacks` entry,
+    installed with the runtime): taken out of a handler's CPU time (module doc)."""
+
+    by_thread: dict[int, float] = {}
+    _since: dict[int, float] = {}
+
+    @classmethod
+    def callback(cls, phase: str, info: dict[str, Any]) -> None:
+        ident = threading.get_ident()
+        if phase == "start":
+            cls._since[ident] = time.thread_time()
+            return
+        started = cls._since.pop(ident, None)
+        if started is not None:
+            cls.by_thread[ident] = cls.by_thread.get(ident, 0.0) + time.thread_time() - started
+
+    @classmethod
+    def of(cls, ident: int | None) -> float:
+        return cls.by_thread.get(ident, 0.0) if ident is not None else 0.0
+
+    @classmethod
+    def install(cls) -> Any:
+        """Start counting; returns what stops it."""
+        gc.callbacks.append(cls.callback)
+
+        def uninstall() -> None:
+            if cls.callback in gc.callbacks:
+                gc.callbacks.remove(cls.callback)
+            cls.by_thread.clear()
+            cls._since.clear()
+
+        return uninstall
+
+
 class HandlerTime:
     """One invocation's elapsed time (function seconds) and its timeout.
 
@@ -102,6 +141,8 @@ class HandlerTime:
         self._child: HandlerTime | None = None
         self._started = False
         self._clock_id: int | None = None  # the worker thread's CPU clock
+        self._ident: int | None = None  # the worker thread (`GcTime`)
+        self._gc_start = 0.0  # its garbage-collection CPU seconds when it started
         self._cpu_final: float | None = None  # its CPU time when it ended
         self._real_start = time.monotonic()
         self._phase_cpu = 0.0
@@ -120,6 +161,8 @@ class HandlerTime:
                 self._clock_id = time.pthread_getcpuclockid(threading.get_ident())
             except (AttributeError, OSError):
                 self._clock_id = None
+            self._ident = threading.get_ident()
+            self._gc_start = GcTime.of(self._ident)
             self._real_start = time.monotonic()
             self._base = self._clock_start()
             self._started = True
@@ -184,7 +227,9 @@ class HandlerTime:
             return self._cpu_final
         if self._clock_id is not None:
             try:
-                return time.clock_gettime(self._clock_id) / self.timeout_scale
+                used = time.clock_gettime(self._clock_id)
+                collecting = GcTime.of(self._ident) - self._gc_start
+                return max(0.0, used - collecting) / self.timeout_scale
             except OSError:  # the thread has just ended
                 return self._cpu_final if self._cpu_final is not None else self._phase_cpu
         # No per-thread CPU clock: the thread's real time, an overestimate under load.
@@ -259,6 +304,7 @@ def install_handler_time(patches: Patches) -> None:
         bound_names=handler_clock.BOUND_NAMES,
     )
     patches.set(time, "sleep", virtual_sleep)
+    patches.on_undo(GcTime.install())
     for module, names in handler_clock.MODULE_NAMES.items():
         for name in names:
             new = replacements.get(getattr(module, name))
