@@ -370,3 +370,112 @@ def test_a_task_token_wait_lets_delivery_go_on_until_the_token_comes_back(
 
     assert machine.status(execution) == "SUCCEEDED"
     assert [step for step, _ in machine.of("a-1")] == ["approve", "ship"]
+
+
+# ------------------------------------------------------------ EXPRESS's 5 minutes
+
+
+def function_arn(machine: Saga, name: str) -> str:
+    return str(
+        machine.world.lambda_.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    )
+
+
+def waiting_machine(machine: Saga, name: str, seconds: int, kind: str) -> str:
+    """Wait `seconds`, then the `ship` task: a machine of type `kind`."""
+    ship = function_arn(machine, "ship")
+    definition = {
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {"Type": "Wait", "Seconds": seconds, "Next": "Ship"},
+            "Ship": {"Type": "Task", "Resource": ship, "End": True},
+        },
+    }
+    role = machine.world.role(f"{name}-role", "states.amazonaws.com")
+    return str(
+        machine.world.sfn.create_state_machine(
+            name=name, definition=json.dumps(definition), roleArn=role, type=kind
+        )["stateMachineArn"]
+    )
+
+
+def timed_out_event(machine: Saga, execution: str) -> dict[str, Any]:
+    history = machine.world.sfn.get_execution_history(executionArn=execution)["events"]
+    return next(e for e in history if e["type"] == "ExecutionTimedOut")
+
+
+def test_an_express_execution_still_waiting_at_300_virtual_seconds_is_timed_out(
+    saga: tuple[Saga, Delivery],
+) -> None:
+    """AWS stops an EXPRESS execution after 5 minutes, wherever it is: a Wait of 400 s
+    ends at 300 s TIMED_OUT (no error on the execution, States.Timeout in its history),
+    the state after it never runs, and virtual time stops there."""
+    machine, delivery = saga
+    express = waiting_machine(machine, "express-400", 400, "EXPRESS")
+    execution = machine.world.sfn.start_execution(
+        stateMachineArn=express, name="e-1", input='{"orderId": "e-1"}'
+    )["executionArn"]
+
+    report = delivery.run_until_quiet()
+
+    described = machine.world.sfn.describe_execution(executionArn=execution)
+    assert described["status"] == "TIMED_OUT"
+    assert "error" not in described and "cause" not in described
+    assert timed_out_event(machine, execution)["executionTimedOutEventDetails"]["error"] == (
+        "States.Timeout"
+    )
+    assert machine.of("e-1") == []
+    assert report.virtual_seconds == 300
+    log = [(e.time - T0, e.source, e.target, e.outcome) for e in delivery.log]
+    assert (300, "express-400", "e-1", "timed-out") in log
+
+
+def test_an_express_execution_that_ends_within_5_minutes_succeeds_and_standard_has_no_limit(
+    saga: tuple[Saga, Delivery],
+) -> None:
+    machine, delivery = saga
+    express = waiting_machine(machine, "express-200", 200, "EXPRESS")
+    standard = waiting_machine(machine, "standard-400", 400, "STANDARD")
+    executions = {
+        order: machine.world.sfn.start_execution(
+            stateMachineArn=arn, name=order, input=json.dumps({"orderId": order})
+        )["executionArn"]
+        for order, arn in (("e-2", express), ("s-1", standard))
+    }
+
+    report = delivery.run_until_quiet()
+
+    assert {o: machine.status(arn) for o, arn in executions.items()} == {
+        "e-2": "SUCCEEDED",
+        "s-1": "SUCCEEDED",
+    }
+    assert machine.of("e-2") == [("ship", 200)]
+    assert machine.of("s-1") == [("ship", 400)]
+    # The EXPRESS deadline left nothing behind: the run ends with the last wait.
+    assert report.virtual_seconds == 400
+    assert delivery.log.of("stepfunctions.timeout") == []
+
+
+def test_an_express_execution_retrying_past_5_minutes_is_timed_out_between_attempts(
+    saga: tuple[Saga, Delivery],
+) -> None:
+    """Retry intervals count too: pay fails every time, retried after 120 s, then 240 s:
+    at 300 s the execution is stopped mid-wait, before its third attempt (due at 360 s)."""
+    machine, delivery = saga
+    steps = ("reserve", "pay", "ship", "release")
+    definition = json.loads(saga_definition({n: function_arn(machine, n) for n in steps}))
+    definition["States"]["Pay"]["Retry"][0].update(IntervalSeconds=120, MaxAttempts=5)
+    role = machine.world.role("express-saga-role", "states.amazonaws.com")
+    express = machine.world.sfn.create_state_machine(
+        name="express-saga", definition=json.dumps(definition), roleArn=role, type="EXPRESS"
+    )["stateMachineArn"]
+    machine.pay_failures["x-1"] = 10
+    execution = machine.world.sfn.start_execution(
+        stateMachineArn=express, name="x-1", input='{"orderId": "x-1"}'
+    )["executionArn"]
+
+    report = delivery.run_until_quiet()
+
+    assert machine.status(execution) == "TIMED_OUT"
+    assert machine.of("x-1") == [("reserve", 0), ("pay", 0), ("pay", 120)]
+    assert report.virtual_seconds == 300

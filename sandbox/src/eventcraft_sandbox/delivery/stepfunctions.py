@@ -23,6 +23,15 @@ Synchronous executions (`StartSyncExecution`, EXPRESS) run inside the caller's
 request, which may be the scheduler's own thread: their waits are not virtual waits
 but take no time at all (the clock does not move).
 
+An EXPRESS execution runs at most 5 minutes (Step Functions quotas), as AWS enforces:
+one started with `StartExecution` and still running `EXPRESS_MAX_SECONDS` (300)
+virtual seconds after its start is stopped there, whatever it is doing (a Wait, a
+task's retry interval): status TIMED_OUT, no error or cause on the execution, and an
+`ExecutionTimedOut` history event with the error `States.Timeout` (the shape AWS
+gives any execution that outlives its time); the delivery log records it
+(`stepfunctions.timeout`). STANDARD executions have no such limit. (moto does not
+serve `StartSyncExecution`, whose answer would be status TIMED_OUT.)
+
 The `redeliver=P` fault (`eventcraft_sandbox.faults`, TARGET `states`): an execution of
 an EXPRESS state machine started with `StartExecution` (by any caller) is, with
 probability P, started once more a seeded 1..60 virtual seconds later with the same
@@ -31,7 +40,7 @@ input (asynchronous EXPRESS workflows run at least once), under the name
 for its name, and `StartSyncExecution` answers its caller once: neither is repeated.
 
 Approximations: a task's `TimeoutSeconds` / `HeartbeatSeconds` and an execution's
-`TimeoutSeconds` stay real-time limits (generous next to in-process handlers);
+own `TimeoutSeconds` stay real-time limits (generous next to in-process handlers);
 `.sync` service integrations poll in real time.
 """
 
@@ -43,23 +52,30 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from eventcraft_sandbox.clock import BackgroundState, Patches, Scheduler
+from eventcraft_sandbox.clock import BackgroundState, Handle, Patches, Scheduler
 from eventcraft_sandbox.delivery.common import DeliveryContext, short_name
 
-__all__ = ["StepFunctionsClock"]
+__all__ = ["EXPRESS_MAX_SECONDS", "StepFunctionsClock"]
+
+# The longest an EXPRESS execution runs (Step Functions quotas, "Express Workflows
+# execution duration: 5 minutes"); the error of an execution AWS times out.
+EXPRESS_MAX_SECONDS: Final = 300.0
+TIMEOUT_ERROR: Final = "States.Timeout"
 
 _local = threading.local()
 
 
-@dataclass
+@dataclass(eq=False)  # each one is itself (kept in sets)
 class _Sleeper:
     execution: str
+    releases: int  # states it stops counting as running while parked (0 or 1)
     event: threading.Event = field(default_factory=threading.Event)
     done: bool = False
+    handle: Handle | None = None
 
 
 def _execution_arn(env: Any) -> str:
@@ -108,6 +124,10 @@ class StepFunctionsClock:
         self._activity = 0
         self._patches = Patches()
         self.waits: list[tuple[str, float]] = []  # (execution, seconds), for reports
+        # EXPRESS's 5 minutes: the deadline item of each execution; the threads parked
+        # in a virtual wait, per execution (woken at once when it times out).
+        self._deadlines: dict[str, Handle] = {}
+        self._sleepers: dict[str, set[_Sleeper]] = {}
 
     # -- BackgroundWork ---------------------------------------------------------------
 
@@ -220,10 +240,7 @@ class StepFunctionsClock:
 
         def start(worker: Any) -> None:
             arn = str(worker._evaluation_details.execution_details.arn)
-            sync = isinstance(worker, execution_worker.SyncExecutionWorker)
-            with owner._lock:
-                owner._in_flight[arn] = sync
-            owner._changed()
+            owner._begin(worker, arn, isinstance(worker, execution_worker.SyncExecutionWorker))
             try:
                 original_start(worker)
             except BaseException:
@@ -239,6 +256,7 @@ class StepFunctionsClock:
 
         def add_event(manager: Any, *args: Any, **kwargs: Any) -> Any:
             owner._activity += 1
+            _name_the_timeout(kwargs)
             return original_add_event(manager, *args, **kwargs)
 
         def state_body(state: Any, env: Any) -> None:
@@ -319,6 +337,43 @@ class StepFunctionsClock:
         self.scheduler.remove_background(self)
         self._patches.restore()
 
+    # -- EXPRESS's 5 minutes -----------------------------------------------------------
+
+    def _begin(self, worker: Any, arn: str, sync: bool) -> None:
+        """An execution starts: counted in flight; an asynchronous EXPRESS one is timed
+        out `EXPRESS_MAX_SECONDS` after now unless it ends first."""
+        with self._lock:
+            self._in_flight[arn] = sync
+        if not sync and _is_express(worker):
+            handle = self.scheduler.call_later(
+                EXPRESS_MAX_SECONDS,
+                f"stepfunctions-express-limit {_name(arn)}",
+                lambda: self._time_out(getattr(worker, "env", None), arn),
+            )
+            with self._lock:
+                self._deadlines[arn] = handle
+        self._changed()
+
+    def _time_out(self, env: Any, arn: str) -> None:
+        """End a running execution as AWS does when its time is up (module docstring):
+        the ASL code sees it stopped, and its parked threads wake at once (their
+        wake-up items are dropped: virtual time stops at the timeout)."""
+        if env is None or not _set_timed_out(env):
+            return
+        with self._lock:
+            sleepers = list(self._sleepers.get(arn, ()))
+        for sleeper in sleepers:
+            self._wake(sleeper)
+        if self.ctx is not None:
+            machine, execution = _name(arn).rsplit(":", 1)
+            self.ctx.record(
+                "stepfunctions.timeout",
+                machine,
+                execution,
+                "timed-out",
+                f"{TIMEOUT_ERROR}: an EXPRESS execution runs at most {EXPRESS_MAX_SECONDS:.0f} s",
+            )
+
     # -- waits --------------------------------------------------------------------------
 
     def _finished(self, arn: str) -> None:
@@ -326,6 +381,10 @@ class StepFunctionsClock:
             self._in_flight.pop(arn, None)
             self._running.pop(arn, None)
             self._parked.pop(arn, None)
+            self._sleepers.pop(arn, None)
+            deadline = self._deadlines.pop(arn, None)
+        if deadline is not None:
+            deadline.cancel()  # ended in time: no item left to move the clock
         self._changed()
 
     def _adjust(self, arn: str, *, running: int = 0, parked: int = 0) -> None:
@@ -347,33 +406,38 @@ class StepFunctionsClock:
             return
         # The waiting state (a Wait, or a Task between retries) stops counting as
         # running while parked, unless it is a Parallel / Map retrying (never counted).
+        # Registered, and its wake-up scheduled, while it still counts as running: virtual
+        # time cannot reach its end (or the execution's deadline) before it is parked.
         stack = _counted_stack()
-        releases = 1 if stack and stack[-1] else 0
-        sleeper = _Sleeper(arn)
-        self._adjust(arn, running=-releases, parked=1)
-
-        def wake() -> None:
+        sleeper = _Sleeper(arn, releases=1 if stack and stack[-1] else 0)
+        with self._lock:
+            self._sleepers.setdefault(arn, set()).add(sleeper)
+        sleeper.handle = self.scheduler.call_later(
+            seconds, f"stepfunctions-wait {_name(arn)}", lambda: self._wake(sleeper)
+        )
+        self._adjust(arn, running=-sleeper.releases, parked=1)
+        try:
+            while not sleeper.event.wait(0.05):
+                if env is not None and not _running(env):
+                    self._wake(sleeper)  # stopped: running again, its wake-up dropped
+        finally:
             with self._lock:
-                if sleeper.done:
-                    return
-                sleeper.done = True
-                self._running[arn] += releases
-                self._parked[arn] -= 1
-            # Running again from here, in the scheduler's thread, before it settles.
-            self._changed()
-            sleeper.event.set()
+                self._sleepers.get(arn, set()).discard(sleeper)
 
-        self.scheduler.call_later(seconds, f"stepfunctions-wait {_name(arn)}", wake)
-        while not sleeper.event.wait(0.05):
-            if env is not None and not _running(env):
-                with self._lock:
-                    if sleeper.done:
-                        break
-                    sleeper.done = True
-                    self._running[arn] += releases
-                    self._parked[arn] -= 1
-                self._changed()
+    def _wake(self, sleeper: _Sleeper) -> None:
+        """End a virtual wait (its time came, or its execution stopped); once."""
+        arn = sleeper.execution
+        with self._lock:
+            if sleeper.done:
                 return
+            sleeper.done = True
+            self._running[arn] += sleeper.releases
+            self._parked[arn] -= 1
+        if sleeper.handle is not None:
+            sleeper.handle.cancel()
+        # Running again from here, before the scheduler settles.
+        self._changed()
+        sleeper.event.set()
 
 
 def _counted_stack() -> list[bool]:
@@ -383,6 +447,37 @@ def _counted_stack() -> list[bool]:
         stack = []
         _local.states = stack
     return stack
+
+
+def _is_express(worker: Any) -> bool:
+    # The machine's `type` (moto's `sm_type`, which the worker's details carry, is
+    # always STANDARD).
+    try:
+        machine = worker._execution_communication.execution.state_machine
+    except AttributeError:
+        return False
+    return str(getattr(machine, "type", "")) == "EXPRESS"
+
+
+def _name_the_timeout(event: dict[str, Any]) -> None:
+    """moto's ExecutionTimedOut history event carries no error; AWS's carries
+    States.Timeout (`event`: `EventManager.add_event`'s keyword arguments)."""
+    from moto.stepfunctions.parser.api import HistoryEventType
+
+    if event.get("event_type") != HistoryEventType.ExecutionTimedOut:
+        return
+    details = (event.get("event_details") or {}).get("executionTimedOutEventDetails")
+    if details is not None and not details.get("error"):
+        details["error"] = TIMEOUT_ERROR
+
+
+def _set_timed_out(env: Any) -> bool:
+    """Time the execution out if it is still running (not if it just ended)."""
+    with env._state_mutex:  # an RLock, also taken by set_timed_out
+        if not _running(env):
+            return False
+        env.set_timed_out()
+        return True
 
 
 def _running(env: Any) -> bool:
