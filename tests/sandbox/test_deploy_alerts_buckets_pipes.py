@@ -10,7 +10,7 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from eventcraft_sandbox.moto_deploy import Sandbox
+from eventcraft_sandbox.moto_deploy import DeployError, Sandbox
 from pulumi_eventcraft.alarms import Alerts, AlertsArgs
 
 TRUST_PIPES = json.dumps(
@@ -82,6 +82,117 @@ def test_an_alarm_notifies_the_topic(sandbox: Sandbox) -> None:
     assert alarm["AlarmActions"] == [deployment.outputs["topicArn"]]
     assert alarm["AlarmArn"] == deployment.arn("dlq-depth")
     assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def alarm_on(name: str, namespace: str, metric: str, dimensions: dict[str, str]) -> None:
+    aws.cloudwatch.MetricAlarm(
+        name,
+        namespace=namespace,
+        metric_name=metric,
+        dimensions=dimensions,
+        statistic="Sum",
+        period=60,
+        evaluation_periods=1,
+        threshold=1,
+        comparison_operator="GreaterThanOrEqualToThreshold",
+    )
+
+
+NEVER_FIRES = "AWS would accept it, but it would never fire; the sandbox refuses it"
+
+
+def test_an_alarm_on_a_metric_aws_does_not_publish_fails_the_deploy(sandbox: Sandbox) -> None:
+    """A misspelt metric: CloudWatch (and moto) would create an alarm that never fires."""
+    with pytest.raises(DeployError) as refused:
+        sandbox.deploy(
+            lambda: alarm_on(
+                "dlq-depth", "AWS/SQS", "ApproximateNumberOfMessagesVisble", {"QueueName": "q"}
+            )
+        )
+    message = str(refused.value)
+    assert message.startswith(
+        "aws:cloudwatch/metricAlarm:MetricAlarm 'dlq-depth': alarm 'dlq-depth' watches AWS/SQS "
+        "ApproximateNumberOfMessagesVisble (QueueName), a metric AWS never publishes: AWS/SQS "
+        "has no metric 'ApproximateNumberOfMessagesVisble'; it publishes "
+        "ApproximateAgeOfOldestMessage, ApproximateNumberOfGroupsWithInflightMessages, "
+    )
+    assert "ApproximateNumberOfMessagesVisible, " in message
+    assert "(see https://docs.aws.amazon.com/AWSSimpleQueueService/" in message
+    assert message.endswith(NEVER_FIRES)
+    assert sandbox.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
+
+
+def test_an_alarm_with_dimensions_aws_does_not_publish_the_metric_with_fails_the_deploy(
+    sandbox: Sandbox,
+) -> None:
+    with pytest.raises(DeployError) as refused:
+        sandbox.deploy(lambda: alarm_on("errors", "AWS/Lambda", "Errors", {"QueueName": "q"}))
+    assert str(refused.value) == (
+        "aws:cloudwatch/metricAlarm:MetricAlarm 'errors': alarm 'errors' watches AWS/Lambda "
+        "Errors (QueueName), a metric AWS never publishes: AWS/Lambda publishes Errors with "
+        "the dimensions ExecutedVersion, FunctionName, Resource | FunctionName | "
+        "FunctionName, Resource | no dimension, not with QueueName (see "
+        "https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html). "
+        + NEVER_FIRES
+    )
+    # A rule on a custom bus publishes with both names; RuleName alone is the default bus.
+    sandbox.deploy(
+        lambda: alarm_on(
+            "rule-dlq",
+            "AWS/Events",
+            "InvocationsFailedToBeSentToDlq",
+            {"RuleName": "r", "EventBusName": "orders"},
+        )
+    )
+    with pytest.raises(DeployError, match=r"'bus-only' watches AWS/Events Invocations"):
+        sandbox.deploy(
+            lambda: alarm_on("bus-only", "AWS/Events", "Invocations", {"EventBusName": "orders"})
+        )
+
+
+def test_a_metric_math_alarm_is_checked_query_by_query_and_custom_namespaces_pass(
+    sandbox: Sandbox,
+) -> None:
+    def query(id_: str, namespace: str, metric: str, dimensions: dict[str, str]) -> object:
+        return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+            id=id_,
+            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                namespace=namespace,
+                metric_name=metric,
+                dimensions=dimensions,
+                period=60,
+                stat="Sum",
+            ),
+        )
+
+    def program(failures_namespace: str) -> None:
+        aws.cloudwatch.MetricAlarm(
+            "error-rate",
+            comparison_operator="GreaterThanThreshold",
+            evaluation_periods=1,
+            threshold=5,
+            metric_queries=[
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="rate", expression="100 * failures / calls", return_data=True
+                ),
+                query("calls", "AWS/Lambda", "Invocations", {"FunctionName": "f"}),
+                query("failures", failures_namespace, "Error", {"FunctionName": "f"}),
+            ],
+        )
+        alarm_on("orders", "Shop/Orders", "OrdersRefused", {"Anything": "goes"})
+
+    with pytest.raises(DeployError) as refused:
+        sandbox.deploy(lambda: program("AWS/Lambda"))
+    assert str(refused.value).startswith(
+        "aws:cloudwatch/metricAlarm:MetricAlarm 'error-rate': alarm 'error-rate' metric "
+        "query 'failures': watches AWS/Lambda Error (FunctionName), a metric AWS never "
+        "publishes: AWS/Lambda has no metric 'Error'; "
+    )
+
+    # The same metric in a namespace of the program's own is not AWS's to judge.
+    sandbox.deploy(lambda: program("Shop/Functions"))
+    names = [a["AlarmName"] for a in sandbox.client("cloudwatch").describe_alarms()["MetricAlarms"]]
+    assert sorted(names) == ["error-rate", "orders"]
 
 
 def test_a_bucket_encrypted_private_versioned_and_notifying_eventbridge(

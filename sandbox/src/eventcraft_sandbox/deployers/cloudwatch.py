@@ -1,13 +1,22 @@
-"""CloudWatch Logs (LogGroup, LogResourcePolicy) and CloudWatch alarms (MetricAlarm)."""
+"""CloudWatch Logs (LogGroup, LogResourcePolicy) and CloudWatch alarms (MetricAlarm).
+
+An alarm is checked against the metrics AWS publishes (`eventcraft_sandbox.aws_metrics`)
+before it is created: AWS creates an alarm on a metric it never publishes (a misspelt
+name, a dimension the metric does not have) and the alarm never fires; the sandbox
+refuses it, naming the alarm, the metric and what AWS publishes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from eventcraft_sandbox.aws_metrics import metric_problem
 from eventcraft_sandbox.deployers.base import (
     Created,
     DeployContext,
     Deployer,
+    DeployError,
     ResourceRequest,
     api_shape,
     drop_none,
@@ -96,9 +105,44 @@ def _metric_query(query: dict[str, Any]) -> dict[str, Any]:
     return dict(out)
 
 
+def _watched_metrics(request: ResourceRequest) -> Iterator[tuple[str, str, str, Mapping[str, Any]]]:
+    """(where, namespace, metric name, dimensions) of each metric the alarm reads: its
+    own, and each metric query's (metric math)."""
+    if request.get("metricName") is not None:
+        yield (
+            "",
+            str(request.get("namespace")),
+            str(request.get("metricName")),
+            (request.get("dimensions") or {}),
+        )
+    for query in request.get("metricQueries") or []:
+        metric = query.get("metric")
+        if metric and metric.get("metricName") is not None:
+            yield (
+                f"metric query {query.get('id')!r}: ",
+                str(metric.get("namespace")),
+                str(metric.get("metricName")),
+                metric.get("dimensions") or {},
+            )
+
+
+def check_alarm_metrics(request: ResourceRequest, alarm_name: str) -> None:
+    """Raise DeployError for an alarm watching a metric AWS never publishes."""
+    for where, namespace, metric, dimensions in _watched_metrics(request):
+        problem = metric_problem(namespace, metric, dimensions)
+        if problem is not None:
+            raise DeployError(
+                f"{request.typ} {request.name!r}: alarm {alarm_name!r} {where}watches "
+                f"{namespace} {metric} ({', '.join(sorted(dimensions)) or 'no dimension'}), "
+                f"a metric AWS never publishes: {problem}. AWS would accept it, but it would "
+                "never fire; the sandbox refuses it"
+            )
+
+
 def metric_alarm(ctx: DeployContext, request: ResourceRequest) -> Created:
     cloudwatch = ctx.for_request(request, "cloudwatch")
     name = physical_name(request)
+    check_alarm_metrics(request, name)
     params: dict[str, Any] = {"AlarmName": name}
     for key, api_key in _ALARM_PARAMS.items():
         if request.get(key) is not None:
