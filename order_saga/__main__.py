@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from eventcraft_sandbox.faults import FaultError
+from eventcraft_sandbox.moto_deploy import DeployError
 from eventcraft_sandbox.stack_files import StackFileError
 from pulumi_eventcraft.config import ConfigError
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return demo.main(demo.options_from(parsed))
-    except (ConfigError, StackFileError, FaultError, demo.DemoInputError) as exc:
+    except (ConfigError, StackFileError, FaultError, DeployError, demo.DemoInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

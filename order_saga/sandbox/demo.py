@@ -52,10 +52,13 @@ refused line of your file is a result, not a broken invariant, and the invariant
 cover every order that was placed.
 
 The exit status is 1 when an invariant is false (0 otherwise; 2 for a bad stack or
-option). A progress bar goes to stderr while it runs (when stderr is a terminal, or
-without --json). Order ids are uuid4s chosen by the system, so which orders go to which
-saga (`both`: by their last hex digit) and which fail transiently differs between runs;
-the mix of requests is the same for the same seed.
+option). A stack AWS would refuse is a bad stack: the deploy fails with AWS's error,
+e.g. reserved concurrency beyond what `--concurrency-quota N` (the account's Lambda
+concurrency quota, default 1000, AWS's usual one) leaves reservable, or an alarm on a
+metric AWS never publishes. A progress bar goes to stderr while it runs (when stderr
+is a terminal, or without --json). Order ids are uuid4s chosen by the system, so which
+orders go to which saga (`both`: by their last hex digit) and which fail transiently
+differs between runs; the mix of requests is the same for the same seed.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from eventcraft_sandbox.faults import Fault, FaultError
+from eventcraft_sandbox.quotas import DEFAULT_CONCURRENCY_QUOTA, concurrency_quota_option
 from order_saga.sandbox.session import FINAL_STATUSES, InvocationFailedError, OrderSagaSession
 
 __all__ = [
@@ -134,6 +138,7 @@ class DemoOptions:
     stock_file: Path | None = None
     redrive: bool = False
     faults: tuple[str, ...] = ()
+    concurrency_quota: int = DEFAULT_CONCURRENCY_QUOTA
 
     def config(self) -> dict[str, str]:
         """The stack config overrides these options ask for."""
@@ -394,6 +399,7 @@ def run_demo(options: DemoOptions, *, err: IO[str] | None = None) -> DemoResult:
         duplicate_rate=options.duplicate_rate,
         seed=options.seed,
         faults=options.faults,
+        concurrency_quota=options.concurrency_quota,
     )
     with session:
         outputs = session.outputs
@@ -731,6 +737,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="inject a fault AWS produces (repeatable), e.g. lost-reply@ship-order-task=0.2, "
         "throttle@dynamodb=0.1, outage@events=60+600 (see eventcraft_sandbox.faults)",
     )
+    parser.add_argument(
+        "--concurrency-quota",
+        type=concurrency_quota_option,
+        default=DEFAULT_CONCURRENCY_QUOTA,
+        metavar="N",
+        help="the account's Lambda concurrent executions quota: a stack whose reserved "
+        "concurrency would leave fewer than 100 unreserved fails to deploy, as on AWS "
+        f"(default {DEFAULT_CONCURRENCY_QUOTA})",
+    )
 
 
 def options_from(parsed: argparse.Namespace) -> DemoOptions:
@@ -746,6 +761,7 @@ def options_from(parsed: argparse.Namespace) -> DemoOptions:
         stock_file=parsed.stock_file,
         redrive=parsed.redrive,
         faults=tuple(parsed.fault),
+        concurrency_quota=parsed.concurrency_quota,
     )
 
 

@@ -35,6 +35,7 @@ from domain import history
 from domain.inventory import stock_item
 from eventcraft import eventstore
 from eventcraft_sandbox.faults import FaultPlan
+from eventcraft_sandbox.quotas import DEFAULT_CONCURRENCY_QUOTA
 from eventcraft_sandbox.session import InvocationFailedError, Item, SandboxSession, plain
 
 __all__ = [
@@ -80,7 +81,8 @@ class OrderSagaSession(SandboxSession):
     - `duplicate_rate`: 0..1, the share of the order bus's events put a second time
       (default 0); `seed`: for that choice (default 0);
     - `clock_start`, `timeout_scale`, `on_event`, `faults` (`NAME[@TARGET]=VALUE`
-      texts drawn with `seed`, or a `FaultPlan`): as `SandboxSession`'s.
+      texts drawn with `seed`, or a `FaultPlan`), `concurrency_quota` (the account's
+      Lambda concurrency quota, default 1000): as `SandboxSession`'s.
     """
 
     RULE_NAME: ClassVar[str] = "saga-{rule}-rule"
@@ -97,6 +99,7 @@ class OrderSagaSession(SandboxSession):
         timeout_scale: float = 1.0,
         on_event: Callable[[Mapping[str, Any]], None] | None = None,
         faults: FaultPlan | Sequence[str] = (),
+        concurrency_quota: int = DEFAULT_CONCURRENCY_QUOTA,
     ) -> None:
         super().__init__(
             program,
@@ -110,6 +113,7 @@ class OrderSagaSession(SandboxSession):
             timeout_scale=timeout_scale,
             on_event=on_event,
             faults=faults,
+            concurrency_quota=concurrency_quota,
         )
         # orderId -> {eventId: COMPLETED / CANCELLED}: outcome events by id, not by
         # delivery (a redelivered or republished event is the same event).

@@ -215,6 +215,12 @@ def test_all_invariants_true_give_exit_status_0() -> None:
         # Not a number at all: the same words, not the parser's function name.
         (["--fail-rate", "x"], "argument --fail-rate: x is not within 0..1"),
         (["--orders", "many"], "argument --orders: many is not a whole number >= 1"),
+        (
+            ["--concurrency-quota", "0"],
+            "argument --concurrency-quota: 0 is not a whole number >= 1 (the account's Lambda "
+            "concurrent executions quota; AWS's usual one is 1000)",
+        ),
+        (["--concurrency-quota", "ten"], "argument --concurrency-quota: ten is not a whole"),
     ],
 )
 def test_bad_options_exit_2_naming_the_flag_and_what_is_allowed(
@@ -271,6 +277,23 @@ def test_faults_reach_the_session_and_a_target_not_deployed_exits_2(
         "error: fault 'lost-reply@shipping=1': unknown TARGET 'shipping'; allowed: a function "
         "(place-order, ship-order-task) or a service (lambda)"
     ) in capsys.readouterr().err
+
+
+def test_a_stack_reserving_more_than_the_accounts_quota_allows_exits_2_with_lambdas_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """prod reserves concurrency; an account whose quota is 100 can reserve none of it
+    (Lambda keeps 100 unreserved): the deploy fails at the first reservation, as on AWS,
+    before any order is placed."""
+    assert cli(["demo", "--stack", "prod", "--json", "--concurrency-quota", "100"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        "when calling the PutFunctionConcurrency operation: Specified "
+        "ReservedConcurrentExecutions for function decreases account's "
+        "UnreservedConcurrentExecution below its minimum value of [100]."
+    ) in captured.err
+    assert captured.err.startswith("error: creating aws:lambda/function:Function ")
 
 
 def test_an_unknown_stack_exits_2_naming_the_stacks_there(

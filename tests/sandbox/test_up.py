@@ -90,3 +90,75 @@ def test_up_with_an_unknown_stack_names_the_stacks_there(
     captured = capsys.readouterr()
     assert "error: no stack file Pulumi.staging.yaml; stacks here: dev, prod" in captured.err
     assert captured.out == ""
+
+
+# ------------------------------------------------------------- what AWS would refuse
+
+
+def test_up_refuses_reserved_concurrency_beyond_the_accounts_quota_with_lambdas_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """prod reserves 20 for each of 20 functions: 400 fits AWS's usual quota of 1000
+    (the prod deploy tests), not a quota of 400, which leaves 300 to reserve: the 16th
+    function is refused as Lambda refuses it, and `up` exits 2 with the error."""
+    assert main(["up", "--stack", "prod", "--concurrency-quota", "400"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: creating aws:lambda/function:Function ")
+    assert captured.err.rstrip().endswith(
+        "An error occurred (InvalidParameterValueException) when calling the "
+        "PutFunctionConcurrency operation: Specified ReservedConcurrentExecutions for "
+        "function decreases account's UnreservedConcurrentExecution below its minimum value "
+        "of [100]."
+    )
+
+
+@pytest.mark.parametrize("quota", ["0", "-3", "1.5", "lots"])
+def test_up_with_a_quota_that_is_not_a_whole_number_above_0_exits_2_naming_the_option(
+    quota: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--concurrency-quota", quota])
+    assert exited.value.code == 2
+    assert (
+        f"argument --concurrency-quota: {quota} is not a whole number >= 1 (the account's "
+        "Lambda concurrent executions quota; AWS's usual one is 1000)"
+    ) in capsys.readouterr().err
+
+
+BROKEN_ALARM_PROGRAM = """
+import pulumi_aws as aws
+
+queue = aws.sqs.Queue("orders")
+aws.cloudwatch.MetricAlarm(
+    "orders-backlog",
+    namespace="AWS/SQS",
+    metric_name="ApproximateNumberOfMessagesVisble",  # misspelt on purpose
+    dimensions={"QueueName": queue.name},
+    statistic="Maximum",
+    period=60,
+    evaluation_periods=1,
+    threshold=100,
+    comparison_operator="GreaterThanOrEqualToThreshold",
+)
+"""
+
+
+def test_up_refuses_an_alarm_on_a_metric_aws_never_publishes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: shop\nruntime: python\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  aws:region: us-east-1\n")
+    (tmp_path / "__main__.py").write_text(BROKEN_ALARM_PROGRAM)
+
+    assert main(["up", "--program-dir", str(tmp_path)]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: aws:cloudwatch/metricAlarm:MetricAlarm 'orders-backlog': alarm "
+        "'orders-backlog' watches AWS/SQS ApproximateNumberOfMessagesVisble (QueueName), a "
+        "metric AWS never publishes: AWS/SQS has no metric 'ApproximateNumberOfMessagesVisble'"
+    )
+    assert err.rstrip().endswith(
+        "AWS would accept it, but it would never fire; the sandbox refuses it"
+    )

@@ -55,6 +55,11 @@ from eventcraft_sandbox.deployers.base import (
 )
 from eventcraft_sandbox.limits import AwsLimits, AwsLimitsPatch
 from eventcraft_sandbox.mock_deploy import REGION, Deployment, RecordingMocks, deploy
+from eventcraft_sandbox.quotas import (
+    DEFAULT_CONCURRENCY_QUOTA,
+    ConcurrencyQuota,
+    check_concurrency_quota,
+)
 from eventcraft_sandbox.stack_files import project_name, stack_config
 from eventcraft_sandbox.summary import render
 
@@ -115,7 +120,11 @@ class Sandbox:
     While it runs: AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled (moto does not route
     account-based endpoints), the moto bugs in `_moto_fixes` are patched, and AWS's
     payload and item limits are enforced on every request, whoever makes it
-    (`limits`, default `AwsLimits()`: AWS's own; see `eventcraft_sandbox.limits`).
+    (`limits`, default `AwsLimits()`: AWS's own; see `eventcraft_sandbox.limits`), and
+    so is the account's Lambda concurrency quota (`concurrency_quota`, a whole number
+    >= 1, default 1000, AWS's usual one): a function's reserved concurrency that would
+    leave fewer than 100 unreserved executions is refused as Lambda refuses it
+    (`eventcraft_sandbox.quotas`).
     """
 
     _running: Sandbox | None = None
@@ -128,9 +137,11 @@ class Sandbox:
         moto_config: Mapping[str, Any] | None = None,
         enforce_iam: bool = True,
         limits: AwsLimits | None = None,
+        concurrency_quota: int = DEFAULT_CONCURRENCY_QUOTA,
     ) -> None:
         self.region = region
         self.limits = limits or AwsLimits()
+        self.concurrency_quota = check_concurrency_quota(concurrency_quota)
         # Merged per section: {"lambda": {...}} keeps the stepfunctions default.
         self.moto_config: dict[str, Any] = {k: dict(v) for k, v in DEFAULT_MOTO_CONFIG.items()}
         for section, settings in (moto_config or {}).items():
@@ -166,6 +177,7 @@ class Sandbox:
             moto_mock.start()
             stack.callback(moto_mock.stop)
             stack.enter_context(AwsLimitsPatch(self.limits))
+            stack.enter_context(ConcurrencyQuota(self.concurrency_quota))
             with disable_iam_authentication():
                 self._admin = self._create_admin()
             for fix in _moto_fixes():

@@ -52,6 +52,7 @@ from eventcraft_sandbox.fault_injection import FaultInjector
 from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.lambda_runtime import InvocationResult, LambdaRuntime
 from eventcraft_sandbox.moto_deploy import Sandbox, SandboxDeployment
+from eventcraft_sandbox.quotas import DEFAULT_CONCURRENCY_QUOTA, check_concurrency_quota
 from eventcraft_sandbox.speedups import speedups
 from eventcraft_sandbox.stack_files import project_name, stack_config
 
@@ -295,7 +296,11 @@ class SandboxSession:
       (`eventcraft_sandbox.faults`): a `FaultPlan`, or texts `NAME[@TARGET]=VALUE`
       drawn with `seed`; their targets are checked against the deployed functions,
       `fault_injector` applies them (`eventcraft_sandbox.fault_injection`) and
-      `fault_counts` says how many were injected.
+      `fault_counts` says how many were injected;
+    - `concurrency_quota`: the account's Lambda concurrent executions quota (a whole
+      number >= 1, default 1000, AWS's usual one): the deploy fails, as on AWS, when
+      the program's reserved concurrency would leave fewer than 100 of it unreserved
+      (`eventcraft_sandbox.quotas`).
 
     `start()` deploys and installs everything (or `with SandboxSession(...) as s:`);
     `stop()` undoes it. Only one session runs at a time (moto's state is process-wide).
@@ -318,9 +323,11 @@ class SandboxSession:
         timeout_scale: float = 1.0,
         on_event: Callable[[Mapping[str, Any]], None] | None = None,
         faults: FaultPlan | Sequence[str] = (),
+        concurrency_quota: int = DEFAULT_CONCURRENCY_QUOTA,
     ) -> None:
         if not 0.0 <= duplicate_rate <= 1.0:
             raise ValueError(f"duplicate_rate: {duplicate_rate} must be within 0..1")
+        self.concurrency_quota = check_concurrency_quota(concurrency_quota)
         if project is None:
             if not isinstance(program, Path):
                 raise ValueError("project: required when the program is a callable")
@@ -363,7 +370,7 @@ class SandboxSession:
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(speedups())
-            sandbox = stack.enter_context(Sandbox())
+            sandbox = stack.enter_context(Sandbox(concurrency_quota=self.concurrency_quota))
             started = time.perf_counter()
             deployment = sandbox.deploy(
                 self.program, stack=self.stack, config=self._config(), project=self.project
