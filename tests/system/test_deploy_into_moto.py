@@ -47,3 +47,20 @@ def test_the_stack_deploys_into_moto(stack: str) -> None:
         assert machine["type"] == "STANDARD"
         # The sandbox delivers the event source mappings itself (queues and streams).
         assert len(deployment.event_source_mappings) == (8 if stack == "dev" else 5)
+        # Every alarm watches a metric AWS publishes, with dimensions it publishes it
+        # with (the sandbox refuses any other): all of them were created.
+        declared = deployment.by_type()["aws:cloudwatch/metricAlarm:MetricAlarm"]
+        pages = client("cloudwatch").get_paginator("describe_alarms").paginate()
+        created = [alarm for page in pages for alarm in page["MetricAlarms"]]
+        assert len(created) == len(declared) > 20
+        namespaces = {alarm["Namespace"] for alarm in created}
+        assert namespaces == {"AWS/SQS", "AWS/Lambda", "AWS/Events", "AWS/States", "AWS/Kinesis"}
+        # prod reserves concurrency within AWS's usual quota (1000, Lambda keeps 100).
+        lambda_ = client("lambda")
+        reserved = [
+            lambda_.get_function_concurrency(FunctionName=name).get(
+                "ReservedConcurrentExecutions", 0
+            )
+            for name in outputs["functions"].values()
+        ]
+        assert sum(reserved) == (0 if stack == "dev" else 400)
