@@ -12,8 +12,8 @@ UnreservedConcurrentExecution below its minimum value of [100]." (the number is 
 quota itself when it is under 100, as AWS answers new accounts: "[10]", "[50]").
 
 moto checks this only when MOTO_LAMBDA_CONCURRENCY_QUOTA is set in the environment,
-with a minimum of 100 whatever the quota; the sandbox's check replaces it for the
-sandbox's lifetime, with the quota the sandbox was given.
+with a minimum of 100 whatever the quota; the sandbox checks it always, for the
+sandbox's lifetime, with the quota the sandbox was given (leave that variable unset).
 """
 
 from __future__ import annotations
