@@ -319,9 +319,23 @@ def test_parallel_branches_and_a_timestamp_wait_keep_virtual_time(
     assert report.virtual_seconds == 40
 
 
+@pytest.mark.parametrize("woken_late", [False, True], ids=["prompt", "woken-late"])
 def test_a_task_token_wait_lets_delivery_go_on_until_the_token_comes_back(
-    saga: tuple[Saga, Delivery],
+    saga: tuple[Saga, Delivery], monkeypatch: pytest.MonkeyPatch, woken_late: bool
 ) -> None:
+    if woken_late:
+        # On a loaded machine the execution's thread may get the CPU long after the
+        # token came back: the sandbox must not call itself quiet meanwhile.
+        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+        original_wait = CallbackEndpoint.wait
+
+        def descheduled_wait(endpoint: Any, timeout: float | None = None) -> Any:
+            outcome = original_wait(endpoint, timeout)
+            time.sleep(0.5)  # 25 x the scheduler's settle period
+            return outcome
+
+        monkeypatch.setattr(CallbackEndpoint, "wait", descheduled_wait)
     machine, delivery = saga
     world = machine.world
     url, queue_arn = world.queue("approvals")

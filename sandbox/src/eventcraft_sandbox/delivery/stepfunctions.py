@@ -13,7 +13,9 @@ It is also the scheduler's `BackgroundWork` for executions: it counts the execut
 in flight (moto's `ExecutionWorker.start` .. the end of its thread) and, per execution,
 the states being evaluated (every state but Parallel and Map, which only wait for
 their branches) and the threads parked in a virtual wait or a task-token wait
-(`.waitForTaskToken`). An execution with a state running (a Lambda task, a Choice),
+(`.waitForTaskToken`). A wait ends, as far as the count goes, when its time comes or
+its token is sent (in the sender's thread), not when the parked thread next gets the
+CPU: on a loaded machine that can be long after the scheduler's quiet period. An execution with a state running (a Lambda task, a Choice),
 or with nothing parked, is busy: the scheduler does not move virtual time until it
 parks or ends, so an execution's retry at t+30 happens after everything it and the
 rest of the sandbox do at t. Between two states nothing is counted for an instant;
@@ -316,14 +318,38 @@ class StepFunctionsClock:
             seconds = (moment - owner.clock.utcnow()).total_seconds()
             return max(0, math.ceil(seconds))
 
-        def wait_for_token(task: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        original_notify = callback.CallbackEndpoint.notify
+        original_interrupt = callback.CallbackEndpoint.interrupt_all
+
+        def wait_for_token(task: Any, env: Any, **kwargs: Any) -> Any:
             # Inside the Task's evaluation (counted as running): parked while it waits.
+            # Whoever sends the token unparks it (`notify`), not this thread when it
+            # next gets the CPU: on a loaded machine the scheduler would otherwise see
+            # everything parked meanwhile and call the sandbox quiet.
             arn = _execution_arn(env)
+            sleeper = _Sleeper(arn, releases=1)
+            kwargs["callback_endpoint"].sandbox_sleeper = sleeper
+            with owner._lock:
+                owner._sleepers.setdefault(arn, set()).add(sleeper)
             owner._adjust(arn, running=-1, parked=1)
             try:
-                return original_token(task, env, *args, **kwargs)
+                return original_token(task, env=env, **kwargs)
             finally:
-                owner._adjust(arn, running=1, parked=-1)
+                owner._wake(sleeper)
+                with owner._lock:
+                    owner._sleepers.get(arn, set()).discard(sleeper)
+
+        def notify(endpoint: Any, *args: Any, **kwargs: Any) -> Any:
+            sleeper = getattr(endpoint, "sandbox_sleeper", None)
+            if sleeper is not None:
+                owner._wake(sleeper)
+            return original_notify(endpoint, *args, **kwargs)
+
+        def interrupt_all(endpoint: Any) -> Any:
+            sleeper = getattr(endpoint, "sandbox_sleeper", None)
+            if sleeper is not None:
+                owner._wake(sleeper)
+            return original_interrupt(endpoint)
 
         self._patches.set(retrier_decl, "time", _VirtualTime(self))
         self._patches.set(retrier_decl.RetrierDecl, "_eval_body", retry_body)
@@ -332,6 +358,8 @@ class StepFunctionsClock:
         self._patches.set(
             callback.StateTaskServiceCallback, "_eval_wait_for_task_token", wait_for_token
         )
+        self._patches.set(callback.CallbackEndpoint, "notify", notify)
+        self._patches.set(callback.CallbackEndpoint, "interrupt_all", interrupt_all)
 
     def uninstall(self) -> None:
         self.scheduler.remove_background(self)
