@@ -15,8 +15,9 @@ the states being evaluated (every state but Parallel and Map, which only wait fo
 their branches) and the threads parked in a virtual wait or a task-token wait
 (`.waitForTaskToken`). A wait ends, as far as the count goes, when its time comes or
 its token is sent (in the sender's thread), not when the parked thread next gets the
-CPU: on a loaded machine that can be long after the scheduler's quiet period. An execution with a state running (a Lambda task, a Choice),
-or with nothing parked, is busy: the scheduler does not move virtual time until it
+CPU: on a loaded machine that can be long after the scheduler's quiet period. An
+execution with a state running (a Lambda task, a Choice), or with nothing parked, is
+busy: the scheduler does not move virtual time until it
 parks or ends, so an execution's retry at t+30 happens after everything it and the
 rest of the sandbox do at t. Between two states nothing is counted for an instant;
 the scheduler's quiet period (no history event for `settle_seconds`) covers it.
@@ -284,9 +285,6 @@ class StepFunctionsClock:
     def _patch_waits(self) -> None:
         """Retry intervals, Wait states and task-token waits on the virtual clock."""
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-            state_task_service_callback as callback,
-        )
         from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
             timestamp,
             wait_function,
@@ -295,7 +293,6 @@ class StepFunctionsClock:
         owner = self
         original_retry = retrier_decl.RetrierDecl._eval_body
         original_timestamp = timestamp.Timestamp._get_wait_seconds
-        original_token = callback.StateTaskServiceCallback._eval_wait_for_task_token
 
         def retry_body(retrier: Any, env: Any) -> None:
             previous = getattr(_local, "env", None)
@@ -318,6 +315,20 @@ class StepFunctionsClock:
             seconds = (moment - owner.clock.utcnow()).total_seconds()
             return max(0, math.ceil(seconds))
 
+        self._patches.set(retrier_decl, "time", _VirtualTime(self))
+        self._patches.set(retrier_decl.RetrierDecl, "_eval_body", retry_body)
+        self._patches.set(wait_function.WaitFunction, "_wait_interval", wait_interval)
+        self._patches.set(timestamp.Timestamp, "_get_wait_seconds", timestamp_seconds)
+        self._patch_token_waits()
+
+    def _patch_token_waits(self) -> None:
+        """Task-token waits (`.waitForTaskToken`) count as parked (module docstring)."""
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_callback as callback,
+        )
+
+        owner = self
+        original_token = callback.StateTaskServiceCallback._eval_wait_for_task_token
         original_notify = callback.CallbackEndpoint.notify
         original_interrupt = callback.CallbackEndpoint.interrupt_all
 
@@ -351,10 +362,6 @@ class StepFunctionsClock:
                 owner._wake(sleeper)
             return original_interrupt(endpoint)
 
-        self._patches.set(retrier_decl, "time", _VirtualTime(self))
-        self._patches.set(retrier_decl.RetrierDecl, "_eval_body", retry_body)
-        self._patches.set(wait_function.WaitFunction, "_wait_interval", wait_interval)
-        self._patches.set(timestamp.Timestamp, "_get_wait_seconds", timestamp_seconds)
         self._patches.set(
             callback.StateTaskServiceCallback, "_eval_wait_for_task_token", wait_for_token
         )
