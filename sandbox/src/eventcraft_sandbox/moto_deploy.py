@@ -55,6 +55,7 @@ from eventcraft_sandbox.deployers.base import (
 )
 from eventcraft_sandbox.limits import AwsLimits, AwsLimitsPatch
 from eventcraft_sandbox.mock_deploy import REGION, Deployment, RecordingMocks, deploy
+from eventcraft_sandbox.service_roles import ServiceRoleChecks
 from eventcraft_sandbox.stack_files import project_name, stack_config
 from eventcraft_sandbox.summary import render
 
@@ -115,7 +116,11 @@ class Sandbox:
     While it runs: AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled (moto does not route
     account-based endpoints), the moto bugs in `_moto_fixes` are patched, and AWS's
     payload and item limits are enforced on every request, whoever makes it
-    (`limits`, default `AwsLimits()`: AWS's own; see `eventcraft_sandbox.limits`).
+    (`limits`, default `AwsLimits()`: AWS's own; see `eventcraft_sandbox.limits`), and
+    the roles services are given are checked when AWS checks them: a state machine or
+    function whose role the service cannot assume for it, or whose role lacks what its
+    logging or tracing needs, is refused with AWS's error
+    (`eventcraft_sandbox.service_roles`).
     """
 
     _running: Sandbox | None = None
@@ -166,6 +171,7 @@ class Sandbox:
             moto_mock.start()
             stack.callback(moto_mock.stop)
             stack.enter_context(AwsLimitsPatch(self.limits))
+            stack.enter_context(ServiceRoleChecks())
             with disable_iam_authentication():
                 self._admin = self._create_admin()
             for fix in _moto_fixes():

@@ -244,9 +244,57 @@ LIMITS_HOOKS = (
 )
 
 
+# What `eventcraft_sandbox.service_roles` hooks (the roles services are given, checked
+# when they are given), checked when it installs.
+ROLE_HOOKS = (
+    _Hook(
+        "moto.stepfunctions.models",
+        "StepFunctionBackend.create_state_machine",
+        (
+            "self",
+            "name",
+            "definition",
+            "roleArn",
+            "tags",
+            "publish",
+            "loggingConfiguration",
+            "tracingConfiguration",
+            "encryptionConfiguration",
+            "version_description",
+            "sm_type",
+        ),
+    ),
+    _Hook(
+        "moto.stepfunctions.models",
+        "StepFunctionBackend.update_state_machine",
+        (
+            "self",
+            "arn",
+            "definition",
+            "role_arn",
+            "logging_configuration",
+            "tracing_configuration",
+            "encryption_configuration",
+            "publish",
+            "version_description",
+        ),
+    ),
+    _Hook("moto.stepfunctions.models", "StepFunctionBackend._validate_name", ("self", "name")),
+    _Hook(
+        "moto.stepfunctions.models", "StepFunctionBackend._validate_role_arn", ("self", "role_arn")
+    ),
+    _Hook("moto.awslambda.models", "LambdaBackend.create_function", ("self", "spec")),
+    _Hook(
+        "moto.awslambda.models",
+        "LambdaBackend.update_function_configuration",
+        ("self", "function_name", "qualifier", "body"),
+    ),
+)
+
+
 def check_moto_hooks(hooks: tuple[_Hook, ...] | None = None) -> list[str]:
     """What differs between the installed moto and the internals the sandbox hooks
-    (`hooks`; default: the runtime's and the limits').
+    (`hooks`; default: the runtime's, the limits' and the service roles').
 
     Empty when everything the sandbox replaces or relies on has the signature it was
     written against (moto `PINNED_MOTO`); otherwise one line per difference, each
@@ -255,7 +303,7 @@ def check_moto_hooks(hooks: tuple[_Hook, ...] | None = None) -> list[str]:
     import moto
 
     problems = []
-    for hook in (_HOOKS + LIMITS_HOOKS) if hooks is None else hooks:
+    for hook in (_HOOKS + LIMITS_HOOKS + ROLE_HOOKS) if hooks is None else hooks:
         name = f"{hook.module}.{hook.qualname}"
         try:
             obj = hook.resolve()
