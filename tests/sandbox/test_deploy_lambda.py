@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 import pytest
+from botocore.exceptions import ClientError
 
 from eventcraft_sandbox.deployers.archive import zip_bytes
 from eventcraft_sandbox.moto_deploy import DeployError, Sandbox
@@ -302,3 +303,119 @@ def test_a_recursion_config_is_checked_as_lambda_checks_it(
 
     with pytest.raises(DeployError, match="recursiveLoop 'Sometimes' is not one of Allow"):
         sandbox.deploy(sometimes)
+
+
+# ------------------------------------------------------- the role, as Lambda checks it
+
+NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
+NO_XRAY = "The provided execution role does not have permissions to call PutTraceSegments on XRAY"
+
+
+def _bare_function(
+    name: str = "orders",
+    *,
+    principal: str = "lambda.amazonaws.com",
+    condition: dict[str, object] | None = None,
+    tracing: str | None = None,
+    xray: bool = False,
+) -> Callable[[], None]:
+    """A program: the function `name` under a role trusting `principal` (with
+    `condition`), traced with `tracing`, its role allowed X-Ray or not."""
+
+    def program() -> None:
+        statement: dict[str, object] = {
+            "Effect": "Allow",
+            "Principal": {"Service": principal},
+            "Action": "sts:AssumeRole",
+        }
+        if condition:
+            statement["Condition"] = condition
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+        )
+        grants = []
+        if xray:
+            grant = {"Effect": "Allow", "Action": "xray:PutTraceSegments", "Resource": "*"}
+            policy = json.dumps({"Version": "2012-10-17", "Statement": [grant]})
+            grants.append(aws.iam.RolePolicy(f"{name}-xray", role=role.id, policy=policy))
+        function = aws.lambda_.Function(
+            name,
+            name=name,
+            role=role.arn,
+            runtime="python3.12",
+            handler="app.handler",
+            code=pulumi.AssetArchive({"app.py": pulumi.StringAsset("def handler(e, c): pass")}),
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode=tracing) if tracing else None,
+            opts=pulumi.ResourceOptions(depends_on=grants),
+        )
+        pulumi.export("arn", function.arn)
+
+    return program
+
+
+def _function_arn(sandbox: Sandbox, name: str) -> str:
+    return f"arn:aws:lambda:us-east-1:{sandbox.account}:function:{name}"
+
+
+def _refused(sandbox: Sandbox, program: Callable[[], None], message: str) -> None:
+    with pytest.raises(DeployError) as refused:
+        sandbox.deploy(program)
+    text = str(refused.value)
+    assert "'orders'" in text
+    assert (
+        f"(InvalidParameterValueException) when calling the CreateFunction operation: {message}"
+    ) in text
+    assert sandbox.client("lambda").list_functions()["Functions"] == []
+
+
+@pytest.mark.parametrize("case", ["another function", "another account", "another service"])
+def test_a_role_lambda_cannot_assume_for_the_function_is_refused(
+    sandbox: Sandbox, case: str
+) -> None:
+    program = {
+        "another function": _bare_function(
+            condition={"ArnLike": {"aws:SourceArn": _function_arn(sandbox, "other")}}
+        ),
+        "another account": _bare_function(
+            condition={"StringEquals": {"aws:SourceAccount": "999999999999"}}
+        ),
+        "another service": _bare_function(principal="states.amazonaws.com"),
+    }[case]
+    _refused(sandbox, program, NOT_ASSUMABLE)
+
+
+def test_a_role_trusting_lambda_for_this_function_is_accepted(sandbox: Sandbox) -> None:
+    condition = {
+        "ArnLike": {"aws:SourceArn": _function_arn(sandbox, "orders")},
+        "StringEquals": {"aws:SourceAccount": sandbox.account},
+    }
+    deployment = sandbox.deploy(_bare_function(condition=condition))
+    config = sandbox.client("lambda").get_function_configuration(FunctionName="orders")
+    assert config["FunctionArn"] == deployment.outputs["arn"]
+
+
+def test_active_tracing_needs_xray_in_the_role(sandbox: Sandbox) -> None:
+    _refused(sandbox, _bare_function(tracing="Active"), NO_XRAY)
+    sandbox.deploy(_bare_function("traced", tracing="Active", xray=True))
+    config = sandbox.client("lambda").get_function_configuration(FunctionName="traced")
+    assert config["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_update_function_configuration_checks_the_new_role(sandbox: Sandbox) -> None:
+    sandbox.deploy(_bare_function())
+    iam = sandbox.client("iam")
+    trust = {
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"ArnLike": {"aws:SourceArn": _function_arn(sandbox, "other")}},
+    }
+    other = iam.create_role(
+        RoleName="other-role",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]}),
+    )["Role"]["Arn"]
+    with pytest.raises(ClientError) as refused:
+        sandbox.client("lambda").update_function_configuration(FunctionName="orders", Role=other)
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert refused.value.response["Error"]["Message"] == NOT_ASSUMABLE

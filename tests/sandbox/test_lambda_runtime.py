@@ -743,6 +743,83 @@ def test_step_functions_lambda_tasks_run_through_the_runtime(
             assert "not authorized to perform: lambda:InvokeFunction" in refused.get("cause", "")
 
 
+def pinned_trust(service: str, source_arn: str) -> str:
+    """A trust policy for `service` acting for `source_arn` only (confused deputy)."""
+    document = trust(service)
+    document["Statement"][0]["Condition"] = {
+        "ArnLike": {"aws:SourceArn": source_arn},
+        "StringEquals": {"aws:SourceAccount": source_arn.split(":")[4]},
+    }
+    return json.dumps(document)
+
+
+def test_a_state_machine_role_is_assumed_for_the_state_machine(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    """Step Functions assumes the role with the state machine's ARN as aws:SourceArn:
+    a role pinned to it serves it; pinned to another state machine (its trust changed
+    after creation), its tasks cannot call anything."""
+    function_arn = account.function("pay", {"app.py": DECLINER})
+    invoke = {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": function_arn}
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    definition = json.dumps(
+        {
+            "StartAt": "Pay",
+            "States": {"Pay": {"Type": "Task", "Resource": function_arn, "End": True}},
+        }
+    )
+    machines = {}
+    for name in ("own", "moved"):
+        arn = f"arn:aws:states:{REGION}:123456789012:stateMachine:{name}"
+        role = account.role(f"{name}-role", [invoke], service="states.amazonaws.com")
+        account.iam.update_assume_role_policy(
+            RoleName=f"{name}-role", PolicyDocument=pinned_trust("states.amazonaws.com", arn)
+        )
+        machines[name] = sfn.create_state_machine(name=name, definition=definition, roleArn=role)[
+            "stateMachineArn"
+        ]
+        assert machines[name] == arn
+    other = f"arn:aws:states:{REGION}:123456789012:stateMachine:other"
+    account.iam.update_assume_role_policy(
+        RoleName="moved-role", PolicyDocument=pinned_trust("states.amazonaws.com", other)
+    )
+
+    client = admin_session().client("stepfunctions")
+    with enable_iam_authentication():
+        paid = run_execution(client, machines["own"], "paid", {"amount": 10})
+        refused = run_execution(client, machines["moved"], "refused", {"amount": 10})
+    assert paid["status"] == "SUCCEEDED", paid
+    assert json.loads(paid["output"]) == {"charged": 10, "by": "pay"}
+    assert refused["status"] == "FAILED", refused
+    assert (
+        f"the role arn:aws:iam::123456789012:role/moved-role cannot be assumed by "
+        f"states.amazonaws.com for {machines['moved']}"
+    ) in refused.get("cause", "")
+
+
+def test_an_execution_role_is_assumed_for_the_function(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    """Lambda assumes the execution role with the function's ARN as aws:SourceArn."""
+    for name, pinned_to in (("own", "own"), ("borrowed", "own")):
+        function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{pinned_to}"
+        role = account.iam.create_role(
+            RoleName=f"{name}-role",
+            AssumeRolePolicyDocument=pinned_trust("lambda.amazonaws.com", function_arn),
+        )["Role"]["Arn"]
+        account.function(name, {"app.py": DECLINER}, role=role)
+    own = runtime.invoke("own", {"amount": 1})
+    borrowed = runtime.invoke("borrowed", {"amount": 1})
+    assert own.error_type is None, own.error_message
+    assert own.payload == {"charged": 1, "by": "own"}
+    assert borrowed.error_type == "AccessDeniedException"
+    assert borrowed.error_message is not None
+    assert borrowed.error_message.startswith(
+        "The role defined for the function cannot be assumed by Lambda."
+    )
+    assert f"for arn:aws:lambda:{REGION}:123456789012:function:borrowed" in (borrowed.error_message)
+
+
 # ------------------------------------------------------------------ nesting, lock
 
 

@@ -4,11 +4,15 @@ boto3 (its parameter validation and moto's own checks), and the outputs name the
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pulumi
 import pytest
 from moto.s3.models import s3_backends
 
-from eventcraft_sandbox.moto_deploy import deploy_into_moto
+from eventcraft_sandbox.moto_deploy import DeployError, deploy_into_moto
+from pulumi_eventcraft import state_machine
+from pulumi_eventcraft.iam import LOG_DELIVERY_ACTIONS, service_role
 from tests.system.conftest import PROGRAM
 
 
@@ -64,3 +68,37 @@ def test_the_stack_deploys_into_moto(stack: str) -> None:
             for name in outputs["functions"].values()
         ]
         assert sum(reserved) == (0 if stack == "dev" else 400)
+
+
+# The stack broken on purpose, as the sandbox's demo once ran it green: AWS refuses the
+# state machine at creation, and so does the sandbox.
+
+
+def test_a_state_machine_role_pinned_to_another_state_machine_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def pinned_elsewhere(*args: Any, source_arn: Any = None, **kwargs: Any) -> Any:
+        wrong = pulumi.Output.concat(source_arn, "-elsewhere")
+        return service_role(*args, source_arn=wrong, **kwargs)
+
+    monkeypatch.setattr(state_machine, "service_role", pinned_elsewhere)
+    with pytest.raises(DeployError) as refused:
+        deploy_into_moto(PROGRAM, stack="dev").close()
+    assert (
+        "(AccessDeniedException) when calling the CreateStateMachine operation: Neither the "
+        "global service principal states.amazonaws.com, nor the regional one is authorized "
+        "to assume the provided role."
+    ) in str(refused.value)
+
+
+def test_a_logging_state_machine_whose_role_cannot_deliver_logs_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    without = tuple(a for a in LOG_DELIVERY_ACTIONS if a != "logs:CreateLogDelivery")
+    monkeypatch.setattr(state_machine, "LOG_DELIVERY_ACTIONS", without)
+    with pytest.raises(DeployError) as refused:
+        deploy_into_moto(PROGRAM, stack="dev").close()
+    assert (
+        "(AccessDeniedException) when calling the CreateStateMachine operation: The state "
+        "machine IAM Role is not authorized to access the Log Destination"
+    ) in str(refused.value)

@@ -366,7 +366,8 @@ def scoped_name(name: str, *, max_length: int = 64) -> str:
 class Function(pulumi.ComponentResource):
     """A Lambda function (`eventcraft:index:Function`); see the module docstring.
 
-    Attributes: `function`, `arn`, `name` (physical), `role`, `log_group`,
+    Attributes: `function`, `arn`, `name` (physical), `role`, `role_policy` (its
+    logging and tracing grants, which the function waits for), `log_group`,
     `timeout_seconds`, `architecture`, `reserved_concurrency`, `async_dlq` (or None),
     `recursion_config` (or None), `alarms` (the MetricAlarms), `grants` (grant name ->
     RolePolicy), `args`.
@@ -376,6 +377,7 @@ class Function(pulumi.ComponentResource):
     arn: pulumi.Output[str]
     name: pulumi.Output[str]
     role: aws.iam.Role
+    role_policy: aws.iam.RolePolicy
     log_group: aws.cloudwatch.LogGroup
 
     def __init__(
@@ -403,7 +405,17 @@ class Function(pulumi.ComponentResource):
         self.role = service_role(
             f"{name}-role",
             service="lambda.amazonaws.com",
-            statements=[
+            statements=(),
+            parent=self,
+            description=f"Execution role of the {name} function",
+            tags=args.tags,
+        )
+        # A handle so that the function waits for it: Lambda refuses an Active-traced
+        # function whose role cannot yet call xray:PutTraceSegments.
+        self.role_policy = grant_policy(
+            f"{name}-role-policy",
+            self.role,
+            [
                 # The group exists (created above), so no logs:CreateLogGroup.
                 Statement(
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -416,8 +428,6 @@ class Function(pulumi.ComponentResource):
                 ),
             ],
             parent=self,
-            description=f"Execution role of the {name} function",
-            tags=args.tags,
         )
         environment: dict[str, pulumi.Input[str]] = {
             "POWERTOOLS_SERVICE_NAME": name,
@@ -447,7 +457,7 @@ class Function(pulumi.ComponentResource):
             ),
             layers=[args.layer.arn] if args.layer is not None else None,
             tags=tag_input(args.tags),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group, self.role_policy]),
         )
         self.arn = self.function.arn
         self.name = self.function.name

@@ -60,6 +60,7 @@ from eventcraft_sandbox.quotas import (
     ConcurrencyQuota,
     check_concurrency_quota,
 )
+from eventcraft_sandbox.service_roles import ServiceRoleChecks
 from eventcraft_sandbox.stack_files import project_name, stack_config
 from eventcraft_sandbox.summary import render
 
@@ -124,7 +125,11 @@ class Sandbox:
     so is the account's Lambda concurrency quota (`concurrency_quota`, a whole number
     >= 1, default 1000, AWS's usual one): a function's reserved concurrency that would
     leave fewer than 100 unreserved executions is refused as Lambda refuses it
-    (`eventcraft_sandbox.quotas`).
+    (`eventcraft_sandbox.quotas`). And
+    the roles services are given are checked when AWS checks them: a state machine or
+    function whose role the service cannot assume for it, or whose role lacks what its
+    logging or tracing needs, is refused with AWS's error
+    (`eventcraft_sandbox.service_roles`).
     """
 
     _running: Sandbox | None = None
@@ -178,6 +183,7 @@ class Sandbox:
             stack.callback(moto_mock.stop)
             stack.enter_context(AwsLimitsPatch(self.limits))
             stack.enter_context(ConcurrencyQuota(self.concurrency_quota))
+            stack.enter_context(ServiceRoleChecks())
             with disable_iam_authentication():
                 self._admin = self._create_admin()
             for fix in _moto_fixes():

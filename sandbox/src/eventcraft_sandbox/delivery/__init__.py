@@ -84,9 +84,10 @@ class Delivery:
 
     - `region`: "us-east-1" (default), for clients without a region in an ARN;
     - `use_roles`: True (default): pollers and destinations call AWS with the
-      function's execution role (assumed as lambda.amazonaws.com), role-based rule
-      targets with the target's role (assumed as events.amazonaws.com): a role whose
-      trust policy does not name the service cannot be assumed, and with IAM enforced
+      function's execution role (assumed as lambda.amazonaws.com for the function),
+      role-based rule targets with the target's role (assumed as events.amazonaws.com
+      for the rule): a role whose trust policy does not let the service in for that
+      resource (aws:SourceArn, aws:SourceAccount) cannot be assumed, and with IAM enforced
       moto judges every call by the role's policies; False: as the administrator;
     - `check_resource_policies`: True (default): EventBridge only invokes a function /
       sends to a queue (target or DLQ) whose resource policy lets the rule (else

@@ -1,10 +1,10 @@
 """What the delivery modules share: the context they run in, ARNs, clients (the
-administrator's and assumed roles'), resource-policy checks, destinations and the log.
+administrator's and assumed roles'), resource-policy checks (`policy_allows`, from
+`eventcraft_sandbox.iam_policies`), destinations and the log.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 import threading
@@ -19,7 +19,9 @@ from botocore.exceptions import ClientError
 from eventcraft_sandbox.clock import Scheduler, VirtualClock
 from eventcraft_sandbox.delivery.concurrency import Launches
 from eventcraft_sandbox.faults import FaultPlan
-from eventcraft_sandbox.lambda_runtime import InvocationResult, Invoker
+from eventcraft_sandbox.iam_policies import policy_allows
+from eventcraft_sandbox.lambda_runtime import InvocationResult, Invoker, RoleNotAssumableError
+from eventcraft_sandbox.lambda_runtime.credentials import assume_role_as_service
 
 __all__ = [
     "BOTO_CONFIG",
@@ -226,129 +228,7 @@ def classify(exc: BaseException) -> DeliveryFailure:
     return DeliveryFailure("SDK_CLIENT_ERROR", message, retriable=True)
 
 
-# ----------------------------------------------------------- resource policies
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
-def _principal_matches(principal: Any, service: str) -> bool:
-    if principal == "*":
-        return True
-    if isinstance(principal, Mapping):
-        services = _as_list(principal.get("Service"))
-        aws = _as_list(principal.get("AWS"))
-        return service in services or "*" in aws
-    return False
-
-
-def _condition_holds(condition: Mapping[str, Any], context: Mapping[str, str]) -> bool:
-    """Conditions on the keys in `context` (case-insensitive); others are not judged."""
-    keys = {k.lower(): v for k, v in context.items()}
-    for operator, clauses in condition.items():
-        op = operator.lower().removesuffix("ifexists")
-        for key, expected in dict(clauses).items():
-            actual = keys.get(key.lower())
-            if actual is None:
-                if key.lower() in ("aws:sourcearn", "aws:sourceaccount"):
-                    return False
-                continue
-            values = [str(v) for v in _as_list(expected)]
-            if op in ("arnequals", "stringequals"):
-                ok = actual in values
-            elif op in ("arnlike", "stringlike"):
-                ok = any(fnmatch.fnmatchcase(actual, v) for v in values)
-            elif op in ("arnnotequals", "stringnotequals"):
-                ok = actual not in values
-            elif op in ("arnnotlike", "stringnotlike"):
-                ok = not any(fnmatch.fnmatchcase(actual, v) for v in values)
-            elif op == "bool":
-                ok = actual.lower() in (v.lower() for v in values)
-            else:
-                continue
-            if not ok:
-                return False
-    return True
-
-
-def _matches_any(value: str, patterns: list[Any], *, case: bool = True) -> bool:
-    for pattern in patterns:
-        p = str(pattern)
-        if case and fnmatch.fnmatchcase(value, p):
-            return True
-        if not case and fnmatch.fnmatchcase(value.lower(), p.lower()):
-            return True
-    return False
-
-
-def policy_allows(
-    policy: str | Mapping[str, Any] | None,
-    *,
-    service: str,
-    action: str,
-    resource: str,
-    source_arn: str | None = None,
-    source_account: str | None = None,
-) -> bool:
-    """Whether a resource policy lets the AWS `service` principal call `action` on
-    `resource` for `source_arn` (explicit Deny wins; no policy allows nothing)."""
-    if not policy:
-        return False
-    document = json.loads(policy) if isinstance(policy, str) else policy
-    # AWS services call each other over TLS: a DenyInsecureTransport statement
-    # (`Bool aws:SecureTransport false`) does not apply to them.
-    context = {"aws:SecureTransport": "true"}
-    if source_arn:
-        context["aws:SourceArn"] = source_arn
-    if source_account:
-        context["aws:SourceAccount"] = source_account
-    allowed = False
-    for statement in _as_list(document.get("Statement")):
-        if not _principal_matches(statement.get("Principal"), service):
-            continue
-        if not _matches_any(action, _as_list(statement.get("Action")), case=False):
-            continue
-        resources = _as_list(statement.get("Resource"))
-        bare = resource.removesuffix(":$LATEST")
-        if resources and not (
-            _matches_any(resource, resources)
-            or _matches_any(bare, resources)
-            or _matches_any(f"{bare}:$LATEST", resources)
-        ):
-            continue
-        if not _condition_holds(statement.get("Condition") or {}, context):
-            continue
-        if statement.get("Effect") == "Deny":
-            return False
-        allowed = True
-    return allowed
-
-
-def trusts(
-    document: Any, principal: str, *, source_arn: str | None, source_account: str | None
-) -> bool:
-    """Whether a trust policy lets the AWS service `principal` sts:AssumeRole on behalf
-    of `source_arn` in `source_account` (the confused-deputy conditions)."""
-    if isinstance(document, str):
-        from urllib.parse import unquote
-
-        try:
-            document = json.loads(unquote(document))
-        except ValueError:
-            return False
-    if not isinstance(document, Mapping):
-        return False
-    return policy_allows(
-        document,
-        service=principal,
-        action="sts:AssumeRole",
-        resource="*",
-        source_arn=source_arn,
-        source_account=source_account,
-    )
+# ------------------------------------------------------------- service roles
 
 
 def assume_as_service(
@@ -357,51 +237,16 @@ def assume_as_service(
     """Credentials of `role_arn` assumed as the AWS service `principal` assumes it on
     behalf of `source_arn` (the function, the rule; its account is aws:SourceAccount).
 
-    Straight through moto's STS backend after checking the trust policy: the caller is
-    the service the trust policy names, which moto's AssumeRole API (with IAM
-    enforced) cannot evaluate. Raises `DeliveryFailure` (NO_PERMISSIONS).
+    `eventcraft_sandbox.lambda_runtime.credentials.assume_role_as_service` (the trust
+    policy checked with the confused-deputy conditions, then moto's STS backend).
+    Raises `DeliveryFailure` (NO_PERMISSIONS).
     """
-    from moto.iam.models import iam_backends
-    from moto.sts.models import sts_backends
-
     try:
-        arn = Arn.parse(role_arn)
-    except ValueError as exc:
-        raise DeliveryFailure("NO_PERMISSIONS", str(exc), retriable=False) from exc
-    with moto_lock():
-        try:
-            role = iam_backends[arn.account][arn.partition].get_role_by_arn(role_arn)
-        except Exception as exc:  # moto's NoSuchEntity
-            raise DeliveryFailure(
-                "NO_PERMISSIONS", f"the role {role_arn} does not exist", retriable=False
-            ) from exc
-        source_account = Arn.parse(source_arn).account if source_arn else arn.account
-        if not trusts(
-            role.assume_role_policy_document,
-            principal,
-            source_arn=source_arn,
-            source_account=source_account,
-        ):
-            raise DeliveryFailure(
-                "NO_PERMISSIONS",
-                f"the role {role_arn} does not trust {principal}"
-                + (f" for {source_arn}" if source_arn else "")
-                + " (its assume-role policy)",
-                retriable=False,
-            )
-        assumed = sts_backends[arn.account][arn.partition].assume_role(
-            region_name=region,
-            role_session_name="sandbox-delivery",
-            role_arn=role_arn,
-            policy="",
-            duration=3600,
-            external_id="",
+        return assume_role_as_service(
+            role_arn, principal, "sandbox-delivery", region, source_arn=source_arn
         )
-    return {
-        "AccessKeyId": assumed.access_key_id,
-        "SecretAccessKey": assumed.secret_access_key,
-        "SessionToken": assumed.session_token,
-    }
+    except RoleNotAssumableError as exc:
+        raise DeliveryFailure("NO_PERMISSIONS", str(exc), retriable=False) from exc
 
 
 # ------------------------------------------------------------------------ log

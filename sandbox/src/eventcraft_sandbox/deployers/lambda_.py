@@ -22,6 +22,7 @@ from eventcraft_sandbox.deployers.base import (
     outputs,
     physical_name,
 )
+from eventcraft_sandbox.iam_policies import missing_actions
 
 # Pulumi input keys whose Lambda API names are not plain PascalCase.
 _RENAMES = {
@@ -290,18 +291,6 @@ def _role_policies(ctx: DeployContext, role_name: str) -> list[str]:
     return documents
 
 
-def _missing_actions(documents: list[str], actions: tuple[str, ...], resource: str) -> list[str]:
-    # moto's own policy evaluator: the one that enforces the role when handlers run.
-    from moto.iam.access_control import IAMPolicy, PermissionResult
-
-    missing = []
-    for action in actions:
-        results = [IAMPolicy(doc).is_action_permitted(action, resource) for doc in documents]
-        if PermissionResult.DENIED in results or PermissionResult.PERMITTED not in results:
-            missing.append(action)
-    return missing
-
-
 def _check_source_exists(ctx: DeployContext, service: str, arn: str) -> None:
     region = arn.split(":")[3] or None
     if service == "sqs":
@@ -341,7 +330,7 @@ def event_source_mapping(ctx: DeployContext, request: ResourceRequest) -> Create
                 f"{request.typ} {request.name!r}: a {service} stream source needs "
                 "startingPosition (TRIM_HORIZON or LATEST); Lambda refuses the mapping"
             )
-        missing = _missing_actions(documents, _SOURCE_ACTIONS.get(service, ()), source_arn)
+        missing = missing_actions(documents, _SOURCE_ACTIONS.get(service, ()), source_arn)
         if missing:
             raise DeployError(
                 f"{request.typ} {request.name!r}: the execution role {role_name!r} of "
@@ -350,7 +339,7 @@ def event_source_mapping(ctx: DeployContext, request: ResourceRequest) -> Create
             )
     destination = params.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
     sqs_destination = isinstance(destination, str) and destination.split(":")[2] == "sqs"
-    if sqs_destination and _missing_actions(documents, ("sqs:SendMessage",), destination):
+    if sqs_destination and missing_actions(documents, ("sqs:SendMessage",), destination):
         raise DeployError(
             f"{request.typ} {request.name!r}: the execution role {role_name!r} may not "
             f"sqs:SendMessage to the on-failure destination {destination}"

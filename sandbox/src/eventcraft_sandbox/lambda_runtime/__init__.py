@@ -45,7 +45,8 @@ How a function runs (what Lambda does, and how it is done in one process):
   host's AWS configuration leaks in (MOTO_* settings and PATH/HOME/TMPDIR are kept).
 - Credentials: the function's role is assumed as the Lambda service assumes it
   (moto's STS, after checking that the role's trust policy lets
-  lambda.amazonaws.com assume it). With IAM enforced in moto, a call the role does
+  lambda.amazonaws.com assume it with the function's ARN as aws:SourceArn and its
+  account as aws:SourceAccount). With IAM enforced in moto, a call the role does
   not allow fails with AccessDenied. moto checks most services against the resource
   "*", which would deny every resource-scoped policy; `install()` therefore also
   resolves the resources of DynamoDB, DynamoDB Streams, EventBridge, Kinesis, Step
@@ -97,8 +98,8 @@ moto integration (`install()` / `uninstall()`, or `with runtime:`):
 - A Task whose Resource is a function's ARN reports a Lambda API error (a throttle)
   as `Lambda.<code>`, as Step Functions does (moto names them all `Exception`).
 - Step Functions tasks call AWS with the state machine's role (assumed as
-  states.amazonaws.com) instead of moto's fixed fake key, which IAM enforcement
-  rejects.
+  states.amazonaws.com, with the state machine's ARN as aws:SourceArn) instead of
+  moto's fixed fake key, which IAM enforcement rejects.
 - `MOTO_LOCK` serialises every request moto handles (moto's backends are not
   thread-safe); it is held only for each AWS call, never while user code runs.
 The hooked moto internals are checked against moto 5.2.5 (`check_moto_hooks`):

@@ -132,6 +132,7 @@ class _Hook:
 
 _SFN_STATE_TASK = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
 SFN_LAMBDA_TASK = f"{_SFN_STATE_TASK}.state_task_lambda"
+SFN_EXECUTION = "moto.stepfunctions.parser.backend.execution"
 _SFN_STATE_MAP = "moto.stepfunctions.parser.asl.component.state.exec.state_map"
 # Every module of moto's Step Functions interpreter that builds its AWS clients with
 # `boto_client_for` (imported by name, so each keeps its own reference).
@@ -192,6 +193,7 @@ _HOOKS = (
         _Hook(module, "boto_client_for", ("region", "service", "state_credentials"))
         for module in SFN_CLIENT_MODULES
     ),
+    _Hook(SFN_EXECUTION, "Execution._get_start_aws_execution_details", ("self",)),
     _Hook(SFN_LAMBDA_TASK, "StateTaskLambda._from_error", ("self", "env", "ex")),
     _Hook(
         f"{_SFN_STATE_TASK}.service.state_task_service_lambda",
@@ -242,9 +244,57 @@ LIMITS_HOOKS = (
 )
 
 
+# What `eventcraft_sandbox.service_roles` hooks (the roles services are given, checked
+# when they are given), checked when it installs.
+ROLE_HOOKS = (
+    _Hook(
+        "moto.stepfunctions.models",
+        "StepFunctionBackend.create_state_machine",
+        (
+            "self",
+            "name",
+            "definition",
+            "roleArn",
+            "tags",
+            "publish",
+            "loggingConfiguration",
+            "tracingConfiguration",
+            "encryptionConfiguration",
+            "version_description",
+            "sm_type",
+        ),
+    ),
+    _Hook(
+        "moto.stepfunctions.models",
+        "StepFunctionBackend.update_state_machine",
+        (
+            "self",
+            "arn",
+            "definition",
+            "role_arn",
+            "logging_configuration",
+            "tracing_configuration",
+            "encryption_configuration",
+            "publish",
+            "version_description",
+        ),
+    ),
+    _Hook("moto.stepfunctions.models", "StepFunctionBackend._validate_name", ("self", "name")),
+    _Hook(
+        "moto.stepfunctions.models", "StepFunctionBackend._validate_role_arn", ("self", "role_arn")
+    ),
+    _Hook("moto.awslambda.models", "LambdaBackend.create_function", ("self", "spec")),
+    _Hook(
+        "moto.awslambda.models",
+        "LambdaBackend.update_function_configuration",
+        ("self", "function_name", "qualifier", "body"),
+    ),
+)
+
+
 def check_moto_hooks(hooks: tuple[_Hook, ...] | None = None) -> list[str]:
     """What differs between the installed moto and the internals the sandbox hooks
-    (`hooks`; default: the runtime's and the limits').
+    (`hooks`; default: the runtime's, the limits' and the service roles').
 
     Empty when everything the sandbox replaces or relies on has the signature it was
     written against (moto `PINNED_MOTO`); otherwise one line per difference, each
@@ -253,7 +303,7 @@ def check_moto_hooks(hooks: tuple[_Hook, ...] | None = None) -> list[str]:
     import moto
 
     problems = []
-    for hook in (_HOOKS + LIMITS_HOOKS) if hooks is None else hooks:
+    for hook in (_HOOKS + LIMITS_HOOKS + ROLE_HOOKS) if hooks is None else hooks:
         name = f"{hook.module}.{hook.qualname}"
         try:
             obj = hook.resolve()
@@ -519,7 +569,8 @@ def sfn_lambda_task_error(original: Callable[[Any, Any, Exception], Any]) -> Any
 
 def sfn_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:
     """`boto_client_for` for moto's Step Functions interpreter, with the state
-    machine's (or the task's `Credentials`) role instead of a fixed fake key."""
+    machine's (or the task's `Credentials`) role instead of a fixed fake key, assumed
+    as Step Functions assumes it: for the state machine (its aws:SourceArn)."""
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         runtime = Registry.runtime
@@ -532,12 +583,16 @@ def sfn_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:
             TimeoutSeconds,
         )
 
-        key = (role_arn, region, service)
+        # The execution's role knows its state machine (`sfn_execution_details`).
+        source_arn = getattr(role_arn, "state_machine_arn", None)
+        key = (str(role_arn), source_arn or "", region, service)
         with runtime._pool_lock:
             cached = runtime._sfn_clients.get(key)
         if cached is not None:
             return cached
-        credentials = runtime.service_credentials(role_arn, "states.amazonaws.com")
+        credentials = runtime.service_credentials(
+            role_arn, "states.amazonaws.com", source_arn=source_arn
+        )
         session = boto3.session.Session(
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
@@ -559,3 +614,38 @@ def sfn_client_factory(original: Callable[..., Any]) -> Callable[..., Any]:
 
     functools.update_wrapper(boto_client_for, original)
     return boto_client_for
+
+
+class StateMachineRoleArn(str):
+    """A state machine's role ARN that knows the state machine it is the role of:
+    Step Functions assumes it with that ARN as aws:SourceArn. moto's interpreter hands
+    the execution's role ARN, a plain string, to every client it builds
+    (`StateCredentials`); this one carries the state machine along."""
+
+    state_machine_arn: str
+
+    def __new__(cls, role_arn: str, state_machine_arn: str) -> StateMachineRoleArn:
+        made = super().__new__(cls, role_arn)
+        made.state_machine_arn = state_machine_arn
+        return made
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # copies keep it
+        return (str(self), self.state_machine_arn)
+
+
+def sfn_execution_details(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`Execution._get_start_aws_execution_details` whose role ARN is a
+    `StateMachineRoleArn`: the tasks' clients (`sfn_client_factory`) assume the role
+    for the state machine (a version's executions: for the state machine it is a
+    version of)."""
+
+    def details(execution: Any) -> Any:
+        made = original(execution)
+        machine = execution.state_machine
+        machine_arn = getattr(machine, "source_arn", None) or machine.arn
+        if isinstance(made.role_arn, str) and machine_arn:
+            made.role_arn = StateMachineRoleArn(made.role_arn, machine_arn)
+        return made
+
+    functools.update_wrapper(details, original)
+    return details

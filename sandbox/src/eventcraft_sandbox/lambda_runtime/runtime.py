@@ -59,6 +59,7 @@ from eventcraft_sandbox.lambda_runtime.moto_hooks import (
     INSTALL_GUARD,
     MOTO_LOCK,
     SFN_CLIENT_MODULES,
+    SFN_EXECUTION,
     SFN_LAMBDA_TASK,
     Patches,
     Registry,
@@ -67,6 +68,7 @@ from eventcraft_sandbox.lambda_runtime.moto_hooks import (
     moto_invoke_lambda,
     require_moto_hooks,
     sfn_client_factory,
+    sfn_execution_details,
     sfn_lambda_task_error,
     uninstall_moto_lock,
 )
@@ -160,10 +162,10 @@ class LambdaRuntime:
         self._extracted: dict[str, Path] = {}
         self._pool_lock = threading.Lock()
         self._idle: dict[str, list[Container]] = {}
-        self._service_credentials: dict[tuple[str, str], dict[str, str]] = {}
-        # Step Functions task clients by (role, region, service): creating a botocore
+        self._service_credentials: dict[tuple[str, str, str], dict[str, str]] = {}
+        # Step Functions task clients by (role, state machine, region, service): creating a botocore
         # client loads its service model (~0.1 s), too slow for every task.
-        self._sfn_clients: dict[tuple[str, str, str], Any] = {}
+        self._sfn_clients: dict[tuple[str, str, str, str], Any] = {}
         self._patches = Patches()
         # Invocations in flight per function, and what throttles them.
         self.concurrency = Concurrency()
@@ -526,8 +528,13 @@ class LambdaRuntime:
                 # The host's identical third-party packages are shared (import cost);
                 # everything else of the layer is isolated like the function's code.
                 own |= top_level_names(directory) - shared_with_host(directory)
+        # Lambda assumes the execution role for the function: aws:SourceArn is its ARN.
         credentials = assume_role_as_service(
-            spec.role, "lambda.amazonaws.com", session_name=spec.name, region=spec.region
+            spec.role,
+            "lambda.amazonaws.com",
+            session_name=spec.name,
+            region=spec.region,
+            source_arn=spec.arn,
         )
         return Container(spec, code_dir, layer_dirs, frozenset(own), credentials)
 
@@ -573,9 +580,13 @@ class LambdaRuntime:
 
     # ------------------------------------------------------ service roles
 
-    def service_credentials(self, role_arn: str, service: str) -> dict[str, str]:
-        """Credentials of `role_arn` as `service` assumes it (cached per role)."""
-        key = (role_arn, service)
+    def service_credentials(
+        self, role_arn: str, service: str, *, source_arn: str | None = None
+    ) -> dict[str, str]:
+        """Credentials of `role_arn` as `service` assumes it on behalf of `source_arn`
+        (e.g. the state machine: the trust policy's aws:SourceArn), cached per role
+        and resource."""
+        key = (str(role_arn), service, source_arn or "")
         with self._pool_lock:
             cached = self._service_credentials.get(key)
         if cached is not None:
@@ -583,7 +594,7 @@ class LambdaRuntime:
         name = service.split(".", 1)[0]
         credentials = assume_role_as_service(
             role_arn, service, session_name=f"{name}-{uuid.uuid4().hex[:12]}",
-            region=self.default_region,
+            region=self.default_region, source_arn=source_arn,
         )  # fmt: skip
         with self._pool_lock:
             return self._service_credentials.setdefault(key, credentials)
@@ -637,6 +648,12 @@ class LambdaRuntime:
             module = importlib.import_module(name)
             original = module.boto_client_for
             self._patches.set(module, "boto_client_for", sfn_client_factory(original))
+        execution = importlib.import_module(SFN_EXECUTION).Execution
+        self._patches.set(
+            execution,
+            "_get_start_aws_execution_details",
+            sfn_execution_details(execution._get_start_aws_execution_details),
+        )
         lambda_task = importlib.import_module(SFN_LAMBDA_TASK).StateTaskLambda
         self._patches.set(
             lambda_task, "_from_error", sfn_lambda_task_error(lambda_task._from_error)
