@@ -91,13 +91,24 @@ class GcTime:
         if phase == "start":
             cls._since[ident] = time.thread_time()
             return
-        started = cls._since.pop(ident, None)
+        started = cls._since.get(ident)
         if started is not None:
+            # Added before the start is forgotten: `spent` never misses a collection.
             cls.by_thread[ident] = cls.by_thread.get(ident, 0.0) + time.thread_time() - started
+            del cls._since[ident]
 
     @classmethod
-    def of(cls, ident: int | None) -> float:
-        return cls.by_thread.get(ident, 0.0) if ident is not None else 0.0
+    def spent(cls, ident: int | None, cpu_now: float) -> float:
+        """The thread's garbage-collection CPU seconds so far, the collection under way
+        included (`cpu_now`: the thread's CPU clock now): a single collection of a big
+        heap can outlast a function's timeout."""
+        if ident is None:
+            return 0.0
+        started = cls._since.get(ident)  # read first: see `callback`
+        total = cls.by_thread.get(ident, 0.0)
+        if started is not None:
+            total += max(0.0, cpu_now - started)
+        return total
 
     @classmethod
     def install(cls) -> Any:
@@ -162,7 +173,7 @@ class HandlerTime:
             except (AttributeError, OSError):
                 self._clock_id = None
             self._ident = threading.get_ident()
-            self._gc_start = GcTime.of(self._ident)
+            self._gc_start = GcTime.spent(self._ident, time.thread_time())
             self._real_start = time.monotonic()
             self._base = self._clock_start()
             self._started = True
@@ -228,7 +239,7 @@ class HandlerTime:
         if self._clock_id is not None:
             try:
                 used = time.clock_gettime(self._clock_id)
-                collecting = GcTime.of(self._ident) - self._gc_start
+                collecting = GcTime.spent(self._ident, used) - self._gc_start
                 return max(0.0, used - collecting) / self.timeout_scale
             except OSError:  # the thread has just ended
                 return self._cpu_final if self._cpu_final is not None else self._phase_cpu
