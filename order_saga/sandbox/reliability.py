@@ -10,11 +10,18 @@ process-wide), with `--redrive` (an operator redrives what was dead-lettered) an
 which did not), orders stuck, messages dead-lettered and redriven, events lost, and the
 command that reproduces it. The exit status is 1 when a cell broke an invariant (or its
 run failed), 0 otherwise.
+
+A 200-order matrix takes hours on two cores, so each finished cell is also saved, as
+soon as it ends, under `--cells-dir` (default `.build/reliability/`) with the commit it
+ran at; `--resume` takes a saved cell instead of running it again when its command is
+the same (a crash, a timeout or a stopped session loses only the cells under way).
+RELIABILITY.md names the commit of every cell.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import subprocess
@@ -73,6 +80,7 @@ class Cell:
     error: str = ""
     seconds: float = 0.0
     broken: list[str] = field(default_factory=list)
+    commit: str = ""  # the code it ran at (`code_commit`)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +88,57 @@ class Cell:
 
     def shown_command(self) -> str:
         return shlex.join(["python", *self.command[1:]])
+
+    def saved_as(self, cells_dir: Path) -> Path:
+        """Where the cell is saved: named by its row, mode and a digest of its command."""
+        digest = hashlib.sha256(json.dumps(self.command[1:]).encode()).hexdigest()[:12]
+        return cells_dir / f"{self.row.name}-{self.mode}-{digest}.json"
+
+    def save(self, cells_dir: Path) -> None:
+        """Keep a finished cell (one with a report) for `--resume`."""
+        if self.report is None:
+            return
+        cells_dir.mkdir(parents=True, exist_ok=True)
+        saved = {
+            "command": self.command[1:],
+            "report": self.report,
+            "seconds": self.seconds,
+            "commit": self.commit,
+        }
+        staging = self.saved_as(cells_dir).with_suffix(".tmp")
+        staging.write_text(json.dumps(saved), encoding="utf-8")
+        staging.replace(self.saved_as(cells_dir))  # whole or not at all
+
+    def load(self, cells_dir: Path) -> bool:
+        """Take the saved run of this very command, if there is one."""
+        try:
+            saved = json.loads(self.saved_as(cells_dir).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        if not isinstance(saved, dict) or saved.get("command") != self.command[1:]:
+            return False
+        self.report = saved["report"]
+        self.seconds = float(saved.get("seconds", 0.0))
+        self.commit = str(saved.get("commit", ""))
+        self.broken = [name for name, ok in self.report["invariants"].items() if not ok]
+        return True
+
+
+def code_commit() -> str:
+    """The commit the cells run at, `-dirty` when tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(  # noqa: S603 (git, our own arguments)
+            ["git", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,  # noqa: S607
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def cell_command(row: Row, mode: str, *, orders: int, seed: int) -> list[str]:
@@ -184,6 +243,8 @@ def render(cells: Sequence[Cell], *, orders: int, seed: int, modes: Sequence[str
                 for problem in (cell.report.get("problems") or {}).get(name, [])[:3]:
                     lines.append(f"  {name}: {problem}")
         lines.append(f"  Reproduce: `{cell.shown_command()}`")
+        if cell.commit:
+            lines.append(f"  Ran at commit {cell.commit}, in {cell.seconds:.0f} s.")
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +288,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=_whole, default=3600, help="seconds a cell may take (default 3600)"
     )
     parser.add_argument(
+        "--cells-dir",
+        type=Path,
+        default=ROOT / ".build" / "reliability",
+        help="where each finished cell is saved (default .build/reliability)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="take the saved cells of the same commands instead of running them again",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=ROOT / "RELIABILITY.md",
@@ -241,15 +313,23 @@ def main(parsed: argparse.Namespace, *, err: Callable[[str], None] | None = None
         for row in parsed.faults
         for mode in parsed.modes
     ]
-    say(f"{len(cells)} cells, {parsed.orders} orders each, {parsed.jobs} at a time")
+    commit = code_commit()
+    resumed = [cell for cell in cells if parsed.resume and cell.load(parsed.cells_dir)]
+    to_run = [cell for cell in cells if cell not in resumed]
+    say(
+        f"{len(cells)} cells, {parsed.orders} orders each, {parsed.jobs} at a time"
+        + (f"; {len(resumed)} saved ones taken" if resumed else "")
+    )
 
     def run(cell: Cell) -> Cell:
+        cell.commit = commit
         run_cell(cell, timeout=parsed.timeout)
+        cell.save(parsed.cells_dir)
         say(f"  {cell.row.name} / {cell.mode}: {_summary(cell)} ({cell.seconds:.0f} s)")
         return cell
 
     with ThreadPoolExecutor(max_workers=parsed.jobs) as pool:
-        list(pool.map(run, cells))
+        list(pool.map(run, to_run))
     text = render(cells, orders=parsed.orders, seed=parsed.seed, modes=parsed.modes)
     if str(parsed.out) == "-":
         sys.stdout.write(text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +108,39 @@ def test_bad_options_exit_2_naming_what_is_allowed(
         cli(["reliability", *args])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_resume_takes_the_saved_cells_and_runs_only_the_missing_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran: list[str] = []
+
+    def fake_run(cell: Cell, *, timeout: float) -> Cell:
+        ran.append(cell.mode)
+        cell.report = _report(faults={})
+        cell.seconds = 300.0
+        return cell
+
+    monkeypatch.setattr(reliability, "run_cell", fake_run)
+    cells_dir, out = tmp_path / "cells", tmp_path / "RELIABILITY.md"
+    args = ["reliability", "--faults", "none", "--cells-dir", str(cells_dir), "--out", str(out)]
+
+    assert cli(args) == 0
+    assert sorted(ran) == ["choreography", "orchestration"]
+    saved = sorted(p.name for p in cells_dir.iterdir())
+    assert [name.rsplit("-", 1)[0] for name in saved] == ["none-choreography", "none-orchestration"]
+
+    # A session ends mid-way: one cell's run is lost; the other is taken as saved.
+    (cells_dir / saved[0]).unlink()
+    ran.clear()
+    assert cli([*args, "--resume"]) == 0
+    assert ran == ["choreography"]
+    assert "2 cells, 200 orders each, 1 at a time; 1 saved ones taken" in capsys.readouterr().err
+    text = out.read_text()
+    assert text.count("ok · 20 orders · 0 injected") == 2
+    assert text.count(", in 300 s.") == 2 and "  Ran at commit " in text
+
+    # A saved cell of another command (here: another --orders) is never taken.
+    ran.clear()
+    assert cli([*args, "--orders", "30", "--resume"]) == 0
+    assert sorted(ran) == ["choreography", "orchestration"]
