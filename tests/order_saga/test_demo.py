@@ -1,6 +1,7 @@
 """`python -m order_saga demo` (`order_saga.sandbox.demo`): the seeded plan, the options
 as stack config, the progress bar, the report and its exit status, the command line's
-checks, one real run with `--json` in a subprocess (~25 s: a deploy and six orders) and
+checks, one real run with `--json` in a subprocess (~25 s: a deploy and six orders), one
+of a copy of the program whose layer lacks Powertools (~20 s: one saga, one order) and
 one in process with a fault injected (`--fault`)."""
 
 from __future__ import annotations
@@ -423,8 +424,10 @@ def test_a_module_the_layer_lacks_fails_the_demo_naming_the_function_and_the_mod
     batch comes), and the report names each function, its handler and the module."""
     program = _program_without(tmp_path, "aws-lambda-powertools")
     paths = [program, program / "functions", ROOT / "components" / "src", ROOT / "sandbox" / "src"]
+    # One saga (fewer resources to deploy): its first step already needs Powertools.
+    demo_args = ["demo", "--orders", "1", "--saga", "choreography", "--json"]
     result = subprocess.run(
-        [sys.executable, "-m", "order_saga", "demo", "--orders", "1", "--json"],
+        [sys.executable, "-m", "order_saga", *demo_args],
         cwd=program,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))},
         capture_output=True,
