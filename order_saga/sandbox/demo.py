@@ -33,8 +33,11 @@ with their roles, events delivered with AWS's semantics on a virtual clock):
    detail-type, invocations by function, DLQ depths, the handlers' AWS calls, the
    faults injected (by name), and the
    invariants (`OrderSagaSession.invariants`, plus `nothing_dead_lettered`: no event or
-   message ended in a DLQ, i.e. every failed delivery was retried to success, and
-   `no_event_lost`: every event written to the outbox reached the bus);
+   message ended in a DLQ, i.e. every failed delivery was retried to success,
+   `no_event_lost`: every event written to the outbox reached the bus, and
+   `every_handler_loaded`: no handler failed to load its code, e.g. a module that
+   neither the Lambda runtime nor the layer has, named with the function, its handler
+   and the error);
 6. with `--redrive`, once quiet, redrives every DLQ as an operator would (`python -m ops
    dlq redrive`, the same code) and runs again, up to 3 rounds: the report counts the
    messages `dead_lettered` and `redriven`, and `every_dead_letter_redriven` replaces
@@ -542,6 +545,11 @@ def _collect(
             for name, depth in dlq.items()
             if depth
         ]
+    # A handler whose code cannot load (a module its layer lacks) is named with its error.
+    load_errors = session.load_errors
+    invariants["every_handler_loaded"] = not load_errors
+    if load_errors:
+        problems["every_handler_loaded"] = [f"{f}: {e}" for f, e in load_errors.items()]
     if refused:
         invariants["every_order_accepted"] = False
         problems["every_order_accepted"] = list(refused[:5])

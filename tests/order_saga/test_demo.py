@@ -1,6 +1,7 @@
 """`python -m order_saga demo` (`order_saga.sandbox.demo`): the seeded plan, the options
 as stack config, the progress bar, the report and its exit status, the command line's
-checks, one real run with `--json` in a subprocess (~25 s: a deploy and six orders) and
+checks, one real run with `--json` in a subprocess (~25 s: a deploy and six orders), one
+of a copy of the program whose layer lacks Powertools (~20 s: one saga, one order) and
 one in process with a fault injected (`--fault`)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -415,6 +417,56 @@ def test_demo_json_prints_one_report_and_exits_0() -> None:
     assert report["aws_calls_per_order"] == round(report["aws_calls"] / 6, 1)
     assert report["seconds"] > 0
     assert "orders final" not in result.stderr
+
+
+def _program_without(tmp_path: Path, requirement: str) -> Path:
+    """A copy of the program whose layer lacks `requirement`: gone from the layer's
+    requirements file and from the handler library's dependencies (its wheel would
+    bring it back). The copy builds its layer into this checkout's cache."""
+    copy = tmp_path / "program"
+    copy.mkdir()
+    for name in ("__main__.py", "Pulumi.yaml", "Pulumi.dev.yaml"):
+        shutil.copy2(ROOT / name, copy / name)
+    for folder in ("order_saga", "functions", "eventcraft"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (ROOT / ".build").mkdir(exist_ok=True)
+    (copy / ".build").symlink_to(ROOT / ".build")
+    for listed in (copy / "functions" / "requirements.txt", copy / "eventcraft" / "pyproject.toml"):
+        text = listed.read_text()
+        kept = [line for line in text.splitlines(keepends=True) if requirement not in line]
+        assert len(kept) == len(text.splitlines()) - 1, f"{requirement} is not listed in {listed}"
+        listed.write_text("".join(kept))
+    return copy
+
+
+def test_a_module_the_layer_lacks_fails_the_demo_naming_the_function_and_the_module(
+    tmp_path: Path,
+) -> None:
+    """Powertools is in the host's venv, not in this program's layer: the handlers that
+    import it fail as in Lambda (eventcraft imports Powertools' batch tools when an SQS
+    batch comes), and the report names each function, its handler and the module."""
+    program = _program_without(tmp_path, "aws-lambda-powertools")
+    paths = [program, program / "functions", ROOT / "components" / "src", ROOT / "sandbox" / "src"]
+    # One saga (fewer resources to deploy): its first step already needs Powertools.
+    demo_args = ["demo", "--orders", "1", "--saga", "choreography", "--json"]
+    result = subprocess.run(
+        [sys.executable, "-m", "order_saga", *demo_args],
+        cwd=program,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["invariants"]["every_handler_loaded"] is False
+    problems = report["problems"]["every_handler_loaded"]
+    assert (
+        "reserve-inventory: handlers.reserve_inventory.handler: ModuleNotFoundError: "
+        "No module named 'aws_lambda_powertools'"
+    ) in problems, problems
+    assert report["function_errors"]["reserve-inventory"] > 0
 
 
 def test_a_fault_the_saga_absorbs_is_injected_counted_and_every_invariant_holds(

@@ -37,6 +37,7 @@ from pulumi_eventcraft.function import Function, FunctionArgs
 from pulumi_eventcraft.queue import Queue, QueueArgs
 from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
 from pulumi_eventcraft.table import KeyAttribute, Table, TableArgs
+from tests.sandbox.host_layers import host_release_layer
 
 REGION = "us-east-1"
 NO_RETRIES: Any = {"mode": "standard", "total_max_attempts": 1}
@@ -324,8 +325,9 @@ def handler(event, context):
 """
 
 
-def _program(code_dir: Path) -> Any:
+def _program(code_dir: Path, layer_dir: Path) -> Any:
     def program() -> None:
+        powertools = host_release_layer("powertools", layer_dir, "aws-lambda-powertools")
         items = Table("items", TableArgs(hash_key=KeyAttribute("pk")))
         idempotency = Table("idempotency", TableArgs(hash_key=KeyAttribute("id")))
         bus = EventBus("bus", EventBusArgs(archive=False))
@@ -340,6 +342,7 @@ def _program(code_dir: Path) -> Any:
                     handler=f"handlers.{module}.handler",
                     timeout_seconds=5,
                     code_dir=code_dir,
+                    layer=powertools,
                     alarms=False,
                     environment={"TABLE": items.name, **environment},
                 ),
@@ -402,7 +405,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxSession
     (handlers / "act.py").write_text(ACT)
     (handlers / "consume.py").write_text(CONSUME)
     (handlers / "guarded.py").write_text(GUARDED)
-    with SandboxSession(_program(code_dir), "dev", project="callfaults") as running:
+    layer_dir = tmp_path_factory.mktemp("faults-layer")
+    with SandboxSession(_program(code_dir, layer_dir), "dev", project="callfaults") as running:
         yield running
 
 

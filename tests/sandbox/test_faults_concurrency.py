@@ -41,6 +41,7 @@ from pulumi_eventcraft.queue import Queue, QueueArgs
 from pulumi_eventcraft.state_machine import StateMachine, StateMachineArgs
 from pulumi_eventcraft.stream import Stream, StreamArgs
 from pulumi_eventcraft.table import KeyAttribute, Table, TableArgs
+from tests.sandbox.host_layers import host_release_layer
 
 WORK = """
 import base64
@@ -209,8 +210,9 @@ def handler(event, context):
 SHARD_KEYS = ("0", str(2**127 + 1))
 
 
-def _program(code_dir: Path) -> Any:
+def _program(code_dir: Path, layer_dir: Path) -> Any:
     def program() -> None:
+        powertools = host_release_layer("powertools", layer_dir, "aws-lambda-powertools")
         items = Table("items", TableArgs(hash_key=KeyAttribute("pk")))
         idempotency = Table("idempotency", TableArgs(hash_key=KeyAttribute("id")))
         records = Stream("records", StreamArgs(mode="PROVISIONED", shard_count=2, alarms=False))
@@ -222,6 +224,7 @@ def _program(code_dir: Path) -> Any:
                     handler=f"handlers.{module}.handler",
                     timeout_seconds=10,
                     code_dir=code_dir,
+                    layer=powertools,
                     alarms=False,
                     environment={"TABLE": items.name, **environment},
                 ),
@@ -329,7 +332,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxSession
     (handlers / "work.py").write_text(WORK)
     (handlers / "call.py").write_text(CALL)
     (handlers / "guarded.py").write_text(GUARDED)
-    with SandboxSession(_program(code_dir), "dev", project="concurrency") as running:
+    layer_dir = tmp_path_factory.mktemp("concurrency-layer")
+    with SandboxSession(_program(code_dir, layer_dir), "dev", project="concurrency") as running:
         # No retries: an asynchronous event that used up its attempt is dropped.
         running.client("lambda").put_function_event_invoke_config(
             FunctionName=running.function_name("background"), MaximumRetryAttempts=0

@@ -35,6 +35,7 @@ from eventcraft_sandbox.session import SandboxSession
 from pulumi_eventcraft.function import Function, FunctionArgs
 from pulumi_eventcraft.table import KeyAttribute, Table, TableArgs
 from tests.sandbox import test_lambda_runtime as runtime_tests
+from tests.sandbox.host_layers import host_release_layer
 from tests.sandbox.test_lambda_runtime import Account
 
 aws = runtime_tests.aws  # moto, as the runtime's own tests have it
@@ -326,7 +327,10 @@ def test_references_captured_before_install_read_the_virtual_clock_in_handlers(
         "prober",
         {
             "app.py": """
-                import clock_probe_early
+                import sys
+
+                # The host's module: what a package the layer shares with the host is.
+                clock_probe_early = sys.modules["clock_probe_early"]
 
                 def handler(event, context):
                     return clock_probe_early.stamps()
@@ -459,8 +463,9 @@ def handler(event, context):
 TIMEOUT = 5
 
 
-def _guarded_program(code_dir: Path) -> Any:
+def _guarded_program(code_dir: Path, layer_dir: Path) -> Any:
     def program() -> None:
+        powertools = host_release_layer("powertools", layer_dir, "aws-lambda-powertools")
         items = Table("items", TableArgs(hash_key=KeyAttribute("pk")))
         idempotency = Table("idempotency", TableArgs(hash_key=KeyAttribute("id")))
         guarded = Function(
@@ -469,6 +474,7 @@ def _guarded_program(code_dir: Path) -> Any:
                 handler="handlers.guarded.handler",
                 timeout_seconds=TIMEOUT,
                 code_dir=code_dir,
+                layer=powertools,
                 alarms=False,
                 environment={"TABLE": items.name, "IDEMPOTENCY_TABLE": idempotency.name},
             ),
@@ -487,12 +493,13 @@ def test_a_function_stopped_mid_way_is_retried_after_its_timeout_and_completes(
     """timeout-mid stops the function right after Powertools wrote its INPROGRESS
     record. A retry within the function's timeout is refused, as in AWS; once the
     timeout has passed in virtual time, the record has expired and the retry runs."""
-    handlers = tmp_path / "handlers"
-    handlers.mkdir()
+    handlers = tmp_path / "code" / "handlers"
+    handlers.mkdir(parents=True)
     (handlers / "__init__.py").write_text("")
     (handlers / "guarded.py").write_text(GUARDED)
+    (tmp_path / "layer").mkdir()
     with SandboxSession(
-        _guarded_program(tmp_path),
+        _guarded_program(tmp_path / "code", tmp_path / "layer"),
         project="handlerclock",
         clock_start=T0,
         faults=["timeout-mid@guarded=1"],

@@ -42,6 +42,7 @@ from eventcraft_sandbox.lambda_runtime import (
     install_moto_lock,
     uninstall_moto_lock,
 )
+from tests.sandbox.host_layers import host_release_zip
 
 REGION = "us-east-1"
 SCALE = 0.5  # a function second lasts half a real second here
@@ -108,6 +109,7 @@ class Account:
         memory: int = 128,
         statements: Sequence[Mapping[str, Any]] = (),
         role: str | None = None,
+        layers: Sequence[str] = (),
     ) -> str:
         root = self.tmp_path / name
         buffer = io.BytesIO()
@@ -126,8 +128,14 @@ class Account:
             Timeout=timeout,
             MemorySize=memory,
             Environment={"Variables": dict(environment or {})},
+            Layers=list(layers),
         )
         return str(created["FunctionArn"])
+
+    def layer(self, name: str, code: bytes) -> str:
+        """A layer version of the zip `code`; its ARN."""
+        published = self.lambda_.publish_layer_version(LayerName=name, Content={"ZipFile": code})
+        return str(published["LayerVersionArn"])
 
 
 @pytest.fixture
@@ -557,6 +565,127 @@ def test_runtime_errors_are_lambdas(
         assert result.error_message.startswith(message), result.error_message
 
 
+def test_an_import_error_names_the_module_as_the_handler_string_does(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    account.function(
+        "foldered",
+        {"lib/app.py": "import json5\n\ndef handler(event, context):\n    return 1\n"},
+        handler="lib/app.handler",
+    )
+    result = runtime.invoke("foldered", {})
+    assert result.error_type == "Runtime.ImportModuleError"
+    assert result.error_message == "Unable to import module 'lib/app': No module named 'json5'"
+
+
+# What the venv has beside Lambda's runtime: requests came with moto and this process has
+# imported it; json5 (a dev tool) is imported here by nobody; imp left the stdlib in 3.12.
+NOT_IN_LAMBDA = (
+    ("import requests", "requests"),
+    ("import json5", "json5"),
+    ("from json5 import loads", "json5"),
+    ("import imp", "imp"),
+    ("import layerlib", "json5"),  # the layer's own module imports it
+)
+
+
+@pytest.mark.parametrize(("statement", "missing"), NOT_IN_LAMBDA)
+def test_the_functions_code_finds_only_what_lambda_gives_it(
+    account: Account,
+    runtime: LambdaRuntime,
+    monkeypatch: pytest.MonkeyPatch,
+    statement: str,
+    missing: str,
+) -> None:
+    """What the host's venv has beside the runtime's boto3, the code and the layers is
+    not there for the function's code, imported before or not: Lambda's init error."""
+    monkeypatch.delitem(sys.modules, "json5", raising=False)
+    assert "requests" in sys.modules  # moto's: no finder is asked for it again
+    layer = io.BytesIO()
+    with zipfile.ZipFile(layer, "w") as archive:
+        archive.writestr("python/layerlib.py", "import json5\n")
+    account.function(
+        "importer",
+        {"app.py": f"{statement}\n\ndef handler(event, context):\n    return 1\n"},
+        layers=[account.layer("libs", layer.getvalue())],
+    )
+    result = runtime.invoke("importer", {})
+    assert result.error_type == "Runtime.ImportModuleError"
+    assert result.error_message == f"Unable to import module 'app': No module named '{missing}'"
+    assert "json5" not in sys.modules
+
+
+IMPORTS_AT_RUN_TIME = """
+import importlib
+import pkgutil
+
+import yaml
+
+
+def handler(event, context):
+    found = {}
+    for name, load in (
+        ("import_module", lambda: importlib.import_module("json5")),
+        ("resolve_name", lambda: pkgutil.resolve_name("requests:get")),
+        ("statement", lambda: __import__("requests")),
+        ("through_yaml", lambda: yaml.unsafe_load("!!python/name:json5.loads")),
+    ):
+        try:
+            found[name] = "found in " + getattr(load(), "__module__", "?").split(".")[0]
+        except ImportError as exc:
+            found[name] = f"{type(exc).__name__}: {exc}"
+    return found
+"""
+
+
+def test_imports_at_run_time_are_refused_to_the_function_not_to_host_code(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    """importlib and the stdlib import on their caller's behalf: the function's. A
+    package the layer shares with the host (PyYAML, the host's own release) is host
+    code: what it imports itself is found, as its dependencies would be in the layer."""
+    account.function(
+        "late",
+        {"app.py": IMPORTS_AT_RUN_TIME},
+        layers=[account.layer("yaml", host_release_zip("PyYAML"))],
+    )
+    result = runtime.invoke("late", {})
+    assert result.error_type is None, result.error_message
+    assert result.payload == {
+        "import_module": "ModuleNotFoundError: No module named 'json5'",
+        "resolve_name": "ModuleNotFoundError: No module named 'requests'",
+        "statement": "ModuleNotFoundError: No module named 'requests'",
+        "through_yaml": "found in json5",
+    }
+
+
+def test_the_runtimes_boto3_and_the_stdlib_are_there_without_a_layer(
+    account: Account, runtime: LambdaRuntime
+) -> None:
+    account.function(
+        "plain",
+        {
+            "app.py": """
+                import json
+                import zoneinfo
+
+                import boto3
+                import botocore
+                import dateutil.parser
+                import jmespath
+                import s3transfer
+                import six
+                import urllib3
+
+                def handler(event, context):
+                    return jmespath.search("a.b", json.loads('{"a": {"b": 1}}'))
+            """
+        },
+    )
+    result = runtime.invoke("plain", {})
+    assert (result.error_type, result.payload) == (None, 1), result.error_message
+
+
 # ------------------------------------------------------------------ logs
 
 
@@ -585,6 +714,7 @@ def test_output_is_captured_per_invocation_and_written_to_the_log_group(
             """
         },
         environment={"POWERTOOLS_LOG_LEVEL": "INFO"},
+        layers=[account.layer("powertools", host_release_zip("aws-lambda-powertools"))],
     )
     first, second = runtime.invoke("talker", {"n": 1}), runtime.invoke("talker", {"n": 2})
     for n, result in ((1, first), (2, second)):

@@ -51,6 +51,7 @@ from eventcraft_sandbox.delivery import Delivery
 from eventcraft_sandbox.fault_injection import FaultInjector
 from eventcraft_sandbox.faults import FaultPlan
 from eventcraft_sandbox.lambda_runtime import InvocationResult, LambdaRuntime
+from eventcraft_sandbox.lambda_runtime.invocation import INIT_ERROR_TYPES
 from eventcraft_sandbox.moto_deploy import Sandbox, SandboxDeployment
 from eventcraft_sandbox.quotas import DEFAULT_CONCURRENCY_QUOTA, check_concurrency_quota
 from eventcraft_sandbox.speedups import speedups
@@ -65,6 +66,10 @@ __all__ = [
     "speedups",
     "to_item",
 ]
+
+# Errors that say a function's package is incomplete or broken, not its input: Lambda's
+# init errors, and a module its handler imports while running that is not there.
+LOAD_ERRORS: Final = INIT_ERROR_TYPES | {"ModuleNotFoundError", "ImportError"}
 
 # Duplicates arrive within this many virtual seconds after the original.
 DUPLICATE_DELAY_SECONDS: Final = (0.5, 5.0)
@@ -199,6 +204,7 @@ class _CountingRuntime(LambdaRuntime):
         super().__init__(**kwargs)
         self.invocations: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.load_errors: dict[str, str] = {}  # function -> its first (LOAD_ERRORS)
         self._count_lock = threading.Lock()
 
     def _invoke(self, spec: Any, event: Any, invocation_type: str, invoked_arn: str) -> Any:
@@ -209,6 +215,11 @@ class _CountingRuntime(LambdaRuntime):
             self.invocations[spec.name] += 1
             if outcome.result.error_type:
                 self.errors[spec.name] += 1
+            if outcome.result.error_type in LOAD_ERRORS:
+                self.load_errors.setdefault(
+                    spec.name,
+                    f"{spec.handler}: {outcome.result.error_type}: {outcome.result.error_message}",
+                )
         return outcome
 
 
@@ -752,6 +763,18 @@ class SandboxSession:
         with self.runtime._count_lock:
             counted = dict(self.runtime.errors)
         return {self.short_function_name(k): v for k, v in sorted(counted.items())}
+
+    @property
+    def load_errors(self) -> dict[str, str]:
+        """Functions whose code, as deployed, could not load (`LOAD_ERRORS`: Lambda's
+        init errors, or a module not found while the handler ran, e.g. one imported
+        lazily that neither the runtime nor the layers have), with the handler and the
+        first such error, by short name: `{"worker": "handlers.worker.handler:
+        Runtime.ImportModuleError: Unable to import module 'handlers.worker': No module
+        named 'requests'"}`."""
+        with self.runtime._count_lock:
+            failed = dict(self.runtime.load_errors)
+        return {self.short_function_name(k): v for k, v in sorted(failed.items())}
 
     @property
     def fault_counts(self) -> dict[str, int]:

@@ -22,13 +22,26 @@ How a function runs (what Lambda does, and how it is done in one process):
   container's modules of the same names are set aside) and swapped out afterwards,
   so module-level state (caches, clients, circuit breakers) survives between
   invocations of the same container and is never seen by another function.
-  Third-party packages (pydantic, Powertools, boto3) come from the venv, shared as a
-  layer would provide them; a layer's own pure-python modules are isolated like the
-  zip's. A top-level import that neither the zip, a layer, the stdlib nor the venv
-  provides fails with ModuleNotFoundError, as in Lambda (even if the repository has
-  it on the host's `sys.path`). Containers are reused warm; a busy one (a function
-  invoking itself, invocations in flight together) gets a sibling, as Lambda scales
-  out: each has its own module state.
+  Containers are reused warm; a busy one (a function invoking itself, invocations in
+  flight together) gets a sibling, as Lambda scales out: each has its own module state.
+- Imports (`containers`): the function's own code (the modules of its zip and of its
+  layers) finds only what Lambda gives it: the standard library of its runtime's
+  Python (less what that version removed: `imp`, `distutils` in 3.12), the runtime's
+  boto3 (boto3, botocore, s3transfer, jmespath, dateutil, six, urllib3), its zip and
+  its layers. Whatever else the host has (the venv's requests, yaml or Powertools,
+  the repository's modules) is `ModuleNotFoundError: No module named 'x'` to it,
+  imported by the host already or not; at init that is Lambda's
+  Runtime.ImportModuleError, "Unable to import module 'handlers.x': No module named
+  'x'". Who imports is told by the importing frame's file, past importlib's and the
+  standard library's frames (`importlib.import_module`, `pkgutil.resolve_name` import
+  for their caller): host code on the invocation's thread (moto serving the
+  function's request, botocore, the sandbox's hooks, a package shared with the host
+  importing its own dependencies) imports as on the host. A layer's package whose
+  distribution and version the host installed from an index is the host's copy
+  (`shared_with_host`: no second import, and its binary wheels built for Lambda's
+  platform are never loaded here); the layer's other packages are the function's own,
+  isolated like the zip's. While installed, the guard is a finder first on
+  `sys.meta_path` and wraps `builtins.__import__` and `importlib.import_module`.
 - Concurrency (`concurrency`, `interleaving`): each invocation takes a slot of its
   function while it runs; past the function's reserved concurrency
   (`PutFunctionConcurrency`; always enforced) or the run's limit (`concurrency.limit`,
@@ -122,8 +135,11 @@ outside a handler that reads the environment during an invocation sees the funct
 Threads a handler starts are not part of the invocation (their output is not captured,
 their Invoke calls are chains of their own that wait for their turn). Process-wide
 state of shared libraries is shared between functions: `logging` loggers by name, Powertools
-Metrics/Tracer class state. Modules the host already imported (e.g. `components`) are
-not hidden from a handler; only fresh imports are checked.
+Metrics/Tracer class state. A package shared with the host runs on the host's Python
+and imports what the host has (its own dependencies, extras the layer may lack):
+`tests/system/test_lambda_python.py` imports every handler on the runtime's Python with
+only the code, the layer and boto3 on its path. Code that reaches a host module without
+importing it (through `sys.modules`) is not refused.
 
 The package, by seam:
 - `interface`: `InvocationResult`, `Invoker`, `Clock`, the errors;

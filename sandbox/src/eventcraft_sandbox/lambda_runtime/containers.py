@@ -1,10 +1,17 @@
 """Execution environments: code and layers extracted, the import guard, and
 the swap of `sys.modules`, `sys.path`, `os.environ`, stdout/stderr and boto3's
 default session in and out of the process around an invocation (and around each of
-its chain's turns: `suspend` / `resume`, `interleaving`)."""
+its chain's turns: `suspend` / `resume`, `interleaving`).
+
+The import guard gives the function's own code (its zip's and its layers' modules) only
+what Lambda would: its runtime's stdlib, the runtime's boto3 (`RUNTIME_PACKAGES`), its
+zip and its layers (`Container.refuses`); the host's venv does not stand in for the
+layer. Host code on the invocation's thread imports as on the host."""
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import functools
 import importlib
 import importlib.abc
@@ -23,8 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
 from eventcraft_sandbox.lambda_runtime.function_spec import FunctionSpec
 from eventcraft_sandbox.lambda_runtime.interface import LambdaRuntimeError
@@ -38,10 +45,73 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------ import guard
 
+# What the Lambda python runtimes ship beside the standard library: the AWS SDK for
+# Python and its dependencies ("The Lambda Python runtimes include the AWS SDK for
+# Python (Boto3) and its dependencies"; `requests` is not among them since python3.8).
+RUNTIME_PACKAGES: Final = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3"}
+)
+# Standard-library modules a newer runtime no longer has, by the version that removed
+# them (distutils and imp, PEP 594's dead batteries), in case the host is older.
+_REMOVED_FROM_STDLIB: Final = {
+    (3, 12): frozenset({"asynchat", "asyncore", "distutils", "imp", "smtpd"}),
+    (3, 13): frozenset(
+        {
+            "aifc", "audioop", "cgi", "cgitb", "chunk", "crypt", "imghdr", "lib2to3",
+            "mailcap", "msilib", "nis", "nntplib", "ossaudiodev", "pipes", "sndhdr",
+            "spwd", "sunau", "telnetlib", "uu", "xdrlib",
+        }
+    ),
+}  # fmt: skip
+
+
+@functools.cache
+def lambda_stdlib(runtime: str) -> frozenset[str]:
+    """The top-level standard-library names a `python3.N` runtime has: the host's, less
+    what versions up to 3.N removed."""
+    names = set(sys.stdlib_module_names) | set(sys.builtin_module_names)
+    try:
+        version = tuple(int(part) for part in runtime.removeprefix("python").split("."))
+    except ValueError:
+        version = sys.version_info[:2]
+    for removed_in, removed in _REMOVED_FROM_STDLIB.items():
+        if version >= removed_in:
+            names -= removed
+    return frozenset(names)
+
+
+@functools.cache
+def _stdlib_prefixes() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Where the host's standard library lives, and the site-packages inside it."""
+    paths = sysconfig.get_paths()
+    stdlib = {paths["stdlib"], paths["platstdlib"]}
+    sites = {paths["purelib"], paths["platlib"], *site.getsitepackages()}
+
+    def prefixes(dirs: set[str]) -> tuple[str, ...]:
+        both = dirs | {os.path.realpath(d) for d in dirs}
+        return tuple(d.rstrip(os.sep) + os.sep for d in sorted(both))
+
+    return prefixes(stdlib), prefixes(sites)
+
+
+def _imports_for_its_caller(filename: str) -> bool:
+    """A frame that imports on its caller's behalf: importlib's and the rest of the
+    standard library's (`importlib.import_module`, `pkgutil.resolve_name`,
+    `logging.config`), or generated code ("<string>")."""
+    if filename.startswith("<"):
+        return True
+    stdlib, sites = _stdlib_prefixes()
+    return filename.startswith(stdlib) and not filename.startswith(sites)
+
 
 class _ImportGuard(importlib.abc.MetaPathFinder):
-    """On an invocation's thread, top-level imports resolve only where Lambda would
-    find them: the code, the stdlib, the venv (the dependency layer), the layers."""
+    """On an invocation's thread, a fresh top-level import resolves in the container:
+    the function's own code may import only what Lambda gives it (`Container.refuses`);
+    host code (moto, botocore, the sandbox, a shared package) imports as on the host."""
+
+    # What `install_import_guard` replaced (the guarded ones call them).
+    host_import: Callable[..., ModuleType] = builtins.__import__
+    host_import_module: Callable[..., ModuleType] = importlib.import_module
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -54,18 +124,79 @@ class _ImportGuard(importlib.abc.MetaPathFinder):
             or importlib.machinery.FrozenImporter.find_spec(fullname) is not None
         ):
             return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, invocation.container.visible_path)
-        if spec is None:
+        container = invocation.container
+        if container.refuses(fullname, sys._getframe(1)):
             raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
-        return spec
+        # The container's path: its code, the host's stdlib and venv, its layers (its
+        # own names load from there, per container). Not found there, host code's
+        # import goes on to the host's `sys.path`.
+        return importlib.machinery.PathFinder.find_spec(fullname, container.visible_path)
 
 
 IMPORT_GUARD = _ImportGuard()
 
 
+def _refuse(name: str, frame: FrameType | None) -> None:
+    """Raise Lambda's ModuleNotFoundError if the running invocation's container refuses
+    the top-level module of `name` to the code of `frame`."""
+    invocation = STATE.invocation
+    if invocation is not None:
+        top = name.partition(".")[0]
+        if invocation.container.refuses(top, frame):
+            raise ModuleNotFoundError(f"No module named '{top}'", name=top)
+
+
+def _guarded_import(
+    name: str,
+    globals: Mapping[str, object] | None = None,
+    locals: Mapping[str, object] | None = None,
+    fromlist: Sequence[str] | None = (),
+    level: int = 0,
+) -> ModuleType:
+    """`builtins.__import__` while the runtime is installed: an import statement of the
+    function's own code finds no module Lambda would not give it, even one the host
+    process has already imported (moto's `requests`), which no finder is asked about."""
+    if level == 0 and STATE.invocation is not None:  # the cheap test first: every import
+        _refuse(name, sys._getframe(1))
+    return IMPORT_GUARD.host_import(name, globals, locals, fromlist, level)
+
+
+def _guarded_import_module(name: str, package: str | None = None) -> ModuleType:
+    """`importlib.import_module` while the runtime is installed (as `_guarded_import`)."""
+    if STATE.invocation is not None and not name.startswith("."):
+        _refuse(name, sys._getframe(1))
+    return IMPORT_GUARD.host_import_module(name, package)
+
+
+def install_import_guard() -> None:
+    """Put the import guard in place: the finder first on `sys.meta_path`,
+    `builtins.__import__` and `importlib.import_module` (idempotent)."""
+    if IMPORT_GUARD not in sys.meta_path:
+        sys.meta_path.insert(0, IMPORT_GUARD)
+    if builtins.__import__ is not _guarded_import:
+        IMPORT_GUARD.host_import = builtins.__import__
+        builtins.__import__ = _guarded_import
+    if importlib.import_module is not _guarded_import_module:
+        IMPORT_GUARD.host_import_module = importlib.import_module
+        importlib.import_module = _guarded_import_module
+
+
+def uninstall_import_guard() -> None:
+    """Undo `install_import_guard` (idempotent; what someone installed over the guard
+    stays, and the guard in it passes everything on outside invocations)."""
+    with contextlib.suppress(ValueError):
+        sys.meta_path.remove(IMPORT_GUARD)
+    if builtins.__import__ is _guarded_import:
+        builtins.__import__ = IMPORT_GUARD.host_import
+    if importlib.import_module is _guarded_import_module:
+        importlib.import_module = IMPORT_GUARD.host_import_module
+
+
 @functools.cache
 def runtime_paths() -> tuple[str, ...]:
-    """The host's `sys.path` entries a Lambda runtime also has: stdlib and venv."""
+    """The host's `sys.path` entries under its stdlib and its venv's site-packages:
+    where a container finds the stdlib, the runtime's boto3 and the layers' packages
+    shared with the host (what else the venv has is refused to the function's code)."""
     names = ("stdlib", "platstdlib", "purelib", "platlib")
     roots = {Path(p).resolve() for n, p in sysconfig.get_paths().items() if n in names}
     roots |= {Path(p).resolve() for p in site.getsitepackages()}
@@ -168,7 +299,11 @@ def layer_python_dirs(root: Path) -> list[Path]:
 
 
 class Container:
-    """One execution environment of one function version."""
+    """One execution environment of one function version.
+
+    `own_names`: the top-level names of its code and of its layers' packages that are
+    its own (imported per container); `shared_names`: its layers' packages taken from
+    the host (`shared_with_host`)."""
 
     def __init__(
         self,
@@ -177,6 +312,8 @@ class Container:
         layer_dirs: list[Path],
         own_names: frozenset[str],
         credentials: dict[str, str],
+        *,
+        shared_names: frozenset[str] = frozenset(),
     ) -> None:
         self.spec = spec
         self.code_dir = code_dir
@@ -184,6 +321,13 @@ class Container:
         self.own_names = own_names
         self.credentials = credentials
         self.visible_path = [str(code_dir), *runtime_paths(), *map(str, layer_dirs)]
+        # What the function's own code may import without looking: the runtime's
+        # stdlib and boto3, its code's and layers' packages.
+        self.importable = lambda_stdlib(spec.runtime) | RUNTIME_PACKAGES | own_names | shared_names
+        # Where its own code lives: a frame running a file under these is the function's.
+        self.code_roots = tuple(str(d).rstrip(os.sep) + os.sep for d in (code_dir, *layer_dirs))
+        self._own_path = [str(code_dir), *map(str, layer_dirs)]
+        self._provided: dict[str, bool] = {}
         self.modules: dict[str, ModuleType] = {}
         self.boto3_session: Any = None
         self.handler: Callable[[Any, Any], Any] | None = None
@@ -192,6 +336,26 @@ class Container:
         now = datetime.now(UTC)
         self.log_stream = f"{now:%Y/%m/%d}/[{spec.version}]{uuid.uuid4().hex}"
         self.log_stream_created = False
+
+    def refuses(self, name: str, frame: FrameType | None) -> bool:
+        """Whether top-level module `name`, imported from `frame`, is one Lambda would
+        not find: the importer is the function's own code (a file of its code or its
+        layers, found past the frames that import for their caller: importlib, the
+        stdlib) and neither the runtime nor the code nor a layer has `name`. Host code
+        (moto handling the function's request, botocore, the sandbox's hooks, a shared
+        package importing its dependencies) is never refused."""
+        if name in self.importable:
+            return False
+        while frame is not None and _imports_for_its_caller(frame.f_code.co_filename):
+            frame = frame.f_back
+        if frame is None or not frame.f_code.co_filename.startswith(self.code_roots):
+            return False
+        provided = self._provided.get(name)
+        if provided is None:
+            # A layer's name `top_level_names` does not list (a namespace package).
+            spec = importlib.machinery.PathFinder.find_spec(name, self._own_path)
+            provided = self._provided[name] = spec is not None
+        return not provided
 
 
 @dataclass

@@ -34,6 +34,16 @@ if TYPE_CHECKING:
 
 _PACKAGE_DIR = os.path.dirname(__file__) + os.sep
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit for the init phase
+# The errors of loading the handler (Lambda's init phase), as the runtime reports them:
+# the function cannot start until its code or its layers change.
+INIT_ERROR_TYPES = frozenset(
+    {
+        "Runtime.ImportModuleError",
+        "Runtime.HandlerNotFound",
+        "Runtime.UserCodeSyntaxError",
+        "Runtime.MalformedHandlerName",
+    }
+)
 
 
 class _RuntimeFault(Exception):
@@ -68,9 +78,9 @@ def _load_handler(handler: str) -> Callable[[Any, Any], Any]:
             "Runtime.MalformedHandlerName",
             f"Bad handler '{handler}': not enough values to unpack (expected 2, got 1)",
         )
-    module_name = module_name.replace("/", ".")
     try:
-        module = importlib.import_module(module_name)
+        # Lambda's messages name the module as the handler string does ("dir/mod").
+        module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as exc:
         raise _RuntimeFault(
             "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"

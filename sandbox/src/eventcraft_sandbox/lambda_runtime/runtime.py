@@ -3,7 +3,6 @@ the package docstring)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib
@@ -29,14 +28,15 @@ from eventcraft_sandbox.lambda_runtime.concurrency import (
     Concurrency,
 )
 from eventcraft_sandbox.lambda_runtime.containers import (
-    IMPORT_GUARD,
     Container,
     extract,
+    install_import_guard,
     layer_python_dirs,
     shared_with_host,
     swap_in,
     swap_out,
     top_level_names,
+    uninstall_import_guard,
 )
 from eventcraft_sandbox.lambda_runtime.credentials import assume_role_as_service
 from eventcraft_sandbox.lambda_runtime.function_spec import FunctionSpec
@@ -522,12 +522,15 @@ class LambdaRuntime:
         code_dir = self._unpacked(spec.code_sha256, spec.code, "code")
         layer_dirs: list[Path] = []
         own = set(top_level_names(code_dir))
+        shared: set[str] = set()
         for layer in spec.layers:
             for directory in layer_python_dirs(self._unpacked(layer.sha256, layer.code, "layers")):
                 layer_dirs.append(directory)
                 # The host's identical third-party packages are shared (import cost);
                 # everything else of the layer is isolated like the function's code.
-                own |= top_level_names(directory) - shared_with_host(directory)
+                from_host = shared_with_host(directory)
+                shared |= from_host
+                own |= top_level_names(directory) - from_host
         # Lambda assumes the execution role for the function: aws:SourceArn is its ARN.
         credentials = assume_role_as_service(
             spec.role,
@@ -536,7 +539,9 @@ class LambdaRuntime:
             region=spec.region,
             source_arn=spec.arn,
         )
-        return Container(spec, code_dir, layer_dirs, frozenset(own), credentials)
+        return Container(
+            spec, code_dir, layer_dirs, frozenset(own), credentials, shared_names=frozenset(shared)
+        )
 
     def _unpacked(self, sha256: str, code: bytes, kind: str) -> Path:
         digest = hashlib.sha256(f"{sha256}:{len(code)}".encode()).hexdigest()[:24]
@@ -662,8 +667,7 @@ class LambdaRuntime:
         root = logging.getLogger()
         if LOG_ROUTER not in root.handlers:
             root.addHandler(LOG_ROUTER)
-        if IMPORT_GUARD not in sys.meta_path:
-            sys.meta_path.insert(0, IMPORT_GUARD)
+        install_import_guard()
 
     def uninstall(self) -> None:
         """Undo `install()` (idempotent)."""
@@ -672,8 +676,7 @@ class LambdaRuntime:
                 return
             self._patches.undo()
             logging.getLogger().removeHandler(LOG_ROUTER)
-            with contextlib.suppress(ValueError):
-                sys.meta_path.remove(IMPORT_GUARD)
+            uninstall_import_guard()
             uninstall_iam_resources()
             uninstall_moto_lock()
             Registry.runtime = None
