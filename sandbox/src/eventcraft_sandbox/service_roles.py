@@ -254,15 +254,17 @@ def _update_function_configuration(original: Callable[..., Any]) -> Callable[...
     return functools.update_wrapper(update_function_configuration, original)
 
 
-_WRAPPERS: tuple[tuple[str, str, str, Callable[[Callable[..., Any]], Callable[..., Any]]], ...] = (
-    ("moto.stepfunctions.models", "StepFunctionBackend", "create_state_machine",
-     _create_state_machine),
-    ("moto.stepfunctions.models", "StepFunctionBackend", "update_state_machine",
-     _update_state_machine),
-    ("moto.awslambda.models", "LambdaBackend", "create_function", _create_function),
-    ("moto.awslambda.models", "LambdaBackend", "update_function_configuration",
-     _update_function_configuration),
-)  # fmt: skip
+def _wrappers() -> tuple[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]]], ...]:
+    """The moto methods the checks wrap: (owner, attribute, wrapper)."""
+    from moto.awslambda.models import LambdaBackend
+    from moto.stepfunctions.models import StepFunctionBackend
+
+    return (
+        (StepFunctionBackend, "create_state_machine", _create_state_machine),
+        (StepFunctionBackend, "update_state_machine", _update_state_machine),
+        (LambdaBackend, "create_function", _create_function),
+        (LambdaBackend, "update_function_configuration", _update_function_configuration),
+    )
 
 
 class ServiceRoleChecks:
@@ -279,15 +281,12 @@ class ServiceRoleChecks:
     _undo: list[tuple[Any, str, Any]] = []
 
     def install(self) -> ServiceRoleChecks:
-        import importlib
-
         from eventcraft_sandbox.lambda_runtime.moto_hooks import ROLE_HOOKS, require_moto_hooks
 
         with ServiceRoleChecks._lock:
             if ServiceRoleChecks._refs == 0:
                 require_moto_hooks(ROLE_HOOKS)
-                for module, owner_name, attribute, wrap in _WRAPPERS:
-                    owner = getattr(importlib.import_module(module), owner_name)
+                for owner, attribute, wrap in _wrappers():
                     original = owner.__dict__[attribute]
                     ServiceRoleChecks._undo.append((owner, attribute, original))
                     setattr(owner, attribute, wrap(original))
