@@ -11,6 +11,7 @@ happened, in which order, how often) and the execution's final status, result or
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -406,3 +407,28 @@ def test_the_module_imports_without_the_sdk() -> None:
         check=False,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "DurableSaga"), done.stderr
+
+
+def test_the_readme_example_compensates_the_reservation() -> None:
+    readme = (ROOT / "eventcraft" / "README.md").read_text()
+    (code,) = (
+        block
+        for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+        if "DurableSaga(" in block
+    )
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(code, namespace)
+
+    with DurableFunctionTestRunner(handler=namespace["handler"]) as runner:
+        result = runner.run(input=json.dumps({"item": "book"}), execution_timeout=60)
+
+    assert result.status is InvocationStatus.FAILED
+    assert result.error is not None
+    assert result.error.message == (
+        "saga 'checkout': step 'charge' failed (RuntimeError: card declined); compensated, "
+        "latest first: reserve"
+    )
+    assert sorted(namespace["ledger"].values(), key=str) == [
+        {"released": "r-book"},
+        {"reservation": "r-book"},
+    ]
