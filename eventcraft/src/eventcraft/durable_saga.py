@@ -41,7 +41,8 @@ The third saga style, beside choreography (events) and orchestration (Step Funct
   must undo its own partial work before it raises. The execution then ends FAILED with
   `SagaFailed` (the failed step, its error, what was compensated).
 - Compensations retry every error (`COMPENSATION_ATTEMPTS` attempts, backoff capped at
-  5 minutes: about an hour and a half): giving up leaves the system inconsistent. One
+  5 minutes: up to about 95 minutes of waits, half that on average with the jitter;
+  `compensation_retry=` for more): giving up leaves the system inconsistent. One
   that still fails is recorded and the others still run (undo as much as possible); the
   execution then ends FAILED with `SagaCompensationFailed`, naming each compensation
   that gave up and its last error, for an operator. Never silently.
@@ -90,8 +91,8 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 COMPENSATION_PREFIX: Final = "compensate-"
 # A step's attempts for its transient errors, the first one included.
 STEP_ATTEMPTS: Final = 3
-# A compensation's attempts for any error: from 5 s, doubling, capped at 5 minutes
-# (full jitter), about an hour and a half before it gives up.
+# A compensation's attempts for any error: from 5 s, doubling, capped at 5 minutes, with
+# full jitter: at most 5 + 10 + ... + 160 + 18 x 300 s (about 95 minutes) before it gives up.
 COMPENSATION_ATTEMPTS: Final = 25
 COMPENSATION_MAX_DELAY_SECONDS: Final = 300
 
