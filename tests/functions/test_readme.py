@@ -18,7 +18,8 @@ README = Path(__file__).resolve().parents[2] / "eventcraft" / "README.md"
 def test_the_readme_example_publishes_an_event_the_envelopes_read_back(
     monkeypatch: Any,
 ) -> None:
-    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    (code,) = (block for block in blocks if "Publisher(" in block)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     # The example installs its registry as the default: undone after the test.
     monkeypatch.setattr(contracts, "_default_registry", contracts._default_registry)
