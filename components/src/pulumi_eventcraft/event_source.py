@@ -89,6 +89,8 @@ class ConsumerLike(Protocol):
     @property
     def arn(self) -> pulumi.Output[str]: ...
     @property
+    def target_arn(self) -> pulumi.Output[str]: ...
+    @property
     def name(self) -> pulumi.Output[str]: ...
     @property
     def role(self) -> aws.iam.Role: ...
@@ -413,7 +415,8 @@ class EventSourceMapping(pulumi.ComponentResource):
         self.policy = grant_policy(f"{name}-read", function.role, statements, parent=self)
 
         common: dict[str, Any] = {
-            "function_name": function.arn,
+            # A durable function is invoked only through its alias (`target_arn`).
+            "function_name": function.target_arn,
             "event_source_arn": source_arn,
             "enabled": args.enabled,
             "batch_size": source.batch_size,

@@ -686,6 +686,11 @@ class _Consumer:
     timeout_seconds: int
     reserved_concurrency: int | None
 
+    @property
+    def target_arn(self) -> pulumi.Output[str]:
+        """The ARN the mapping invokes: the one given (a durable function's alias ARN)."""
+        return self.arn
+
 
 @dataclasses.dataclass(frozen=True)
 class _QueueRef:
