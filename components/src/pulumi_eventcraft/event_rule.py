@@ -12,7 +12,9 @@ halfway through. Targets are added with `rule.add_target(...)`; each gets:
   lists `rule.as_sender()`);
 * the permission to deliver, granted here because the rule knows both ends: a Lambda
   resource policy statement pinned to this rule's ARN, or a role that only EventBridge
-  (of this account) can assume, allowed exactly one action on exactly one ARN;
+  (of this account) can assume, allowed exactly one action on exactly one ARN (a
+  durable function is targeted, and permitted, through its alias:
+  `LambdaTarget.of(function)`);
 * optionally what to deliver: `input` (constant JSON), `input_path` or an
   `InputTransformer`, validated.
 

@@ -3,7 +3,8 @@
 `EventSourceMapping` knows both ends, so it grants the function exactly the read
 permissions on its source (and the right to send to the on-failure queue of a stream),
 and declares the mapping only after that grant exists (Lambda checks the role when the
-mapping is created).
+mapping is created). The mapping invokes the function's `target_arn`: the alias of a
+durable function, which Lambda invokes only through a qualified ARN.
 
 Every mapping reports partial batch failures (`ReportBatchItemFailures`): one bad
 record is retried or dead-lettered alone instead of failing its whole batch. Stream
