@@ -722,9 +722,8 @@ class OrderSaga(pulumi.ComponentResource):
         rule = self.rules[short]
         function = self.functions[function_name]
         rule.add_target(
-            LambdaTarget(
-                function_arn=function.arn,
-                function_name=function.name,
+            LambdaTarget.of(
+                function,
                 dead_letter_queue=self._target_dlq(short, rule, target),
                 input_transformer=input_transformer,
             ),

@@ -273,6 +273,52 @@ def test_construct_function_with_a_grant(provider: ComponentProvider, code_dir: 
     assert state["roleName"] == d.named("notify-role", "aws:iam/role:Role").outputs["name"]
 
 
+def test_construct_durable_function_exposes_its_alias(
+    provider: ComponentProvider, code_dir: Path
+) -> None:
+    d = construct(
+        provider,
+        "Function",
+        "saga",
+        {
+            "handler": "handlers.notify.handler",
+            "timeoutSeconds": 60.0,
+            "codeDir": str(code_dir),
+            "runtime": "python3.13",
+            "durable": {"executionTimeoutSeconds": 86400.0, "retentionPeriodDays": 7.0},
+        },
+    )
+    fn = d.named("saga-function", "aws:lambda/function:Function")
+    assert fn.inputs["durableConfig"] == {"executionTimeout": 86400, "retentionPeriod": 7}
+    alias = d.named("saga-alias", "aws:lambda/alias:Alias")
+    state = d.outputs["state"]
+    assert state["targetArn"] == alias.outputs["arn"]
+    assert state["qualifier"] == "live"
+
+
+def test_construct_rule_with_a_qualified_lambda_target(provider: ComponentProvider) -> None:
+    alias_arn = ARN.format("lambda", "function:saga:live")
+    d = construct(
+        provider,
+        "EventRule",
+        "placed",
+        {
+            "bus": "orders",
+            "pattern": {"source": ["shop"]},
+            "targets": [
+                {"kind": "lambda", "arn": alias_arn, "functionName": "saga", "qualifier": "live"}
+            ],
+        },
+    )
+    assert (
+        d.named("placed-lambda", "aws:cloudwatch/eventTarget:EventTarget").inputs["arn"]
+        == alias_arn
+    )
+    permission = d.named("placed-lambda-permission", "aws:lambda/permission:Permission")
+    assert permission.inputs["function"] == "saga"
+    assert permission.inputs["qualifier"] == "live"
+
+
 def test_construct_outbox_relay_with_its_sweeper_on_a_schedule(
     provider: ComponentProvider, code_dir: Path
 ) -> None:

@@ -12,7 +12,9 @@ halfway through. Targets are added with `rule.add_target(...)`; each gets:
   lists `rule.as_sender()`);
 * the permission to deliver, granted here because the rule knows both ends: a Lambda
   resource policy statement pinned to this rule's ARN, or a role that only EventBridge
-  (of this account) can assume, allowed exactly one action on exactly one ARN;
+  (of this account) can assume, allowed exactly one action on exactly one ARN (a
+  durable function is targeted, and permitted, through its alias:
+  `LambdaTarget.of(function)`);
 * optionally what to deliver: `input` (constant JSON), `input_path` or an
   `InputTransformer`, validated.
 
@@ -27,7 +29,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -210,18 +212,45 @@ class _Target:
             )
 
 
+class InvocableFunction(Protocol):
+    """What a rule needs of a function to target it (a `Function` is one)."""
+
+    @property
+    def target_arn(self) -> pulumi.Output[str]: ...
+    @property
+    def name(self) -> pulumi.Output[str]: ...
+    @property
+    def qualifier(self) -> str | None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class LambdaTarget(_Target):
     """Invoke a Lambda function (asynchronously): `function_arn` and `function_name`.
 
     The function's resource policy gets a statement (`{rule}-{target}-permission`)
     letting events.amazonaws.com invoke it for this rule's ARN only.
+    `qualifier`: None (default) or the alias (or version) the rule invokes; then
+    `function_arn` must be that qualified ARN and the permission names it too. A
+    durable function can only be invoked that way: build the target with
+    `LambdaTarget.of(function)`, which takes both from the `Function`.
     """
 
     KIND: ClassVar[str] = "lambda"
 
     function_arn: pulumi.Input[str]
     function_name: pulumi.Input[str]
+    qualifier: pulumi.Input[str] | None = None
+
+    @classmethod
+    def of(cls, function: InvocableFunction, **settings: Any) -> LambdaTarget:
+        """A target invoking `function` by the ARN its callers must use (`target_arn`:
+        the alias of a durable function); `settings` are the other target fields."""
+        return cls(
+            function_arn=function.target_arn,
+            function_name=function.name,
+            qualifier=function.qualifier,
+            **settings,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -562,6 +591,8 @@ class EventRule(pulumi.ComponentResource):
                 f"{prefix}-permission",
                 action="lambda:InvokeFunction",
                 function=target.function_name,
+                # Lambda matches a permission to the ARN invoked, qualifier included.
+                qualifier=target.qualifier,
                 principal=EVENTS_SERVICE,
                 source_arn=self.arn,
                 opts=child,

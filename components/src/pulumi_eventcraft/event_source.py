@@ -3,7 +3,8 @@
 `EventSourceMapping` knows both ends, so it grants the function exactly the read
 permissions on its source (and the right to send to the on-failure queue of a stream),
 and declares the mapping only after that grant exists (Lambda checks the role when the
-mapping is created).
+mapping is created). The mapping invokes the function's `target_arn`: the alias of a
+durable function, which Lambda invokes only through a qualified ARN.
 
 Every mapping reports partial batch failures (`ReportBatchItemFailures`): one bad
 record is retried or dead-lettered alone instead of failing its whole batch. Stream
@@ -88,6 +89,8 @@ class ConsumerLike(Protocol):
     def pulumi_resource_name(self) -> str: ...
     @property
     def arn(self) -> pulumi.Output[str]: ...
+    @property
+    def target_arn(self) -> pulumi.Output[str]: ...
     @property
     def name(self) -> pulumi.Output[str]: ...
     @property
@@ -413,7 +416,8 @@ class EventSourceMapping(pulumi.ComponentResource):
         self.policy = grant_policy(f"{name}-read", function.role, statements, parent=self)
 
         common: dict[str, Any] = {
-            "function_name": function.arn,
+            # A durable function is invoked only through its alias (`target_arn`).
+            "function_name": function.target_arn,
             "event_source_arn": source_arn,
             "enabled": args.enabled,
             "batch_size": source.batch_size,

@@ -11,7 +11,13 @@
 - alarms on Errors >= 1 and Throttles >= 1;
 - optionally, for asynchronous invocations, an on-failure destination queue;
 - optionally, a recursion config allowing recursive invocations (a function that
-  continues its own work in new invocations of itself).
+  continues its own work in new invocations of itself);
+- optionally, durable execution (`durable=DurableConfig(...)`, see
+  `pulumi_eventcraft.durable`): the function is published, an alias `live` follows the
+  published version, the role may checkpoint and read the state of its own executions
+  (`{name}-durable-execution`), and every caller (rule targets, permissions, event
+  source mappings, `invoke_statements`) uses the alias ARN, `target_arn`: Lambda
+  refuses to invoke a durable function through its unqualified ARN.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import pulumi
 import pulumi_aws as aws
 
+from pulumi_eventcraft import durable as _durable
 from pulumi_eventcraft.alarms import metric_alarm
+from pulumi_eventcraft.durable import DurableConfig
 from pulumi_eventcraft.iam import Statement, grant_policy, service_role
 from pulumi_eventcraft.queue import DeadLetterQueue, DeadLetterQueueArgs
 from pulumi_eventcraft.tags import Tags, check_tags, tag_input
@@ -162,6 +170,10 @@ class FunctionArgs:
       pass a DeadLetterQueue: asynchronous invocations that fail
       `async_max_retry_attempts` (2, 0..2) retries or are older than
       `async_max_event_age_seconds` (3600 s, 60..21600) are recorded there.
+    - `durable`: None (default) or a `DurableConfig` (execution timeout, retention):
+      a Lambda durable function, which needs python3.13 or newer; callers must invoke
+      it through `Function.target_arn` (the alias). Turning it on or off replaces the
+      function (Lambda sets durability at creation).
     - `recursive_loop`: "Terminate" (default, Lambda's) or "Allow". Lambda's recursive
       loop detection stops a chain of invocations of the same event after about 16 hops
       (a function invoking itself included); "Allow" is for a function that continues
@@ -190,6 +202,7 @@ class FunctionArgs:
     async_max_retry_attempts: int = 2
     async_max_event_age_seconds: int = 3600
     recursive_loop: RecursiveLoop = "Terminate"
+    durable: DurableConfig | None = None
     function_name: str | None = None
     description: str | None = None
     alarms: bool = True
@@ -281,9 +294,24 @@ class FunctionArgs:
                 f"recursive_loop: {self.recursive_loop!r} is not allowed; use one of "
                 f"{', '.join(RECURSIVE_LOOPS)}"
             )
+        self._validate_durable()
         if self.function_name is not None and not _FUNCTION_NAME.fullmatch(self.function_name):
             raise ValueError(
                 f"function_name: {self.function_name!r} must be 1..64 letters, digits, '-' or '_'"
+            )
+
+    def _validate_durable(self) -> None:
+        if self.durable is None:
+            return
+        if not isinstance(self.durable, DurableConfig):
+            raise ValueError(
+                f"durable: expected a DurableConfig or None, got {type(self.durable).__name__}"
+            )
+        minor = int(self.runtime.removeprefix("python3."))
+        if minor < _durable.MIN_PYTHON_MINOR:
+            raise ValueError(
+                f"runtime: {self.runtime!r} cannot run a durable function; use "
+                f"python3.{_durable.MIN_PYTHON_MINOR} or newer (or durable=None)"
             )
 
     def _validate_handler(self) -> None:
@@ -366,11 +394,13 @@ def scoped_name(name: str, *, max_length: int = 64) -> str:
 class Function(pulumi.ComponentResource):
     """A Lambda function (`eventcraft:index:Function`); see the module docstring.
 
-    Attributes: `function`, `arn`, `name` (physical), `role`, `role_policy` (its
-    logging and tracing grants, which the function waits for), `log_group`,
-    `timeout_seconds`, `architecture`, `reserved_concurrency`, `async_dlq` (or None),
-    `recursion_config` (or None), `alarms` (the MetricAlarms), `grants` (grant name ->
-    RolePolicy), `args`.
+    Attributes: `function`, `arn` (unqualified), `target_arn` (the ARN to invoke it
+    by: the alias ARN of a durable function, `arn` otherwise), `qualifier` (the alias
+    name of a durable function, else None), `alias` (or None), `name` (physical),
+    `role`, `role_policy` (its logging and tracing grants, which the function waits
+    for), `log_group`, `timeout_seconds`, `architecture`, `reserved_concurrency`,
+    `async_dlq` (or None), `recursion_config` (or None), `durable_policy` (or None),
+    `alarms` (the MetricAlarms), `grants` (grant name -> RolePolicy), `args`.
     """
 
     function: aws.lambda_.Function
@@ -456,11 +486,27 @@ class Function(pulumi.ComponentResource):
                 system_log_level="WARN",
             ),
             layers=[args.layer.arn] if args.layer is not None else None,
+            # A durable function is invoked through an alias of a published version.
+            durable_config=(
+                aws.lambda_.FunctionDurableConfigArgs(
+                    execution_timeout=args.durable.execution_timeout_seconds,
+                    retention_period=args.durable.retention_period_days,
+                )
+                if args.durable is not None
+                else None
+            ),
+            publish=True if args.durable is not None else None,
             tags=tag_input(args.tags),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group, self.role_policy]),
         )
         self.arn = self.function.arn
         self.name = self.function.name
+        self.target_arn: pulumi.Output[str] = self.function.arn
+        self.qualifier: str | None = None
+        self.alias: aws.lambda_.Alias | None = None
+        self.durable_policy: aws.iam.RolePolicy | None = None
+        if args.durable is not None:
+            self._durable(name)
 
         self.async_dlq: DeadLetterQueueLike | None = None
         self.event_invoke_config: aws.lambda_.FunctionEventInvokeConfig | None = None
@@ -485,7 +531,14 @@ class Function(pulumi.ComponentResource):
                     "destination-delivery-failures",
                     "a failed asynchronous event could not be sent to its destination",
                 )
-        self.register_outputs({"arn": self.arn, "name": self.name, "role_arn": self.role.arn})
+        self.register_outputs(
+            {
+                "arn": self.arn,
+                "target_arn": self.target_arn,
+                "name": self.name,
+                "role_arn": self.role.arn,
+            }
+        )
 
     def _async_on_failure(self, name: str, args: FunctionArgs) -> None:
         dlq: DeadLetterQueueLike
@@ -506,6 +559,8 @@ class Function(pulumi.ComponentResource):
         self.event_invoke_config = aws.lambda_.FunctionEventInvokeConfig(
             f"{name}-async",
             function_name=self.function.name,
+            # Lambda applies the configuration of the qualifier that was invoked.
+            qualifier=self.qualifier,
             maximum_retry_attempts=args.async_max_retry_attempts,
             maximum_event_age_in_seconds=args.async_max_event_age_seconds,
             destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
@@ -516,6 +571,31 @@ class Function(pulumi.ComponentResource):
             # Lambda checks the role can send to the destination when it is configured.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[grant]),
         )
+
+    def _durable(self, name: str) -> None:
+        # Lambda authorizes checkpoints against the execution's ARN, which extends the
+        # version-qualified function ARN: `<arn>:*` covers every version and nothing else.
+        self.durable_policy = self.grant(
+            "durable-execution",
+            [
+                Statement(
+                    actions=list(_durable.EXECUTION_ACTIONS),
+                    resources=[self.function.arn.apply(lambda arn: f"{arn}:*")],
+                )
+            ],
+        )
+        self.qualifier = _durable.ALIAS_NAME
+        # Callers reach the function only through the alias, so nothing invokes it
+        # before its role may checkpoint.
+        self.alias = aws.lambda_.Alias(
+            f"{name}-alias",
+            name=_durable.ALIAS_NAME,
+            function_name=self.function.name,
+            function_version=self.function.version,
+            description="The version published by the last deployment",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.durable_policy]),
+        )
+        self.target_arn = self.alias.arn
 
     def _alarm(self, name: str, metric: str, suffix: str, what: str) -> None:
         self.alarms.append(
@@ -592,5 +672,5 @@ class Function(pulumi.ComponentResource):
         return self.grant(f"invoke-{function.pulumi_resource_name}", function.invoke_statements())
 
     def invoke_statements(self) -> list[Statement]:
-        """lambda:InvokeFunction on this function's ARN."""
-        return [Statement(actions=["lambda:InvokeFunction"], resources=[self.arn])]
+        """lambda:InvokeFunction on the ARN callers invoke (`target_arn`)."""
+        return [Statement(actions=["lambda:InvokeFunction"], resources=[self.target_arn])]

@@ -266,9 +266,7 @@ class OutboxRelay(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.sweep_rule.add_target(
-            LambdaTarget(function_arn=self.sweeper.arn, function_name=self.sweeper.name)
-        )
+        self.sweep_rule.add_target(LambdaTarget.of(self.sweeper))
 
 
 def _key_statements(table: Table) -> list[Statement]:

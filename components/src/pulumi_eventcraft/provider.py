@@ -45,6 +45,7 @@ import pulumi
 import pulumi_aws as aws
 
 from pulumi_eventcraft import alarms as _alarms
+from pulumi_eventcraft import durable as _durable
 from pulumi_eventcraft import event_bus as _event_bus
 from pulumi_eventcraft import event_rule as _event_rule
 from pulumi_eventcraft import event_source as _event_source
@@ -165,6 +166,9 @@ class RuleTargetInputs(TypedDict):
     """Target ID, unique per rule; names its resources (default: the kind)."""
     function_name: NotRequired[pulumi.Input[str]]
     """Name of the function ("lambda" targets; required there)."""
+    qualifier: NotRequired[pulumi.Input[str]]
+    """Alias the rule invokes ("lambda" only): a durable Function's `qualifier`, with its
+    `targetArn` as `arn` (default none: the unqualified function)."""
     partition_key_path: NotRequired[str]
     """JSON path of the partition key, e.g. "$.detail.id" ("kinesis"; required there)."""
     kms_key_arn: NotRequired[pulumi.Input[str]]
@@ -220,7 +224,10 @@ def _rule_target(index: int, spec: RuleTargetInputs) -> _event_rule.Target:
         if "function_name" not in spec:
             raise ValueError(f"{where}.functionName: a lambda target needs the function's name")
         return _event_rule.LambdaTarget(
-            function_arn=arn, function_name=spec["function_name"], **common
+            function_arn=arn,
+            function_name=spec["function_name"],
+            qualifier=spec.get("qualifier"),
+            **common,
         )
     if kind == "sfn":
         return _event_rule.StateMachineTarget(state_machine_arn=arn, **common)
@@ -543,6 +550,13 @@ class GrantInputs(TypedDict):
     """ARNs the actions are allowed on."""
 
 
+class DurableInputs(TypedDict):
+    execution_timeout_seconds: int
+    """Longest run of a whole durable execution: 1..31622400 seconds (366 days)."""
+    retention_period_days: NotRequired[int]
+    """Days the history of a closed execution is kept: 1..90 (default 14)."""
+
+
 class FunctionInputs(TypedDict):
     handler: str
     """"module.path.function" under `codeDir`, e.g. "handlers.notify.handler"."""
@@ -578,6 +592,9 @@ class FunctionInputs(TypedDict):
     """Alarms on errors and throttles (default true)."""
     alarm_actions: NotRequired[list[pulumi.Input[str]]]
     """SNS topic ARNs the alarms notify (default none)."""
+    durable: NotRequired[DurableInputs]
+    """Make it a Lambda durable function (python3.13 or newer), invoked through its alias
+    `targetArn` (default: not durable)."""
     tags: NotRequired[dict[str, str]]
     """Tags of the function, its log group, role, alarms and on-failure queue."""
     grants: NotRequired[list[GrantInputs]]
@@ -587,6 +604,8 @@ class FunctionInputs(TypedDict):
 
 def _function_args(spec: FunctionInputs) -> _function.FunctionArgs:
     settings: dict[str, Any] = {key: value for key, value in spec.items() if key != "grants"}
+    if "durable" in settings:
+        settings["durable"] = _durable.DurableConfig(**settings["durable"])
     return _function.FunctionArgs(**settings)
 
 
@@ -603,6 +622,11 @@ class Function(_Facade):
 
     arn: pulumi.Output[str]
     """ARN of the function."""
+    target_arn: pulumi.Output[str]
+    """ARN to invoke the function by (rule targets, mappings, grants): the alias ARN of a
+    durable function, `arn` otherwise."""
+    qualifier: pulumi.Output[str] | None
+    """Alias a durable function is invoked through (absent otherwise)."""
     name: pulumi.Output[str]
     """Name of the function."""
     role_arn: pulumi.Output[str]
@@ -618,6 +642,10 @@ class Function(_Facade):
         _grant(function, args.get("grants", []))
         self._expose(function)
         self.arn = function.arn
+        self.target_arn = function.target_arn
+        self.qualifier = (
+            pulumi.Output.from_input(function.qualifier) if function.qualifier else None
+        )
         self.name = function.name
         self.role_arn = function.role.arn
         self.role_name = function.role.name
@@ -686,6 +714,11 @@ class _Consumer:
     timeout_seconds: int
     reserved_concurrency: int | None
 
+    @property
+    def target_arn(self) -> pulumi.Output[str]:
+        """The ARN the mapping invokes: the one given (a durable function's alias ARN)."""
+        return self.arn
+
 
 @dataclasses.dataclass(frozen=True)
 class _QueueRef:
@@ -723,7 +756,7 @@ class _KinesisRef:
 
 class ConsumerInputs(TypedDict):
     arn: pulumi.Input[str]
-    """ARN of the consuming function."""
+    """ARN the mapping invokes: a Function's `targetArn` (a durable function's alias)."""
     name: pulumi.Input[str]
     """Name of the function."""
     role_name: pulumi.Input[str]
