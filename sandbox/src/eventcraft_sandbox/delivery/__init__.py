@@ -32,7 +32,8 @@ only then (`eventcraft_sandbox.clock`).
 
 Parts (each module's docstring has the semantics and what is approximated):
 `eventbridge` (PutEvents -> rules -> targets, retry policies, DLQs, archives, replay),
-`lambda_async` (asynchronous invocation retries and destinations), `schedules`
+`lambda_async` (asynchronous invocation retries and destinations), `durable`
+(durable functions' executions, their replays and timeouts), `schedules`
 (scheduled rules), `sqs` (queue -> function pollers), `streams` (DynamoDB stream /
 Kinesis shard pollers), `stepfunctions` (virtual Retry / Wait), `concurrency`
 (deliveries started together under the `concurrency` fault), and
@@ -58,6 +59,7 @@ from eventcraft_sandbox.delivery.common import (
     MappingLike,
     RecordsLike,
 )
+from eventcraft_sandbox.delivery.durable import DurableDelivery
 from eventcraft_sandbox.delivery.eventbridge import ArchivedEvent, EventBridgeDelivery
 from eventcraft_sandbox.delivery.lambda_async import LambdaAsync
 from eventcraft_sandbox.delivery.schedules import ScheduleDelivery
@@ -129,6 +131,8 @@ class Delivery:
         )
         mappings: list[MappingLike] = list(records.event_source_mappings) if records else []
         self.time = MotoTimePatch(self.clock)
+        self.durable = DurableDelivery(self.ctx)
+        self.ctx.durable = self.durable
         self.lambda_async = LambdaAsync(self.ctx)
         self.eventbridge = EventBridgeDelivery(self.ctx, self.lambda_async)
         self.sqs = SqsDelivery(self.ctx, mappings)
@@ -155,6 +159,7 @@ class Delivery:
         try:
             for part in (
                 self.time,
+                self.durable,
                 self.stepfunctions,
                 self.eventbridge,
                 self.sqs,
