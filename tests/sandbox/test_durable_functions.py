@@ -180,6 +180,7 @@ def world() -> Iterator[World]:
         runtime = LambdaRuntime(admin=sandbox.admin, clock=clock)
         delivery = Delivery(Scheduler(clock), runtime, None, sandbox)
         runtime.event_dispatcher = delivery.dispatch_event
+        runtime.durable_runner = delivery.durable.run_sync
         with runtime, delivery:
             yield World(sandbox, clock, runtime, delivery)
 
@@ -278,3 +279,43 @@ def test_a_role_without_the_checkpoint_action_fails_the_execution(world: World) 
     # its result was refused, and the execution failed without a replay.
     assert world.runs("book") == {"reserve": 1}
     assert [e.outcome for e in world.delivery.log.of("lambda.durable")] == ["started", "FAILED"]
+
+
+def test_a_synchronous_invoke_waits_for_the_execution_in_virtual_time(world: World) -> None:
+    world.durable_function("book", timeout=900)
+    # An hour's wait does not fit in a synchronous invocation's 15 minutes: a
+    # handler of 10 minutes' wait does.
+    world.client("lambda").update_function_code(
+        FunctionName="book",
+        ZipFile=code_zip(
+            {"handler.py": HANDLER.replace("from_hours(1)", "from_minutes(10)"), **sdk_files()}
+        ),
+    )
+
+    answer = world.client("lambda").invoke(FunctionName="book", Payload=json.dumps({"card": "ok"}))
+
+    assert "FunctionError" not in answer
+    assert json.loads(answer["Payload"].read()) == {
+        "status": "done",
+        "reservation": "r-1",
+        "payment": "c-1",
+    }
+    (execution,) = world.executions("book")
+    assert execution["Status"] == "SUCCEEDED"
+    assert world.clock.now() - T0 == pytest.approx(600, abs=1)
+    assert world.runs("book") == {"reserve": 1, "charge": 1}
+
+
+def test_a_synchronous_invoke_of_an_execution_that_times_out_is_a_function_error(
+    world: World,
+) -> None:
+    world.durable_function("book", timeout=900)
+
+    answer = world.client("lambda").invoke(FunctionName="book", Payload=json.dumps({"card": "ok"}))
+
+    assert answer["FunctionError"] == "Unhandled"
+    error = json.loads(answer["Payload"].read())
+    assert error["errorType"] == "Sandbox.DurableExecutionTimedOut"
+    (execution,) = world.executions("book")
+    assert execution["Status"] == "TIMED_OUT"
+    assert world.clock.now() - T0 == pytest.approx(900, abs=1)

@@ -15,6 +15,7 @@ targets). `Delivery` replaces all of it:
         runtime = LambdaRuntime(admin=sandbox.admin, clock=clock)
         delivery = Delivery(Scheduler(clock), runtime, deployment.records, sandbox)
         runtime.event_dispatcher = delivery.dispatch_event   # Invoke(Event) -> async queue
+        runtime.durable_runner = delivery.durable.run_sync   # durable functions' Invoke
         with runtime, delivery:
             ...                                          # put events, send, write items
             report = delivery.run_until_quiet()          # deliver it all, in virtual time

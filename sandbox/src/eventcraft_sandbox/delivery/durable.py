@@ -29,14 +29,25 @@ invocation in flight is refused: it has no token). `StopDurableExecution` ends i
 `STOPPED`. Each step is in the delivery log (`lambda.durable`: started, invoked,
 pending, replay, SUCCEEDED / FAILED / TIMED_OUT / STOPPED).
 
-Not modelled: a synchronous Invoke (`RequestResponse`) of a durable function runs the
-handler with the plain event (the SDK refuses it: "Unexpected payload"), event source
-mappings to durable functions likewise; `DurableExecutionName` (idempotent starts);
-invocations of an execution are never in flight together.
+A synchronous Invoke (`RequestResponse`, through moto's Invoke API: the runtime hands
+it to `run_sync` through `LambdaRuntime.durable_runner`) waits for the execution, as
+AWS's does, at most 15 minutes of virtual time (`SYNC_LIMIT`, less if the execution
+timeout is shorter): its invocations run one after the other, the virtual clock moved
+to each wait's end as a handler's sleep moves it (work due elsewhere meanwhile runs
+later, at the later time); the caller gets the execution's result, or its error as the
+function's error (`Sandbox.DurableExecutionTimedOut` / `Sandbox.DurableExecutionStopped`
+for those ends, the sandbox's names); past the window the execution goes on on the
+scheduler and the caller gets `Sandbox.Timedout`.
+
+Not modelled: event source mappings to durable functions (their batches reach the
+handler as plain events, which the SDK refuses: "Unexpected payload");
+`DurableExecutionName` (idempotent starts); invocations of one execution are never in
+flight together.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from eventcraft_sandbox.clock import Handle
@@ -48,9 +59,11 @@ from eventcraft_sandbox.durable_service import (
 )
 from eventcraft_sandbox.lambda_runtime import InvocationResult
 
-__all__ = ["MAX_REPLAY_BACKOFF", "DurableDelivery"]
+__all__ = ["MAX_REPLAY_BACKOFF", "SYNC_LIMIT", "DurableDelivery"]
 
 MAX_REPLAY_BACKOFF = 300.0
+# A synchronous invocation waits for its execution at most this long (AWS: 15 minutes).
+SYNC_LIMIT = 900.0
 
 
 class DurableDelivery:
@@ -84,8 +97,11 @@ class DurableDelivery:
             return None
         return durable_config(found)
 
-    def start(self, function_arn: str, payload: Any, *, source: str = "") -> DurableExecution:
-        """Start an execution of the durable `function_arn` with `payload`."""
+    def start(
+        self, function_arn: str, payload: Any, *, source: str = "", invoke: bool = True
+    ) -> DurableExecution:
+        """Start an execution of the durable `function_arn` with `payload`; its first
+        invocation is scheduled now (`invoke=False`: the caller runs it)."""
         unqualified = ":".join(function_arn.split(":")[:7])
         execution = self.service.start(unqualified, payload, self.config(unqualified) or {})
         self.ctx.record("lambda.durable", source, short_name(unqualified), "started", execution.name)
@@ -94,8 +110,38 @@ class DurableDelivery:
             f"durable-timeout {execution.name}",
             lambda: self._time_out(execution),
         )
-        self._schedule(execution, self.ctx.clock.now(), 0)
+        if invoke:
+            self._schedule(execution, self.ctx.clock.now(), 0)
         return execution
+
+    def run_sync(self, function_arn: str, payload: Any) -> InvocationResult:
+        """A synchronous Invoke: start an execution and run its invocations one after
+        the other, the virtual clock moved to each wait's end, until it ends or its
+        window (`SYNC_LIMIT`, or the execution's timeout if shorter) runs out. Past
+        the window the execution goes on on the scheduler and the caller gets
+        `Sandbox.Timedout`."""
+        execution = self.start(function_arn, payload, source="invoke", invoke=False)
+        window = execution.started + min(SYNC_LIMIT, execution.timeout)
+        failures = 0
+        while not execution.done:
+            result = self.ctx.invoker.invoke(execution.function_arn, self._event(execution))
+            due, failures = self._settle(execution, failures, result)
+            if execution.done:
+                break
+            if due is None or due > window:
+                if execution.timeout_at <= window:
+                    self.ctx.clock.advance_to(execution.timeout_at)
+                    self._time_out(execution)
+                    break
+                if due is not None:
+                    self._schedule(execution, due, failures)
+                message = (
+                    f"the synchronous invocation's {SYNC_LIMIT:g} s ran out; durable "
+                    f"execution {execution.arn} goes on"
+                )
+                return InvocationResult(None, "Sandbox.Timedout", message, SYNC_LIMIT * 1000, "")
+            self.ctx.clock.advance_to(due)
+        return _final(execution)
 
     # -- invoking -------------------------------------------------------------------
 
@@ -106,32 +152,43 @@ class DurableDelivery:
             lambda: self._invoke(execution, failures),
         )
 
+    def _event(self, execution: DurableExecution) -> dict[str, Any]:
+        self.service.resume_due(execution)
+        return self.service.envelope(execution)
+
     def _invoke(self, execution: DurableExecution, failures: int) -> None:
         self._next.pop(execution.arn, None)
         if execution.done:
             return
-        self.service.resume_due(execution)
-        event = self.service.envelope(execution)
         self.ctx.start(
             execution.function_arn,
-            event,
+            self._event(execution),
             lambda result: self._invoked(execution, failures, result),
             asynchronous=True,
             errors_as_results=True,
         )
 
     def _invoked(self, execution: DurableExecution, failures: int, result: InvocationResult) -> None:
+        due, failures = self._settle(execution, failures, result)
+        if due is not None:
+            self._schedule(execution, due, failures)
+
+    def _settle(
+        self, execution: DurableExecution, failures: int, result: InvocationResult
+    ) -> tuple[float | None, int]:
+        """What an invocation's answer means for the execution (module docstring):
+        when to invoke it next (None: not again, or nothing is due) and the count of
+        invocation errors in a row."""
         name = short_name(execution.function_arn)
         number = f"invocation {execution.invocations}"
         if execution.done:
             self.ctx.record("lambda.durable", execution.name, name, execution.status, number)
-            return
+            return None, 0
         if result.refused or result.error_type is not None:
             delay = min(MAX_REPLAY_BACKOFF, 2.0**failures)
             detail = f"{number}: {result.error_type}: {result.error_message}; again in {delay:g} s"
             self.ctx.record("lambda.durable", execution.name, name, "replay", detail)
-            self._schedule(execution, self.ctx.clock.now() + delay, failures + 1)
-            return
+            return self.ctx.clock.now() + delay, failures + 1
         answer = result.payload if isinstance(result.payload, dict) else {}
         status = answer.get("Status")
         if status == "SUCCEEDED":
@@ -142,9 +199,7 @@ class DurableDelivery:
             due = execution.due_at()
             when = "nothing due" if due is None else f"until {self.ctx.clock.iso(due)}"
             self.ctx.record("lambda.durable", execution.name, name, "pending", f"{number}: {when}")
-            if due is not None:
-                self._schedule(execution, due, 0)
-            return
+            return due, 0
         else:
             error = {
                 "ErrorType": "Sandbox.InvalidDurableResponse",
@@ -153,6 +208,7 @@ class DurableDelivery:
             }
             self.service.finish(execution, "FAILED", error=error)
         self.ctx.record("lambda.durable", execution.name, name, execution.status, number)
+        return None, 0
 
     def _time_out(self, execution: DurableExecution) -> None:
         self._timeouts.pop(execution.arn, None)
@@ -172,3 +228,20 @@ class DurableDelivery:
             handle = timers.pop(execution.arn, None)
             if handle is not None:
                 handle.cancel()
+
+
+def _final(execution: DurableExecution) -> InvocationResult:
+    """What a synchronous caller gets from an ended execution: its result, or its
+    error as the function's error (TIMED_OUT and STOPPED under the sandbox's names)."""
+    if execution.status == "SUCCEEDED":
+        payload = json.loads(execution.result) if execution.result else None
+        return InvocationResult(payload, None, None, 0.0, "")
+    error = execution.error or {}
+    kind = {"TIMED_OUT": "Sandbox.DurableExecutionTimedOut", "STOPPED": "Sandbox.DurableExecutionStopped"}
+    return InvocationResult(
+        None,
+        str(error.get("ErrorType") or kind.get(execution.status, "Unhandled")),
+        str(error.get("ErrorMessage") or f"durable execution {execution.arn}: {execution.status}"),
+        0.0,
+        "",
+    )
