@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import aws_durable_execution_sdk_python
+import pulumi
+import pulumi_aws
 import pytest
 from botocore.exceptions import ClientError
 
@@ -135,7 +137,9 @@ class World:
         function_arn = f"arn:aws:lambda:us-east-1:{self.sandbox.account}:function:{name}"
         statements = [{"Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": table_arn}]
         if actions:
-            statements.append({"Effect": "Allow", "Action": actions, "Resource": f"{function_arn}:*"})
+            statements.append(
+                {"Effect": "Allow", "Action": actions, "Resource": f"{function_arn}:*"}
+            )
         iam.put_role_policy(
             RoleName=f"{name}-role",
             PolicyName="run",
@@ -319,3 +323,52 @@ def test_a_synchronous_invoke_of_an_execution_that_times_out_is_a_function_error
     (execution,) = world.executions("book")
     assert execution["Status"] == "TIMED_OUT"
     assert world.clock.now() - T0 == pytest.approx(900, abs=1)
+
+
+def test_a_rule_target_starts_an_execution_with_the_event(world: World) -> None:
+    function = world.durable_function("book")
+    events = world.client("events")
+    rule = events.put_rule(Name="bookings", EventPattern='{"source": ["shop"]}')["RuleArn"]
+    events.put_targets(Rule="bookings", Targets=[{"Id": "book", "Arn": function}])
+    world.client("lambda").add_permission(
+        FunctionName="book",
+        StatementId="bookings",
+        Action="lambda:InvokeFunction",
+        Principal="events.amazonaws.com",
+        SourceArn=rule,
+    )
+
+    events.put_events(
+        Entries=[{"Source": "shop", "DetailType": "Booked", "Detail": '{"card": "ok"}'}]
+    )
+    world.delivery.run_until_quiet()
+
+    (summary,) = world.executions("book")
+    execution = world.execution(summary["DurableExecutionArn"])
+    assert execution["Status"] == "SUCCEEDED"
+    assert json.loads(execution["InputPayload"])["detail"] == {"card": "ok"}
+    assert world.runs("book") == {"reserve": 1, "charge": 1}
+
+
+def test_a_function_deployed_with_durable_config_keeps_it() -> None:
+    def program() -> None:
+        role = pulumi_aws.iam.Role("fn-role", assume_role_policy=trust("lambda.amazonaws.com"))
+        pulumi_aws.lambda_.Function(
+            "fn",
+            name="durable-fn",
+            role=role.arn,
+            runtime="python3.13",
+            handler="handler.handler",
+            code=pulumi.AssetArchive({"handler.py": pulumi.StringAsset("def handler(e, c): pass")}),
+            durable_config=pulumi_aws.lambda_.FunctionDurableConfigArgs(
+                execution_timeout=3600, retention_period=30
+            ),
+        )
+
+    with Sandbox() as sandbox:
+        sandbox.deploy(program)
+        configuration = sandbox.client("lambda").get_function_configuration(
+            FunctionName="durable-fn"
+        )
+
+    assert configuration["DurableConfig"] == {"ExecutionTimeout": 3600, "RetentionPeriodInDays": 30}

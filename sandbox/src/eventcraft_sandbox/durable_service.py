@@ -65,8 +65,8 @@ __all__ = [
     "DEFAULT_EXECUTION_TIMEOUT",
     "DEFAULT_RETENTION_DAYS",
     "INVALID_TOKEN",
-    "DurableExecution",
     "DurableConfigPatch",
+    "DurableExecution",
     "DurableExecutionService",
     "DurableServiceError",
     "durable_config",
@@ -152,7 +152,10 @@ def _due(op: dict[str, Any]) -> float | None:
 
 
 _TIMESTAMPS = ("StartTimestamp", "EndTimestamp")
-_DETAIL_TIMESTAMPS = (("StepDetails", "NextAttemptTimestamp"), ("WaitDetails", "ScheduledEndTimestamp"))
+_DETAIL_TIMESTAMPS = (
+    ("StepDetails", "NextAttemptTimestamp"),
+    ("WaitDetails", "ScheduledEndTimestamp"),
+)
 
 
 def _copy(op: dict[str, Any], scale: float) -> dict[str, Any]:
@@ -167,6 +170,38 @@ def _copy(op: dict[str, Any], scale: float) -> dict[str, Any]:
             value = out[details][key]
             out[details][key] = int(value * 1000) if scale == 1000 else value
     return out
+
+
+def _transition(op: dict[str, Any], update: dict[str, Any], now: float) -> None:
+    """Apply a STEP / WAIT / CONTEXT update's action to its operation."""
+    kind, action = op["Type"], update["Action"]
+    details_key = {"STEP": "StepDetails", "CONTEXT": "ContextDetails"}.get(kind)
+    if action == "START":
+        op["Status"] = "STARTED"
+        if kind == "WAIT":
+            seconds = int((update.get("WaitOptions") or {}).get("WaitSeconds") or 0)
+            op["WaitDetails"] = {"ScheduledEndTimestamp": now + seconds}
+    elif action in ("SUCCEED", "FAIL") and details_key is not None:
+        op["Status"], op["EndTimestamp"] = ("SUCCEEDED" if action == "SUCCEED" else "FAILED"), now
+        details = op.setdefault(details_key, {})
+        if action == "SUCCEED":
+            details["Result"] = update.get("Payload")
+        else:
+            details["Error"] = update.get("Error") or {}
+        if kind == "STEP":
+            details["Attempt"] = int(details.get("Attempt", 0)) + 1
+    elif action == "RETRY" and kind == "STEP":
+        delay = int((update.get("StepOptions") or {}).get("NextAttemptDelaySeconds") or 1)
+        details = op["StepDetails"]
+        details["Attempt"] = int(details.get("Attempt", 0)) + 1
+        details["NextAttemptTimestamp"] = now + delay
+        if update.get("Error"):
+            details["Error"] = update["Error"]
+        op["Status"] = "PENDING"
+    elif action == "CANCEL" and kind == "WAIT":
+        op["Status"], op["EndTimestamp"] = "CANCELLED", now
+    else:
+        raise _invalid(f"Action {action} is not valid for a {kind} operation")
 
 
 def durable_config(function: Any) -> dict[str, Any] | None:
@@ -297,9 +332,7 @@ class DurableExecutionService:
 
     # -- the API --------------------------------------------------------------------
 
-    def checkpoint(
-        self, arn: str, token: str, updates: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+    def checkpoint(self, arn: str, token: str, updates: list[dict[str, Any]]) -> dict[str, Any]:
         with self._lock:
             execution = self._execution(arn)
             if execution.token is None or token != execution.token:
@@ -323,60 +356,45 @@ class DurableExecutionService:
             return answer
 
     def _apply(self, execution: DurableExecution, update: dict[str, Any]) -> dict[str, Any]:
-        now = self.now()
-        kind, action, op_id = update["Type"], update["Action"], update["Id"]
-        if kind == "EXECUTION":
-            if action == "SUCCEED":
-                self.finish(execution, "SUCCEEDED", result=update.get("Payload") or "")
-            elif action == "FAIL":
-                self.finish(execution, "FAILED", error=update.get("Error") or {})
-            else:
-                raise _invalid(f"Action {action} is not valid for an EXECUTION operation")
-            return execution.operations[execution.id]
-        op = execution.operations.get(op_id)
-        if op is None:
-            if action != "START" and not (kind == "STEP" and action in ("SUCCEED", "FAIL")):
-                raise _invalid(f"Operation {op_id} does not exist: its first action must be START")
-            op = {"Id": op_id, "Type": kind, "StartTimestamp": now, "Status": "STARTED"}
-            for key in ("ParentId", "Name", "SubType"):
-                if update.get(key):
-                    op[key] = update[key]
-            if kind == "STEP":
-                op["StepDetails"] = {"Attempt": 0}
-            execution.operations[op_id] = op
-        elif op["Type"] != kind:
-            raise _invalid(f"Operation {op_id} is a {op['Type']}, not a {kind}")
-        details_key = {"STEP": "StepDetails", "CONTEXT": "ContextDetails"}.get(kind)
-        if action == "START":
-            op["Status"] = "STARTED"
-            if kind == "WAIT":
-                seconds = int((update.get("WaitOptions") or {}).get("WaitSeconds") or 0)
-                op["WaitDetails"] = {"ScheduledEndTimestamp": now + seconds}
-        elif action in ("SUCCEED", "FAIL") and details_key is not None:
-            op["Status"] = "SUCCEEDED" if action == "SUCCEED" else "FAILED"
-            op["EndTimestamp"] = now
-            details = op.setdefault(details_key, {})
-            if action == "SUCCEED":
-                details["Result"] = update.get("Payload")
-            else:
-                details["Error"] = update.get("Error") or {}
-            if kind == "STEP":
-                details["Attempt"] = int(details.get("Attempt", 0)) + 1
-        elif action == "RETRY" and kind == "STEP":
-            delay = int((update.get("StepOptions") or {}).get("NextAttemptDelaySeconds") or 1)
-            details = op["StepDetails"]
-            details["Attempt"] = int(details.get("Attempt", 0)) + 1
-            details["NextAttemptTimestamp"] = now + delay
-            if update.get("Error"):
-                details["Error"] = update["Error"]
-            op["Status"] = "PENDING"
-        elif action == "CANCEL" and kind == "WAIT":
-            op["Status"], op["EndTimestamp"] = "CANCELLED", now
-        else:
-            raise _invalid(f"Action {action} is not valid for a {kind} operation")
+        if update["Type"] == "EXECUTION":
+            return self._end_by_checkpoint(execution, update)
+        op = self._operation(execution, update)
+        _transition(op, update, self.now())
         return op
 
-    def state(self, arn: str, token: str, marker: str | None, max_items: int | None) -> dict[str, Any]:
+    def _end_by_checkpoint(
+        self, execution: DurableExecution, update: dict[str, Any]
+    ) -> dict[str, Any]:
+        action = update["Action"]
+        if action == "SUCCEED":
+            self.finish(execution, "SUCCEEDED", result=update.get("Payload") or "")
+        elif action == "FAIL":
+            self.finish(execution, "FAILED", error=update.get("Error") or {})
+        else:
+            raise _invalid(f"Action {action} is not valid for an EXECUTION operation")
+        return execution.operations[execution.id]
+
+    def _operation(self, execution: DurableExecution, update: dict[str, Any]) -> dict[str, Any]:
+        """The operation `update` is about; a START (or a step's first SUCCEED / FAIL,
+        whose START was batched away) creates it."""
+        kind, action, op_id = update["Type"], update["Action"], update["Id"]
+        op = execution.operations.get(op_id)
+        if op is not None:
+            if op["Type"] != kind:
+                raise _invalid(f"Operation {op_id} is a {op['Type']}, not a {kind}")
+            return op
+        if action != "START" and not (kind == "STEP" and action in ("SUCCEED", "FAIL")):
+            raise _invalid(f"Operation {op_id} does not exist: its first action must be START")
+        op = {"Id": op_id, "Type": kind, "StartTimestamp": self.now(), "Status": "STARTED"}
+        op |= {key: update[key] for key in ("ParentId", "Name", "SubType") if update.get(key)}
+        if kind == "STEP":
+            op["StepDetails"] = {"Attempt": 0}
+        execution.operations[op_id] = op
+        return op
+
+    def state(
+        self, arn: str, token: str, marker: str | None, max_items: int | None
+    ) -> dict[str, Any]:
         with self._lock:
             execution = self._execution(arn)
             if execution.token is None or token != execution.token:
@@ -477,7 +495,9 @@ class DurableConfigPatch:
             original_init = LambdaFunction.__init__
             original_configuration = LambdaFunction.get_configuration
 
-            def init(function: Any, account_id: str, spec: dict[str, Any], *a: Any, **kw: Any) -> None:
+            def init(
+                function: Any, account_id: str, spec: dict[str, Any], *a: Any, **kw: Any
+            ) -> None:
                 original_init(function, account_id, spec, *a, **kw)
                 function.durable_config = spec.get("DurableConfig") or None
 

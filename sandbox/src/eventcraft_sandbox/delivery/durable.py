@@ -104,7 +104,9 @@ class DurableDelivery:
         invocation is scheduled now (`invoke=False`: the caller runs it)."""
         unqualified = ":".join(function_arn.split(":")[:7])
         execution = self.service.start(unqualified, payload, self.config(unqualified) or {})
-        self.ctx.record("lambda.durable", source, short_name(unqualified), "started", execution.name)
+        self.ctx.record(
+            "lambda.durable", source, short_name(unqualified), "started", execution.name
+        )
         self._timeouts[execution.arn] = self.ctx.scheduler.call_at(
             execution.timeout_at,
             f"durable-timeout {execution.name}",
@@ -168,7 +170,9 @@ class DurableDelivery:
             errors_as_results=True,
         )
 
-    def _invoked(self, execution: DurableExecution, failures: int, result: InvocationResult) -> None:
+    def _invoked(
+        self, execution: DurableExecution, failures: int, result: InvocationResult
+    ) -> None:
         due, failures = self._settle(execution, failures, result)
         if due is not None:
             self._schedule(execution, due, failures)
@@ -237,7 +241,10 @@ def _final(execution: DurableExecution) -> InvocationResult:
         payload = json.loads(execution.result) if execution.result else None
         return InvocationResult(payload, None, None, 0.0, "")
     error = execution.error or {}
-    kind = {"TIMED_OUT": "Sandbox.DurableExecutionTimedOut", "STOPPED": "Sandbox.DurableExecutionStopped"}
+    kind = {
+        "TIMED_OUT": "Sandbox.DurableExecutionTimedOut",
+        "STOPPED": "Sandbox.DurableExecutionStopped",
+    }
     return InvocationResult(
         None,
         str(error.get("ErrorType") or kind.get(execution.status, "Unhandled")),
