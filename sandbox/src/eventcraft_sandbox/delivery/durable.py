@@ -42,7 +42,10 @@ scheduler and the caller gets `Sandbox.Timedout`.
 Not modelled: event source mappings to durable functions (their batches reach the
 handler as plain events, which the SDK refuses: "Unexpected payload");
 `DurableExecutionName` (idempotent starts); invocations of one execution are never in
-flight together.
+flight together. The SDK runs the handler and its checkpoints on threads of its own,
+which the runtime does not count as the invocation's (real sleeps and clock there, no
+log capture, no `timeout-mid` stop, no `concurrency` turns: README, "Durable
+functions").
 """
 
 from __future__ import annotations
