@@ -372,3 +372,27 @@ def test_a_function_deployed_with_durable_config_keeps_it() -> None:
         )
 
     assert configuration["DurableConfig"] == {"ExecutionTimeout": 3600, "RetentionPeriodInDays": 30}
+
+
+def test_a_stopped_execution_leaves_nothing_on_the_clock(world: World) -> None:
+    world.durable_function("book")
+    arn = world.start("book", {"card": "ok"})
+    lambda_ = world.client("lambda")
+
+    def stop() -> None:
+        lambda_.stop_durable_execution(
+            DurableExecutionArn=arn, Error={"ErrorMessage": "cancelled by the operator"}
+        )
+
+    world.delivery.scheduler.call_at(T0 + 60, "the operator stops it", stop)
+    report = world.delivery.run_until_quiet()
+
+    execution = world.execution(arn)
+    assert execution["Status"] == "STOPPED"
+    assert execution["Error"] == {"ErrorMessage": "cancelled by the operator"}
+    # Neither the end of the hour's wait nor the day's timeout moved the clock.
+    assert report.virtual_seconds == pytest.approx(60)
+    assert world.runs("book") == {"reserve": 1}
+    with pytest.raises(ClientError) as again:
+        stop()
+    assert again.value.response["Error"]["Code"] == "InvalidParameterValueException"

@@ -581,7 +581,8 @@ _RESPONSE_METHODS: dict[str, Any] = {
         )
     ),
     "get_durable_execution": _served(lambda r, s: s.describe(_path_arn(r))),
-    "stop_durable_execution": _served(lambda r, s: s.stop(_path_arn(r), _body(r).get("Error"))),
+    # StopDurableExecution's body is the ErrorObject itself (its `payload` member).
+    "stop_durable_execution": _served(lambda r, s: s.stop(_path_arn(r), _body(r) or None)),
     "list_durable_executions_by_function": _served(
         lambda r, s: s.list_by_function(
             _function_arn(r, unquote(r.path.split("/")[3])),
