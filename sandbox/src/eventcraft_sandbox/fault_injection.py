@@ -41,7 +41,9 @@ Where each fault acts:
     out after N.00 seconds") for Step Functions tasks, pollers, asynchronous
     invocations and `SandboxSession.invoke`; botocore's `ReadTimeoutError` for a
     synchronous Invoke made with boto3 by a handler or a client (botocore retries it,
-    which runs the function again, as with AWS).
+    which runs the function again, as with AWS). A durable function's invocation
+    whose reply is lost is replayed from its execution's last checkpoint
+    (`delivery.durable`): the steps it completed stand and do not run again.
   - `timeout-mid`: at the invocation's first call that is not a read (reads: Get*,
     Describe*, List*, BatchGet*, TransactGet*, Query, Scan, ReceiveMessage, any GET),
     the call is made and then the handler is stopped with `FunctionTimedOut`, a
@@ -50,7 +52,8 @@ Where each fault acts:
     invocation is stopped again, and its execution environment is not reused (the
     next invocation starts cold, as after a real timeout). Every caller, synchronous
     ones included, sees `Sandbox.Timedout`: what Lambda answers when a function times
-    out.
+    out. Not for durable functions' handler code: the SDK runs it, and makes its
+    checkpoints, on threads of its own, which are not the invocation's.
   - `throttle@lambda` / `outage@lambda`: invocations made outside the Invoke API (the
     delivery's pollers, rule targets and asynchronous queue; `SandboxSession.invoke`)
     end without running, with `TooManyRequestsException` / `ServiceException`; the

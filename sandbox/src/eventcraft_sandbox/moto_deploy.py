@@ -53,6 +53,7 @@ from eventcraft_sandbox.deployers.base import (
     SchemaRegistryRecord,
     whole_numbers,
 )
+from eventcraft_sandbox.durable_service import DurableConfigPatch
 from eventcraft_sandbox.limits import AwsLimits, AwsLimitsPatch
 from eventcraft_sandbox.mock_deploy import REGION, Deployment, RecordingMocks, deploy
 from eventcraft_sandbox.quotas import (
@@ -342,6 +343,7 @@ def _set_queue_attributes(self: Any, attributes: dict[str, Any], now: float | No
 
 def _moto_fixes() -> list[AbstractContextManager[Any]]:
     return [
+        DurableConfigPatch(),  # functions are deployed before the delivery starts
         mock.patch.object(IAMRequestBase, "_create_aws_request", _create_aws_request),
         mock.patch.object(SqsQueue, "_set_attributes", _set_queue_attributes),
         mock.patch.object(

@@ -407,6 +407,7 @@ class SandboxSession:
                 function_names={name: short for short, name in functions.items()},
             )
             runtime.event_dispatcher = delivery.dispatch_event
+            runtime.durable_runner = delivery.durable.run_sync
             delivery.lambda_async.dead_letter_targets.update(_dead_letter_targets(deployment))
             stack.enter_context(runtime)
             stack.enter_context(delivery)

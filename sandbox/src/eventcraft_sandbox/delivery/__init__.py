@@ -15,6 +15,7 @@ targets). `Delivery` replaces all of it:
         runtime = LambdaRuntime(admin=sandbox.admin, clock=clock)
         delivery = Delivery(Scheduler(clock), runtime, deployment.records, sandbox)
         runtime.event_dispatcher = delivery.dispatch_event   # Invoke(Event) -> async queue
+        runtime.durable_runner = delivery.durable.run_sync   # durable functions' Invoke
         with runtime, delivery:
             ...                                          # put events, send, write items
             report = delivery.run_until_quiet()          # deliver it all, in virtual time
@@ -32,7 +33,8 @@ only then (`eventcraft_sandbox.clock`).
 
 Parts (each module's docstring has the semantics and what is approximated):
 `eventbridge` (PutEvents -> rules -> targets, retry policies, DLQs, archives, replay),
-`lambda_async` (asynchronous invocation retries and destinations), `schedules`
+`lambda_async` (asynchronous invocation retries and destinations), `durable`
+(durable functions' executions, their replays and timeouts), `schedules`
 (scheduled rules), `sqs` (queue -> function pollers), `streams` (DynamoDB stream /
 Kinesis shard pollers), `stepfunctions` (virtual Retry / Wait), `concurrency`
 (deliveries started together under the `concurrency` fault), and
@@ -58,6 +60,7 @@ from eventcraft_sandbox.delivery.common import (
     MappingLike,
     RecordsLike,
 )
+from eventcraft_sandbox.delivery.durable import DurableDelivery
 from eventcraft_sandbox.delivery.eventbridge import ArchivedEvent, EventBridgeDelivery
 from eventcraft_sandbox.delivery.lambda_async import LambdaAsync
 from eventcraft_sandbox.delivery.schedules import ScheduleDelivery
@@ -129,6 +132,8 @@ class Delivery:
         )
         mappings: list[MappingLike] = list(records.event_source_mappings) if records else []
         self.time = MotoTimePatch(self.clock)
+        self.durable = DurableDelivery(self.ctx)
+        self.ctx.durable = self.durable
         self.lambda_async = LambdaAsync(self.ctx)
         self.eventbridge = EventBridgeDelivery(self.ctx, self.lambda_async)
         self.sqs = SqsDelivery(self.ctx, mappings)
@@ -155,6 +160,7 @@ class Delivery:
         try:
             for part in (
                 self.time,
+                self.durable,
                 self.stepfunctions,
                 self.eventbridge,
                 self.sqs,

@@ -331,6 +331,8 @@ class DeliveryContext:
         self.faults = faults if faults is not None else FaultPlan()
         self.function_names = dict(function_names or {})
         self.log = DeliveryLog()
+        # The durable executions (`delivery.durable`), set by the `Delivery`.
+        self.durable: Any = None
         self._admin: dict[tuple[str, str], Any] = {}
         self._roles: dict[tuple[str, str, str], dict[str, str]] = {}
         self._role_clients: dict[tuple[str, str, str, str, str], Any] = {}

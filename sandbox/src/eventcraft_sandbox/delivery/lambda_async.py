@@ -9,7 +9,8 @@ the event is older than `MaximumEventAgeInSeconds` (6 hours by default). Then th
 invocation record goes to the OnFailure destination (and the event to the function's
 dead-letter queue, if it has one: moto drops a function's `DeadLetterConfig`, so the
 sandbox lists those in `LambdaAsync.dead_letter_targets`); a success goes to the
-OnSuccess destination. The record has AWS's shape:
+OnSuccess destination. (An event for a durable function starts a durable execution
+instead: `eventcraft_sandbox.delivery.durable`.) The record has AWS's shape:
 
     {"version": "1.0", "timestamp": "...Z",
      "requestContext": {"requestId", "functionArn": "...:$LATEST",
@@ -110,6 +111,11 @@ class LambdaAsync:
     def submit(self, function: str, payload: Any, *, source: str = "") -> str:
         """Queue an asynchronous invocation of `function` (name or ARN)."""
         function_arn = self._function_arn(function)
+        durable = self.ctx.durable
+        if durable is not None and function_arn.startswith("arn:") and durable.config(function_arn):
+            # A durable function: the event starts an execution, whose replays stand
+            # in for this queue's retries (`delivery.durable`).
+            return str(durable.start(function_arn, payload, source=source).arn)
         request_id = f"async-{next(self._ids):06d}"
         invocation = AsyncInvocation(
             request_id, function_arn, payload, self.ctx.clock.now(), source

@@ -73,6 +73,10 @@ def create_function_params(request: ResourceRequest, name: str) -> dict[str, Any
             "VpcConfig": api_shape(request.get("vpcConfig")),
             "ImageConfig": api_shape(request.get("imageConfig")),
             "SnapStart": api_shape(request.get("snapStart")),
+            # Durability: kept on moto's function (`eventcraft_sandbox.durable_service`).
+            "DurableConfig": api_shape(
+                request.get("durableConfig"), {"retentionPeriod": "RetentionPeriodInDays"}
+            ),
             "FileSystemConfigs": (
                 [api_shape(request.get("fileSystemConfig"))]
                 if request.get("fileSystemConfig")

@@ -148,7 +148,15 @@ def _states_resources(req: _RequestView) -> list[str]:
 _LAMBDA_PATH = re.compile(r"^/\d{4}-\d{2}-\d{2}/functions/([^/?]+)")
 
 
+_DURABLE_EXECUTION_PATH = re.compile(r"^/\d{4}-\d{2}-\d{2}/durable-executions/([^/?]+)")
+
+
 def _lambda_resources(req: _RequestView) -> list[str]:
+    # A durable execution's APIs are authorised on its ARN (a sub-resource of the
+    # function version: "function:<name>:*" in a policy matches it), as AWS does.
+    durable = _DURABLE_EXECUTION_PATH.match(req.response.path or "")
+    if durable is not None:
+        return [unquote(durable.group(1))]
     match = _LAMBDA_PATH.match(req.response.path or "")
     if match is None:
         return []

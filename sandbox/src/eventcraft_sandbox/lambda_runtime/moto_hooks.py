@@ -470,7 +470,14 @@ def moto_invoke_lambda(fn: Any, event: Any = None) -> tuple[str, bool, str]:
                     outcome.result.error_message,
                 )
             return "", False, ""
-        outcome = runtime._invoke(spec, payload, call.invocation_type, invoked)
+        if runtime.durable_runner is not None and getattr(fn, "durable_config", None):
+            # A durable function: the invocation starts a durable execution and
+            # waits for it (`eventcraft_sandbox.delivery.durable`).
+            from eventcraft_sandbox.lambda_runtime.invocation import Outcome
+
+            outcome = Outcome(runtime.durable_runner(invoked, payload), str(uuid.uuid4()))
+        else:
+            outcome = runtime._invoke(spec, payload, call.invocation_type, invoked)
     result = outcome.result
     if result.refused:  # throttled: the API's error, not a function error
         members = {"Reason": outcome.reason} if outcome.reason else {}

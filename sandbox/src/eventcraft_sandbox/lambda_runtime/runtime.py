@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -121,7 +121,9 @@ class LambdaRuntime:
       timeout x `timeout_scale`).
     - `event_dispatcher(function_arn, event)`: where InvocationType=Event requests
       made through moto's Invoke API go (the delivery part's async queue, which
-      retries); default None: run inline, the result only logged.
+      retries); default None: run inline, the result only logged. The attribute
+      `durable_runner(function_arn, event)` is where a synchronous Invoke of a durable
+      function goes (`delivery.durable.run_sync`, set as `dispatch_event` is).
     - `write_logs`: also write each invocation's log to its function's CloudWatch
       log group in moto, when the group exists (default True).
     - `work_dir`: where code is extracted (default: a temp dir removed by `close()`).
@@ -155,6 +157,9 @@ class LambdaRuntime:
         self.timeout_scale = timeout_scale
         self.wall_clock_backstop = wall_clock_backstop
         self.event_dispatcher = event_dispatcher
+        # A synchronous Invoke of a durable function: (function ARN, event) -> result
+        # (`Delivery.durable.run_sync`); None: the handler gets the plain event.
+        self.durable_runner: Callable[[str, Any], InvocationResult] | None = None
         self.write_logs = write_logs
         self._owns_work_dir = work_dir is None
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="sandbox-lambda-"))
