@@ -315,7 +315,8 @@ class OrderSagaSession(SandboxSession):
 
         - every_order_final: every order placed (the client's answers and every order
           in the orders table, so one whose reply was lost counts too) is COMPLETED or
-          CANCELLED, and every order a client was told about exists;
+          CANCELLED, and every order a client was told about exists (with a state
+          machine, the problem says how the order's latest execution ended);
         - one_outcome_event_per_order: each final order published exactly one outcome
           event (counted by event id, not by delivery: a redelivered or republished
           event is the same event), the one of its status;
@@ -368,6 +369,32 @@ class OrderSagaSession(SandboxSession):
             problems={name: texts[:5] for name, texts in problems.items()},
         )
 
+    def _execution_outcome(self, order_id: str) -> str:
+        """How the order's latest saga execution ended, for a stuck order's problem
+        text ('' without a state machine or an execution of the order)."""
+        machine = self.outputs.get("stateMachineArn")
+        if not machine:
+            return ""
+        sfn = self.client("stepfunctions")
+        found = [  # started by a rule: named by EventBridge, the order is in the input
+            described
+            for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
+            for execution in page["executions"]
+            if order_id
+            in str(
+                (described := sfn.describe_execution(executionArn=execution["executionArn"])).get(
+                    "input"
+                )
+            )
+        ]
+        if not found:
+            return "no saga execution"
+        latest = max(found, key=lambda described: described["startDate"])
+        ended = " ".join(str(part) for part in (latest.get("error"), latest.get("cause")) if part)
+        return f"its execution {latest['name']} is {latest['status']}" + (
+            f": {ended[:300]}" if ended else ""
+        )
+
     def _check_outcomes(self, orders: Mapping[str, Item], fail: _Fail) -> None:
         """every_order_final, one_outcome_event_per_order."""
         with self._lock:
@@ -377,7 +404,11 @@ class OrderSagaSession(SandboxSession):
             record = orders.get(order_id)
             status = None if record is None else str(record.get("status"))
             if status not in FINAL_STATUSES:
-                fail("every_order_final", f"order {order_id} is {status or 'missing'}")
+                why = self._execution_outcome(order_id)
+                fail(
+                    "every_order_final",
+                    f"order {order_id} is {status or 'missing'}" + (f" ({why})" if why else ""),
+                )
         for order_id, record in orders.items():
             status = str(record.get("status"))
             published = outcomes.get(order_id, {})
