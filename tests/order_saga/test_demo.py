@@ -370,8 +370,14 @@ def test_an_orders_file_is_placed_line_by_line_and_refusals_are_listed(tmp_path:
     stock_path = tmp_path / "stock.json"
     stock_path.write_text('{"sku-mug": 3}')
     out = io.StringIO()
+    # No simulated carrier or provider failures (dev's shippingFailureRate is 0.1, drawn
+    # per random order id): the first order completes, the second finds no stock left.
     options = demo.DemoOptions(
-        json=True, orders_file=orders_path, stock_file=stock_path, saga="orchestration"
+        json=True,
+        orders_file=orders_path,
+        stock_file=stock_path,
+        saga="orchestration",
+        fail_rate=0.0,
     )
     status = demo.main(options, out=out, err=io.StringIO())
     report = json.loads(out.getvalue())
