@@ -205,7 +205,11 @@ OBSERVER_RULES: Final = frozenset({"history", "activity", "forward"})
 
 # Errors the saga tasks raise for a transient condition (their exception class names):
 # the state machine retries them like the Lambda service's own faults.
-CONFLICT_ERRORS: Final = ("ConcurrentUpdateError", "TransactionConflictError")
+CONFLICT_ERRORS: Final = (
+    "ConcurrentUpdateError",
+    "TransactionConflictError",
+    "TransactionThrottledError",
+)
 PAYMENT_TRANSIENT_ERRORS: Final = ("PaymentProviderUnavailable", *CONFLICT_ERRORS)
 # The views derived from streams (history read model, snapshots, activity windows) are
 # idempotent and rebuildable: they ride out hours of throttling or an outage by retrying

@@ -198,15 +198,7 @@ def _transact(items: Sequence[TransactWriteItemTypeDef]) -> None:
     try:
         ddb.transact_write_items(TransactItems=list(items))
     except ddb.exceptions.TransactionCanceledException as exc:
-        codes = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-        failed = [(i, "?") for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
-        if failed:
-            raise outbox.ConditionFailedError(failed, len(items)) from exc
-        if "TransactionConflict" in codes:
-            raise outbox.TransactionConflictError(
-                "another transaction wrote the same items at the same time; retry"
-            ) from exc
-        raise
+        outbox.raise_cancelled(exc, items, n_business_items=len(items))
 
 
 def retry_conflicts(attempt: Callable[[], T], *, what: str) -> T:

@@ -9,7 +9,9 @@ import pytest
 
 from pulumi_eventcraft.saga import (
     COMPENSATION_RETRY,
+    STEP_RETRY,
     TIMEOUT_ERRORS,
+    TRANSIENT_ERRORS,
     TRANSIENT_LAMBDA_ERRORS,
     RetryPolicy,
     SagaStep,
@@ -46,11 +48,11 @@ def order_saga(*, own: bool = False, **kwargs: Any) -> dict[str, Any]:
 
 
 TRANSIENT_RETRY = {
-    "ErrorEquals": list(TRANSIENT_LAMBDA_ERRORS),
+    "ErrorEquals": list(TRANSIENT_ERRORS),
     "IntervalSeconds": 1,
-    "MaxAttempts": 3,
+    "MaxAttempts": 12,
     "BackoffRate": 2.0,
-    "MaxDelaySeconds": 30,
+    "MaxDelaySeconds": 120,
     "JitterStrategy": "FULL",
 }
 
@@ -73,13 +75,22 @@ def test_steps_run_in_order_and_end_in_succeed() -> None:
     validate_definition(d)  # every target exists, nothing unreachable
 
 
-def test_steps_retry_only_transient_lambda_errors_with_capped_jittered_backoff() -> None:
+def test_steps_retry_only_transient_errors_with_capped_jittered_backoff() -> None:
     states = order_saga()["States"]
     for name in ("reserve", "pay", "ship"):
         assert states[name]["Retry"] == [TRANSIENT_RETRY]
-    # Business errors are never retried: no retrier matches everything.
-    assert "States.ALL" not in TRANSIENT_LAMBDA_ERRORS
-    assert "States.TaskFailed" not in TRANSIENT_LAMBDA_ERRORS
+    # The Lambda service's faults, and a throttled or failed AWS call in the handler (the
+    # SDK's exception class name is the task's error name).
+    assert set(TRANSIENT_LAMBDA_ERRORS) < set(TRANSIENT_ERRORS)
+    assert "ProvisionedThroughputExceededException" in TRANSIENT_ERRORS
+    # Business errors are never retried: no retrier matches everything, and an AWS error
+    # that can mean a hard limit is not taken for a throttle.
+    for never in ("States.ALL", "States.TaskFailed", "LimitExceededException", "ClientError"):
+        assert never not in TRANSIENT_ERRORS
+    # Patient: the waits add up to about 12 minutes (an outage of DynamoDB of 10 minutes
+    # does not fail the saga), each capped at 2 minutes.
+    assert STEP_RETRY.waits() == [1, 2, 4, 8, 16, 32, 64, 120, 120, 120, 120, 120]
+    assert 10 * 60 < sum(STEP_RETRY.waits()) < 13 * 60
 
 
 def test_a_failure_compensates_the_steps_completed_before_it_in_reverse_order() -> None:
@@ -134,9 +145,9 @@ def test_compensations_retry_every_error_and_carry_on_when_they_give_up() -> Non
             {
                 "ErrorEquals": ["States.ALL"],
                 "IntervalSeconds": 1,
-                "MaxAttempts": 5,
+                "MaxAttempts": 20,
                 "BackoffRate": 2.0,
-                "MaxDelaySeconds": 30,
+                "MaxDelaySeconds": 300,
                 "JitterStrategy": "FULL",
             }
         ]
@@ -230,7 +241,10 @@ def test_retry_policy_waits_are_capped() -> None:
         30,
         30,
     ]
-    assert COMPENSATION_RETRY.max_attempts == 5
+    # An undo that gives up leaves the system inconsistent: it outlasts an hour of outage.
+    assert COMPENSATION_RETRY.max_attempts == 20
+    assert COMPENSATION_RETRY.waits()[-1] == 300
+    assert 60 * 60 < sum(COMPENSATION_RETRY.waits()) < 65 * 60
 
 
 @pytest.mark.parametrize(
@@ -449,7 +463,7 @@ def test_handler_transient_errors_join_the_steps_retrier() -> None:
         task=fn("pay"),
         transient_errors=("PaymentProviderUnavailable", "ConcurrentUpdateError"),
     )
-    expected = [*TRANSIENT_LAMBDA_ERRORS, "PaymentProviderUnavailable", "ConcurrentUpdateError"]
+    expected = [*TRANSIENT_ERRORS, "PaymentProviderUnavailable", "ConcurrentUpdateError"]
     assert list(step.retry.errors) == expected
     (state,) = [s for n, s in saga_definition([step])["States"].items() if n == "pay"]
     assert state["Retry"] == [{**TRANSIENT_RETRY, "ErrorEquals": expected}]
@@ -472,7 +486,7 @@ def test_an_idempotent_step_retries_a_lost_reply_instead_of_compensating_it() ->
         transient_errors=("ConcurrentUpdateError",),
         idempotent=True,
     )
-    expected = [*TRANSIENT_LAMBDA_ERRORS, "ConcurrentUpdateError", *TIMEOUT_ERRORS]
+    expected = [*TRANSIENT_ERRORS, "ConcurrentUpdateError", *TIMEOUT_ERRORS]
     assert "Sandbox.Timedout" in expected and "States.Timeout" in expected
     (state,) = [s for n, s in saga_definition([step])["States"].items() if n == "ship"]
     assert state["Retry"] == [{**TRANSIENT_RETRY, "ErrorEquals": expected}]
@@ -542,9 +556,9 @@ def test_the_failure_hook_runs_after_the_compensations_and_before_the_saga_fails
             {
                 "ErrorEquals": ["States.ALL"],
                 "IntervalSeconds": 1,
-                "MaxAttempts": 5,
+                "MaxAttempts": 20,
                 "BackoffRate": 2.0,
-                "MaxDelaySeconds": 30,
+                "MaxDelaySeconds": 300,
                 "JitterStrategy": "FULL",
             }
         ],

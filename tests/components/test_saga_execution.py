@@ -29,7 +29,8 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from eventcraft_sandbox.mock_deploy import deploy
 from pulumi_eventcraft.saga import (
-    RetryPolicy,
+    COMPENSATION_RETRY,
+    STEP_RETRY,
     SagaStep,
     function_arns,
     parallel_checks,
@@ -254,7 +255,7 @@ def test_a_transient_error_is_retried_with_backoff_and_the_saga_succeeds(sfn: Sf
     assert sfn.called() == ["reserve", "pay", "pay", "pay", "ship"]
     # Two waits, each jittered in [0, 1 * 2**i] (full jitter, backoff 2 from 1 s).
     assert len(sfn.sleeps) == 2
-    for wait, cap in zip(sfn.sleeps, RetryPolicy().waits(), strict=False):
+    for wait, cap in zip(sfn.sleeps, STEP_RETRY.waits(), strict=False):
         assert 0 <= wait <= cap
     assert json.loads(result["output"])["results"]["pay"] == {"pay": "done"}
 
@@ -267,9 +268,11 @@ def test_a_transient_error_that_persists_exhausts_the_retries_then_compensates(
 
     assert result["status"] == "FAILED"
     assert result["error"] == "SagaFailed"
-    # 1 attempt + 3 retries, then the completed step is undone.
-    assert sfn.called() == ["reserve", "pay", "pay", "pay", "pay", "release"]
-    assert len(sfn.sleeps) == 3
+    # 1 attempt + 12 retries (STEP_RETRY), then the completed step is undone.
+    assert sfn.called() == ["reserve", *["pay"] * 13, "release"]
+    assert len(sfn.sleeps) == 12
+    for wait, cap in zip(sfn.sleeps, STEP_RETRY.waits(), strict=True):
+        assert 0 <= wait <= cap
 
 
 def test_a_failing_compensation_retries_until_it_succeeds(sfn: Sfn) -> None:
@@ -292,9 +295,9 @@ def test_a_compensation_that_gives_up_still_lets_the_others_run(sfn: Sfn) -> Non
 
     assert result["status"] == "FAILED"
     assert result["error"] == "SagaCompensationFailed"
-    # 1 + 5 attempts of the refund, then the release runs anyway.
-    assert sfn.called() == ["reserve", "pay", "ship", *["refund"] * 6, "release"]
-    assert len(sfn.sleeps) == 5
+    # 1 + 20 attempts of the refund (COMPENSATION_RETRY), then the release runs anyway.
+    assert sfn.called() == ["reserve", "pay", "ship", *["refund"] * 21, "release"]
+    assert len(sfn.sleeps) == COMPENSATION_RETRY.max_attempts == 20
 
 
 def test_a_static_fail_cause_hides_the_handler_message(sfn: Sfn) -> None:
@@ -512,7 +515,7 @@ def test_the_failure_hook_records_a_first_step_that_exhausted_its_retries(sfn: S
     result = sfn.run(sfn.deploy(definition), "reserve-outage", ORDER)
 
     assert (result["status"], result["error"]) == ("FAILED", "SagaFailed")
-    assert sfn.called() == [*["reserve"] * 4, "release", "recordOutcome"]
+    assert sfn.called() == [*["reserve"] * 13, "release", "recordOutcome"]
     # The hook sees the order, the caught error and what was compensated.
     state = sfn.calls[-1][1]
     assert state["orderId"] == "o-1"
@@ -526,7 +529,7 @@ def test_a_failure_hook_that_gives_up_fails_the_execution_louder(sfn: Sfn) -> No
     definition = saga_definition(steps, on_failure=sfn.function("recordOutcome", fails("Boom")))
     result = sfn.run(sfn.deploy(definition), "hook-gave-up", ORDER)
     assert (result["status"], result["error"]) == ("FAILED", "SagaOutcomeNotRecorded")
-    assert sfn.called() == ["pay", *["recordOutcome"] * 6]
+    assert sfn.called() == ["pay", *["recordOutcome"] * 21]
 
 
 def test_the_success_hook_runs_once_after_the_last_step(sfn: Sfn) -> None:

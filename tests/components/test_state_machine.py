@@ -12,7 +12,13 @@ import pytest
 
 from eventcraft_sandbox.mock_deploy import Deployment, RecordingMocks, Resource, deploy
 from pulumi_eventcraft.iam import find_violations, grant_policy
-from pulumi_eventcraft.saga import SagaStep, function_arns, saga_definition
+from pulumi_eventcraft.saga import (
+    TRANSIENT_ERRORS,
+    RetryPolicy,
+    SagaStep,
+    function_arns,
+    saga_definition,
+)
 from pulumi_eventcraft.state_machine import (
     DefinitionError,
     StateMachine,
@@ -60,18 +66,35 @@ def lambda_function(name: str) -> aws.lambda_.Function:
     )
 
 
+# Short retriers, for a saga that must fit in EXPRESS's 5 minutes: 3 retries of the
+# transient errors (waits 1 + 2 + 4 s), compensations 5 retries of anything (31 s).
+SHORT_RETRY = RetryPolicy(errors=TRANSIENT_ERRORS)
+SHORT_COMPENSATION_RETRY = RetryPolicy(errors=("States.ALL",), max_attempts=5)
+
+
 def saga_program(
-    mocks: RecordingMocks | None = None, **overrides: Any
+    mocks: RecordingMocks | None = None, *, short_retries: bool = True, **overrides: Any
 ) -> tuple[Deployment, Resource]:
     """The orders saga, with its functions declared in the program (`mocks`: to see what
-    was registered when it fails)."""
+    was registered when it fails). `short_retries`: SHORT_RETRY and
+    SHORT_COMPENSATION_RETRY instead of the steps' patient defaults."""
 
     def program() -> None:
         fns = {n: lambda_function(n) for n in ("reserve", "release", "pay", "refund", "ship")}
+        retries: dict[str, Any] = (
+            {"retry": SHORT_RETRY, "compensation_retry": SHORT_COMPENSATION_RETRY}
+            if short_retries
+            else {}
+        )
         steps = [
-            SagaStep(name="reserve", task=fns["reserve"].arn, compensation=fns["release"].arn),
-            SagaStep(name="pay", task=fns["pay"].arn, compensation=fns["refund"].arn),
-            SagaStep(name="ship", task=fns["ship"].arn),
+            SagaStep(
+                name="reserve",
+                task=fns["reserve"].arn,
+                compensation=fns["release"].arn,
+                **retries,
+            ),
+            SagaStep(name="pay", task=fns["pay"].arn, compensation=fns["refund"].arn, **retries),
+            SagaStep(name="ship", task=fns["ship"].arn, **retries),
         ]
         args: dict[str, Any] = {
             "definition": saga_definition(steps),
@@ -509,9 +532,14 @@ def test_an_express_saga_that_can_outlast_five_minutes_is_refused_naming_its_wor
         "StateMachineArgs.max_task_seconds) or the retries, or use type 'STANDARD'"
     )
     assert [r.name for r in mocks.registrations if r.name.startswith("orders")] == []
-    # STANDARD runs for up to a year: the same saga is fine.
+    # STANDARD runs for up to a year: the same saga is fine, with the patient defaults too.
     _, sm = saga_program(type="STANDARD", max_task_seconds=30)
     assert sm.inputs["type"] == "STANDARD"
+    _, sm = saga_program(type="STANDARD", max_task_seconds=30, short_retries=False)
+    assert sm.inputs["type"] == "STANDARD"
+    # The defaults ride out an hour of outage: far too long for EXPRESS, even with 1 s tasks.
+    with pytest.raises(ValueError, match=r"its worst case is \d{4,} s: reserve"):
+        saga_program(type="EXPRESS", max_task_seconds=1, short_retries=False)
 
 
 def task(resource: str = f"{FN}:a", **fields: Any) -> dict[str, Any]:

@@ -101,6 +101,25 @@ def test_the_same_event_id_cannot_be_recorded_twice() -> None:
     assert [item["pk"] for item in scan(ORDERS)] == ["order-1"]
 
 
+@pytest.mark.usefixtures("queue")
+def test_a_throttled_transaction_is_a_retryable_error_and_writes_nothing() -> None:
+    """DynamoDB cancels a throttled transaction (reason ThrottlingError); botocore does not
+    retry a TransactionCanceledException, so the outbox names it retryable: a saga step
+    and a queue consumer retry it instead of taking it for a business failure."""
+    from eventcraft_sandbox.fault_injection import FaultInjector
+    from eventcraft_sandbox.faults import FaultPlan
+
+    throttled = FaultInjector(FaultPlan.parse(["throttle@dynamodb=1"], seed=0), clients=True)
+    with throttled.installed(), pytest.raises(outbox.TransactionThrottledError) as caught:
+        place(order())
+    assert isinstance(caught.value, outbox.TransactionConflictError)  # retried as one
+    assert "ThrottlingError" in str(caught.value)
+    assert "retry the command after a backoff" in str(caught.value)
+    assert scan(ORDERS) == [] and scan(OUTBOX) == []
+    place(order())  # the same command, once the throttling is over
+    assert [item["pk"] for item in scan(ORDERS)] == ["order-1"]
+
+
 def test_transaction_size_is_checked_before_calling_dynamodb() -> None:
     with pytest.raises(ValueError, match="DynamoDB allows 100"):
         outbox.write([{"Put": {}}] * 100, [order()], outbox_table=OUTBOX)  # type: ignore[list-item]

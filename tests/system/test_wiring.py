@@ -18,7 +18,7 @@ from order_saga.system import (
     PAYMENT_TRANSIENT_ERRORS,
 )
 from pulumi_eventcraft.event_rule import MAX_TARGETS_PER_RULE
-from pulumi_eventcraft.saga import TIMEOUT_ERRORS, TRANSIENT_LAMBDA_ERRORS
+from pulumi_eventcraft.saga import STEP_RETRY, TIMEOUT_ERRORS, TRANSIENT_ERRORS
 from tests.system.conftest import (
     ALARM,
     ALL_OPTIONS,
@@ -195,20 +195,24 @@ def test_the_saga_state_machine(stack: str) -> None:
     assert states["pay"]["Catch"][0]["Next"] == "CompensatePay"
     assert states["ship"]["Catch"][0]["Next"] == "CompensatePay"
     assert states["CompensatePay"]["Next"] == "CompensateReserve"
-    # The handlers' transient errors are retried; business failures are not. Every step
-    # is idempotent: a lost reply (a timeout after it committed) is retried too, never
-    # compensated while retries remain.
+    # The handlers' transient errors are retried, and so is a throttled or failed AWS
+    # call in a handler (an outage of minutes cancels no order); business failures are
+    # not. Every step is idempotent: a lost reply (a timeout after it committed) is
+    # retried too, never compensated while retries remain.
     assert states["pay"]["Retry"][0]["ErrorEquals"] == [
-        *TRANSIENT_LAMBDA_ERRORS,
+        *TRANSIENT_ERRORS,
         *PAYMENT_TRANSIENT_ERRORS,
         *TIMEOUT_ERRORS,
     ]
     for step in ("reserve", "ship"):
         assert states[step]["Retry"][0]["ErrorEquals"] == [
-            *TRANSIENT_LAMBDA_ERRORS,
+            *TRANSIENT_ERRORS,
             *CONFLICT_ERRORS,
             *TIMEOUT_ERRORS,
         ]
+        assert states[step]["Retry"][0]["MaxAttempts"] == STEP_RETRY.max_attempts
+    assert "ProvisionedThroughputExceededException" in TRANSIENT_ERRORS
+    assert "TransactionThrottledError" in CONFLICT_ERRORS
     assert {"States.Timeout", "Sandbox.Timedout"} <= set(TIMEOUT_ERRORS)
     assert "PaymentDeclined" not in json.dumps(states["pay"]["Retry"])
     # The failure hook records CANCELLED, e.g. when reserve exhausted its retries.

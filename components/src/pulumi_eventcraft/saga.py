@@ -45,8 +45,11 @@ without one, at the compensation of the latest completed step that has one). Ref
   still have taken effect, so even with `compensate_own_failure=False` it enters the
   chain at its OWN compensation, and compensations should leave a tombstone so that a
   late step is refused.
-- Compensations retry every error (`COMPENSATION_RETRY`, 5 retries): giving up leaves
-  the system inconsistent. One that still fails is recorded under
+- Steps retry transient errors (`STEP_RETRY`: the Lambda service's faults and a
+  throttled or failed AWS call in the handler, for about 12 minutes) rather than fail
+  the saga over an outage; anything else the handler raises is a business failure.
+- Compensations retry every error (`COMPENSATION_RETRY`, 20 retries, about an hour):
+  giving up leaves the system inconsistent. One that still fails is recorded under
   `$.compensationErrors.<step>` and the chain goes on (undo as much as possible); the
   execution then fails with `SagaCompensationFailed` instead of `SagaFailed`, which
   the state machine's ExecutionsFailed alarm reports for an operator.
@@ -70,7 +73,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import pulumi
@@ -85,6 +88,28 @@ TRANSIENT_LAMBDA_ERRORS: Final[tuple[str, ...]] = (
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 )
+
+# Raised inside a handler by the AWS SDK (boto3's exception class names, the Lambda
+# `errorType`) once the SDK's own retries are spent: the call was throttled or the service
+# failed, and nothing was decided. Only modelled errors have a class of their own, and
+# `LimitExceededException` is left out: some services mean a hard limit by it.
+AWS_SDK_TRANSIENT_ERRORS: Final[tuple[str, ...]] = (
+    "ProvisionedThroughputExceededException",  # DynamoDB, Kinesis
+    "ThrottlingException",  # DynamoDB, EventBridge, Kinesis, Logs, Scheduler
+    "RequestLimitExceeded",  # DynamoDB (account throughput)
+    "TransactionInProgressException",  # DynamoDB (same ClientRequestToken in flight)
+    "TooManyRequestsException",  # Lambda, Schemas
+    "RequestThrottled",  # SQS
+    "KMSThrottlingException",  # Kinesis (its key)
+    "InternalServerError",  # DynamoDB 500
+    "InternalException",  # EventBridge 500
+    "InternalServerException",  # Logs, Scheduler
+    "ServiceException",  # Lambda 500 (a handler's own Invoke)
+    "ServiceUnavailableException",  # Logs, Schemas
+)
+
+# What a step retries by default: the Lambda service's faults and the AWS SDK's.
+TRANSIENT_ERRORS: Final[tuple[str, ...]] = (*TRANSIENT_LAMBDA_ERRORS, *AWS_SDK_TRANSIENT_ERRORS)
 
 # A lost reply: the task may have run to the end and committed. `States.Timeout`: the
 # task's TimeoutSeconds passed; `Sandbox.Timedout` (reported as `Lambda.Unknown` by older
@@ -205,9 +230,18 @@ class RetryPolicy:
         ]
 
 
-# Compensations retry every error, more often: an undo that gives up leaves the
-# system inconsistent, and compensations are idempotent, so repeating them is safe.
-COMPENSATION_RETRY: Final = RetryPolicy(errors=("States.ALL",), max_attempts=5)
+# A step's default retrier: transient errors only, patient enough to ride out minutes
+# of throttling or an outage (waits up to 1, 2, 4 ... 64 s, then 120 s: 12 retries over
+# at most about 12 minutes, full jitter) rather than fail the saga over them. A business
+# failure (anything else the handler raises) is not retried.
+STEP_RETRY: Final = RetryPolicy(errors=TRANSIENT_ERRORS, max_attempts=12, max_delay_seconds=120)
+
+# Compensations retry every error, for longer: an undo that gives up leaves the system
+# inconsistent, and compensations are idempotent, so repeating them is safe. 20 retries,
+# waits up to 1, 2, 4 ... 256 s then 300 s: they outlast an hour of throttling or outage.
+COMPENSATION_RETRY: Final = RetryPolicy(
+    errors=("States.ALL",), max_attempts=20, max_delay_seconds=300
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,8 +254,9 @@ class SagaStep:
     task: the Lambda function ARN that performs the step (an Output is fine).
     compensation: the Lambda function ARN that undoes it; None (default) for a step
         with nothing to undo (e.g. a read or a notification).
-    retry: the step's retrier (default `RetryPolicy()`: transient Lambda errors, 3
-        retries from 1 s, backoff 2.0, capped at 30 s, full jitter).
+    retry: the step's retrier (default `STEP_RETRY`: `TRANSIENT_ERRORS`, the Lambda
+        service's and the AWS SDK's (a throttled or failed AWS call in the handler), 12
+        retries from 1 s, backoff 2.0, capped at 120 s, full jitter: about 12 minutes).
     transient_errors: error names the step's HANDLER raises for a transient condition
         (its exception class names, e.g. "ProviderUnavailable",
         "ConcurrentUpdateError"); default none. They are added to `retry`'s errors, so
@@ -240,7 +275,7 @@ class SagaStep:
         nothing to undo. False: only the earlier steps are undone (a timeout still
         undoes this one). Without a compensation it has no effect.
     compensation_retry: the compensation's retrier (default `COMPENSATION_RETRY`: every
-        error, 5 retries).
+        error, 20 retries over up to about an hour).
     result_path: where the step's result goes in the state (default
         `$.results.<name>`); a plain `$.a.b` path.
     timeout_seconds: the task's TimeoutSeconds (default None: bounded by the function's
@@ -251,7 +286,7 @@ class SagaStep:
     name: str
     task: pulumi.Input[str]
     compensation: pulumi.Input[str] | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = STEP_RETRY
     transient_errors: Sequence[str] = ()
     idempotent: bool = False
     compensate_own_failure: bool = True
@@ -359,7 +394,7 @@ def saga_definition(
         records the saga's final state (e.g. a function that stores the outcome).
     on_success: None (default) or a Lambda ARN run after the last step (state
         `RecordSuccess`, result at `$.outcome`).
-    hook_retry: the hooks' retrier (default `COMPENSATION_RETRY`: every error, 5 retries;
+    hook_retry: the hooks' retrier (default `COMPENSATION_RETRY`: every error, 20 retries;
         hooks record an outcome, so they must be idempotent).
     Raises ValueError for no steps, duplicate names, a name that collides with the saga's
     own states (SagaSucceeded, SagaFailed, CompensationFailed, Compensated,
@@ -612,11 +647,11 @@ def parallel_checks(
     aggregate: the Lambda ARN that combines them; its result goes to
         `aggregate_result_path` (default `$`: it becomes the execution's output).
     name / aggregate_name: the state names (defaults "Checks", "Aggregate").
-    retry: the retrier of every task (default `RetryPolicy()`: transient errors only).
+    retry: the retrier of every task (default `STEP_RETRY`: transient errors only).
     A branch that still fails fails the Parallel state and the execution (nothing to
     compensate: checks only read).
     """
-    policy = retry if retry is not None else RetryPolicy()
+    policy = retry if retry is not None else STEP_RETRY
     if not branches:
         raise ValueError("parallel_checks: branches must map at least one name to a Lambda ARN")
     for state_name, what in ((name, "name"), (aggregate_name, "aggregate_name")):

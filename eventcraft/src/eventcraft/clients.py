@@ -8,11 +8,13 @@ needs contracts or pure helpers does not pay for it.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_events.client import EventBridgeClient
+
+MAX_ATTEMPTS: Final = 5  # per call, the first one included (see `client`)
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
@@ -27,7 +29,11 @@ def client(service: str) -> Any: ...
 def client(service: str) -> Any:
     """The container's client for `service` (region and credentials from the environment).
 
-    Retries use botocore's "standard" mode (throttling and transient errors, with backoff).
+    Retries use botocore's "standard" mode (throttling and transient errors, with
+    jittered exponential backoff), 5 attempts in all instead of its 3: under sustained
+    throttling of 30% of calls, 1 call in 37 still fails after 3 attempts, 1 in 400
+    after 5 (DynamoDB's own SDK default was 10 for that reason). The waits add up to at
+    most 15 s (1 + 2 + 4 + 8), inside a handler's timeout.
     """
     existing = _clients.get(service)
     if existing is not None:
@@ -42,7 +48,7 @@ def client(service: str) -> Any:
             session = boto3.session.Session()
             _clients[service] = session.client(
                 service,  # type: ignore[call-overload]
-                config=Config(retries={"mode": "standard"}),
+                config=Config(retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}),
             )
         return _clients[service]
 

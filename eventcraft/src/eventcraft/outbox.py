@@ -43,7 +43,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from eventcraft import clients, dynamodb
 from eventcraft.publisher import Publisher, PublishError
@@ -107,6 +107,16 @@ class ConditionFailedError(OutboxError):
 
 class TransactionConflictError(OutboxError):
     """Another transaction touched the same items concurrently: nothing was written. Retry."""
+
+
+class TransactionThrottledError(TransactionConflictError):
+    """DynamoDB throttled an item of the transaction (reason `ThrottlingError` or
+    `ProvisionedThroughputExceeded`): nothing was written. Retry after a backoff. The SDK
+    does not retry it itself: a cancelled transaction is not a throttling error to it."""
+
+
+# Cancellation reasons that say "nothing was written, the same request may succeed later".
+_THROTTLED_REASONS: Final = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded"})
 
 
 class SweepIncompleteError(OutboxError):
@@ -186,7 +196,8 @@ def write(
     client_request_token: makes the call idempotent for 10 minutes (DynamoDB): the same
         token and request return success again without writing twice.
     Raises ConditionFailedError (nothing written, do not retry unchanged) or
-    TransactionConflictError (nothing written, retry).
+    TransactionConflictError (nothing written, retry; TransactionThrottledError when
+    DynamoDB throttled it).
     """
     if not events:
         raise ValueError("write() with no events: use TransactWriteItems directly")
@@ -202,21 +213,37 @@ def write(
     try:
         ddb.transact_write_items(**kwargs)
     except ddb.exceptions.TransactionCanceledException as exc:
-        reasons = exc.response.get("CancellationReasons", [])
-        codes = [reason.get("Code", "None") for reason in reasons]
-        failed = [
-            (i, _table_of(transact[i]))
-            for i, code in enumerate(codes)
-            if code == "ConditionalCheckFailed"
-        ]
-        if failed:
-            raise ConditionFailedError(failed, len(items)) from exc
-        if "TransactionConflict" in codes:
-            raise TransactionConflictError(
-                "another transaction wrote the same items at the same time; nothing was "
-                "written: retry the command"
-            ) from exc
-        raise
+        raise_cancelled(exc, transact, n_business_items=len(items))
+
+
+def raise_cancelled(
+    exc: Exception, transact: Sequence[TransactWriteItemTypeDef], *, n_business_items: int
+) -> NoReturn:
+    """Raise what the TransactionCanceledException `exc` of `transact` means, from its
+    cancellation reasons: ConditionFailedError, TransactionConflictError,
+    TransactionThrottledError, else `exc` itself. Items from `n_business_items` on are
+    outbox rows (named so in the ConditionFailedError)."""
+    response: Mapping[str, Any] = getattr(exc, "response", {})
+    codes = [reason.get("Code", "None") for reason in response.get("CancellationReasons", [])]
+    failed = [
+        (i, _table_of(transact[i]))
+        for i, code in enumerate(codes)
+        if code == "ConditionalCheckFailed" and i < len(transact)
+    ]
+    if failed:
+        raise ConditionFailedError(failed, n_business_items) from exc
+    if "TransactionConflict" in codes:
+        raise TransactionConflictError(
+            "another transaction wrote the same items at the same time; nothing was "
+            "written: retry the command"
+        ) from exc
+    throttled = _THROTTLED_REASONS.intersection(codes)
+    if throttled:
+        raise TransactionThrottledError(
+            f"DynamoDB throttled the transaction ({', '.join(sorted(throttled))}); nothing "
+            "was written: retry the command after a backoff"
+        ) from exc
+    raise exc
 
 
 def _table_of(item: TransactWriteItemTypeDef) -> str:
