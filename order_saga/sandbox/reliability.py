@@ -184,7 +184,8 @@ def _summary(cell: Cell) -> str:
     verdict = "all invariants hold" if not cell.broken else "BROKEN: " + ", ".join(cell.broken)
     injected = sum((r.get("faults") or {}).values())
     return (
-        f"{r['orders']} orders, {injected} injected, {verdict}, {r['stuck']} stuck, "
+        f"{r['orders']} orders ({r.get('cancelled', 0)} cancelled), {injected} injected, "
+        f"{verdict}, {r['stuck']} stuck, "
         f"{r.get('dead_lettered', 0)} dead-lettered / {r.get('redriven', 0)} redriven, "
         f"{r.get('events_lost', 0)} lost"
     )
@@ -197,7 +198,8 @@ def _mark(cell: Cell) -> str:
     injected = sum((r.get("faults") or {}).values())
     verdict = "ok" if not cell.broken else "**BROKEN**"
     return (
-        f"{verdict} · {r['orders']} orders · {injected} injected · {r['stuck']} stuck · "
+        f"{verdict} · {r['orders']} orders · {r.get('cancelled', 0)} cancelled · "
+        f"{injected} injected · {r['stuck']} stuck · "
         f"{r.get('dead_lettered', 0)}/{r.get('redriven', 0)} DLQ/redriven · "
         f"{r.get('events_lost', 0)} lost"
     )
@@ -222,8 +224,9 @@ def render(cells: Sequence[Cell], *, orders: int, seed: int, modes: Sequence[str
         "shipping), one outcome per order by event id, every order final, every outbox row",
         "published, no event lost, nothing left in a DLQ after the redrive.",
         "",
-        "Cell: verdict · orders · faults injected · orders stuck · messages dead-lettered /",
-        "redriven · events lost.",
+        "Cell: verdict · orders · orders cancelled (a fault should cancel no more orders than",
+        "the baseline row: out of stock, declined, undeliverable) · faults injected · orders",
+        "stuck · messages dead-lettered / redriven · events lost.",
         "",
         "| fault | " + " | ".join(modes) + " |",
         "|---|" + "---|" * len(modes),

@@ -21,6 +21,7 @@ OUTAGE = next(r for r in ROWS if r.name == "outage-events")
 def _report(**changes: Any) -> dict[str, Any]:
     report: dict[str, Any] = {
         "orders": 20,
+        "cancelled": 4,
         "stuck": 0,
         "dead_lettered": 3,
         "redriven": 3,
@@ -84,10 +85,13 @@ def test_the_matrix_has_a_row_per_fault_a_column_per_mode_and_each_cells_command
     assert "| fault | orchestration | choreography |" in text
     assert (
         "| outage-events (`outage@events=0+600`): EventBridge down 10 min | ok · 20 orders · "
-        "41 injected · 0 stuck · 3/3 DLQ/redriven · 0 lost | **BROKEN** · 20 orders · "
-        "41 injected · 2 stuck · 3/3 DLQ/redriven · 0 lost |"
+        "4 cancelled · 41 injected · 0 stuck · 3/3 DLQ/redriven · 0 lost | **BROKEN** · "
+        "20 orders · 4 cancelled · 41 injected · 2 stuck · 3/3 DLQ/redriven · 0 lost |"
     ) in text
-    assert "| none (none): no fault: the baseline | ok · 20 orders · 0 injected" in text
+    assert (
+        "| none (none): no fault: the baseline | ok · 20 orders · 4 cancelled · 0 injected" in text
+    )
+    assert "- **outage-events / orchestration**: 20 orders (4 cancelled), 41 injected" in text
     assert "  every_order_final: order o-1 is PLACED" in text
     assert "  Reproduce: `python y`" in text
     assert "  Injected: outage 41." in text
@@ -137,7 +141,7 @@ def test_resume_takes_the_saved_cells_and_runs_only_the_missing_ones(
     assert ran == ["choreography"]
     assert "2 cells, 200 orders each, 1 at a time; 1 saved ones taken" in capsys.readouterr().err
     text = out.read_text()
-    assert text.count("ok · 20 orders · 0 injected") == 2
+    assert text.count("ok · 20 orders · 4 cancelled · 0 injected") == 2
     assert text.count(", in 300 s.") == 2 and "  Ran at commit " in text
 
     # A saved cell of another command (here: another --orders) is never taken.
