@@ -8,6 +8,7 @@ import pulumi
 import pytest
 
 from pulumi_eventcraft.saga import (
+    AWS_SDK_TRANSIENT_ERRORS,
     COMPENSATION_RETRY,
     STEP_RETRY,
     TIMEOUT_ERRORS,
@@ -617,3 +618,12 @@ def test_hooks_are_listed_for_the_state_machines_role_and_checked() -> None:
         saga_definition(steps, on_failure="record")
     with pytest.raises(ValueError, match=r"state name 'RecordFailure' is reserved"):
         saga_definition([SagaStep(name="RecordFailure", task=fn("a"))])
+
+
+def test_the_step_retrier_and_the_handler_library_agree_on_the_aws_sdks_transient_errors() -> None:
+    """A task's error name is the class name boto3 gives the error code, so each name
+    the saga retries is a code the handler library (`eventcraft.durable_saga`, the
+    durable style) also retries."""
+    from eventcraft.durable_saga import AWS_TRANSIENT_ERROR_CODES
+
+    assert set(AWS_SDK_TRANSIENT_ERRORS) <= AWS_TRANSIENT_ERROR_CODES

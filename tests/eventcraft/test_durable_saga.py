@@ -32,9 +32,11 @@ from aws_durable_execution_sdk_python_testing.runner import (
 
 from eventcraft.durable_saga import (
     COMPENSATION_ATTEMPTS,
+    STEP_ATTEMPTS,
     DurableSaga,
     SagaStep,
     StepCall,
+    TransientAwsError,
     idempotency_key,
 )
 from tests.conftest import ROOT
@@ -191,12 +193,14 @@ def test_a_saga_that_succeeds_returns_each_steps_result() -> None:
 @pytest.mark.parametrize(
     ("failing", "compensated"),
     [
-        ("reserve", []),
-        ("charge", ["release"]),
-        ("ship", ["refund", "release"]),
+        # A failed step is undone itself first (it may have failed after its effect),
+        # then the completed ones; ship has nothing to undo.
+        ("reserve", ["reserve"]),
+        ("charge", ["charge", "reserve"]),
+        ("ship", ["charge", "reserve"]),
     ],
 )
-def test_a_step_failing_for_good_compensates_the_completed_steps_latest_first(
+def test_a_step_failing_for_good_compensates_itself_then_the_completed_steps_latest_first(
     failing: str, compensated: list[str]
 ) -> None:
     downstream = Downstream()
@@ -204,21 +208,24 @@ def test_a_step_failing_for_good_compensates_the_completed_steps_latest_first(
     result = run_saga(make_saga(downstream, Faults(declined=failing)))
 
     done = list(STEPS[: STEPS.index(failing)])
-    assert downstream.happened() == [*done, *compensated]
+    undo = {"reserve": "release", "charge": "refund"}
+    assert downstream.happened() == [*done, *(undo[name] for name in compensated)]
     assert result.status is InvocationStatus.FAILED
     assert result.error is not None
     assert result.error.type == "eventcraft.durable_saga.SagaFailed"
-    undone = ", ".join(reversed(done)) or "nothing to compensate"
     assert result.error.message == (
         f"saga 'checkout': step {failing!r} failed ({Declined.__module__}.Declined: "
-        f"{failing} declined); compensated, latest first: {undone}"
+        f"{failing} declined); compensated, latest first: {', '.join(compensated)}"
     )
     # Each its own checkpointed step; a business failure is not retried.
     assert operations(result) == [
         *((name, "SUCCEEDED") for name in done),
         (failing, "FAILED"),
-        *((f"compensate-{name}", "SUCCEEDED") for name in reversed(done)),
+        *((f"compensate-{name}", "SUCCEEDED") for name in compensated),
     ]
+    # The failed step's own compensation has no result to undo.
+    if failing == "charge":
+        assert dict(downstream.effects)["refund"]["refunded"] is None
     assert step(result, failing).attempt == 1
     # A compensation gets the result it undoes and the failure it answers.
     if "refund" in compensated:
@@ -240,6 +247,61 @@ def test_a_transient_error_after_the_effect_is_retried_and_the_effect_happens_on
     assert step(result, "charge").attempt == 2
 
 
+def test_a_step_trusted_to_do_nothing_when_it_fails_is_not_compensated_itself() -> None:
+    downstream = Downstream()
+    saga = make_saga(downstream, Faults(declined="reserve"), compensate_own_failure=False)
+
+    result = run_saga(saga)
+
+    assert result.status is InvocationStatus.FAILED
+    assert result.error is not None
+    assert (result.error.message or "").endswith("latest first: nothing to compensate")
+    assert downstream.happened() == []
+
+
+@pytest.mark.parametrize(
+    ("code", "retried"),
+    [
+        ("ProvisionedThroughputExceededException", True),
+        ("ThrottlingException", True),
+        ("InternalServerError", True),
+        ("ConditionalCheckFailedException", False),
+        ("LimitExceededException", False),  # some services mean a hard limit by it
+    ],
+)
+def test_the_aws_sdks_throttling_and_5xx_errors_are_retried_without_being_listed(
+    code: str, retried: bool
+) -> None:
+    """A throttled DynamoDB call (botocore's ClientError, once its own retries are spent)
+    is retried like the step's transient errors; a refused condition is a decision."""
+    from botocore.exceptions import ClientError
+
+    downstream = Downstream()
+    calls: list[int] = []
+
+    def write(call: StepCall) -> Any:
+        calls.append(call.attempt)
+        if call.attempt == 1:
+            raise ClientError({"Error": {"Code": code, "Message": "no"}}, "PutItem")
+        return downstream.write("charge", call.idempotency_key, {"charge": "c-1"})
+
+    saga = DurableSaga("checkout", [SagaStep("charge", write)])
+    assert isinstance(ClientError({"Error": {"Code": code}}, "PutItem"), TransientAwsError) is (
+        retried
+    )
+
+    result = run_saga(saga)
+
+    if retried:
+        assert result.status is InvocationStatus.SUCCEEDED
+        assert calls == [1, 2]
+        assert downstream.happened() == ["charge"]
+    else:
+        assert result.status is InvocationStatus.FAILED
+        assert calls == [1]
+        assert downstream.happened() == []
+
+
 def test_a_transient_error_is_retried_only_up_to_the_steps_attempts() -> None:
     downstream = Downstream()
     saga = make_saga(downstream, Faults())
@@ -251,7 +313,7 @@ def test_a_transient_error_is_retried_only_up_to_the_steps_attempts() -> None:
     assert result.status is InvocationStatus.FAILED
     assert result.error is not None
     assert "step 'charge' failed" in (result.error.message or "")
-    assert step(result, "charge").attempt == 3  # STEP_ATTEMPTS
+    assert step(result, "charge").attempt == STEP_ATTEMPTS == 9
     assert downstream.happened() == ["reserve", "release"]
 
 

@@ -19,8 +19,10 @@ as checkpointed steps of the official SDK (`aws-durable-execution-sdk-python`).
         reservation = call.results["reserve"]          # earlier steps' results
         return payments.charge(..., idempotency_key=call.idempotency_key)
 
-    def refund_card(call: StepCall) -> None:           # call.result: what charge returned
-        payments.refund(call.result["charge_id"], idempotency_key=call.idempotency_key)
+    def refund_card(call: StepCall) -> None:
+        # call.result: what charge returned; None when charge itself failed for good
+        # (after a charge was made, maybe): refund what the order was charged, if anything.
+        payments.refund_order(call.input["order_id"], idempotency_key=call.idempotency_key)
 
 The third saga style, beside choreography (events) and orchestration (Step Functions,
 `pulumi_eventcraft.saga`), with the same outcomes:
@@ -28,18 +30,21 @@ The third saga style, beside choreography (events) and orchestration (Step Funct
   checkpointed, so a replay (the execution resumes after a wait, a retry, a crash)
   returns it without running the action again. Code outside the steps (this loop) runs
   again on every replay; it only decides, from the checkpoints, what comes next.
-- A step retries only its `transient_errors` (`attempts` in all, the SDK's capped
-  exponential backoff with full jitter); any other error is a business failure, not
-  retried: retrying cannot change a decision, it only repeats it. `retry=` takes a
-  strategy of the SDK's instead.
-- A step that fails for good (after its retries) runs the compensations of the steps
-  completed before it, latest first, each its own checkpointed step named
-  `compensate-<step>`: after a crash mid-compensation the replay neither skips nor
-  repeats a compensation that completed. The failed step's own compensation does not
-  run: an attempt that raised reported that it did not complete (a crash is not a
-  failure: it re-runs the attempt, see below), so a step that can fail after committing
-  must undo its own partial work before it raises. The execution then ends FAILED with
-  `SagaFailed` (the failed step, its error, what was compensated).
+- A step retries its `transient_errors` and the AWS SDK's (`TransientAwsError`: a
+  throttled call or a service's 5xx, once botocore's own retries are spent), `attempts`
+  in all (STEP_ATTEMPTS: about 15 minutes of the SDK's capped exponential backoff with
+  full jitter, so an outage of minutes fails no saga); any other error is a business
+  failure, not retried: retrying cannot change a decision, it only repeats it. `retry=`
+  takes a strategy of the SDK's instead.
+- A step that fails for good (after its retries) runs its own compensation first (it
+  may have failed after its effect: a charge made, then a throttled write; its
+  compensation gets `call.result` None and must accept "nothing to undo"), then the
+  compensations of the steps completed before it, latest first, each its own
+  checkpointed step named `compensate-<step>`: after a crash mid-compensation the
+  replay neither skips nor repeats a compensation that completed.
+  `compensate_own_failure=False` trusts a failed step to have done nothing. The
+  execution then ends FAILED with `SagaFailed` (the failed step, its error, what was
+  compensated).
 - Compensations retry every error (`COMPENSATION_ATTEMPTS` attempts, backoff capped at
   5 minutes: up to about 95 minutes of waits, half that on average with the jitter;
   `compensation_retry=` for more): giving up leaves the system inconsistent. One
@@ -89,8 +94,34 @@ Action = Callable[["StepCall"], Any]
 # A step name is its operation's name and a dictionary key: plain and short.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 COMPENSATION_PREFIX: Final = "compensate-"
-# A step's attempts for its transient errors, the first one included.
-STEP_ATTEMPTS: Final = 3
+# A step's attempts for its transient errors, the first one included: from 5 s, doubling,
+# capped at 5 minutes, full jitter: at most 5 + 10 + ... + 160 + 2 x 300 s (about 15
+# minutes) of waits before the step fails for good.
+STEP_ATTEMPTS: Final = 9
+# What the AWS SDK raises for a throttled call or a service fault once botocore's own
+# retries are spent (botocore ClientError codes): nothing was decided, retry later.
+# `LimitExceededException` is left out: some services mean a hard limit by it.
+AWS_TRANSIENT_ERROR_CODES: Final = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "TransactionInProgressException",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "KMSThrottlingException",
+        "SlowDown",
+        "InternalServerError",
+        "InternalException",
+        "InternalFailure",
+        "InternalServerException",
+        "ServiceException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+    }
+)
 # A compensation's attempts for any error: from 5 s, doubling, capped at 5 minutes, with
 # full jitter: at most 5 + 10 + ... + 160 + 18 x 300 s (about 95 minutes) before it gives up.
 COMPENSATION_ATTEMPTS: Final = 25
@@ -102,6 +133,32 @@ def idempotency_key(execution_arn: str, saga: str, operation: str) -> str:
     of a saga in one durable execution: 64 hex digits, stable across replays."""
     material = "\n".join((execution_arn, saga, operation)).encode()
     return hashlib.sha256(material).hexdigest()
+
+
+class _TransientAwsErrorType(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        return is_transient_aws_error(instance)
+
+
+class TransientAwsError(Exception, metaclass=_TransientAwsErrorType):
+    """Not raised: a class for `isinstance` (and the SDK's `retryable_error_types`) that
+    every botocore ClientError whose code is in AWS_TRANSIENT_ERROR_CODES is an
+    instance of, and so is a timeout or a lost connection of botocore's."""
+
+
+def is_transient_aws_error(error: object) -> bool:
+    """Whether `error` is a throttled AWS call, a service fault or a network failure,
+    raised once botocore's own retries were spent: the same call may succeed later."""
+    response = getattr(error, "response", None)
+    if isinstance(response, Mapping):
+        code = (response.get("Error") or {}).get("Code")
+        return code in AWS_TRANSIENT_ERROR_CODES
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import ReadTimeoutError
+    except ImportError:  # pragma: no cover - botocore is in every Lambda runtime
+        return False
+    return isinstance(error, ReadTimeoutError | BotoConnectionError)
 
 
 @dataclass(frozen=True)
@@ -129,7 +186,8 @@ class StepCall:
         compensation, every completed step's.
     attempt: 1 for the first attempt, then 2, 3... (retries, not replays of a crash).
     logger: the SDK's step logger (deduplicated across replays).
-    result: for a compensation, the result of the action it undoes; None for an action.
+    result: for a compensation, the result of the action it undoes; None for an action,
+        and for the compensation of the step that failed (it has no result).
     failure: for a compensation, the step failure being compensated; None for an action.
     """
 
@@ -156,8 +214,12 @@ class SagaStep:
         `StepCall` whose `result` is the action's result. Must be idempotent (use
         `call.idempotency_key`) and accept "nothing to undo".
     transient_errors: exception classes the action raises for a transient condition;
-        retried up to `attempts` attempts in all. Anything else is not retried.
+        retried up to `attempts` attempts in all, as the AWS SDK's own transient errors
+        (`TransientAwsError`) always are. Anything else is not retried.
     attempts: STEP_ATTEMPTS (default), the first attempt included.
+    compensate_own_failure: True (default): when this step fails for good, its own
+        compensation runs first (with `call.result` None), then the earlier steps'.
+        False: the failed step is trusted to have done nothing.
     retry: an SDK retry strategy replacing `transient_errors`/`attempts` (e.g.
         `RetryPresets.transient()`).
     compensation_retry: an SDK retry strategy for the compensation; default every error,
@@ -171,6 +233,7 @@ class SagaStep:
     attempts: int = STEP_ATTEMPTS
     retry: RetryStrategy | None = field(default=None, repr=False)
     compensation_retry: RetryStrategy | None = field(default=None, repr=False)
+    compensate_own_failure: bool = True
 
     def __post_init__(self) -> None:
         _check_name(f"SagaStep.name ({self.name!r})", self.name)
@@ -218,7 +281,7 @@ class SagaStep:
             RetryStrategyConfig(
                 max_attempts=self.attempts,
                 retryable_errors=[],
-                retryable_error_types=list(self.transient_errors),
+                retryable_error_types=[*self.transient_errors, TransientAwsError],
             )
         )
         return StepConfig(retry_strategy=retry)
@@ -321,6 +384,8 @@ class DurableSaga:
                 )
             except _operation_errors() as error:
                 failure = StepFailure(step.name, *_described(error))
+                if step.compensate_own_failure:
+                    completed.append(step)  # it may have failed after its effect
                 break
             completed.append(step)
         else:
@@ -373,7 +438,7 @@ class DurableSaga:
             function, operation, result = (
                 step.compensate,
                 step.compensation_name,
-                results[step.name],
+                results.get(step.name),  # None: the failed step's own compensation
             )
         key = idempotency_key(arn, self.name, operation)
         earlier = MappingProxyType(dict(results))  # a snapshot: later steps add theirs
