@@ -20,6 +20,12 @@ REQUIREMENTS_FILE: Final = CODE_DIR / "requirements.txt"
 HANDLER_LIBRARY: Final = ROOT / "eventcraft"
 LAYER_CACHE_DIR: Final = ROOT / ".build" / "layers"
 
+# The durable saga (sagaMode durable / all): one durable function, on the runtime the
+# durable SDK supports, with a layer of its own that holds the SDK.
+DURABLE_SAGA_HANDLER: Final = "handlers.durable_order_saga.handler"
+DURABLE_PYTHON: Final = "3.13"
+DURABLE_REQUIREMENTS_FILE: Final = CODE_DIR / "requirements-durable.txt"
+
 RELAY_HANDLER: Final = "handlers.outbox_relay.handler"
 # Republishes what the relay gave up on (an outage longer than its retries), on a schedule.
 SWEEPER_HANDLER: Final = "handlers.outbox_sweeper.handler"

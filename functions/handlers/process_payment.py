@@ -21,8 +21,8 @@ from contracts import InventoryReserved
 from domain.payments import Charge, PaymentProviderUnavailable
 from eventcraft import envelopes
 from saga import store
-from saga.payment_step import charge_of, pay
-from saga.sfn_state import order_from_state
+from saga.payment_step import pay
+from saga.tasks import PaymentDeclined, pay_step
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -38,11 +38,6 @@ ACCESS: dict[str, frozenset[str]] = {
 }
 
 __all__ = ["ACCESS", "PaymentDeclined", "PaymentProviderUnavailable", "handler", "task"]
-
-
-class PaymentDeclined(Exception):
-    """The payment was declined (or voided by a compensation). A business outcome:
-    retrying gives the same answer."""
 
 
 def on_inventory_reserved(event: InventoryReserved) -> dict[str, Any]:
@@ -65,12 +60,6 @@ def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureRespons
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Step Functions step: charge the order of the saga state, or PaymentDeclined."""
-    order = order_from_state(event)
-    outcome = pay(charge_of(order), record_saga=True, order=order)
-    if not outcome.charged:
-        raise PaymentDeclined(
-            f"payment of order {order.order_id} {outcome.status.value.lower()}: "
-            + (outcome.reason or "it was compensated before it was charged")
-        )
-    return outcome.to_result()
+    """Step Functions step: charge the order of the saga state, or PaymentDeclined
+    (`saga.tasks.pay_step`)."""
+    return pay_step(event)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from contracts import ShippingFailed
 from eventcraft import envelopes
-from saga.compensation import compensation_task
 from saga.payment_step import refund
+from saga.tasks import refund_step
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -54,4 +54,4 @@ def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureRespons
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Step Functions compensation of the pay step (succeeds with nothing to undo)."""
-    return compensation_task(event, refund)
+    return refund_step(event)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from contracts import Event, PaymentFailed, ShippingFailed
 from eventcraft import envelopes
-from saga.compensation import compensation_task
 from saga.inventory_step import release
+from saga.tasks import release_step
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -72,4 +72,4 @@ def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureRespons
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Step Functions compensation of the reserve step (succeeds with nothing to undo)."""
-    return compensation_task(event, release)
+    return release_step(event)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from contracts import OrderPlaced
 from eventcraft import envelopes
 from saga.inventory_step import reserve
-from saga.sfn_state import order_from_state
+from saga.tasks import InventoryUnavailable, reserve_step
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -33,10 +33,7 @@ ACCESS: dict[str, frozenset[str]] = {
     "ORDERS_TABLE": frozenset({"dynamodb:GetItem", "dynamodb:PutItem"}),
 }
 
-
-class InventoryUnavailable(Exception):
-    """The order cannot be reserved (stock short, or the order was already cancelled).
-    A business outcome: retrying gives the same answer."""
+__all__ = ["ACCESS", "InventoryUnavailable", "handler", "task"]
 
 
 def on_order_placed(order: OrderPlaced) -> dict[str, Any]:
@@ -50,13 +47,6 @@ def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureRespons
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Step Functions step: reserve the order of the saga state, or InventoryUnavailable."""
-    order = order_from_state(event)
-    outcome = reserve(order, record_saga=True)
-    if not outcome.reserved:
-        r = outcome.reservation
-        raise InventoryUnavailable(
-            f"order {order.order_id} cannot be reserved: "
-            + (r.reason or "it was cancelled before its stock was reserved")
-        )
-    return outcome.to_result()
+    """Step Functions step: reserve the order of the saga state, or InventoryUnavailable
+    (`saga.tasks.reserve_step`)."""
+    return reserve_step(event)

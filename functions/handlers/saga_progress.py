@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any
 from contracts import Event
 from domain import orders
 from eventcraft import envelopes
-from saga import guards, store
+from saga import guards, store, tasks
 from saga.compensation import compensate_late
-from saga.sfn_state import aborted_from_state, order_from_state
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -66,14 +65,7 @@ def record_outcome(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     The step tasks record their own facts; this is for a failure no task reported (a
     first step that exhausted its retries), as a final state of the failure path.
     """
-    order = order_from_state(event)
-    fact = aborted_from_state(event, order.order_id)
-    saga = store.record(order.order_id, [fact] if fact else [], order=order)
-    return {
-        "orderId": order.order_id,
-        "status": saga.state.status.value,
-        "final": saga.state.final,
-    }
+    return tasks.record_outcome(event)
 
 
 def progress(event: Event) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 from contracts import PaymentProcessed
 from eventcraft import envelopes
 from saga import store
-from saga.sfn_state import order_from_state
 from saga.shipping_step import ShipmentRefused, ship
+from saga.tasks import ShippingUnavailable, ship_step
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -47,11 +47,6 @@ ACCESS: dict[str, frozenset[str]] = {
 __all__ = ["ACCESS", "ShipmentRefused", "ShippingUnavailable", "handler", "task"]
 
 
-class ShippingUnavailable(Exception):
-    """The carrier cannot ship the order. A business outcome: retrying gives the same
-    answer."""
-
-
 def on_payment_processed(event: PaymentProcessed) -> dict[str, Any]:
     state = store.load(event.order_id)
     if state is None:
@@ -70,18 +65,6 @@ def handler(event: Mapping[str, Any], context: Any) -> PartialItemFailureRespons
 
 
 def task(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Step Functions step: ship the order of the saga state, or ShippingUnavailable."""
-    order = order_from_state(event)
-    outcome = ship(
-        order.order_id,
-        order.customer_id,
-        total_cents=order.total_cents,
-        currency=order.currency,
-        record_saga=True,
-        order=order,
-    )
-    if not outcome.shipped:
-        raise ShippingUnavailable(
-            f"order {order.order_id} cannot be shipped: {outcome.reason or 'refused'}"
-        )
-    return outcome.to_result()
+    """Step Functions step: ship the order of the saga state, or ShippingUnavailable
+    (`saga.tasks.ship_step`)."""
+    return ship_step(event)

@@ -123,6 +123,20 @@ def test_pip_targets_lambda_platform_binary_only(tmp_path: Path) -> None:
     ]
 
 
+def test_a_change_in_an_included_requirements_file_gives_a_new_hash(tmp_path: Path) -> None:
+    """pip reads `-r base.txt` too: the layer built from it is stale when it changes."""
+    base = tmp_path / "base.txt"
+    base.write_text("pydantic>=2.13,<3\n")
+    extended = tmp_path / "extended.txt"
+    extended.write_text("-r base.txt  # the shared packages\nfakepkg==1\n")
+    first = layer_hash(extended, "arm64", "3.13")
+    base.write_text("pydantic>=2.14,<3\n")
+    assert layer_hash(extended, "arm64", "3.13") != first
+    # An include cycle is read once, not forever.
+    base.write_text("--requirement extended.txt\n")
+    assert layer_hash(extended, "arm64", "3.13") == layer_hash(extended, "arm64", "3.13")
+
+
 def test_changed_requirements_architecture_or_python_give_a_new_hash(tmp_path: Path) -> None:
     req = tmp_path / "requirements.txt"
     req.write_text("pydantic>=2.13,<3\n")

@@ -388,6 +388,45 @@ def test_a_compensation_that_cannot_succeed_fails_the_execution_naming_it() -> N
     assert step(result, "compensate-reserve").status is OperationStatus.SUCCEEDED
 
 
+def test_the_failure_hook_runs_once_after_the_compensations_with_the_failure() -> None:
+    downstream = Downstream()
+    seen: list[StepCall] = []
+
+    def record(call: StepCall) -> Any:
+        seen.append(call)
+        return downstream.write("record", call.idempotency_key, {"failed": str(call.failure)})
+
+    saga = make_saga(downstream, Faults(declined="ship"))
+    saga = DurableSaga("checkout", saga.steps, on_failure=record)
+
+    result = run_saga(saga)
+
+    assert result.status is InvocationStatus.FAILED
+    assert result.error is not None
+    assert result.error.type == "eventcraft.durable_saga.SagaFailed"
+    assert downstream.happened() == ["reserve", "charge", "refund", "release", "record"]
+    assert operations(result)[-1] == ("on-failure", "SUCCEEDED")
+    (call,) = seen
+    assert call.failure is not None and call.failure.step == "ship"
+    assert set(call.results) == {"reserve", "charge"}
+    assert call.result is None
+
+
+def test_a_failure_hook_that_gives_up_fails_the_execution_louder() -> None:
+    downstream = Downstream()
+    saga = make_saga(downstream, Faults(declined="charge"), compensate_own_failure=False)
+    saga = DurableSaga("checkout", saga.steps, on_failure=_always(RuntimeError("db down")))
+
+    result = run_saga(saga)
+
+    assert result.status is InvocationStatus.FAILED
+    assert result.error is not None
+    assert result.error.type == "eventcraft.durable_saga.SagaOutcomeNotRecorded"
+    assert "its failure hook gave up (RuntimeError: db down)" in (result.error.message or "")
+    assert downstream.happened() == ["reserve", "refund", "release"]
+    assert result.get_step("on-failure").attempt == COMPENSATION_ATTEMPTS
+
+
 def test_idempotency_keys_differ_by_execution_step_and_compensation() -> None:
     downstream = Downstream()
 

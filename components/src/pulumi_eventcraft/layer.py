@@ -104,15 +104,32 @@ def _source_files(package: Path) -> list[Path]:
     )
 
 
+def _requirements_files(
+    path: Path, seen: frozenset[Path] = frozenset()
+) -> list[tuple[Path, bytes]]:
+    """`path` and the requirements files it includes (`-r` / `--requirement`, relative
+    to it, as pip reads them), each with its bytes; an include cycle is read once."""
+    resolved = path.resolve()
+    if resolved in seen:
+        return []
+    text = resolved.read_bytes()
+    found = [(resolved, text)]
+    for line in text.decode().splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) == 2 and words[0] in ("-r", "--requirement"):
+            found += _requirements_files(resolved.parent / words[1], seen | {resolved})
+    return found
+
+
 def layer_hash(
     requirements_file: Path,
     architecture: str,
     python_version: str,
     packages: Sequence[Path] = (),
 ) -> str:
-    """The cache key: sha256 of the requirements' bytes, each local package's files,
-    the architecture and the Python version."""
-    parts = [Path(requirements_file).read_bytes()]
+    """The cache key: sha256 of the requirements' bytes (and of the files they include
+    with `-r`), each local package's files, the architecture and the Python version."""
+    parts = [text for _, text in _requirements_files(Path(requirements_file))]
     for package in packages:
         for path in _source_files(Path(package)):
             parts += [path.relative_to(package).as_posix().encode(), path.read_bytes()]

@@ -51,6 +51,9 @@ The third saga style, beside choreography (events) and orchestration (Step Funct
   that still fails is recorded and the others still run (undo as much as possible); the
   execution then ends FAILED with `SagaCompensationFailed`, naming each compensation
   that gave up and its last error, for an operator. Never silently.
+- `on_failure=` (the saga's failure hook) runs once the compensations are done, as a
+  checkpointed step `on-failure` retried like them: it records the saga's final state
+  where no step could (the Step Functions saga's `RecordFailure`).
 
 Idempotency. A step runs at least once per attempt: Lambda may crash (or lose the
 checkpoint of its result) after the action's effect, and the replay runs the action
@@ -94,6 +97,7 @@ Action = Callable[["StepCall"], Any]
 # A step name is its operation's name and a dictionary key: plain and short.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 COMPENSATION_PREFIX: Final = "compensate-"
+ON_FAILURE_STEP: Final = "on-failure"
 # A step's attempts for its transient errors, the first one included: from 5 s, doubling,
 # capped at 5 minutes, full jitter: at most 5 + 10 + ... + 160 + 2 x 300 s (about 15
 # minutes) of waits before the step fails for good.
@@ -288,19 +292,7 @@ class SagaStep:
 
     def compensation_config(self) -> StepConfig:
         """The SDK configuration of the compensation's step."""
-        from aws_durable_execution_sdk_python.config import Duration, StepConfig
-        from aws_durable_execution_sdk_python.retries import (
-            RetryStrategyConfig,
-            create_retry_strategy,
-        )
-
-        retry = self.compensation_retry or create_retry_strategy(
-            RetryStrategyConfig(
-                max_attempts=COMPENSATION_ATTEMPTS,
-                max_delay=Duration.from_seconds(COMPENSATION_MAX_DELAY_SECONDS),
-            )
-        )
-        return StepConfig(retry_strategy=retry)
+        return _undo_config(self.compensation_retry)
 
 
 class SagaFailed(Exception):
@@ -314,6 +306,25 @@ class SagaFailed(Exception):
         super().__init__(
             f"saga {saga!r}: step {failure.step!r} failed ({failure}); compensated, latest "
             f"first: {undone}"
+        )
+
+
+class SagaOutcomeNotRecorded(Exception):
+    """The saga failed and was compensated, but its `on_failure` hook gave up after its
+    retries: its final state was not recorded."""
+
+    def __init__(
+        self, saga: str, failure: StepFailure, compensated: Sequence[str], error: str
+    ) -> None:
+        self.saga = saga
+        self.failure = failure
+        self.compensated = tuple(compensated)
+        self.error = error
+        undone = ", ".join(self.compensated) or "nothing to compensate"
+        super().__init__(
+            f"saga {saga!r}: step {failure.step!r} failed ({failure}); compensated, latest "
+            f"first: {undone}; but its failure hook gave up ({error}): the saga's final "
+            "state was not recorded"
         )
 
 
@@ -348,10 +359,18 @@ class DurableSaga:
     name: the saga's name (part of every idempotency key): a letter, then letters,
         digits, '-' or '_', at most 64 characters.
     steps: the steps, in order; at least one, names unique.
+    on_failure: None (default) or an action run once the compensations are done, before
+        the execution fails: it records the saga's final state where the steps could
+        not (e.g. CANCELLED when the first step failed before it recorded anything). A
+        checkpointed step named `on-failure`, called with a `StepCall` whose `failure`
+        is the step failure, `results` the completed steps' and `result` None; retried
+        like a compensation. One that gives up ends the execution with
+        SagaOutcomeNotRecorded (unless a compensation gave up: that is reported).
     """
 
     name: str
     steps: Sequence[SagaStep]
+    on_failure: Action | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_name(f"DurableSaga.name ({self.name!r})", self.name)
@@ -361,7 +380,17 @@ class DurableSaga:
         for step in self.steps:
             if not isinstance(step, SagaStep):
                 raise TypeError(f"DurableSaga {self.name!r}: steps must be SagaSteps, got {step!r}")
+        if self.on_failure is not None and not callable(self.on_failure):
+            raise TypeError(
+                f"DurableSaga {self.name!r}: on_failure must be callable or None, got "
+                f"{self.on_failure!r}"
+            )
         names = [s.name for s in self.steps]
+        if ON_FAILURE_STEP in names:
+            raise ValueError(
+                f"DurableSaga {self.name!r}: {ON_FAILURE_STEP!r} names the failure hook's "
+                "step; name the step otherwise"
+            )
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(
@@ -372,7 +401,8 @@ class DurableSaga:
     def run(self, context: DurableContext, saga_input: Any = None) -> dict[str, Any]:
         """Run the steps in `context` (the durable handler's); return
         `{"status": "SUCCEEDED", "results": {step: result}}`, or raise `SagaFailed` /
-        `SagaCompensationFailed` after the compensations (the execution ends FAILED)."""
+        `SagaCompensationFailed` / `SagaOutcomeNotRecorded` after the compensations and
+        the failure hook (the execution ends FAILED)."""
         arn = context.execution_context.durable_execution_arn
         results: dict[str, Any] = {}
         completed: list[SagaStep] = []
@@ -416,9 +446,47 @@ class DurableSaga:
                 gave_up[step.name] = "{}: {}".format(*_described(error))
                 continue
             compensated.append(step.name)
+        hook_error = self._record_failure(context, arn, saga_input, results, failure)
         if gave_up:
             raise SagaCompensationFailed(self.name, failure, compensated, gave_up)
+        if hook_error is not None:
+            raise SagaOutcomeNotRecorded(self.name, failure, compensated, hook_error)
         raise SagaFailed(self.name, failure, compensated)
+
+    def _record_failure(
+        self,
+        context: DurableContext,
+        arn: str,
+        saga_input: Any,
+        results: Mapping[str, Any],
+        failure: StepFailure,
+    ) -> str | None:
+        """Run `on_failure` as a checkpointed step; its error if it gave up."""
+        hook = self.on_failure
+        if hook is None:
+            return None
+        key = idempotency_key(arn, self.name, ON_FAILURE_STEP)
+        earlier = MappingProxyType(dict(results))
+
+        def run_hook(step_context: StepContext) -> Any:
+            return hook(
+                StepCall(
+                    saga=self.name,
+                    step=ON_FAILURE_STEP,
+                    idempotency_key=key,
+                    input=saga_input,
+                    results=earlier,
+                    attempt=step_context.attempt,
+                    logger=step_context.logger,
+                    failure=failure,
+                )
+            )
+
+        try:
+            context.step(run_hook, name=ON_FAILURE_STEP, config=_undo_config(None))
+        except _operation_errors() as error:
+            return "{}: {}".format(*_described(error))
+        return None
 
     def _attempt(
         self,
@@ -459,6 +527,24 @@ class DurableSaga:
             )
 
         return run_attempt
+
+
+def _undo_config(retry: RetryStrategy | None) -> StepConfig:
+    """A compensation's or the failure hook's step configuration: `retry`, or every
+    error, COMPENSATION_ATTEMPTS attempts, waits capped at 5 minutes."""
+    from aws_durable_execution_sdk_python.config import Duration, StepConfig
+    from aws_durable_execution_sdk_python.retries import (
+        RetryStrategyConfig,
+        create_retry_strategy,
+    )
+
+    strategy = retry or create_retry_strategy(
+        RetryStrategyConfig(
+            max_attempts=COMPENSATION_ATTEMPTS,
+            max_delay=Duration.from_seconds(COMPENSATION_MAX_DELAY_SECONDS),
+        )
+    )
+    return StepConfig(retry_strategy=strategy)
 
 
 def _operation_errors() -> tuple[type[DurableExecutionsError], ...]:
