@@ -201,8 +201,11 @@ def test_provisioned_table_and_index_capacity() -> None:
     assert table.inputs["globalSecondaryIndexes"] == [
         {
             "name": "by-status",
-            "hashKey": "status",
-            "rangeKey": "createdAt",
+            # key_schemas: hash_key / range_key of an index are deprecated (pulumi-aws 7.51).
+            "keySchemas": [
+                {"attributeName": "status", "keyType": "HASH"},
+                {"attributeName": "createdAt", "keyType": "RANGE"},
+            ],
             "projectionType": "ALL",
             "readCapacity": 1.0,
             "writeCapacity": 1.0,

@@ -305,8 +305,14 @@ class Table(pulumi.ComponentResource):
             global_secondary_indexes=[
                 aws.dynamodb.TableGlobalSecondaryIndexArgs(
                     name=gsi.name,
-                    hash_key=gsi.hash_key.name,
-                    range_key=gsi.range_key.name if gsi.range_key else None,
+                    # key_schemas, not hash_key / range_key (deprecated in pulumi-aws 7.51).
+                    key_schemas=[
+                        aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
+                            attribute_name=key.name, key_type=key_type
+                        )
+                        for key, key_type in ((gsi.hash_key, "HASH"), (gsi.range_key, "RANGE"))
+                        if key is not None
+                    ],
                     projection_type=gsi.projection_type,
                     non_key_attributes=list(gsi.non_key_attributes) or None,
                     read_capacity=gsi.read_capacity,
