@@ -465,23 +465,15 @@ class DurableSaga:
         hook = self.on_failure
         if hook is None:
             return None
-        key = idempotency_key(arn, self.name, ON_FAILURE_STEP)
-        earlier = MappingProxyType(dict(results))
-
-        def run_hook(step_context: StepContext) -> Any:
-            return hook(
-                StepCall(
-                    saga=self.name,
-                    step=ON_FAILURE_STEP,
-                    idempotency_key=key,
-                    input=saga_input,
-                    results=earlier,
-                    attempt=step_context.attempt,
-                    logger=step_context.logger,
-                    failure=failure,
-                )
-            )
-
+        run_hook = self._caller(
+            hook,
+            step=ON_FAILURE_STEP,
+            operation=ON_FAILURE_STEP,
+            arn=arn,
+            saga_input=saga_input,
+            results=results,
+            failure=failure,
+        )
         try:
             context.step(run_hook, name=ON_FAILURE_STEP, config=_undo_config(None))
         except _operation_errors() as error:
@@ -508,14 +500,39 @@ class DurableSaga:
                 step.compensation_name,
                 results.get(step.name),  # None: the failed step's own compensation
             )
+        return self._caller(
+            function,
+            step=step.name,
+            operation=operation,
+            arn=arn,
+            saga_input=saga_input,
+            results=results,
+            result=result,
+            failure=failure,
+        )
+
+    def _caller(
+        self,
+        function: Action,
+        *,
+        step: str,
+        operation: str,
+        arn: str,
+        saga_input: Any,
+        results: Mapping[str, Any],
+        result: Any = None,
+        failure: StepFailure | None = None,
+    ) -> Callable[[StepContext], Any]:
+        """`function` as `context.step` runs it: called with the `StepCall` of `step`, the
+        key of `operation` in this execution and the attempt's number and logger."""
         key = idempotency_key(arn, self.name, operation)
         earlier = MappingProxyType(dict(results))  # a snapshot: later steps add theirs
 
-        def run_attempt(step_context: StepContext) -> Any:
+        def run(step_context: StepContext) -> Any:
             return function(
                 StepCall(
                     saga=self.name,
-                    step=step.name,
+                    step=step,
                     idempotency_key=key,
                     input=saga_input,
                     results=earlier,
@@ -526,7 +543,7 @@ class DurableSaga:
                 )
             )
 
-        return run_attempt
+        return run
 
 
 def _undo_config(retry: RetryStrategy | None) -> StepConfig:
