@@ -16,14 +16,13 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from aws_durable_execution_sdk_python.lambda_service import InvocationStatus, OperationStatus
-from aws_durable_execution_sdk_python_testing.executor import Executor
 from aws_durable_execution_sdk_python_testing.runner import (
     DurableFunctionTestResult,
     DurableFunctionTestRunner,
@@ -40,6 +39,7 @@ from eventcraft.durable_saga import (
     idempotency_key,
 )
 from tests.conftest import ROOT
+from tests.durable_runner import LambdaCrash, run_durable
 
 STEPS = ("reserve", "charge", "ship")
 COMPENSATIONS = {"reserve": "release", "charge": "refund"}
@@ -51,11 +51,6 @@ class Busy(Exception):
 
 class Declined(Exception):
     """A business failure: retrying would only repeat the decision."""
-
-
-class LambdaCrash(BaseException):
-    """The function's process dies (or its reply is lost) mid-step: no checkpoint of the
-    step's end is written. A BaseException, so that no handler code catches it."""
 
 
 @dataclass
@@ -142,26 +137,9 @@ def run_saga(
     def durable_handler(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
         return saga.run(context, event)
 
-    def handler(event: Any, context: Any) -> Any:
-        # Lambda's view of a crash: the invocation failed, the service invokes again.
-        try:
-            return durable_handler(event, context)
-        except LambdaCrash as crash:
-            raise RuntimeError(f"the function crashed in {crash}") from None
-
-    with DurableFunctionTestRunner(handler=handler) as runner:
-        result: DurableFunctionTestResult = runner.run(
-            input=json.dumps({"item": item}), execution_timeout=60, execution_name=execution_name
-        )
-    return result
-
-
-@pytest.fixture(autouse=True)
-def _no_real_backoff_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # The runner waits RETRY_BACKOFF_SECONDS of real time before invoking a crashed
-    # execution again (step retries already run on its virtual clock).
-    monkeypatch.setattr(Executor, "RETRY_BACKOFF_SECONDS", 0)
-    yield
+    return run_durable(
+        durable_handler, {"item": item}, execution_timeout=60, execution_name=execution_name
+    )
 
 
 def operations(result: DurableFunctionTestResult) -> list[tuple[str | None, str]]:

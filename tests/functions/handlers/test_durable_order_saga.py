@@ -8,21 +8,19 @@ the outbox.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aws_durable_execution_sdk_python.lambda_service import InvocationStatus
-from aws_durable_execution_sdk_python_testing.executor import Executor
 from aws_durable_execution_sdk_python_testing.runner import (
     DurableFunctionTestResult,
-    DurableFunctionTestRunner,
 )
 from botocore.exceptions import ClientError
 
 from handlers import durable_order_saga
 from order_saga.wiring import read_access
 from saga import tasks
+from tests.durable_runner import LambdaCrash, run_durable
 from tests.functions.handlers.conftest import SagaWorld, as_eventbridge, order_placed
 
 TASK_MODULES = (
@@ -35,36 +33,14 @@ TASK_MODULES = (
 )
 
 
-class LambdaCrash(BaseException):
-    """The function's process dies (or its reply is lost) after a step's effect, before
-    the checkpoint of its end: no handler code catches it."""
-
-
-@pytest.fixture(autouse=True)
-def _no_real_backoff_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # The runner waits RETRY_BACKOFF_SECONDS of real time before invoking a crashed
-    # execution again (step retries already run on its virtual clock).
-    monkeypatch.setattr(Executor, "RETRY_BACKOFF_SECONDS", 0)
-    yield
-
-
 def run(order_id: str, customer_id: str, *, name: str = "execution") -> DurableFunctionTestResult:
     """One durable execution started with the OrderPlaced event, as the rule does."""
     event = as_eventbridge(
         "OrderPlaced", order_placed(order_id, customerId=customer_id).to_detail()
     )
-
-    def handler(payload: Any, context: Any) -> Any:
-        try:
-            return durable_order_saga.handler(payload, context)
-        except LambdaCrash as crash:  # Lambda's view: the invocation failed, invoke again
-            raise RuntimeError(f"the function crashed in {crash}") from None
-
-    with DurableFunctionTestRunner(handler=handler) as runner:
-        result: DurableFunctionTestResult = runner.run(
-            input=json.dumps(event), execution_timeout=900, execution_name=name
-        )
-    return result
+    return run_durable(
+        durable_order_saga.handler, event, execution_timeout=900, execution_name=name
+    )
 
 
 def steps(result: DurableFunctionTestResult) -> list[tuple[str | None, str]]:
