@@ -6,8 +6,8 @@ Entry:
   delivers to the function's alias (or `{"order": <detail>}`). Runs reserve -> pay ->
   ship as checkpointed steps (`eventcraft.durable_saga`); a step that fails for good is
   undone itself, then the completed steps latest first (release, refund); the saga's
-  final state is recorded (`record-outcome`, a step too) and the execution ends FAILED
-  with SagaFailed, or SagaCompensationFailed for an operator when an undo gave up.
+  final state is recorded (the failure hook, step `on-failure`) and the execution ends
+  FAILED with SagaFailed, or SagaCompensationFailed for an operator when an undo gave up.
 
 Only the orchestration differs from the other two styles: each step runs the use case
 the Step Functions task of the same step runs (`saga.tasks`: reserve, pay, ship,

@@ -58,13 +58,8 @@ class UnrecordedEventError(ValueError):
 
 
 def record_outcome(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
-    """Step Functions task: record the saga's outcome from its state (a caught `$.error`
-    marks the failed step; compensations already recorded are kept) and return the
-    order's status. Idempotent: the failure fact has one id per order.
-
-    The step tasks record their own facts; this is for a failure no task reported (a
-    first step that exhausted its retries), as a final state of the failure path.
-    """
+    """Step Functions task, the saga's failure hook: record its outcome from its state
+    and return the order's status (`saga.tasks.record_outcome`)."""
     return tasks.record_outcome(event)
 
 
