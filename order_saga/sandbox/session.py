@@ -24,6 +24,7 @@ program, calls its entry function as a client would, and reads what the handlers
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -369,24 +370,27 @@ class OrderSagaSession(SandboxSession):
             problems={name: texts[:5] for name, texts in problems.items()},
         )
 
-    def _execution_outcome(self, order_id: str) -> str:
-        """How the order's latest saga execution ended, for a stuck order's problem
-        text ('' without a state machine or an execution of the order)."""
+    def _saga_executions(self) -> list[dict[str, Any]] | None:
+        """Every execution of the saga's state machine, described (input, status, error),
+        or None without a state machine."""
         machine = self.outputs.get("stateMachineArn")
         if not machine:
-            return ""
+            return None
         sfn = self.client("stepfunctions")
-        found = [  # started by a rule: named by EventBridge, the order is in the input
-            described
+        return [
+            sfn.describe_execution(executionArn=execution["executionArn"])
             for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
             for execution in page["executions"]
-            if order_id
-            in str(
-                (described := sfn.describe_execution(executionArn=execution["executionArn"])).get(
-                    "input"
-                )
-            )
         ]
+
+    @staticmethod
+    def _execution_outcome(order_id: str, executions: Sequence[Mapping[str, Any]] | None) -> str:
+        """How the order's latest saga execution among `executions` ended, for a stuck
+        order's problem text ('' without a state machine)."""
+        if executions is None:
+            return ""
+        # Started by a rule: named by EventBridge, the order is in the input.
+        found = [described for described in executions if order_id in str(described.get("input"))]
         if not found:
             return "no saga execution"
         latest = max(found, key=lambda described: described["startDate"])
@@ -400,11 +404,13 @@ class OrderSagaSession(SandboxSession):
         with self._lock:
             placed = list(self.placed)
             outcomes = {k: dict(v) for k, v in self.outcomes.items()}
+        # Read once, at the first stuck order (not per stuck order, not when none is).
+        saga_executions = functools.cache(self._saga_executions)
         for order_id in dict.fromkeys([*placed, *orders]):
             record = orders.get(order_id)
             status = None if record is None else str(record.get("status"))
             if status not in FINAL_STATUSES:
-                why = self._execution_outcome(order_id)
+                why = self._execution_outcome(order_id, saga_executions())
                 fail(
                     "every_order_final",
                     f"order {order_id} is {status or 'missing'}" + (f" ({why})" if why else ""),
